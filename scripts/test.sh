@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every gate, in order: installs, fmt, clippy, unit/integration tests, build, end-to-end tests
+# (real Envoy + mcp-warden + MCP upstream/client). Works from any directory.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k jwt -x).
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+CURRENT_STEP="setup"
+DONE_STEPS=()
+on_exit() {
+  local rc=$?
+  if [ "$rc" -eq 0 ]; then
+    printf '\nSUMMARY: all checks green: %s\n' "${DONE_STEPS[*]}"
+  else
+    printf '\nSUMMARY: FAILED at step "%s" (exit %s); green before it: %s\n' \
+      "$CURRENT_STEP" "$rc" "${DONE_STEPS[*]:-none}"
+  fi
+}
+trap on_exit EXIT
+
+step() {
+  CURRENT_STEP="$1"
+  shift
+  log "$CURRENT_STEP: $*"
+  "$@"
+  DONE_STEPS+=("$CURRENT_STEP")
+}
+
+step python-deps ensure_venv
+step node-deps ensure_node
+step fmt cargo fmt --all -- --check
+step clippy cargo clippy --all-targets -- -D warnings
+step cargo-test cargo test
+step build cargo build --bins
+
+export MCP_WARDEN_BIN="${MCP_WARDEN_BIN:-$(target_dir)/debug/mcp-warden}"
+step e2e "$VENV_PY" -m pytest "$REPO_ROOT/tests/e2e" -q -p no:cacheprovider "$@"

@@ -1,0 +1,417 @@
+//! The ext_authz decision: Envoy's `CheckRequest` in, `CheckResponse` out.
+//!
+//! Order: inspect the MCP request (fail-closed gate), authenticate, resolve the app
+//! (route `context_extensions.app`, else the Host against `public_addr`), check app access,
+//! then every governed name in the body. On allow, the app's `rewrite.headers` replace the
+//! client's (`OVERWRITE_IF_EXISTS_OR_ADD`) and the client's credentials are removed; on deny,
+//! a JSON-RPC error echoing the request id. Every outcome is audited. One `load()` of the
+//! policy snapshot per check.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
+use serde_json::value::RawValue;
+
+use crate::audit::{self, Audit, Event};
+use crate::authn::{self, AuthError};
+use crate::config::AuthMethod;
+use crate::keys::SigningKey;
+use crate::mcp::{self, Body, Inspection, Limits, Message, Rejection};
+use crate::policy::engine::{check_app, check_name};
+use crate::policy::{App, Decision, Governed, Policy, User, ValuePart};
+use crate::reply::{self, Reply};
+use crate::token::{TokenCache, TokenSettings};
+
+/// One policy generation and the tokens minted under it.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub policy: Policy,
+    pub generation: u64,
+    pub tokens: TokenCache,
+}
+
+/// Settings fixed for the life of the process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub token: TokenSettings,
+    pub limits: Limits,
+    pub denied_status: u16,
+    pub auth_order: Vec<AuthMethod>,
+}
+
+/// The shared state behind both gRPC services and the HTTP endpoint.
+#[derive(Debug)]
+pub struct Warden {
+    snapshot: ArcSwap<Snapshot>,
+    key: ArcSwap<SigningKey>,
+    pub settings: Settings,
+    audit: Audit,
+}
+
+/// Headers a client may never smuggle upstream: they name identity or decisions.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key"];
+
+impl Warden {
+    pub fn new(policy: Policy, key: SigningKey, settings: Settings, audit: Audit) -> Self {
+        Warden {
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                policy,
+                generation: 1,
+                tokens: TokenCache::default(),
+            }),
+            key: ArcSwap::from_pointee(key),
+            settings,
+            audit,
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Swaps in a new policy; checks in flight finish on the snapshot they loaded.
+    pub fn replace_policy(&self, policy: Policy) -> u64 {
+        let generation = self.snapshot.load().generation + 1;
+        self.snapshot.store(Arc::new(Snapshot {
+            policy,
+            generation,
+            tokens: TokenCache::default(),
+        }));
+        generation
+    }
+
+    pub fn signing_key(&self) -> Arc<SigningKey> {
+        self.key.load_full()
+    }
+
+    /// Decides one ext_authz check.
+    pub fn check(&self, req: &CheckRequest) -> CheckResponse {
+        let started = Instant::now();
+        let snap = self.snapshot.load();
+        let Some(ctx) = Context::from_request(req) else {
+            return reply::deny(400, None, &reply::jsonrpc_error(None, -32600, "invalid request"), None);
+        };
+        let mut audit = AuditInfo::new(&ctx, started);
+        let reply = self.decide(&snap, &ctx, &mut audit);
+        audit.finish(&self.audit, &reply);
+        reply.into_response()
+    }
+
+    fn decide<'s>(&self, snap: &'s Snapshot, ctx: &Context<'s>, audit: &mut AuditInfo<'s>) -> Reply
+    where
+        Self: 's,
+    {
+        let policy = &snap.policy;
+        let inspected = mcp::inspect(&ctx.http, &self.settings.limits);
+        let echo_id = match &inspected {
+            Ok(Inspection::Messages { body: Body::Single(m), .. }) => m.id,
+            Ok(_) => None,
+            Err(r) => r.id,
+        };
+        let auth = match authn::authenticate(policy, &self.settings.auth_order, ctx.http.headers, ctx.principal) {
+            Ok(a) => a,
+            Err(e) => {
+                audit.event = "authentication.failed";
+                audit.reason = e.reason();
+                return Reply::unauthenticated(e, echo_id);
+            }
+        };
+        let user = auth.user;
+        audit.user = Some(user);
+        let app = match ctx.app_name {
+            Some(name) => policy.app(name),
+            None => policy.app_by_host(&ctx.host),
+        };
+        let Some(app) = app else {
+            audit.reason = "unknown_app";
+            return Reply::error(403, echo_id, -32003, "no MCP app is configured for this route");
+        };
+        audit.app = Some(app);
+        let d = check_app(user, app);
+        if !d.allowed {
+            audit.decision(d);
+            return Reply::error(403, echo_id, -32003, "access to this MCP server is denied by policy");
+        }
+        let inspection = match inspected {
+            Ok(i) => i,
+            Err(r) => {
+                audit.reason = r.reason;
+                return Reply::rejection(&r);
+            }
+        };
+        let allow = |audit: &mut AuditInfo<'s>| self.allow(snap, user, app, audit);
+        let Inspection::Messages { version, body } = inspection else {
+            audit.reason = "stream_or_session";
+            return allow(audit);
+        };
+        audit.protocol_version = Some(version.as_str());
+        match body {
+            Body::Single(msg) => {
+                audit.set_message(&msg);
+                match self.check_message(user, app, &msg) {
+                    Ok(d) => {
+                        audit.decision_from(d, &msg);
+                        if d.allowed { allow(audit) } else { self.denied(&msg, d) }
+                    }
+                    Err(r) => {
+                        audit.reason = r.reason;
+                        Reply::rejection(&r)
+                    }
+                }
+            }
+            Body::Batch(msgs) => self.check_batch(user, app, &msgs, audit).unwrap_or_else(|| allow(audit)),
+        }
+    }
+
+    /// The decision for one message: its governed name, if any, against the user's roles.
+    fn check_message<'p, 'm>(&self, user: &'p User, app: &App, msg: &'m Message<'m>) -> Result<Decision<'p>, Rejection<'m>> {
+        match mcp::governed(msg)? {
+            Some(g) => Ok(check_name(user, app, g)),
+            None => Ok(Decision {
+                allowed: true,
+                reason: crate::policy::Reason::NotGoverned,
+                role: None,
+                rule: None,
+            }),
+        }
+    }
+
+    /// A batch is forwarded only when every element is allowed; otherwise every request in
+    /// it gets an error and nothing is forwarded. `None` means allow.
+    fn check_batch<'s>(&self, user: &'s User, app: &App, msgs: &[Message<'_>], audit: &mut AuditInfo<'s>) -> Option<Reply> {
+        let mut outcomes = Vec::with_capacity(msgs.len());
+        let mut any_denied = false;
+        for msg in msgs {
+            let outcome = self.check_message(user, app, msg);
+            any_denied |= !matches!(outcome, Ok(d) if d.allowed);
+            audit.batch_element(&self.audit, msg, &outcome);
+            outcomes.push(outcome);
+        }
+        audit.reason = if any_denied { "batch_element_denied" } else { "batch_allowed" };
+        any_denied.then(|| Reply::batch_denied(msgs, &outcomes, self.settings.denied_status))
+    }
+
+    fn denied(&self, msg: &Message<'_>, d: Decision<'_>) -> Reply {
+        let name = mcp::governed(msg).ok().flatten();
+        let message = match name {
+            Some(g) => format!("access to {} '{}' is denied by policy (MCP access is enforced by your roles)", g.kind(), g.name()),
+            None => "request denied by policy".to_owned(),
+        };
+        let _ = d;
+        Reply::error(self.settings.denied_status, msg.id, -32602, &message)
+    }
+
+    fn allow(&self, snap: &Snapshot, user: &User, app: &App, audit: &mut AuditInfo<'_>) -> Reply {
+        let mut set = Vec::with_capacity(app.rewrite.len());
+        let mut remove: Vec<&str> = Vec::new();
+        for rule in &app.rewrite {
+            match self.render(snap, user, app, &rule.value, audit) {
+                Some(value) => set.push((rule.name.to_string(), value)),
+                None => remove.push(&rule.name),
+            }
+        }
+        for h in CREDENTIAL_HEADERS {
+            if !set.iter().any(|(n, _)| n == h) && !remove.contains(h) {
+                remove.push(h);
+            }
+        }
+        Reply::allow(set, remove.into_iter().map(str::to_owned).collect())
+    }
+
+    /// A header value from its template; `None` when a part cannot be filled (the header is
+    /// then removed rather than forwarded from the client).
+    fn render(&self, snap: &Snapshot, user: &User, app: &App, parts: &[ValuePart], audit: &mut AuditInfo<'_>) -> Option<String> {
+        let mut out = String::new();
+        for part in parts {
+            match part {
+                ValuePart::Text(t) => out.push_str(t),
+                ValuePart::IdToken => {
+                    let key = self.key.load();
+                    match snap.tokens.get_or_mint(&self.settings.token, &key, user, app, SystemTime::now()) {
+                        Ok((token, source)) => {
+                            audit.token_cached = Some(source == crate::token::Source::Cache);
+                            out.push_str(&token);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "signing failed");
+                            return None;
+                        }
+                    }
+                }
+                ValuePart::Trait(_, name) => out.push_str(&user.traits.get(&**name)?.join(",")),
+            }
+        }
+        Some(out)
+    }
+}
+
+/// What a check needs from Envoy's request, borrowed.
+struct Context<'r> {
+    http: mcp::HttpRequest<'r>,
+    principal: &'r str,
+    app_name: Option<&'r str>,
+    host: String,
+    request_id: &'r str,
+    session_id: Option<&'r str>,
+}
+
+impl<'r> Context<'r> {
+    fn from_request(req: &'r CheckRequest) -> Option<Self> {
+        let attrs: &AttributeContext = req.attributes.as_ref()?;
+        let http = attrs.request.as_ref()?.http.as_ref()?;
+        let body: &[u8] = if http.raw_body.is_empty() { http.body.as_bytes() } else { &http.raw_body };
+        let headers: &HashMap<String, String> = &http.headers;
+        let host = headers.get(":authority").map_or(http.host.as_str(), String::as_str);
+        Some(Context {
+            http: mcp::HttpRequest {
+                method: &http.method,
+                headers,
+                body,
+            },
+            principal: attrs.source.as_ref().map_or("", |s| s.principal.as_str()),
+            app_name: attrs.context_extensions.get("app").map(String::as_str),
+            host: host.to_ascii_lowercase(),
+            request_id: headers.get("x-request-id").map_or(http.id.as_str(), String::as_str),
+            session_id: headers.get("mcp-session-id").map(String::as_str),
+        })
+    }
+}
+
+/// Collects what the audit event of one check says.
+struct AuditInfo<'a> {
+    started: Instant,
+    event: &'static str,
+    request_id: &'a str,
+    http_method: &'a str,
+    session_id: Option<&'a str>,
+    user: Option<&'a User>,
+    app: Option<&'a App>,
+    mcp_method: Option<String>,
+    jsonrpc_id: Option<Box<RawValue>>,
+    name: Option<(&'static str, String)>,
+    protocol_version: Option<&'static str>,
+    reason: &'static str,
+    role: Option<String>,
+    rule: Option<String>,
+    token_cached: Option<bool>,
+}
+
+impl<'a> AuditInfo<'a> {
+    fn new(ctx: &Context<'a>, started: Instant) -> Self {
+        AuditInfo {
+            started,
+            event: "request",
+            request_id: ctx.request_id,
+            http_method: ctx.http.method,
+            session_id: ctx.session_id,
+            user: None,
+            app: None,
+            mcp_method: None,
+            jsonrpc_id: None,
+            name: None,
+            protocol_version: None,
+            reason: "allowed",
+            role: None,
+            rule: None,
+            token_cached: None,
+        }
+    }
+
+    fn set_message(&mut self, msg: &Message<'_>) {
+        self.mcp_method = msg.method.as_deref().map(str::to_owned);
+        self.jsonrpc_id = msg.id.map(ToOwned::to_owned);
+        if let Ok(Some(g)) = mcp::governed(msg) {
+            self.name = Some((g.kind(), g.name().to_owned()));
+        }
+    }
+
+    fn decision(&mut self, d: Decision<'_>) {
+        self.reason = d.reason.code();
+        self.role = d.role.map(str::to_owned);
+        self.rule = d.rule.map(str::to_owned);
+    }
+
+    fn decision_from(&mut self, d: Decision<'_>, _msg: &Message<'_>) {
+        self.decision(d);
+    }
+
+    /// Batch elements are audited one by one, as they are decided.
+    fn batch_element(&self, sink: &Audit, msg: &Message<'_>, outcome: &Result<Decision<'_>, Rejection<'_>>) {
+        let mut one = AuditInfo {
+            started: self.started,
+            event: "request",
+            request_id: self.request_id,
+            http_method: self.http_method,
+            session_id: self.session_id,
+            user: self.user,
+            app: self.app,
+            mcp_method: None,
+            jsonrpc_id: None,
+            name: None,
+            protocol_version: self.protocol_version,
+            reason: "allowed",
+            role: None,
+            rule: None,
+            token_cached: None,
+        };
+        one.set_message(msg);
+        let allowed = match outcome {
+            Ok(d) => {
+                one.decision(*d);
+                d.allowed
+            }
+            Err(r) => {
+                one.reason = r.reason;
+                false
+            }
+        };
+        one.write(sink, allowed, "batch");
+    }
+
+    fn finish(self, sink: &Audit, reply: &Reply) {
+        self.write(sink, reply.is_allow(), "");
+    }
+
+    fn write(&self, sink: &Audit, allowed: bool, batch: &'static str) {
+        let (tool, prompt, resource) = match &self.name {
+            Some(("tool", n)) => (Some(n.as_str()), None, None),
+            Some(("prompt", n)) => (None, Some(n.as_str()), None),
+            Some((_, n)) => (None, None, Some(n.as_str())),
+            None => (None, None, None),
+        };
+        let event = match (self.event, allowed) {
+            ("request", true) => "request.allowed",
+            ("request", false) => "request.denied",
+            (e, _) => e,
+        };
+        let _ = batch;
+        sink.emit(&Event {
+            time: audit::rfc3339(SystemTime::now()),
+            event,
+            request_id: self.request_id,
+            user: self.user.map(|u| &*u.name),
+            roles: self.user.map(|u| &*u.role_names),
+            app: self.app.map(|a| &*a.name),
+            http_method: self.http_method,
+            mcp_method: self.mcp_method.as_deref(),
+            jsonrpc_id: self.jsonrpc_id.as_deref(),
+            tool,
+            prompt,
+            resource,
+            session_id: self.session_id,
+            protocol_version: self.protocol_version,
+            decision: if allowed { "allow" } else { "deny" },
+            reason: self.reason,
+            role: self.role.as_deref(),
+            rule: self.rule.as_deref(),
+            latency_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        });
+    }
+}
+
+// Keep `Governed` and `AuthError` in scope for readers of this module's signatures.
+#[allow(dead_code, reason = "type-level documentation of what decide() consumes")]
+type _Uses<'a> = (Governed<'a>, AuthError);

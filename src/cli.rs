@@ -1,0 +1,200 @@
+//! The command line: `serve`, `check`, `explain`, `hash-key`, `new-key`.
+//!
+//! Owns argument parsing and what each command prints; the work is done by the library.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use base64::Engine as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::mcp::{self, Body, Inspection};
+use crate::policy::engine::{check_app, check_name};
+use crate::policy::{Decision, Governed, Policy};
+
+#[derive(Debug, Parser)]
+#[command(name = "mcp-warden", version, about = "Identity-aware, tool-level access control for MCP servers behind Envoy")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the ext_authz gRPC server and the OIDC/health HTTP endpoint.
+    Serve {
+        /// Service config (YAML). Without it, an embedded demo default is used.
+        #[arg(long, env = "MCP_WARDEN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Write the bound addresses as JSON here once both listeners are up.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Validate a config and its policy; exit 0, or 1 with every error on stderr.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Explain the decision for a user, an app and a tool (or a request body).
+    Explain {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        app: String,
+        #[arg(long, conflicts_with = "body", required_unless_present = "body")]
+        tool: Option<String>,
+        /// A file holding a JSON-RPC request body.
+        #[arg(long)]
+        body: Option<PathBuf>,
+    },
+    /// Print `sha256:<hex>` for an API key (read from stdin when not given).
+    HashKey { key: Option<String> },
+    /// Print a fresh random API key and the hash to put in policy.
+    NewKey,
+}
+
+/// Runs a non-`serve` command and returns the process exit code.
+pub fn run_offline(command: Command) -> ExitCode {
+    match command {
+        Command::Serve { .. } => ExitCode::FAILURE,
+        Command::Check { config } => match load(&config) {
+            Ok((_, p)) => {
+                println!(
+                    "ok: {} apps, {} users, {} roles",
+                    p.apps().len(),
+                    p.users().len(),
+                    p.role_names().len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Explain {
+            config,
+            user,
+            app,
+            tool,
+            body,
+        } => explain(&config, &user, &app, tool.as_deref(), body.as_deref()),
+        Command::HashKey { key } => {
+            let key = key.unwrap_or_else(|| {
+                let mut s = String::new();
+                let _ = std::io::stdin().read_to_string(&mut s);
+                s.trim_end_matches(['\n', '\r']).to_owned()
+            });
+            println!("{}", hash_key(&key));
+            ExitCode::SUCCESS
+        }
+        Command::NewKey => {
+            let mut bytes = [0u8; 32];
+            if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+                eprintln!("random number generator failed");
+                return ExitCode::FAILURE;
+            }
+            let key = format!("mcpw_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+            println!("key:  {key}\nhash: {}", hash_key(&key));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `sha256:<hex>` of an API key, as stored in policy.
+pub fn hash_key(key: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
+    let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn load(path: &std::path::Path) -> Result<(Config, Policy), String> {
+    let config = Config::from_file(path).map_err(|e| e.to_string())?;
+    let policy = Policy::load(&config.policy).map_err(|e| e.to_string())?;
+    Ok((config, policy))
+}
+
+fn explain(config: &std::path::Path, user: &str, app: &str, tool: Option<&str>, body: Option<&std::path::Path>) -> ExitCode {
+    let (config, policy) = match load(config) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (Some(u), Some(a)) = (policy.user(user), policy.app(app)) else {
+        eprintln!("deny: unknown {}", if policy.user(user).is_none() { format!("user '{user}'") } else { format!("app '{app}'") });
+        return ExitCode::FAILURE;
+    };
+    let d = check_app(u, a);
+    if !d.allowed {
+        print_decision(&format!("app '{app}'"), d);
+        return ExitCode::FAILURE;
+    }
+    let text;
+    let headers: std::collections::HashMap<String, String> =
+        [("content-type".to_owned(), "application/json".to_owned())].into_iter().collect();
+    let names: Vec<Governed<'_>>;
+    let parsed;
+    match (tool, body) {
+        (Some(t), _) => names = vec![Governed::Tool(t)],
+        (None, Some(path)) => {
+            text = match std::fs::read(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("{}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let req = mcp::HttpRequest {
+                method: "POST",
+                headers: &headers,
+                body: &text,
+            };
+            parsed = match mcp::inspect(&req, &config.limits) {
+                Ok(Inspection::Messages { body, .. }) => body,
+                Ok(_) => unreachable!("POST always yields messages"),
+                Err(r) => {
+                    println!("deny: {} ({})", r.message, r.reason);
+                    return ExitCode::FAILURE;
+                }
+            };
+            let msgs = match &parsed {
+                Body::Single(m) => std::slice::from_ref(m),
+                Body::Batch(v) => v.as_slice(),
+            };
+            let mut out = Vec::new();
+            for m in msgs {
+                match mcp::governed(m) {
+                    Ok(Some(g)) => out.push(g),
+                    Ok(None) => println!("allow: {} is not governed by tool rules", m.method.as_deref().unwrap_or("a response")),
+                    Err(r) => {
+                        println!("deny: {} ({})", r.message, r.reason);
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            names = out;
+        }
+        (None, None) => unreachable!("clap requires --tool or --body"),
+    }
+    let mut all_allowed = true;
+    for g in names {
+        let d = check_name(u, a, g);
+        all_allowed &= d.allowed;
+        print_decision(&format!("{} '{}'", g.kind(), g.name()), d);
+    }
+    if all_allowed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn print_decision(what: &str, d: Decision<'_>) {
+    let verdict = if d.allowed { "allow" } else { "deny" };
+    match (d.role, d.rule) {
+        (Some(role), Some(rule)) => println!("{verdict}: {what} — role '{role}', rule '{rule}' ({})", d.reason.code()),
+        _ => println!("{verdict}: {what} — {}", d.reason.code()),
+    }
+}

@@ -1,0 +1,771 @@
+//! A strict, single-pass JSON-RPC 2.0 reader for MCP request bodies.
+//!
+//! Reads the envelope (`jsonrpc`, `id`, `method`, `params`, `result`, `error`) and the few
+//! params an access decision needs, while validating the whole document: nesting depth,
+//! duplicate keys at every level, and keys that differ from a known key only by case
+//! (including the Unicode folds Go's `encoding/json` applies: `ſ`→`s`, `K`→`k`).
+//! Anything ambiguous is an error; it never guesses. Borrows from the body; builds no tree.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// Why a body is not an acceptable JSON-RPC message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonRpcError {
+    #[error("body is not valid JSON: {0}")]
+    Syntax(String),
+    #[error("duplicate key '{0}'")]
+    DuplicateKey(String),
+    #[error("key '{0}' differs from a JSON-RPC/MCP key only by case")]
+    CaseVariant(String),
+    #[error("JSON nesting deeper than {0}")]
+    TooDeep(usize),
+    #[error("'jsonrpc' must be \"2.0\"")]
+    NotJsonRpc2,
+    #[error("invalid JSON-RPC message: {0}")]
+    Invalid(&'static str),
+    #[error("empty batch")]
+    EmptyBatch,
+}
+
+impl JsonRpcError {
+    /// The JSON-RPC error code for this failure.
+    pub fn code(&self) -> i32 {
+        match self {
+            JsonRpcError::Syntax(_) => -32700,
+            _ => -32600,
+        }
+    }
+}
+
+/// A parsed body: one message or a (2025-03-26) batch.
+#[derive(Debug)]
+pub enum Body<'a> {
+    Single(Message<'a>),
+    Batch(Vec<Message<'a>>),
+}
+
+/// One JSON-RPC message, reduced to what a decision needs.
+#[derive(Debug, Default)]
+pub struct Message<'a> {
+    /// The `id` exactly as sent (a JSON string or number), for echoing.
+    pub id: Option<&'a RawValue>,
+    pub method: Option<Cow<'a, str>>,
+    pub has_result_or_error: bool,
+    pub params: Params<'a>,
+}
+
+/// What `params` holds that a policy may govern.
+#[derive(Debug, Default)]
+pub struct Params<'a> {
+    /// `params.name`; `Err(())` when present but not a string.
+    pub name: Option<Result<Cow<'a, str>, ()>>,
+    pub uri: Option<Result<Cow<'a, str>, ()>>,
+    /// `params.ref` of `completion/complete`.
+    pub reference: Option<Reference<'a>>,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]`.
+    pub meta_protocol_version: Option<Cow<'a, str>>,
+    pub has_task: bool,
+}
+
+/// `completion/complete`'s `ref`: a prompt or a resource template.
+#[derive(Debug, Default)]
+pub struct Reference<'a> {
+    pub kind: Option<Cow<'a, str>>,
+    pub name: Option<Cow<'a, str>>,
+    pub uri: Option<Cow<'a, str>>,
+}
+
+const ENVELOPE_KEYS: &[&str] = &["jsonrpc", "id", "method", "params", "result", "error"];
+const PARAMS_KEYS: &[&str] = &["name", "uri", "arguments", "_meta", "task", "ref", "cursor"];
+const REF_KEYS: &[&str] = &["type", "name", "uri"];
+const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// Parses `body` (already known to be UTF-8) with at most `max_depth` levels of nesting.
+pub fn parse(body: &[u8], max_depth: usize) -> Result<Body<'_>, JsonRpcError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut failure = None;
+    let result = TopSeed {
+        max_depth,
+        failure: &mut failure,
+    }
+    .deserialize(&mut de)
+    .and_then(|b| de.end().map(|()| b));
+    match (result, failure) {
+        (_, Some(f)) => Err(f),
+        (Ok(b), None) => Ok(b),
+        (Err(e), None) => Err(JsonRpcError::Syntax(e.to_string())),
+    }
+}
+
+/// Our own failures travel beside serde's error type, so they keep their meaning.
+type Failure<'f> = &'f mut Option<JsonRpcError>;
+
+fn fail<E: de::Error>(slot: Failure<'_>, e: JsonRpcError) -> E {
+    let text = e.to_string();
+    *slot = Some(e);
+    E::custom(text)
+}
+
+/// True when `key` folds to `canonical` as Go's case-insensitive key match would.
+fn folds_to(key: &str, canonical: &str) -> bool {
+    let mut k = key.chars().map(|c| match c {
+        '\u{17F}' => 's',
+        '\u{212A}' => 'k',
+        c => c.to_ascii_lowercase(),
+    });
+    let mut c = canonical.chars();
+    loop {
+        match (k.next(), c.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Checks a key against a set of known keys: exact → its index; a case variant → error.
+fn classify_key<E: de::Error>(key: &str, known: &[&str], slot: Failure<'_>) -> Result<Option<usize>, E> {
+    if let Some(i) = known.iter().position(|k| *k == key) {
+        return Ok(Some(i));
+    }
+    if known.iter().any(|k| folds_to(key, k)) {
+        return Err(fail(slot, JsonRpcError::CaseVariant(key.to_owned())));
+    }
+    Ok(None)
+}
+
+/// Records keys of one object and rejects a repeat.
+#[derive(Default)]
+struct SeenKeys<'a>(Vec<Cow<'a, str>>);
+
+impl<'a> SeenKeys<'a> {
+    fn insert<E: de::Error>(&mut self, key: Cow<'a, str>, slot: Failure<'_>) -> Result<(), E> {
+        if self.0.iter().any(|k| *k == key) {
+            return Err(fail(slot, JsonRpcError::DuplicateKey(key.into_owned())));
+        }
+        self.0.push(key);
+        Ok(())
+    }
+}
+
+/// A key, borrowed from the body when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor).map(Key)
+    }
+}
+
+struct StrVisitor;
+
+impl<'de> Visitor<'de> for StrVisitor {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// A string value, or `Err(())` for any other JSON value (validated all the same).
+struct MaybeStr<'f> {
+    depth: usize,
+    max: usize,
+    failure: Failure<'f>,
+}
+
+impl<'de> DeserializeSeed<'de> for MaybeStr<'_> {
+    type Value = Result<Cow<'de, str>, ()>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MaybeStr<'_> {
+    type Value = Result<Cow<'de, str>, ()>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Ok(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Ok(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Ok(Cow::Owned(v)))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Any::new(self.depth, self.max, self.failure).visit_map(map).map(|_| Err(()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Any::new(self.depth, self.max, self.failure).visit_seq(seq).map(|_| Err(()))
+    }
+}
+
+/// Validates any value: depth and duplicate keys, without building it.
+struct Any<'f> {
+    depth: usize,
+    max: usize,
+    failure: Failure<'f>,
+}
+
+impl<'f> Any<'f> {
+    fn new(depth: usize, max: usize, failure: Failure<'f>) -> Self {
+        Any { depth, max, failure }
+    }
+
+    fn enter<E: de::Error>(&mut self) -> Result<usize, E> {
+        let depth = self.depth + 1;
+        if depth > self.max {
+            return Err(fail(self.failure, JsonRpcError::TooDeep(self.max)));
+        }
+        Ok(depth)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Any<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Any<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let depth = self.enter()?;
+        while seq.next_element_seed(Any::new(depth, self.max, self.failure))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let depth = self.enter()?;
+        let mut seen = SeenKeys::default();
+        while let Some(Key(k)) = map.next_key()? {
+            seen.insert(k, self.failure)?;
+            map.next_value_seed(Any::new(depth, self.max, self.failure))?;
+        }
+        Ok(())
+    }
+}
+
+/// The top level: one object or a batch array of objects.
+struct TopSeed<'f> {
+    max_depth: usize,
+    failure: Failure<'f>,
+}
+
+impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
+    type Value = Body<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Body<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopSeed<'_> {
+    type Value = Body<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC object or batch array")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Body<'de>, A::Error> {
+        MessageSeed {
+            depth: 0,
+            max: self.max_depth,
+            failure: self.failure,
+        }
+        .visit_map(map)
+        .map(Body::Single)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body<'de>, A::Error> {
+        if self.max_depth < 2 {
+            return Err(fail(self.failure, JsonRpcError::TooDeep(self.max_depth)));
+        }
+        let mut out = Vec::new();
+        while let Some(m) = seq.next_element_seed(MessageSeed {
+            depth: 1,
+            max: self.max_depth,
+            failure: &mut *self.failure,
+        })? {
+            out.push(m);
+        }
+        if out.is_empty() {
+            return Err(fail(self.failure, JsonRpcError::EmptyBatch));
+        }
+        Ok(Body::Batch(out))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Body<'de>, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("a message must be a JSON object")))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Body<'de>, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("a message must be a JSON object")))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Body<'de>, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("a message must be a JSON object")))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Body<'de>, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("a message must be a JSON object")))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Body<'de>, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("a message must be a JSON object")))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Body<'de>, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("a message must be a JSON object")))
+    }
+}
+
+/// One envelope object at `depth` (0 for a single message, 1 inside a batch).
+struct MessageSeed<'f> {
+    depth: usize,
+    max: usize,
+    failure: Failure<'f>,
+}
+
+impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
+    type Value = Message<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Message<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MessageSeed<'_> {
+    type Value = Message<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC message object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message<'de>, A::Error> {
+        let depth = self.depth + 1;
+        if depth > self.max {
+            return Err(fail(self.failure, JsonRpcError::TooDeep(self.max)));
+        }
+        let mut msg = Message::default();
+        let mut seen = SeenKeys::default();
+        let mut jsonrpc_ok = false;
+        while let Some(Key(key)) = map.next_key()? {
+            let which = classify_key(&key, ENVELOPE_KEYS, self.failure)?;
+            seen.insert(key, self.failure)?;
+            match which {
+                Some(0) => {
+                    let v = map.next_value_seed(MaybeStr {
+                        depth,
+                        max: self.max,
+                        failure: self.failure,
+                    })?;
+                    jsonrpc_ok = matches!(v, Ok(ref s) if s == "2.0");
+                }
+                Some(1) => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    let first = raw.get().as_bytes().first().copied().unwrap_or(b' ');
+                    if !(first == b'"' || first == b'-' || first.is_ascii_digit()) {
+                        return Err(fail(self.failure, JsonRpcError::Invalid("'id' must be a string or a number")));
+                    }
+                    if first == b'"' && raw.get().contains('\\') {
+                        // Escapes are decoded once so an invalid one (a lone surrogate) fails here.
+                        serde_json::from_str::<String>(raw.get())
+                            .map_err(|e| fail(self.failure, JsonRpcError::Syntax(e.to_string())))?;
+                    }
+                    msg.id = Some(raw);
+                }
+                Some(2) => {
+                    let v = map.next_value_seed(MaybeStr {
+                        depth,
+                        max: self.max,
+                        failure: self.failure,
+                    })?;
+                    msg.method = Some(v.map_err(|()| fail(self.failure, JsonRpcError::Invalid("'method' must be a string")))?);
+                }
+                Some(3) => {
+                    msg.params = map.next_value_seed(ParamsSeed {
+                        depth,
+                        max: self.max,
+                        failure: self.failure,
+                    })?;
+                }
+                Some(_) => {
+                    msg.has_result_or_error = true;
+                    map.next_value_seed(Any::new(depth, self.max, self.failure))?;
+                }
+                None => map.next_value_seed(Any::new(depth, self.max, self.failure))?,
+            }
+        }
+        if !jsonrpc_ok {
+            return Err(fail(self.failure, JsonRpcError::NotJsonRpc2));
+        }
+        match (&msg.method, msg.id.is_some(), msg.has_result_or_error) {
+            (Some(_), _, true) => Err(fail(self.failure, JsonRpcError::Invalid("a request cannot carry 'result' or 'error'"))),
+            (None, true, true) | (Some(_), _, false) => Ok(msg),
+            (None, false, _) => Err(fail(self.failure, JsonRpcError::Invalid("neither a request nor a response"))),
+            (None, true, false) => Err(fail(self.failure, JsonRpcError::Invalid("a response needs 'result' or 'error'"))),
+        }
+    }
+}
+
+/// `params`: an object (or array — JSON-RPC allows by-position params, which govern nothing).
+struct ParamsSeed<'f> {
+    depth: usize,
+    max: usize,
+    failure: Failure<'f>,
+}
+
+impl<'de> DeserializeSeed<'de> for ParamsSeed<'_> {
+    type Value = Params<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Params<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ParamsSeed<'_> {
+    type Value = Params<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("params object")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Params<'de>, A::Error> {
+        Any::new(self.depth, self.max, self.failure).visit_seq(seq)?;
+        Ok(Params::default())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params<'de>, A::Error> {
+        let depth = self.depth + 1;
+        if depth > self.max {
+            return Err(fail(self.failure, JsonRpcError::TooDeep(self.max)));
+        }
+        let mut p = Params::default();
+        let mut seen = SeenKeys::default();
+        while let Some(Key(key)) = map.next_key()? {
+            let which = classify_key(&key, PARAMS_KEYS, self.failure)?;
+            seen.insert(key, self.failure)?;
+            let str_seed = |failure| MaybeStr {
+                depth,
+                max: self.max,
+                failure,
+            };
+            match which {
+                Some(0) => p.name = Some(map.next_value_seed(str_seed(&mut *self.failure))?),
+                Some(1) => p.uri = Some(map.next_value_seed(str_seed(&mut *self.failure))?),
+                Some(3) => {
+                    p.meta_protocol_version = map.next_value_seed(MetaSeed {
+                        depth,
+                        max: self.max,
+                        failure: self.failure,
+                    })?;
+                }
+                Some(4) => {
+                    p.has_task = true;
+                    map.next_value_seed(Any::new(depth, self.max, self.failure))?;
+                }
+                Some(5) => {
+                    p.reference = Some(map.next_value_seed(RefSeed {
+                        depth,
+                        max: self.max,
+                        failure: self.failure,
+                    })?);
+                }
+                _ => map.next_value_seed(Any::new(depth, self.max, self.failure))?,
+            }
+        }
+        Ok(p)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Params<'de>, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("'params' must be an object or an array")))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Params<'de>, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("'params' must be an object or an array")))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Params<'de>, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("'params' must be an object or an array")))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Params<'de>, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("'params' must be an object or an array")))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Params<'de>, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("'params' must be an object or an array")))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Params<'de>, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("'params' must be an object or an array")))
+    }
+}
+
+/// `params._meta`: picks out the protocol version, validates the rest.
+struct MetaSeed<'f> {
+    depth: usize,
+    max: usize,
+    failure: Failure<'f>,
+}
+
+impl<'de> DeserializeSeed<'de> for MetaSeed<'_> {
+    type Value = Option<Cow<'de, str>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MetaSeed<'_> {
+    type Value = Option<Cow<'de, str>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("_meta object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let depth = self.depth + 1;
+        if depth > self.max {
+            return Err(fail(self.failure, JsonRpcError::TooDeep(self.max)));
+        }
+        let mut out = None;
+        let mut seen = SeenKeys::default();
+        while let Some(Key(key)) = map.next_key()? {
+            let is_version = key == META_PROTOCOL_VERSION;
+            seen.insert(key, self.failure)?;
+            if is_version {
+                let v = map.next_value_seed(MaybeStr {
+                    depth,
+                    max: self.max,
+                    failure: self.failure,
+                })?;
+                out = Some(v.map_err(|()| fail(self.failure, JsonRpcError::Invalid("protocol version in _meta must be a string")))?);
+            } else {
+                map.next_value_seed(Any::new(depth, self.max, self.failure))?;
+            }
+        }
+        Ok(out)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Any::new(self.depth, self.max, self.failure).visit_seq(seq).map(|()| None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("'_meta' must be an object")))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("'_meta' must be an object")))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("'_meta' must be an object")))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("'_meta' must be an object")))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Err(fail(self.failure, JsonRpcError::Invalid("'_meta' must be an object")))
+    }
+}
+
+/// `completion/complete` `params.ref`.
+struct RefSeed<'f> {
+    depth: usize,
+    max: usize,
+    failure: Failure<'f>,
+}
+
+impl<'de> DeserializeSeed<'de> for RefSeed<'_> {
+    type Value = Reference<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RefSeed<'_> {
+    type Value = Reference<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ref object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let depth = self.depth + 1;
+        if depth > self.max {
+            return Err(fail(self.failure, JsonRpcError::TooDeep(self.max)));
+        }
+        let mut out = Reference::default();
+        let mut seen = SeenKeys::default();
+        while let Some(Key(key)) = map.next_key()? {
+            let which = classify_key(&key, REF_KEYS, self.failure)?;
+            seen.insert(key, self.failure)?;
+            let slot = match which {
+                Some(0) => &mut out.kind,
+                Some(1) => &mut out.name,
+                Some(2) => &mut out.uri,
+                _ => {
+                    map.next_value_seed(Any::new(depth, self.max, self.failure))?;
+                    continue;
+                }
+            };
+            let v = map.next_value_seed(MaybeStr {
+                depth,
+                max: self.max,
+                failure: self.failure,
+            })?;
+            *slot = Some(v.map_err(|()| fail(self.failure, JsonRpcError::Invalid("'ref' fields must be strings")))?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(body: &str) -> Message<'_> {
+        match parse(body.as_bytes(), 32).expect("valid") {
+            Body::Single(m) => m,
+            Body::Batch(_) => panic!("expected a single message"),
+        }
+    }
+
+    fn err(body: &str) -> JsonRpcError {
+        parse(body.as_bytes(), 8).expect_err("must be rejected")
+    }
+
+    #[test]
+    fn reads_a_tools_call() {
+        let m = one(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Paris"}}}"#);
+        assert_eq!(m.id.map(|r| r.get()), Some("7"));
+        assert_eq!(m.method.as_deref(), Some("tools/call"));
+        assert_eq!(m.params.name, Some(Ok(Cow::Borrowed("get_weather"))));
+    }
+
+    #[test]
+    fn keeps_the_id_exactly_as_sent() {
+        let m = one(r#"{"jsonrpc":"2.0","id":"a\"b","method":"ping"}"#);
+        assert_eq!(m.id.map(|r| r.get()), Some(r#""a\"b""#));
+        let m = one(r#"{"jsonrpc":"2.0","id":1.50,"method":"ping"}"#);
+        assert_eq!(m.id.map(|r| r.get()), Some("1.50"));
+    }
+
+    #[test]
+    fn escaped_keys_are_compared_after_unescaping() {
+        let e = err(r#"{"jsonrpc":"2.0","id":1,"method":"ping","meth\u006fd":"tools/call"}"#);
+        assert_eq!(e, JsonRpcError::DuplicateKey("method".into()));
+    }
+
+    #[test]
+    fn rejects_duplicate_keys_at_any_depth() {
+        assert!(matches!(err(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#), JsonRpcError::DuplicateKey(_)));
+        assert!(matches!(
+            err(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#),
+            JsonRpcError::DuplicateKey(_)
+        ));
+        assert!(matches!(
+            err(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":1,"x":2}}}"#),
+            JsonRpcError::DuplicateKey(_)
+        ));
+    }
+
+    #[test]
+    fn rejects_case_variants_of_known_keys() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"Method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","ID":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","Params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Name":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"b"}}"#,
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\",\"tas\u{212A}\":{}}}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"param\u{17F}\":{}}",
+        ] {
+            assert!(matches!(parse(body.as_bytes(), 8), Err(JsonRpcError::CaseVariant(_))), "{body}");
+        }
+    }
+
+    #[test]
+    fn rejects_nesting_beyond_the_limit() {
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{}1{}}}}}"#,
+            "[".repeat(10),
+            "]".repeat(10)
+        );
+        assert_eq!(err(&deep), JsonRpcError::TooDeep(8));
+        assert!(parse(deep.as_bytes(), 32).is_ok());
+    }
+
+    #[test]
+    fn requires_jsonrpc_2_0() {
+        assert_eq!(err(r#"{"id":1,"method":"ping"}"#), JsonRpcError::NotJsonRpc2);
+        assert_eq!(err(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#), JsonRpcError::NotJsonRpc2);
+        assert_eq!(err(r#"{"jsonrpc":2.0,"id":1,"method":"ping"}"#), JsonRpcError::NotJsonRpc2);
+    }
+
+    #[test]
+    fn rejects_non_json_and_trailing_garbage() {
+        assert_eq!(err("{").code(), -32700);
+        assert_eq!(err(r#"{"jsonrpc":"2.0","id":1,"method":"ping"} x"#).code(), -32700);
+        assert_eq!(err(r#""just a string""#).code(), -32600);
+        assert_eq!(err(r#"{"jsonrpc":"2.0","id":"\ud800","method":"ping"}"#).code(), -32700);
+    }
+
+    #[test]
+    fn rejects_bad_id_and_method_types() {
+        assert!(matches!(err(r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#), JsonRpcError::Invalid(_)));
+        assert!(matches!(err(r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#), JsonRpcError::Invalid(_)));
+        assert!(matches!(err(r#"{"jsonrpc":"2.0","id":1,"method":5}"#), JsonRpcError::Invalid(_)));
+    }
+
+    #[test]
+    fn reads_batches_and_responses() {
+        let b = parse(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":"s","result":{}}]"#, 8).expect("valid");
+        let Body::Batch(msgs) = b else { panic!("batch expected") };
+        assert_eq!(msgs.len(), 2);
+        assert!(msgs[1].has_result_or_error && msgs[1].method.is_none());
+        assert_eq!(err("[]"), JsonRpcError::EmptyBatch);
+    }
+
+    #[test]
+    fn non_string_name_is_recorded_not_guessed() {
+        let m = one(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":["a"]}}"#);
+        assert_eq!(m.params.name, Some(Err(())));
+    }
+
+    #[test]
+    fn reads_meta_protocol_version_task_and_ref() {
+        let m = one(
+            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"task":{"ttl":1},"ref":{"type":"ref/prompt","name":"greet"}}}"#,
+        );
+        assert_eq!(m.params.meta_protocol_version.as_deref(), Some("2026-07-28"));
+        assert!(m.params.has_task);
+        let r = m.params.reference.expect("ref");
+        assert_eq!((r.kind.as_deref(), r.name.as_deref()), (Some("ref/prompt"), Some("greet")));
+    }
+}

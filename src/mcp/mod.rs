@@ -1,0 +1,405 @@
+//! MCP Streamable HTTP request inspection: everything about a request that must hold before
+//! a policy may look at it, for every protocol version (2024-11-05 … 2026-07-28).
+//!
+//! Owns the fail-closed gate: HTTP method, content type and encoding, size, partial bodies,
+//! batch rules per version, and the 2026-07-28 `Mcp-Method` / `Mcp-Name` mirrors. Anything
+//! it cannot prove well-formed is a [`Rejection`]; it never lets a request through because
+//! parsing failed. Pure: no I/O, no policy.
+
+pub mod jsonrpc;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use serde_json::value::RawValue;
+
+pub use jsonrpc::{Body, JsonRpcError, Message};
+
+use crate::policy::Governed;
+
+/// Bounds applied before and during parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_depth: 32,
+        }
+    }
+}
+
+/// MCP protocol versions this gate knows; an unknown one is rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProtocolVersion {
+    V2024_11_05,
+    V2025_03_26,
+    V2025_06_18,
+    V2025_11_25,
+    V2026_07_28,
+}
+
+impl ProtocolVersion {
+    const ALL: [(&'static str, ProtocolVersion); 5] = [
+        ("2024-11-05", ProtocolVersion::V2024_11_05),
+        ("2025-03-26", ProtocolVersion::V2025_03_26),
+        ("2025-06-18", ProtocolVersion::V2025_06_18),
+        ("2025-11-25", ProtocolVersion::V2025_11_25),
+        ("2026-07-28", ProtocolVersion::V2026_07_28),
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, v)| *v)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL.iter().find(|(_, v)| *v == self).map_or("", |(n, _)| n)
+    }
+
+    /// JSON-RPC batches were allowed up to 2025-03-26 and removed in 2025-06-18.
+    pub fn allows_batch(self) -> bool {
+        self <= ProtocolVersion::V2025_03_26
+    }
+
+    /// 2026-07-28: stateless, mirrored `Mcp-Method`/`Mcp-Name` headers.
+    pub fn is_stateless(self) -> bool {
+        self >= ProtocolVersion::V2026_07_28
+    }
+}
+
+/// Why a request was refused, ready to be answered as a JSON-RPC error.
+#[derive(Debug, Clone)]
+pub struct Rejection<'a> {
+    pub status: u16,
+    pub code: i32,
+    pub message: Cow<'static, str>,
+    /// A stable reason code for audit and metrics.
+    pub reason: &'static str,
+    pub id: Option<&'a RawValue>,
+}
+
+impl Rejection<'_> {
+    fn new(status: u16, code: i32, reason: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Rejection {
+            status,
+            code,
+            message: message.into(),
+            reason,
+            id: None,
+        }
+    }
+}
+
+/// The JSON-RPC error code of a header/body mismatch (MCP 2026-07-28).
+pub const HEADER_MISMATCH: i32 = -32020;
+
+/// A request that passed the gate.
+#[derive(Debug)]
+pub enum Inspection<'a> {
+    /// GET: the server-to-client SSE stream.
+    Stream,
+    /// DELETE: end of a session.
+    EndSession,
+    /// POST: one message or a batch.
+    Messages { version: ProtocolVersion, body: Body<'a> },
+}
+
+/// The parts of an HTTP request the gate reads. Header names are lower-case (Envoy's form).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpRequest<'a> {
+    pub method: &'a str,
+    pub headers: &'a HashMap<String, String>,
+    pub body: &'a [u8],
+}
+
+impl<'a> HttpRequest<'a> {
+    fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// The protocol version a request declares (`MCP-Protocol-Version`; absent → 2025-03-26).
+pub fn protocol_version<'a>(req: &HttpRequest<'a>) -> Result<ProtocolVersion, Rejection<'a>> {
+    match req.header("mcp-protocol-version") {
+        None => Ok(ProtocolVersion::V2025_03_26),
+        Some(v) => ProtocolVersion::parse(v.trim()).ok_or_else(|| {
+            Rejection::new(400, -32600, "unsupported_protocol_version", "unsupported MCP-Protocol-Version")
+        }),
+    }
+}
+
+/// Runs every fail-closed check and parses the body.
+pub fn inspect<'a>(req: &HttpRequest<'a>, limits: &Limits) -> Result<Inspection<'a>, Rejection<'a>> {
+    match req.method {
+        "POST" => {}
+        "GET" => return Ok(Inspection::Stream),
+        "DELETE" => return Ok(Inspection::EndSession),
+        _ => return Err(Rejection::new(405, -32600, "method_not_allowed", "HTTP method not allowed")),
+    }
+    let version = protocol_version(req)?;
+    if req.header("x-envoy-auth-partial-body").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return Err(Rejection::new(413, -32600, "body_too_large", "request body too large"));
+    }
+    if let Some(enc) = req.header("content-encoding")
+        && !enc.trim().eq_ignore_ascii_case("identity")
+    {
+        return Err(Rejection::new(400, -32600, "content_encoding", "Content-Encoding is not supported"));
+    }
+    if !req.header("content-type").is_some_and(is_json) {
+        return Err(Rejection::new(400, -32600, "content_type", "Content-Type must be application/json"));
+    }
+    if req.body.is_empty() {
+        return Err(Rejection::new(400, -32600, "empty_body", "request body is empty"));
+    }
+    if req.body.len() > limits.max_body_bytes {
+        return Err(Rejection::new(413, -32600, "body_too_large", "request body too large"));
+    }
+    if std::str::from_utf8(req.body).is_err() {
+        return Err(Rejection::new(400, -32700, "not_utf8", "request body is not UTF-8"));
+    }
+    let body = jsonrpc::parse(req.body, limits.max_depth).map_err(|e| {
+        let reason = match e {
+            JsonRpcError::Syntax(_) => "invalid_json",
+            JsonRpcError::DuplicateKey(_) => "duplicate_key",
+            JsonRpcError::CaseVariant(_) => "case_variant_key",
+            JsonRpcError::TooDeep(_) => "too_deep",
+            JsonRpcError::NotJsonRpc2 => "not_jsonrpc_2",
+            JsonRpcError::Invalid(_) | JsonRpcError::EmptyBatch => "invalid_jsonrpc",
+        };
+        Rejection::new(400, e.code(), reason, e.to_string())
+    })?;
+    match &body {
+        Body::Batch(_) if !version.allows_batch() => {
+            return Err(Rejection::new(400, -32600, "batch_not_allowed", "JSON-RPC batches are not allowed in this protocol version"));
+        }
+        Body::Batch(msgs) => {
+            for m in msgs {
+                check_mirrors(req, version, m)?;
+            }
+        }
+        Body::Single(m) => check_mirrors(req, version, m)?,
+    }
+    Ok(Inspection::Messages { version, body })
+}
+
+/// `application/json`, case-insensitive, parameters allowed.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// 2026-07-28 mirrored headers must match the body; in earlier versions, if a client sends
+/// them anyway, they must match too (an upstream may route on them).
+fn check_mirrors<'a>(req: &HttpRequest<'a>, version: ProtocolVersion, msg: &Message<'a>) -> Result<(), Rejection<'a>> {
+    let mismatch = |what: &'static str| Rejection {
+        id: msg.id,
+        ..Rejection::new(400, HEADER_MISMATCH, "header_mismatch", what)
+    };
+    let stateless = version.is_stateless();
+    let Some(method) = msg.method.as_deref() else {
+        if stateless {
+            return Err(Rejection {
+                id: msg.id,
+                ..Rejection::new(400, -32600, "response_not_allowed", "clients must not POST JSON-RPC responses in this protocol version")
+            });
+        }
+        return Ok(());
+    };
+    match req.header("mcp-method") {
+        Some(h) if h != method => return Err(mismatch("Mcp-Method header does not match the body")),
+        None if stateless => return Err(mismatch("Mcp-Method header is required")),
+        _ => {}
+    }
+    let body_name = match method {
+        "tools/call" | "prompts/get" => msg.params.name.as_ref(),
+        "resources/read" => msg.params.uri.as_ref(),
+        _ => None,
+    };
+    let body_name = body_name.and_then(|n| n.as_deref().ok());
+    match (req.header("mcp-name"), body_name) {
+        (Some(h), Some(b)) => {
+            if decode_mirror(h).as_deref() != Some(b) {
+                return Err(mismatch("Mcp-Name header does not match the body"));
+            }
+        }
+        (Some(_), None) => return Err(mismatch("Mcp-Name header given but the body names nothing")),
+        (None, Some(_)) if stateless => return Err(mismatch("Mcp-Name header is required")),
+        _ => {}
+    }
+    if let (Some(header), Some(meta)) = (req.header("mcp-protocol-version"), msg.params.meta_protocol_version.as_deref())
+        && header.trim() != meta
+    {
+        return Err(mismatch("MCP-Protocol-Version header does not match params._meta"));
+    }
+    Ok(())
+}
+
+/// A mirrored header value: plain, or `=?base64?…?=` for non-ASCII values.
+fn decode_mirror(h: &str) -> Option<Cow<'_, str>> {
+    match h.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) {
+        None => Some(Cow::Borrowed(h)),
+        Some(b64) => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+            String::from_utf8(bytes).ok().map(Cow::Owned)
+        }
+    }
+}
+
+/// What a message names that policy governs, or why it is malformed.
+pub fn governed<'m, 'a>(msg: &'m Message<'a>) -> Result<Option<Governed<'m>>, Rejection<'a>> {
+    let Some(method) = msg.method.as_deref() else {
+        return Ok(None);
+    };
+    let invalid = |what: &'static str| Rejection {
+        id: msg.id,
+        ..Rejection::new(400, -32600, "missing_name", what)
+    };
+    let required = |v: &'m Option<Result<Cow<'a, str>, ()>>, what| match v {
+        Some(Ok(s)) if !s.is_empty() => Ok(&**s),
+        _ => Err(invalid(what)),
+    };
+    Ok(Some(match method {
+        "tools/call" => Governed::Tool(required(&msg.params.name, "tools/call needs a non-empty params.name")?),
+        "prompts/get" => Governed::Prompt(required(&msg.params.name, "prompts/get needs a non-empty params.name")?),
+        "resources/read" => Governed::Resource(required(&msg.params.uri, "resources/read needs a non-empty params.uri")?),
+        "completion/complete" => {
+            let r = msg.params.reference.as_ref().ok_or_else(|| invalid("completion/complete needs params.ref"))?;
+            match (r.kind.as_deref(), r.name.as_deref(), r.uri.as_deref()) {
+                (Some("ref/prompt"), Some(n), _) if !n.is_empty() => Governed::Prompt(n),
+                (Some("ref/resource"), _, Some(u)) if !u.is_empty() => Governed::Resource(u),
+                _ => return Err(invalid("completion/complete has an unrecognised params.ref")),
+            }
+        }
+        _ => return Ok(None),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_weather"}}"#;
+
+    fn run<'a>(method: &'a str, h: &'a HashMap<String, String>, body: &'a str) -> Result<Inspection<'a>, Rejection<'a>> {
+        inspect(
+            &HttpRequest {
+                method,
+                headers: h,
+                body: body.as_bytes(),
+            },
+            &Limits {
+                max_body_bytes: 4096,
+                max_depth: 16,
+            },
+        )
+    }
+
+    fn reason(method: &str, pairs: &[(&str, &str)], body: &str) -> (&'static str, u16) {
+        let h = headers(pairs);
+        let r = run(method, &h, body).expect_err("must be rejected");
+        (r.reason, r.status)
+    }
+
+    #[test]
+    fn accepts_a_plain_tools_call() {
+        let h = headers(&[("content-type", "application/json")]);
+        assert!(matches!(run("POST", &h, CALL), Ok(Inspection::Messages { .. })));
+    }
+
+    #[test]
+    fn content_type_is_compared_case_insensitively_with_parameters() {
+        let h = headers(&[("content-type", "Application/JSON; charset=utf-8")]);
+        assert!(run("POST", &h, CALL).is_ok());
+    }
+
+    #[test]
+    fn fail_closed_table() {
+        let json = ("content-type", "application/json");
+        let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":"{}"}}}}"#, "a".repeat(5000));
+        let table: &[(&str, &str, Vec<(&str, &str)>, &str, (&str, u16))] = &[
+            ("other HTTP methods", "PUT", vec![json], CALL, ("method_not_allowed", 405)),
+            ("gzip encoding", "POST", vec![json, ("content-encoding", "gzip")], CALL, ("content_encoding", 400)),
+            ("missing content type", "POST", vec![], CALL, ("content_type", 400)),
+            ("text content type", "POST", vec![("content-type", "text/plain")], CALL, ("content_type", 400)),
+            ("partial body", "POST", vec![json, ("x-envoy-auth-partial-body", "true")], CALL, ("body_too_large", 413)),
+            ("empty body", "POST", vec![json], "", ("empty_body", 400)),
+            ("oversize body", "POST", vec![json], &big, ("body_too_large", 413)),
+            ("invalid JSON", "POST", vec![json], "{", ("invalid_json", 400)),
+            ("unknown protocol version", "POST", vec![json, ("mcp-protocol-version", "1999-01-01")], CALL, ("unsupported_protocol_version", 400)),
+            ("batch after 2025-03-26", "POST", vec![json, ("mcp-protocol-version", "2025-06-18")], "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]", ("batch_not_allowed", 400)),
+            ("stateless without Mcp-Method", "POST", vec![json, ("mcp-protocol-version", "2026-07-28"), ("mcp-name", "get_weather")], CALL, ("header_mismatch", 400)),
+            ("stateless without Mcp-Name", "POST", vec![json, ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call")], CALL, ("header_mismatch", 400)),
+            ("Mcp-Method mismatch", "POST", vec![json, ("mcp-method", "ping")], CALL, ("header_mismatch", 400)),
+            ("Mcp-Name mismatch", "POST", vec![json, ("mcp-name", "other")], CALL, ("header_mismatch", 400)),
+        ];
+        for (name, method, pairs, body, expected) in table {
+            assert_eq!(reason(method, pairs, body), *expected, "case: {name}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_is_rejected() {
+        let h = headers(&[("content-type", "application/json")]);
+        let body = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}";
+        let r = inspect(
+            &HttpRequest {
+                method: "POST",
+                headers: &h,
+                body,
+            },
+            &Limits::default(),
+        )
+        .expect_err("rejected");
+        assert_eq!(r.reason, "not_utf8");
+    }
+
+    #[test]
+    fn stateless_mirrors_accept_base64_names() {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"météo"}}"#;
+        let encoded = format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode("météo"));
+        let h = headers(&[
+            ("content-type", "application/json"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", &encoded),
+        ]);
+        assert!(run("POST", &h, body).is_ok());
+    }
+
+    #[test]
+    fn stateless_rejects_meta_version_mismatch_and_responses() {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}"#;
+        let h = headers(&[("content-type", "application/json"), ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "ping")]);
+        let r = run("POST", &h, body).expect_err("rejected");
+        assert_eq!((r.code, r.id.map(|i| i.get())), (HEADER_MISMATCH, Some("1")));
+        let resp = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+        assert_eq!(run("POST", &h, resp).expect_err("rejected").reason, "response_not_allowed");
+    }
+
+    #[test]
+    fn get_and_delete_pass_the_gate() {
+        let h = headers(&[]);
+        assert!(matches!(run("GET", &h, ""), Ok(Inspection::Stream)));
+        assert!(matches!(run("DELETE", &h, ""), Ok(Inspection::EndSession)));
+    }
+
+    #[test]
+    fn governed_names_and_missing_names() {
+        let body = jsonrpc::parse(br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":""}}"#, 8).expect("parses");
+        let Body::Single(m) = body else { panic!() };
+        let r = governed(&m).expect_err("empty name");
+        assert_eq!((r.code, r.id.map(|i| i.get())), (-32600, Some("3")));
+        let body = jsonrpc::parse(br#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}"#, 8).expect("parses");
+        let Body::Single(m) = body else { panic!() };
+        assert_eq!(governed(&m).expect("ok"), Some(Governed::Resource("file:///x")));
+    }
+}

@@ -1,0 +1,192 @@
+//! Building Envoy `CheckResponse`s: allow with header mutations, or deny with a JSON-RPC
+//! error body that echoes the request id.
+//!
+//! Owns the wire shape of every answer a client can see. Messages are fixed strings or name
+//! only what the client itself sent; nothing internal (roles, rules, errors) is included.
+
+use envoy_types::ext_authz::v3::pb::{
+    CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus,
+    OkHttpResponse,
+};
+use envoy_types::pb::google::rpc;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::authn::AuthError;
+use crate::mcp::{Message, Rejection};
+use crate::policy::Decision;
+
+/// gRPC status codes Envoy reads from a check.
+const OK: i32 = 0;
+const PERMISSION_DENIED: i32 = 7;
+const UNAUTHENTICATED: i32 = 16;
+
+/// An answer to a check, before it becomes protobuf.
+#[derive(Debug)]
+pub enum Reply {
+    Allow {
+        set: Vec<(String, String)>,
+        remove: Vec<String>,
+    },
+    Deny {
+        status: u16,
+        www_authenticate: Option<&'static str>,
+        body: String,
+    },
+}
+
+impl Reply {
+    pub fn allow(set: Vec<(String, String)>, remove: Vec<String>) -> Reply {
+        Reply::Allow { set, remove }
+    }
+
+    pub fn error(status: u16, id: Option<&RawValue>, code: i32, message: &str) -> Reply {
+        Reply::Deny {
+            status,
+            www_authenticate: None,
+            body: jsonrpc_error(id, code, message),
+        }
+    }
+
+    pub fn rejection(r: &Rejection<'_>) -> Reply {
+        Reply::error(r.status, r.id, r.code, &r.message)
+    }
+
+    pub fn unauthenticated(e: AuthError, id: Option<&RawValue>) -> Reply {
+        Reply::Deny {
+            status: 401,
+            www_authenticate: Some(match e {
+                AuthError::Missing => "Bearer",
+                AuthError::Invalid | AuthError::Conflict => "Bearer error=\"invalid_token\"",
+            }),
+            body: jsonrpc_error(id, -32001, &e.to_string()),
+        }
+    }
+
+    /// A batch with a denied element: an error for every request in it (notifications get
+    /// none, as JSON-RPC says), -32602 for the denied ones and -32000 for the rest.
+    pub fn batch_denied(msgs: &[Message<'_>], outcomes: &[Result<Decision<'_>, Rejection<'_>>], status: u16) -> Reply {
+        let mut body = String::from("[");
+        for (msg, outcome) in msgs.iter().zip(outcomes) {
+            let Some(id) = msg.id.filter(|_| msg.method.is_some()) else { continue };
+            let entry = match outcome {
+                Ok(d) if d.allowed => jsonrpc_error(Some(id), -32000, "not executed: another request in this batch was denied by policy"),
+                Ok(_) => jsonrpc_error(Some(id), -32602, "request denied by policy (MCP access is enforced by your roles)"),
+                Err(r) => jsonrpc_error(Some(id), r.code, &r.message),
+            };
+            if body.len() > 1 {
+                body.push(',');
+            }
+            body.push_str(&entry);
+        }
+        body.push(']');
+        Reply::Deny {
+            status,
+            www_authenticate: None,
+            body,
+        }
+    }
+
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Reply::Allow { .. })
+    }
+
+    pub fn into_response(self) -> CheckResponse {
+        match self {
+            Reply::Allow { set, remove } => CheckResponse {
+                status: Some(rpc::Status {
+                    code: OK,
+                    ..Default::default()
+                }),
+                http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                    headers: set.into_iter().map(|(k, v)| header(k, v)).collect(),
+                    headers_to_remove: remove,
+                    ..Default::default()
+                })),
+                dynamic_metadata: None,
+            },
+            Reply::Deny {
+                status,
+                www_authenticate,
+                body,
+            } => deny(status, www_authenticate, &body, None),
+        }
+    }
+}
+
+fn header(key: String, value: String) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key,
+            value,
+            ..Default::default()
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }
+}
+
+/// A denied check with a JSON body.
+pub fn deny(status: u16, www_authenticate: Option<&str>, body: &str, _meta: Option<()>) -> CheckResponse {
+    let mut headers = vec![header("content-type".into(), "application/json".into())];
+    if let Some(w) = www_authenticate {
+        headers.push(header("www-authenticate".into(), w.into()));
+    }
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: if status == 401 { UNAUTHENTICATED } else { PERMISSION_DENIED },
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus { code: i32::from(status) }),
+            headers,
+            body: body.to_owned(),
+        })),
+        dynamic_metadata: None,
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorEnvelope<'a> {
+    jsonrpc: &'static str,
+    id: Option<&'a RawValue>,
+    error: ErrorObject<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorObject<'a> {
+    code: i32,
+    message: &'a str,
+}
+
+/// `{"jsonrpc":"2.0","id":…,"error":{"code":…,"message":…}}`; `id` is `null` when unknown.
+pub fn jsonrpc_error(id: Option<&RawValue>, code: i32, message: &str) -> String {
+    serde_json::to_string(&ErrorEnvelope {
+        jsonrpc: "2.0",
+        id,
+        error: ErrorObject { code, message },
+    })
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_echoes_string_and_number_ids_exactly() {
+        let id: Box<RawValue> = RawValue::from_string("\"a-1\"".into()).expect("raw");
+        assert_eq!(jsonrpc_error(Some(&id), -32602, "no"), r#"{"jsonrpc":"2.0","id":"a-1","error":{"code":-32602,"message":"no"}}"#);
+        let id: Box<RawValue> = RawValue::from_string("42".into()).expect("raw");
+        assert!(jsonrpc_error(Some(&id), -1, "x").contains(r#""id":42"#));
+        assert!(jsonrpc_error(None, -1, "x").contains(r#""id":null"#));
+    }
+
+    #[test]
+    fn allow_overwrites_headers_instead_of_appending() {
+        let r = Reply::allow(vec![("authorization".into(), "Bearer t".into())], vec!["x-api-key".into()]).into_response();
+        let Some(HttpResponse::OkResponse(ok)) = r.http_response else { panic!("ok expected") };
+        assert_eq!(ok.headers[0].append_action, HeaderAppendAction::OverwriteIfExistsOrAdd as i32);
+        assert_eq!(ok.headers_to_remove, ["x-api-key"]);
+    }
+}

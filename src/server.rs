@@ -1,0 +1,139 @@
+//! Process wiring for `serve`: bind both listeners, load key and policy, start the gRPC
+//! server (ext_authz, health, reflection) and the HTTP endpoint, write the ready file, and
+//! shut down cleanly on SIGTERM / Ctrl-C.
+//!
+//! Owns no decision logic; everything here is start-up and lifetime.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::{Authorization, AuthorizationServer};
+use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
+use tokio::net::TcpListener;
+
+use crate::audit::Audit;
+use crate::authz::{Settings, Warden};
+use crate::config::Config;
+use crate::keys;
+use crate::policy::Policy;
+use crate::token::TokenSettings;
+
+/// A start-up failure, naming what could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error("invalid policy:\n{0}")]
+    Policy(#[from] crate::policy::PolicyErrors),
+    #[error("audit output: {0}")]
+    Audit(std::io::Error),
+    #[error("ready file {path}: {source}")]
+    ReadyFile { path: PathBuf, source: std::io::Error },
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
+    #[error("server: {0}")]
+    Serve(String),
+}
+
+/// The ext_authz gRPC service: a thin shell over [`Warden::check`].
+#[derive(Debug, Clone)]
+pub struct AuthzService(pub Arc<Warden>);
+
+#[tonic::async_trait]
+impl Authorization for AuthzService {
+    async fn check(&self, request: tonic::Request<CheckRequest>) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        Ok(tonic::Response::new(self.0.check(request.get_ref())))
+    }
+}
+
+/// Runs until a shutdown signal.
+pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), StartError> {
+    let bind = |addr, what| async move { TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, what, source }) };
+    let grpc = bind(config.grpc_listen, "gRPC").await?;
+    let http = bind(config.http_listen, "HTTP").await?;
+    let grpc_addr = grpc.local_addr().map_err(|e| StartError::Serve(e.to_string()))?;
+    let http_addr = http.local_addr().map_err(|e| StartError::Serve(e.to_string()))?;
+    let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+
+    let (key, key_path, generated) = keys::load_or_generate(config.signing_key.as_deref(), &config.state_dir)?;
+    if generated {
+        tracing::info!(path = %key_path.display(), kid = key.kid(), "generated a new RSA 2048 signing key");
+    } else {
+        tracing::info!(path = %key_path.display(), kid = key.kid(), "loaded signing key");
+    }
+    let policy = Policy::load(&config.policy)?;
+    tracing::info!(
+        apps = policy.apps().len(),
+        users = policy.users().len(),
+        roles = policy.role_names().len(),
+        source = if config.path.is_some() { "config" } else { "embedded demo policy" },
+        "policy loaded"
+    );
+    let audit = Audit::start(&config.audit).map_err(StartError::Audit)?;
+    let settings = Settings {
+        token: TokenSettings {
+            issuer: issuer.as_str().into(),
+            lifetime: config.token_lifetime,
+        },
+        limits: config.limits,
+        denied_status: config.denied_status,
+        auth_order: config.auth_order.clone(),
+    };
+    let warden = Arc::new(Warden::new(policy, key, settings, audit));
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<AuthorizationServer<AuthzService>>().await;
+    let reflection = crate::reflection::service().map_err(|e| StartError::Reflection(e.to_string()))?;
+    let reflection_alpha = crate::reflection::service_v1alpha().map_err(|e| StartError::Reflection(e.to_string()))?;
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(AuthorizationServer::new(AuthzService(warden.clone())))
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc), shutdown());
+    let http_server = axum::serve(http, crate::http::router(warden.clone())).with_graceful_shutdown(shutdown());
+
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, issuer = %issuer, "mcp-warden listening");
+    if let Some(path) = ready_file {
+        write_ready_file(path, grpc_addr, http_addr, &issuer).map_err(|source| StartError::ReadyFile {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    let (g, h) = tokio::join!(grpc_server, async { http_server.await });
+    g.map_err(|e| StartError::Serve(e.to_string()))?;
+    h.map_err(|e| StartError::Serve(e.to_string()))?;
+    tracing::info!("mcp-warden stopped");
+    Ok(())
+}
+
+fn write_ready_file(path: &Path, grpc: SocketAddr, http: SocketAddr, issuer: &str) -> std::io::Result<()> {
+    let body = serde_json::json!({ "grpc": grpc.to_string(), "http": http.to_string(), "issuer": issuer }).to_string();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body)?;
+    std::fs::rename(tmp, path)
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,181 @@
+"""Every Envoy config in envoy/ passes `envoy --mode validate`, and they agree on what matters.
+
+envoy.yaml is the production reference: its TLS file paths are swapped for a throwaway
+self-signed certificate so validation can load them. envoy-test.yaml is rendered from its
+placeholders exactly as the e2e harness renders it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import harness
+import pytest
+import yaml
+
+PROD_CERT = "/etc/envoy/tls/tls.crt"
+PROD_KEY = "/etc/envoy/tls/tls.key"
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
+WELL_KNOWN_EXACT = {
+    "/.well-known/openid-configuration",
+    "/.well-known/jwks-oidc",
+    "/.well-known/jwks.json",
+}
+WELL_KNOWN_PREFIX = "/.well-known/oauth-protected-resource"
+EXT_AUTHZ = "envoy.filters.http.ext_authz"
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mcp.example.com")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("mcp.example.com")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = tmp_path / "tls.crt"
+    key_path = tmp_path / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def _prod_config(tmp_path: Path) -> str:
+    text = (harness.ENVOY_DIR / "envoy.yaml").read_text()
+    assert PROD_CERT in text and PROD_KEY in text, "envoy.yaml should read its certificate from /etc/envoy/tls/"
+    cert, key = _self_signed(tmp_path)
+    text = text.replace(PROD_CERT, str(cert)).replace(PROD_KEY, str(key))
+    if not Path(SYSTEM_CA).exists():
+        text = text.replace(SYSTEM_CA, str(cert))
+    return text
+
+
+def _test_config() -> str:
+    return harness.render_envoy_test_config(warden_grpc_port=9191, warden_http_port=9192, upstream_port=3001)
+
+
+def _demo_config() -> str:
+    return (harness.ENVOY_DIR / "envoy-demo.yaml").read_text()
+
+
+CONFIGS = {
+    "envoy.yaml": _prod_config,
+    "envoy-test.yaml": lambda tmp_path: _test_config(),
+    "envoy-demo.yaml": lambda tmp_path: _demo_config(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_envoy_config_passes_envoy_validate(name: str, envoy_bin: Path, tmp_path: Path) -> None:
+    text = CONFIGS[name](tmp_path)
+    assert "${" not in text, f"{name}: unrendered placeholder"
+    path = tmp_path / name
+    path.write_text(text)
+    result = harness.validate_envoy_config(envoy_bin, path)
+    assert result.returncode == 0, f"envoy --mode validate {name} failed:\n{result.stdout}\n{result.stderr}"
+    assert "OK" in (result.stdout + result.stderr)
+
+
+def test_envoy_test_template_rejects_missing_placeholder_values() -> None:
+    with pytest.raises(harness.HarnessError, match="UPSTREAM_PORT"):
+        harness.render_template(harness.ENVOY_TEST_TEMPLATE.read_text(), {"WARDEN_GRPC_PORT": 1})
+
+
+def _hcm(config: dict[str, Any]) -> dict[str, Any]:
+    listeners = config["static_resources"]["listeners"]
+    assert len(listeners) == 1
+    chains = listeners[0]["filter_chains"]
+    assert len(chains) == 1
+    (hcm,) = [f for f in chains[0]["filters"] if f["name"] == "envoy.filters.network.http_connection_manager"]
+    return hcm["typed_config"]
+
+
+def _ext_authz(hcm: dict[str, Any]) -> dict[str, Any]:
+    filters = hcm["http_filters"]
+    assert filters[0]["name"] == EXT_AUTHZ, "ext_authz must be the first HTTP filter"
+    assert filters[-1]["name"] == "envoy.filters.http.router"
+    return filters[0]["typed_config"]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_envoy_config_fails_closed_and_checks_every_upstream_route(name: str, tmp_path: Path) -> None:
+    config = yaml.safe_load(CONFIGS[name](tmp_path))
+    hcm = _hcm(config)
+    authz = _ext_authz(hcm)
+    assert authz["transport_api_version"] == "V3"
+    assert authz["failure_mode_allow"] is False
+    assert authz["status_on_error"] == {"code": "ServiceUnavailable"}
+    assert authz["with_request_body"] == {
+        "max_request_bytes": 1048576,
+        "allow_partial_message": False,
+        "pack_as_bytes": True,
+    }
+    assert authz["include_peer_certificate"] is True
+    assert "encode_raw_headers" not in authz, "mcp-warden reads the `headers` map"
+    assert authz["grpc_service"]["envoy_grpc"]["cluster_name"] == "mcp_warden_grpc"
+
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    grpc = clusters["mcp_warden_grpc"]
+    assert "http2_protocol_options" in str(grpc["typed_extension_protocol_options"])
+
+    routes = [r for vh in hcm["route_config"]["virtual_hosts"] for r in vh["routes"]]
+    seen_well_known = set()
+    for route in routes:
+        match = route["match"]
+        per_filter = route.get("typed_per_filter_config", {}).get(EXT_AUTHZ)
+        assert per_filter is not None, f"{name}: route {route.get('name')} has no ext_authz per-route config"
+        cluster = route["route"]["cluster"]
+        path = match.get("path") or match.get("prefix")
+        if cluster == "mcp_warden_http":
+            # Only the public discovery documents may skip the check.
+            assert match.get("path") in WELL_KNOWN_EXACT or match.get("prefix") == WELL_KNOWN_PREFIX, route
+            assert per_filter.get("disabled") is True
+            seen_well_known.add(path)
+        else:
+            assert "disabled" not in per_filter, f"{name}: upstream route {route.get('name')} skips ext_authz"
+            app = per_filter["check_settings"]["context_extensions"]["app"]
+            assert app, route
+            assert route["route"].get("timeout") == "0s", f"{name}: SSE streams need timeout: 0s"
+    assert seen_well_known == WELL_KNOWN_EXACT | {WELL_KNOWN_PREFIX}
+    # The last route catches everything and is checked.
+    assert routes[-1]["match"] == {"prefix": "/"}
+
+
+def test_production_reference_targets_agentcore_over_tls(tmp_path: Path) -> None:
+    config = yaml.safe_load((harness.ENVOY_DIR / "envoy.yaml").read_text())
+    hcm = _hcm(config)
+    routes = [r for vh in hcm["route_config"]["virtual_hosts"] for r in vh["routes"]]
+    app_route = routes[-1]
+    assert app_route["route"]["cluster"] == "agentcore"
+    assert app_route["route"]["auto_host_rewrite"] is True
+    ctx = app_route["typed_per_filter_config"][EXT_AUTHZ]["check_settings"]["context_extensions"]
+    assert ctx == {"app": "bedrock-mcp"}
+    listener = config["static_resources"]["listeners"][0]
+    assert listener["address"]["socket_address"]["port_value"] == 443
+    assert "DownstreamTlsContext" in str(listener["filter_chains"][0]["transport_socket"])
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    agentcore = clusters["agentcore"]
+    assert agentcore["type"] in ("STRICT_DNS", "LOGICAL_DNS")
+    tls = agentcore["transport_socket"]["typed_config"]
+    assert tls["@type"].endswith("UpstreamTlsContext")
+    host = agentcore["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert host["port_value"] == 443
+    assert tls["sni"] == host["address"]
