@@ -34,11 +34,17 @@ if [[ -z $src ]]; then
     "$repo_root/Cargo.lock")
   [[ -n $version ]] || { echo "envoy-types not found in Cargo.lock" >&2; exit 1; }
   cargo_home=${CARGO_HOME:-$HOME/.cargo}
-  src=$(ls -d "$cargo_home"/registry/src/*/"envoy-types-$version" 2>/dev/null | head -n1 || true)
-  if [[ -z $src ]]; then
+  find_crate() {
+    local dir
+    for dir in "$cargo_home"/registry/src/*/"envoy-types-$version"; do
+      [[ -d $dir ]] && { printf '%s\n' "$dir"; return 0; }
+    done
+    return 1
+  }
+  src=$(find_crate) || {
     (cd "$repo_root" && cargo fetch --locked >/dev/null)
-    src=$(ls -d "$cargo_home"/registry/src/*/"envoy-types-$version" | head -n1)
-  fi
+    src=$(find_crate)
+  }
 fi
 [[ -d $src/proto ]] || { echo "no proto/ directory in $src" >&2; exit 1; }
 

@@ -82,18 +82,12 @@ impl Audit {
                 }
             }
         })?;
-        Ok(Audit {
-            tx: Some(tx),
-            dropped: Arc::default(),
-        })
+        Ok(Audit { tx: Some(tx), dropped: Arc::default() })
     }
 
     /// An audit sink that discards events (tests and benchmarks).
     pub fn disabled() -> Audit {
-        Audit {
-            tx: None,
-            dropped: Arc::default(),
-        }
+        Audit { tx: None, dropped: Arc::default() }
     }
 
     pub fn emit(&self, event: &Event<'_>) {

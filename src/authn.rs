@@ -6,6 +6,7 @@
 //! returns a credential.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::config::AuthMethod;
 use crate::policy::{Policy, User};
@@ -31,10 +32,27 @@ impl AuthError {
     }
 }
 
+/// A user from policy, or one an identity provider vouched for (compiled per identity).
+#[derive(Debug, Clone)]
+pub enum UserRef<'p> {
+    Static(&'p User),
+    Dynamic(Arc<User>),
+}
+
+impl std::ops::Deref for UserRef<'_> {
+    type Target = User;
+    fn deref(&self) -> &User {
+        match self {
+            UserRef::Static(u) => u,
+            UserRef::Dynamic(u) => u,
+        }
+    }
+}
+
 /// The user a request authenticated as, and how.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Authenticated<'p> {
-    pub user: &'p User,
+    pub user: UserRef<'p>,
     pub method: AuthMethod,
 }
 
@@ -53,8 +71,8 @@ pub fn authenticate<'p>(
     principal: &str,
 ) -> Result<Authenticated<'p>, AuthError> {
     let mut found: Option<Authenticated<'p>> = None;
-    let mut accept = |user: &'p User, method| match found {
-        Some(prev) if !std::ptr::eq(prev.user, user) => Err(AuthError::Conflict),
+    let mut accept = |user: UserRef<'p>, method| match &found {
+        Some(prev) if prev.user.fingerprint != user.fingerprint => Err(AuthError::Conflict),
         Some(_) => Ok(()),
         None => {
             found = Some(Authenticated { user, method });
@@ -66,21 +84,24 @@ pub fn authenticate<'p>(
             AuthMethod::Mtls => {
                 // A verified peer that maps to no user is not an identity claim by itself.
                 if let Some(user) = (!principal.is_empty()).then(|| policy.user_by_principal(principal)).flatten() {
-                    accept(user, AuthMethod::Mtls)?;
+                    accept(UserRef::Static(user), AuthMethod::Mtls)?;
                 }
             }
             AuthMethod::ApiKey => {
                 let presented = [bearer(headers), headers.get("x-api-key").map(|v| v.trim())];
                 for key in presented.into_iter().flatten() {
                     let user = policy.user_by_api_key(key.as_bytes()).ok_or(AuthError::Invalid)?;
-                    accept(user, AuthMethod::ApiKey)?;
+                    accept(UserRef::Static(user), AuthMethod::ApiKey)?;
                 }
             }
         }
     }
     match found {
         Some(a) => Ok(a),
-        None if bearer(headers).is_some() || headers.contains_key("x-api-key") || headers.contains_key("authorization") => {
+        None if bearer(headers).is_some()
+            || headers.contains_key("x-api-key")
+            || headers.contains_key("authorization") =>
+        {
             Err(AuthError::Invalid)
         }
         None => Err(AuthError::Missing),

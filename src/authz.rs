@@ -20,6 +20,7 @@ use crate::authn::{self, AuthError};
 use crate::config::AuthMethod;
 use crate::keys::SigningKey;
 use crate::mcp::{self, Body, Inspection, Limits, Message, Rejection};
+use crate::metrics::Metrics;
 use crate::policy::engine::{check_app, check_name};
 use crate::policy::{App, Decision, Governed, Policy, User, ValuePart};
 use crate::reply::{self, Reply};
@@ -49,6 +50,7 @@ pub struct Warden {
     key: ArcSwap<SigningKey>,
     pub settings: Settings,
     audit: Audit,
+    pub metrics: Metrics,
 }
 
 /// Headers a client may never smuggle upstream: they name identity or decisions.
@@ -57,15 +59,17 @@ const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key"];
 impl Warden {
     pub fn new(policy: Policy, key: SigningKey, settings: Settings, audit: Audit) -> Self {
         Warden {
-            snapshot: ArcSwap::from_pointee(Snapshot {
-                policy,
-                generation: 1,
-                tokens: TokenCache::default(),
-            }),
+            snapshot: ArcSwap::from_pointee(Snapshot { policy, generation: 1, tokens: TokenCache::default() }),
             key: ArcSwap::from_pointee(key),
             settings,
             audit,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Events the audit writer dropped (for `/metrics`).
+    pub fn audit_dropped(&self) -> u64 {
+        self.audit.dropped()
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -75,11 +79,8 @@ impl Warden {
     /// Swaps in a new policy; checks in flight finish on the snapshot they loaded.
     pub fn replace_policy(&self, policy: Policy) -> u64 {
         let generation = self.snapshot.load().generation + 1;
-        self.snapshot.store(Arc::new(Snapshot {
-            policy,
-            generation,
-            tokens: TokenCache::default(),
-        }));
+        self.snapshot.store(Arc::new(Snapshot { policy, generation, tokens: TokenCache::default() }));
+        self.metrics.set_generation(generation);
         generation
     }
 
@@ -92,12 +93,17 @@ impl Warden {
         let started = Instant::now();
         let snap = self.snapshot.load();
         let Some(ctx) = Context::from_request(req) else {
-            return reply::deny(400, None, &reply::jsonrpc_error(None, -32600, "invalid request"), None);
+            return reply::deny(400, None, &reply::jsonrpc_error(None, -32600, "invalid request"));
         };
         let mut audit = AuditInfo::new(&ctx, started);
         let reply = self.decide(&snap, &ctx, &mut audit);
+        let metadata = audit.metadata(reply.is_allow());
+        self.metrics.check(reply.is_allow(), audit.reason, started.elapsed());
+        if let Some(cached) = audit.token_cached {
+            self.metrics.token(cached);
+        }
         audit.finish(&self.audit, &reply);
-        reply.into_response()
+        reply.into_response(Some(metadata))
     }
 
     fn decide<'s>(&self, snap: &'s Snapshot, ctx: &Context<'s>, audit: &mut AuditInfo<'s>) -> Reply
@@ -119,8 +125,8 @@ impl Warden {
                 return Reply::unauthenticated(e, echo_id);
             }
         };
-        let user = auth.user;
-        audit.user = Some(user);
+        let user: &User = &auth.user;
+        audit.set_user(user);
         let app = match ctx.app_name {
             Some(name) => policy.app(name),
             None => policy.app_by_host(&ctx.host),
@@ -167,21 +173,27 @@ impl Warden {
     }
 
     /// The decision for one message: its governed name, if any, against the user's roles.
-    fn check_message<'p, 'm>(&self, user: &'p User, app: &App, msg: &'m Message<'m>) -> Result<Decision<'p>, Rejection<'m>> {
+    fn check_message<'p, 'm>(
+        &self,
+        user: &'p User,
+        app: &App,
+        msg: &'m Message<'m>,
+    ) -> Result<Decision<'p>, Rejection<'m>> {
         match mcp::governed(msg)? {
             Some(g) => Ok(check_name(user, app, g)),
-            None => Ok(Decision {
-                allowed: true,
-                reason: crate::policy::Reason::NotGoverned,
-                role: None,
-                rule: None,
-            }),
+            None => Ok(Decision { allowed: true, reason: crate::policy::Reason::NotGoverned, role: None, rule: None }),
         }
     }
 
     /// A batch is forwarded only when every element is allowed; otherwise every request in
     /// it gets an error and nothing is forwarded. `None` means allow.
-    fn check_batch<'s>(&self, user: &'s User, app: &App, msgs: &[Message<'_>], audit: &mut AuditInfo<'s>) -> Option<Reply> {
+    fn check_batch<'s>(
+        &self,
+        user: &User,
+        app: &App,
+        msgs: &[Message<'_>],
+        audit: &mut AuditInfo<'s>,
+    ) -> Option<Reply> {
         let mut outcomes = Vec::with_capacity(msgs.len());
         let mut any_denied = false;
         for msg in msgs {
@@ -197,7 +209,11 @@ impl Warden {
     fn denied(&self, msg: &Message<'_>, d: Decision<'_>) -> Reply {
         let name = mcp::governed(msg).ok().flatten();
         let message = match name {
-            Some(g) => format!("access to {} '{}' is denied by policy (MCP access is enforced by your roles)", g.kind(), g.name()),
+            Some(g) => format!(
+                "access to {} '{}' is denied by policy (MCP access is enforced by your roles)",
+                g.kind(),
+                g.name()
+            ),
             None => "request denied by policy".to_owned(),
         };
         let _ = d;
@@ -223,7 +239,14 @@ impl Warden {
 
     /// A header value from its template; `None` when a part cannot be filled (the header is
     /// then removed rather than forwarded from the client).
-    fn render(&self, snap: &Snapshot, user: &User, app: &App, parts: &[ValuePart], audit: &mut AuditInfo<'_>) -> Option<String> {
+    fn render(
+        &self,
+        snap: &Snapshot,
+        user: &User,
+        app: &App,
+        parts: &[ValuePart],
+        audit: &mut AuditInfo<'_>,
+    ) -> Option<String> {
         let mut out = String::new();
         for part in parts {
             match part {
@@ -266,11 +289,7 @@ impl<'r> Context<'r> {
         let headers: &HashMap<String, String> = &http.headers;
         let host = headers.get(":authority").map_or(http.host.as_str(), String::as_str);
         Some(Context {
-            http: mcp::HttpRequest {
-                method: &http.method,
-                headers,
-                body,
-            },
+            http: mcp::HttpRequest { method: &http.method, headers, body },
             principal: attrs.source.as_ref().map_or("", |s| s.principal.as_str()),
             app_name: attrs.context_extensions.get("app").map(String::as_str),
             host: host.to_ascii_lowercase(),
@@ -280,6 +299,9 @@ impl<'r> Context<'r> {
     }
 }
 
+/// A user's name and roles, as audited.
+type AuditUser = (Arc<str>, Arc<[Arc<str>]>);
+
 /// Collects what the audit event of one check says.
 struct AuditInfo<'a> {
     started: Instant,
@@ -287,7 +309,8 @@ struct AuditInfo<'a> {
     request_id: &'a str,
     http_method: &'a str,
     session_id: Option<&'a str>,
-    user: Option<&'a User>,
+    user: Option<AuditUser>,
+    fingerprint: Option<u64>,
     app: Option<&'a App>,
     mcp_method: Option<String>,
     jsonrpc_id: Option<Box<RawValue>>,
@@ -308,6 +331,7 @@ impl<'a> AuditInfo<'a> {
             http_method: ctx.http.method,
             session_id: ctx.session_id,
             user: None,
+            fingerprint: None,
             app: None,
             mcp_method: None,
             jsonrpc_id: None,
@@ -318,6 +342,11 @@ impl<'a> AuditInfo<'a> {
             rule: None,
             token_cached: None,
         }
+    }
+
+    fn set_user(&mut self, user: &User) {
+        self.user = Some((user.name.clone(), user.role_names.clone()));
+        self.fingerprint = Some(user.fingerprint);
     }
 
     fn set_message(&mut self, msg: &Message<'_>) {
@@ -346,7 +375,8 @@ impl<'a> AuditInfo<'a> {
             request_id: self.request_id,
             http_method: self.http_method,
             session_id: self.session_id,
-            user: self.user,
+            user: self.user.clone(),
+            fingerprint: self.fingerprint,
             app: self.app,
             mcp_method: None,
             jsonrpc_id: None,
@@ -371,6 +401,27 @@ impl<'a> AuditInfo<'a> {
         one.write(sink, allowed, "batch");
     }
 
+    /// What later Envoy filters (ext_proc, access log) learn about this decision.
+    fn metadata(&self, allowed: bool) -> envoy_types::pb::google::protobuf::Struct {
+        let fingerprint = self.fingerprint.map(|f| format!("{f:016x}")).unwrap_or_default();
+        let mut fields: Vec<(&'static str, &str)> =
+            vec![("decision", if allowed { "allow" } else { "deny" }), ("reason", self.reason)];
+        if let Some((user, _)) = &self.user {
+            fields.push(("user", user));
+            fields.push(("user_fingerprint", &fingerprint));
+        }
+        if let Some(app) = self.app {
+            fields.push(("app", &app.name));
+        }
+        if let Some(m) = &self.mcp_method {
+            fields.push(("mcp_method", m));
+        }
+        if let Some((kind, name)) = &self.name {
+            fields.push((kind, name));
+        }
+        reply::metadata(fields)
+    }
+
     fn finish(self, sink: &Audit, reply: &Reply) {
         self.write(sink, reply.is_allow(), "");
     }
@@ -392,8 +443,8 @@ impl<'a> AuditInfo<'a> {
             time: audit::rfc3339(SystemTime::now()),
             event,
             request_id: self.request_id,
-            user: self.user.map(|u| &*u.name),
-            roles: self.user.map(|u| &*u.role_names),
+            user: self.user.as_ref().map(|u| &*u.0),
+            roles: self.user.as_ref().map(|u| &*u.1),
             app: self.app.map(|a| &*a.name),
             http_method: self.http_method,
             mcp_method: self.mcp_method.as_deref(),

@@ -15,7 +15,11 @@ use crate::policy::engine::{check_app, check_name};
 use crate::policy::{Decision, Governed, Policy};
 
 #[derive(Debug, Parser)]
-#[command(name = "mcp-warden", version, about = "Identity-aware, tool-level access control for MCP servers behind Envoy")]
+#[command(
+    name = "mcp-warden",
+    version,
+    about = "Identity-aware, tool-level access control for MCP servers behind Envoy"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -63,12 +67,7 @@ pub fn run_offline(command: Command) -> ExitCode {
         Command::Serve { .. } => ExitCode::FAILURE,
         Command::Check { config } => match load(&config) {
             Ok((_, p)) => {
-                println!(
-                    "ok: {} apps, {} users, {} roles",
-                    p.apps().len(),
-                    p.users().len(),
-                    p.role_names().len()
-                );
+                println!("ok: {} apps, {} users, {} roles", p.apps().len(), p.users().len(), p.role_names().len());
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -76,13 +75,9 @@ pub fn run_offline(command: Command) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Explain {
-            config,
-            user,
-            app,
-            tool,
-            body,
-        } => explain(&config, &user, &app, tool.as_deref(), body.as_deref()),
+        Command::Explain { config, user, app, tool, body } => {
+            explain(&config, &user, &app, tool.as_deref(), body.as_deref())
+        }
         Command::HashKey { key } => {
             let key = key.unwrap_or_else(|| {
                 let mut s = String::new();
@@ -118,7 +113,13 @@ fn load(path: &std::path::Path) -> Result<(Config, Policy), String> {
     Ok((config, policy))
 }
 
-fn explain(config: &std::path::Path, user: &str, app: &str, tool: Option<&str>, body: Option<&std::path::Path>) -> ExitCode {
+fn explain(
+    config: &std::path::Path,
+    user: &str,
+    app: &str,
+    tool: Option<&str>,
+    body: Option<&std::path::Path>,
+) -> ExitCode {
     let (config, policy) = match load(config) {
         Ok(x) => x,
         Err(e) => {
@@ -127,7 +128,10 @@ fn explain(config: &std::path::Path, user: &str, app: &str, tool: Option<&str>, 
         }
     };
     let (Some(u), Some(a)) = (policy.user(user), policy.app(app)) else {
-        eprintln!("deny: unknown {}", if policy.user(user).is_none() { format!("user '{user}'") } else { format!("app '{app}'") });
+        eprintln!(
+            "deny: unknown {}",
+            if policy.user(user).is_none() { format!("user '{user}'") } else { format!("app '{app}'") }
+        );
         return ExitCode::FAILURE;
     };
     let d = check_app(u, a);
@@ -150,11 +154,7 @@ fn explain(config: &std::path::Path, user: &str, app: &str, tool: Option<&str>, 
                     return ExitCode::FAILURE;
                 }
             };
-            let req = mcp::HttpRequest {
-                method: "POST",
-                headers: &headers,
-                body: &text,
-            };
+            let req = mcp::HttpRequest { method: "POST", headers: &headers, body: &text };
             parsed = match mcp::inspect(&req, &config.limits) {
                 Ok(Inspection::Messages { body, .. }) => body,
                 Ok(_) => unreachable!("POST always yields messages"),
@@ -171,7 +171,9 @@ fn explain(config: &std::path::Path, user: &str, app: &str, tool: Option<&str>, 
             for m in msgs {
                 match mcp::governed(m) {
                     Ok(Some(g)) => out.push(g),
-                    Ok(None) => println!("allow: {} is not governed by tool rules", m.method.as_deref().unwrap_or("a response")),
+                    Ok(None) => {
+                        println!("allow: {} is not governed by tool rules", m.method.as_deref().unwrap_or("a response"))
+                    }
                     Err(r) => {
                         println!("deny: {} ({})", r.message, r.reason);
                         return ExitCode::FAILURE;

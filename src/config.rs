@@ -141,10 +141,8 @@ const MAX_DEPTH_LIMIT: usize = 128;
 impl Config {
     /// Reads and validates a config file; relative paths resolve against its directory.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
-            file: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Io { file: path.display().to_string(), reason: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut config = Self::parse(&text, &path.display().to_string(), base)?;
         config.path = Some(path.to_owned());
@@ -153,7 +151,8 @@ impl Config {
 
     /// The embedded default: loopback listeners, a generated key, the demo policy.
     pub fn embedded_default() -> Config {
-        let mut config = Self::parse("{}", "(embedded default)", Path::new(".")).unwrap_or_else(|_| unreachable!("an empty config is valid"));
+        let mut config = Self::parse("{}", "(embedded default)", Path::new("."))
+            .unwrap_or_else(|_| unreachable!("an empty config is valid"));
         config.policy = vec![Source::inline("(embedded demo policy)", DEMO_POLICY)];
         config
     }
@@ -161,16 +160,10 @@ impl Config {
     /// Parses config text; `file` names it in errors, `base` resolves relative paths.
     pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = yaml_serde::from_str::<Option<RawConfig>>(text)
-            .map_err(|e| ConfigError::Parse {
-                file: file.to_owned(),
-                message: e.to_string(),
-            })?
+            .map_err(|e| ConfigError::Parse { file: file.to_owned(), message: e.to_string() })?
             .unwrap_or_default();
-        let invalid = |field: &'static str, message: String| ConfigError::Invalid {
-            file: file.to_owned(),
-            field,
-            message,
-        };
+        let invalid =
+            |field: &'static str, message: String| ConfigError::Invalid { file: file.to_owned(), field, message };
         let addr = |field: &'static str, v: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let v = v.unwrap_or_else(|| default.to_owned());
             v.parse().map_err(|_| invalid(field, format!("'{v}' is not an IP:port address")))
@@ -199,7 +192,10 @@ impl Config {
         }
         let denied_status = raw.inspection.denied_status.unwrap_or(200);
         if !matches!(denied_status, 200 | 403) {
-            return Err(invalid("inspection.denied_status", format!("{denied_status}: use 200 (MCP clients read the JSON-RPC error) or 403")));
+            return Err(invalid(
+                "inspection.denied_status",
+                format!("{denied_status}: use 200 (MCP clients read the JSON-RPC error) or 403"),
+            ));
         }
         let auth_order = raw.authentication.order.unwrap_or_else(|| vec![AuthMethod::Mtls, AuthMethod::ApiKey]);
         if auth_order.is_empty() {

@@ -4,7 +4,8 @@
 //! - `GET /.well-known/openid-configuration` — discovery; `issuer` byte-identical to the
 //!   tokens' `iss`, `jwks_uri` = `{issuer}/.well-known/jwks-oidc`;
 //! - `GET /.well-known/jwks-oidc` and `GET /.well-known/jwks.json` — public keys only;
-//! - `GET /healthz` — the process is up; `GET /readyz` — a policy is loaded and a key is active.
+//! - `GET /healthz` — the process is up; `GET /readyz` — a policy is loaded and a key is active;
+//! - `GET /metrics` — Prometheus text format.
 //!
 //! Never serves private key material or anything from the policy.
 
@@ -51,6 +52,7 @@ pub fn router(warden: Arc<Warden>) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
+        .route("/metrics", get(metrics))
         .with_state(AppState { warden, discovery })
 }
 
@@ -66,6 +68,12 @@ fn json_response(body: String) -> Response {
 
 async fn discovery_handler(State(s): State<AppState>) -> Response {
     json_response(s.discovery.to_string())
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut r = s.warden.metrics.render(s.warden.audit_dropped()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
 }
 
 async fn jwks(State(s): State<AppState>) -> Response {

@@ -55,10 +55,8 @@ pub const GENERATED_KEY_FILE: &str = "signing-key.pem";
 impl SigningKey {
     /// Parses a PEM private key (PKCS#8 or PKCS#1).
     pub fn from_pem(pem: &str, path: &Path) -> Result<Self, KeyError> {
-        let rejected = |e: aws_lc_rs::error::KeyRejected| KeyError::Rejected {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        };
+        let rejected =
+            |e: aws_lc_rs::error::KeyRejected| KeyError::Rejected { path: path.to_owned(), reason: e.to_string() };
         let pair = if let Some(der) = pem_block(pem, "PRIVATE KEY") {
             KeyPair::from_pkcs8(&der).map_err(rejected)?
         } else if let Some(der) = pem_block(pem, "RSA PRIVATE KEY") {
@@ -133,27 +131,16 @@ pub fn load_or_generate(explicit: Option<&Path>, state_dir: &Path) -> Result<(Si
 }
 
 fn read(path: &Path) -> Result<String, KeyError> {
-    std::fs::read_to_string(path).map_err(|e| KeyError::File {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
+    std::fs::read_to_string(path).map_err(|e| KeyError::File { path: path.to_owned(), reason: e.to_string() })
 }
 
 fn write_private(dir: &Path, path: &Path, pem: &str) -> Result<(), KeyError> {
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-    let err = |e: std::io::Error| KeyError::File {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    };
+    let err = |e: std::io::Error| KeyError::File { path: path.to_owned(), reason: e.to_string() };
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
     // Written beside and renamed, so a reader never sees half a key.
     let tmp = dir.join(format!(".{GENERATED_KEY_FILE}.{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(err)?;
     f.write_all(pem.as_bytes()).and_then(|()| f.sync_all()).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
@@ -206,8 +193,9 @@ mod tests {
 
     #[test]
     fn non_key_pem_is_rejected_naming_the_file() {
-        let e = SigningKey::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", Path::new("x.pem"))
-            .expect_err("not a key");
+        let e =
+            SigningKey::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", Path::new("x.pem"))
+                .expect_err("not a key");
         assert!(e.to_string().starts_with("x.pem:"), "{e}");
     }
 }

@@ -5,16 +5,17 @@
 //! [`policy`], and on allow replaces `Authorization` with an ID token minted by [`token`]
 //! and published through [`http`]'s OIDC discovery and JWKS.
 
-pub mod mcp;
-pub mod policy;
 pub mod audit;
 pub mod authn;
 pub mod authz;
-pub mod config;
-pub mod keys;
-pub mod reply;
-pub mod token;
-pub mod reflection;
 pub mod cli;
+pub mod config;
 pub mod http;
+pub mod keys;
+pub mod mcp;
+pub mod metrics;
+pub mod policy;
+pub mod reflection;
+pub mod reply;
 pub mod server;
+pub mod token;

@@ -16,8 +16,7 @@ use tonic_reflection::server::{
 };
 
 /// Encoded FileDescriptorSet of everything under `proto/`, imports included.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/mcp_warden_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mcp_warden_descriptor.bin"));
 
 /// Fully-qualified names of the services advertised by `ListServices`.
 ///
@@ -56,8 +55,7 @@ pub fn service() -> Result<ServerReflectionServer<impl ServerReflection>, Error>
 /// # Errors
 ///
 /// As for [`service`].
-pub fn service_v1alpha()
--> Result<ServerReflectionServerV1Alpha<impl ServerReflectionV1Alpha>, Error> {
+pub fn service_v1alpha() -> Result<ServerReflectionServerV1Alpha<impl ServerReflectionV1Alpha>, Error> {
     builder().build_v1alpha()
 }
 
@@ -70,8 +68,7 @@ mod tests {
     fn has_symbol(set: &FileDescriptorSet, package: &str, name: &str) -> bool {
         set.file.iter().any(|file| {
             file.package() == package
-                && (file.service.iter().any(|s| s.name() == name)
-                    || file.message_type.iter().any(|m| m.name() == name))
+                && (file.service.iter().any(|s| s.name() == name) || file.message_type.iter().any(|m| m.name() == name))
         })
     }
 

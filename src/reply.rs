@@ -8,6 +8,7 @@ use envoy_types::ext_authz::v3::pb::{
     CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus,
     OkHttpResponse,
 };
+use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -24,15 +25,8 @@ const UNAUTHENTICATED: i32 = 16;
 /// An answer to a check, before it becomes protobuf.
 #[derive(Debug)]
 pub enum Reply {
-    Allow {
-        set: Vec<(String, String)>,
-        remove: Vec<String>,
-    },
-    Deny {
-        status: u16,
-        www_authenticate: Option<&'static str>,
-        body: String,
-    },
+    Allow { set: Vec<(String, String)>, remove: Vec<String> },
+    Deny { status: u16, www_authenticate: Option<&'static str>, body: String },
 }
 
 impl Reply {
@@ -41,11 +35,7 @@ impl Reply {
     }
 
     pub fn error(status: u16, id: Option<&RawValue>, code: i32, message: &str) -> Reply {
-        Reply::Deny {
-            status,
-            www_authenticate: None,
-            body: jsonrpc_error(id, code, message),
-        }
+        Reply::Deny { status, www_authenticate: None, body: jsonrpc_error(id, code, message) }
     }
 
     pub fn rejection(r: &Rejection<'_>) -> Reply {
@@ -70,8 +60,12 @@ impl Reply {
         for (msg, outcome) in msgs.iter().zip(outcomes) {
             let Some(id) = msg.id.filter(|_| msg.method.is_some()) else { continue };
             let entry = match outcome {
-                Ok(d) if d.allowed => jsonrpc_error(Some(id), -32000, "not executed: another request in this batch was denied by policy"),
-                Ok(_) => jsonrpc_error(Some(id), -32602, "request denied by policy (MCP access is enforced by your roles)"),
+                Ok(d) if d.allowed => {
+                    jsonrpc_error(Some(id), -32000, "not executed: another request in this batch was denied by policy")
+                }
+                Ok(_) => {
+                    jsonrpc_error(Some(id), -32602, "request denied by policy (MCP access is enforced by your roles)")
+                }
                 Err(r) => jsonrpc_error(Some(id), r.code, &r.message),
             };
             if body.len() > 1 {
@@ -80,24 +74,19 @@ impl Reply {
             body.push_str(&entry);
         }
         body.push(']');
-        Reply::Deny {
-            status,
-            www_authenticate: None,
-            body,
-        }
+        Reply::Deny { status, www_authenticate: None, body }
     }
 
     pub fn is_allow(&self) -> bool {
         matches!(self, Reply::Allow { .. })
     }
 
-    pub fn into_response(self) -> CheckResponse {
-        match self {
+    /// The protobuf answer, carrying `metadata` as the check's dynamic metadata (Envoy files it
+    /// under `envoy.filters.http.ext_authz` for later filters and access logs).
+    pub fn into_response(self, metadata: Option<Struct>) -> CheckResponse {
+        let mut response = match self {
             Reply::Allow { set, remove } => CheckResponse {
-                status: Some(rpc::Status {
-                    code: OK,
-                    ..Default::default()
-                }),
+                status: Some(rpc::Status { code: OK, ..Default::default() }),
                 http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
                     headers: set.into_iter().map(|(k, v)| header(k, v)).collect(),
                     headers_to_remove: remove,
@@ -105,29 +94,33 @@ impl Reply {
                 })),
                 dynamic_metadata: None,
             },
-            Reply::Deny {
-                status,
-                www_authenticate,
-                body,
-            } => deny(status, www_authenticate, &body, None),
-        }
+            Reply::Deny { status, www_authenticate, body } => deny(status, www_authenticate, &body),
+        };
+        response.dynamic_metadata = metadata;
+        response
+    }
+}
+
+/// A flat string map as a protobuf `Struct`.
+pub fn metadata<'a>(fields: impl IntoIterator<Item = (&'static str, &'a str)>) -> Struct {
+    Struct {
+        fields: fields
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Value { kind: Some(Kind::StringValue(v.to_owned())) }))
+            .collect(),
     }
 }
 
 fn header(key: String, value: String) -> HeaderValueOption {
     HeaderValueOption {
-        header: Some(HeaderValue {
-            key,
-            value,
-            ..Default::default()
-        }),
+        header: Some(HeaderValue { key, value, ..Default::default() }),
         append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
         ..Default::default()
     }
 }
 
 /// A denied check with a JSON body.
-pub fn deny(status: u16, www_authenticate: Option<&str>, body: &str, _meta: Option<()>) -> CheckResponse {
+pub fn deny(status: u16, www_authenticate: Option<&str>, body: &str) -> CheckResponse {
     let mut headers = vec![header("content-type".into(), "application/json".into())];
     if let Some(w) = www_authenticate {
         headers.push(header("www-authenticate".into(), w.into()));
@@ -161,12 +154,8 @@ struct ErrorObject<'a> {
 
 /// `{"jsonrpc":"2.0","id":…,"error":{"code":…,"message":…}}`; `id` is `null` when unknown.
 pub fn jsonrpc_error(id: Option<&RawValue>, code: i32, message: &str) -> String {
-    serde_json::to_string(&ErrorEnvelope {
-        jsonrpc: "2.0",
-        id,
-        error: ErrorObject { code, message },
-    })
-    .unwrap_or_default()
+    serde_json::to_string(&ErrorEnvelope { jsonrpc: "2.0", id, error: ErrorObject { code, message } })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -176,7 +165,10 @@ mod tests {
     #[test]
     fn error_body_echoes_string_and_number_ids_exactly() {
         let id: Box<RawValue> = RawValue::from_string("\"a-1\"".into()).expect("raw");
-        assert_eq!(jsonrpc_error(Some(&id), -32602, "no"), r#"{"jsonrpc":"2.0","id":"a-1","error":{"code":-32602,"message":"no"}}"#);
+        assert_eq!(
+            jsonrpc_error(Some(&id), -32602, "no"),
+            r#"{"jsonrpc":"2.0","id":"a-1","error":{"code":-32602,"message":"no"}}"#
+        );
         let id: Box<RawValue> = RawValue::from_string("42".into()).expect("raw");
         assert!(jsonrpc_error(Some(&id), -1, "x").contains(r#""id":42"#));
         assert!(jsonrpc_error(None, -1, "x").contains(r#""id":null"#));
@@ -184,7 +176,8 @@ mod tests {
 
     #[test]
     fn allow_overwrites_headers_instead_of_appending() {
-        let r = Reply::allow(vec![("authorization".into(), "Bearer t".into())], vec!["x-api-key".into()]).into_response();
+        let r = Reply::allow(vec![("authorization".into(), "Bearer t".into())], vec!["x-api-key".into()])
+            .into_response(None);
         let Some(HttpResponse::OkResponse(ok)) = r.http_response else { panic!("ok expected") };
         assert_eq!(ok.headers[0].append_action, HeaderAppendAction::OverwriteIfExistsOrAdd as i32);
         assert_eq!(ok.headers_to_remove, ["x-api-key"]);

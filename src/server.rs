@@ -23,11 +23,7 @@ use crate::token::TokenSettings;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr} ({what}): {source}")]
-    Bind {
-        addr: SocketAddr,
-        what: &'static str,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, what: &'static str, source: std::io::Error },
     #[error(transparent)]
     Key(#[from] keys::KeyError),
     #[error("invalid policy:\n{0}")]
@@ -48,14 +44,19 @@ pub struct AuthzService(pub Arc<Warden>);
 
 #[tonic::async_trait]
 impl Authorization for AuthzService {
-    async fn check(&self, request: tonic::Request<CheckRequest>) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
         Ok(tonic::Response::new(self.0.check(request.get_ref())))
     }
 }
 
 /// Runs until a shutdown signal.
 pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), StartError> {
-    let bind = |addr, what| async move { TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, what, source }) };
+    let bind = |addr, what| async move {
+        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, what, source })
+    };
     let grpc = bind(config.grpc_listen, "gRPC").await?;
     let http = bind(config.http_listen, "HTTP").await?;
     let grpc_addr = grpc.local_addr().map_err(|e| StartError::Serve(e.to_string()))?;
@@ -78,10 +79,7 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
     );
     let audit = Audit::start(&config.audit).map_err(StartError::Audit)?;
     let settings = Settings {
-        token: TokenSettings {
-            issuer: issuer.as_str().into(),
-            lifetime: config.token_lifetime,
-        },
+        token: TokenSettings { issuer: issuer.as_str().into(), lifetime: config.token_lifetime },
         limits: config.limits,
         denied_status: config.denied_status,
         auth_order: config.auth_order.clone(),
@@ -102,10 +100,8 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
 
     tracing::info!(grpc = %grpc_addr, http = %http_addr, issuer = %issuer, "mcp-warden listening");
     if let Some(path) = ready_file {
-        write_ready_file(path, grpc_addr, http_addr, &issuer).map_err(|source| StartError::ReadyFile {
-            path: path.to_owned(),
-            source,
-        })?;
+        write_ready_file(path, grpc_addr, http_addr, &issuer)
+            .map_err(|source| StartError::ReadyFile { path: path.to_owned(), source })?;
     }
     let (g, h) = tokio::join!(grpc_server, async { http_server.await });
     g.map_err(|e| StartError::Serve(e.to_string()))?;
@@ -125,9 +121,8 @@ async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => return std::future::pending().await,
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return std::future::pending().await;
         };
         tokio::select! {
             _ = ctrl_c => {},

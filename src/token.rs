@@ -52,13 +52,15 @@ struct Claims<'a> {
 }
 
 /// Signs a fresh token for `user` at `app`.
-pub fn mint(settings: &TokenSettings, key: &SigningKey, user: &User, app: &App, now: SystemTime) -> Result<String, KeyError> {
+pub fn mint(
+    settings: &TokenSettings,
+    key: &SigningKey,
+    user: &User,
+    app: &App,
+    now: SystemTime,
+) -> Result<String, KeyError> {
     let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let header = Header {
-        alg: "RS256",
-        typ: "JWT",
-        kid: key.kid(),
-    };
+    let header = Header { alg: "RS256", typ: "JWT", kid: key.kid() };
     let claims = Claims {
         iss: &settings.issuer,
         sub: &user.name,
@@ -94,14 +96,17 @@ fn random_jti() -> String {
 #[derive(Debug)]
 struct Cached {
     token: Arc<str>,
+    fingerprint: u64,
     kid: Box<str>,
     refresh_at: SystemTime,
 }
 
+type ByUser = HashMap<Arc<str>, Cached>;
+
 /// Tokens by app, then by user. Lives in one policy snapshot.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    map: RwLock<HashMap<Arc<str>, HashMap<Arc<str>, Cached>>>,
+    map: RwLock<HashMap<Arc<str>, ByUser>>,
 }
 
 /// Whether a token came from the cache (for metrics).
@@ -124,6 +129,7 @@ impl TokenCache {
         if let Ok(map) = self.map.read()
             && let Some(c) = map.get(&*app.name).and_then(|m| m.get(&*user.name))
             && now < c.refresh_at
+            && c.fingerprint == user.fingerprint
             && *c.kid == *key.kid()
         {
             return Ok((c.token.clone(), Source::Cache));
@@ -134,6 +140,7 @@ impl TokenCache {
                 user.name.clone(),
                 Cached {
                     token: token.clone(),
+                    fingerprint: user.fingerprint,
                     kid: key.kid().into(),
                     refresh_at: now + settings.lifetime / 2,
                 },
@@ -155,10 +162,8 @@ mod tests {
         )])
         .expect("policy");
         let (key, _) = SigningKey::generate().expect("key");
-        let settings = TokenSettings {
-            issuer: "https://warden.example.com".into(),
-            lifetime: Duration::from_secs(300),
-        };
+        let settings =
+            TokenSettings { issuer: "https://warden.example.com".into(), lifetime: Duration::from_secs(300) };
         (p, key, settings)
     }
 
@@ -174,7 +179,10 @@ mod tests {
         let parts: Vec<&str> = t.split('.').collect();
         assert_eq!(parts.len(), 3);
         let h = decode(parts[0]);
-        assert_eq!((h["alg"].as_str(), h["typ"].as_str(), h["kid"].as_str()), (Some("RS256"), Some("JWT"), Some(key.kid())));
+        assert_eq!(
+            (h["alg"].as_str(), h["typ"].as_str(), h["kid"].as_str()),
+            (Some("RS256"), Some("JWT"), Some(key.kid()))
+        );
         let c = decode(parts[1]);
         assert_eq!(c["iss"], "https://warden.example.com");
         assert_eq!(c["aud"], "mcp+https://gw.example.com/mcp");
@@ -200,7 +208,11 @@ mod tests {
         let e = URL_SAFE_NO_PAD.decode(&jwk.e).expect("e");
         let public = aws_lc_rs::rsa::PublicKeyComponents { n: n.as_slice(), e: e.as_slice() };
         public
-            .verify(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256, signed.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).expect("sig"))
+            .verify(
+                &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+                signed.as_bytes(),
+                &URL_SAFE_NO_PAD.decode(sig).expect("sig"),
+            )
             .expect("signature verifies");
     }
 
@@ -216,6 +228,23 @@ mod tests {
         assert_eq!((src, &*second), (Source::Cache, &*first));
         let (_, src) = cache.get_or_mint(&s, &key, u, a, t0 + Duration::from_secs(150)).expect("remint");
         assert_eq!(src, Source::Minted);
+    }
+
+    #[test]
+    fn cache_never_serves_a_token_minted_for_other_roles_or_traits() {
+        let (p, key, s) = fixture();
+        let a = p.app("a").expect("a");
+        let cache = TokenCache::default();
+        let now = SystemTime::now();
+        let first = p.build_user("dyn", &["mcp-user".into()], Traits::new()).expect("user");
+        cache.get_or_mint(&s, &key, &first, a, now).expect("mint");
+        let mut traits = Traits::new();
+        traits.insert("team".into(), vec!["y".into()]);
+        let changed = p.build_user("dyn", &["mcp-user".into()], traits).expect("user");
+        let (token, src) = cache.get_or_mint(&s, &key, &changed, a, now).expect("mint");
+        assert_eq!(src, Source::Minted);
+        let claims = decode(token.split('.').nth(1).expect("claims"));
+        assert_eq!(claims["traits"]["team"][0], "y");
     }
 
     #[test]

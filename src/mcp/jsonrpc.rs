@@ -88,12 +88,7 @@ const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 pub fn parse(body: &[u8], max_depth: usize) -> Result<Body<'_>, JsonRpcError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let mut failure = None;
-    let result = TopSeed {
-        max_depth,
-        failure: &mut failure,
-    }
-    .deserialize(&mut de)
-    .and_then(|b| de.end().map(|()| b));
+    let result = TopSeed { max_depth, failure: &mut failure }.deserialize(&mut de).and_then(|b| de.end().map(|()| b));
     match (result, failure) {
         (_, Some(f)) => Err(f),
         (Ok(b), None) => Ok(b),
@@ -144,7 +139,7 @@ struct SeenKeys<'a>(Vec<Cow<'a, str>>);
 
 impl<'a> SeenKeys<'a> {
     fn insert<E: de::Error>(&mut self, key: Cow<'a, str>, slot: Failure<'_>) -> Result<(), E> {
-        if self.0.iter().any(|k| *k == key) {
+        if self.0.contains(&key) {
             return Err(fail(slot, JsonRpcError::DuplicateKey(key.into_owned())));
         }
         self.0.push(key);
@@ -316,24 +311,16 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
         f.write_str("a JSON-RPC object or batch array")
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Body<'de>, A::Error> {
-        MessageSeed {
-            depth: 0,
-            max: self.max_depth,
-            failure: self.failure,
-        }
-        .visit_map(map)
-        .map(Body::Single)
+        MessageSeed { depth: 0, max: self.max_depth, failure: self.failure }.visit_map(map).map(Body::Single)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body<'de>, A::Error> {
         if self.max_depth < 2 {
             return Err(fail(self.failure, JsonRpcError::TooDeep(self.max_depth)));
         }
         let mut out = Vec::new();
-        while let Some(m) = seq.next_element_seed(MessageSeed {
-            depth: 1,
-            max: self.max_depth,
-            failure: &mut *self.failure,
-        })? {
+        while let Some(m) =
+            seq.next_element_seed(MessageSeed { depth: 1, max: self.max_depth, failure: &mut *self.failure })?
+        {
             out.push(m);
         }
         if out.is_empty() {
@@ -393,11 +380,7 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
             seen.insert(key, self.failure)?;
             match which {
                 Some(0) => {
-                    let v = map.next_value_seed(MaybeStr {
-                        depth,
-                        max: self.max,
-                        failure: self.failure,
-                    })?;
+                    let v = map.next_value_seed(MaybeStr { depth, max: self.max, failure: self.failure })?;
                     jsonrpc_ok = matches!(v, Ok(ref s) if s == "2.0");
                 }
                 Some(1) => {
@@ -414,19 +397,12 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
                     msg.id = Some(raw);
                 }
                 Some(2) => {
-                    let v = map.next_value_seed(MaybeStr {
-                        depth,
-                        max: self.max,
-                        failure: self.failure,
-                    })?;
-                    msg.method = Some(v.map_err(|()| fail(self.failure, JsonRpcError::Invalid("'method' must be a string")))?);
+                    let v = map.next_value_seed(MaybeStr { depth, max: self.max, failure: self.failure })?;
+                    msg.method =
+                        Some(v.map_err(|()| fail(self.failure, JsonRpcError::Invalid("'method' must be a string")))?);
                 }
                 Some(3) => {
-                    msg.params = map.next_value_seed(ParamsSeed {
-                        depth,
-                        max: self.max,
-                        failure: self.failure,
-                    })?;
+                    msg.params = map.next_value_seed(ParamsSeed { depth, max: self.max, failure: self.failure })?;
                 }
                 Some(_) => {
                     msg.has_result_or_error = true;
@@ -439,10 +415,14 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
             return Err(fail(self.failure, JsonRpcError::NotJsonRpc2));
         }
         match (&msg.method, msg.id.is_some(), msg.has_result_or_error) {
-            (Some(_), _, true) => Err(fail(self.failure, JsonRpcError::Invalid("a request cannot carry 'result' or 'error'"))),
+            (Some(_), _, true) => {
+                Err(fail(self.failure, JsonRpcError::Invalid("a request cannot carry 'result' or 'error'")))
+            }
             (None, true, true) | (Some(_), _, false) => Ok(msg),
             (None, false, _) => Err(fail(self.failure, JsonRpcError::Invalid("neither a request nor a response"))),
-            (None, true, false) => Err(fail(self.failure, JsonRpcError::Invalid("a response needs 'result' or 'error'"))),
+            (None, true, false) => {
+                Err(fail(self.failure, JsonRpcError::Invalid("a response needs 'result' or 'error'")))
+            }
         }
     }
 }
@@ -480,31 +460,20 @@ impl<'de> Visitor<'de> for ParamsSeed<'_> {
         while let Some(Key(key)) = map.next_key()? {
             let which = classify_key(&key, PARAMS_KEYS, self.failure)?;
             seen.insert(key, self.failure)?;
-            let str_seed = |failure| MaybeStr {
-                depth,
-                max: self.max,
-                failure,
-            };
+            let str_seed = |failure| MaybeStr { depth, max: self.max, failure };
             match which {
                 Some(0) => p.name = Some(map.next_value_seed(str_seed(&mut *self.failure))?),
                 Some(1) => p.uri = Some(map.next_value_seed(str_seed(&mut *self.failure))?),
                 Some(3) => {
-                    p.meta_protocol_version = map.next_value_seed(MetaSeed {
-                        depth,
-                        max: self.max,
-                        failure: self.failure,
-                    })?;
+                    p.meta_protocol_version =
+                        map.next_value_seed(MetaSeed { depth, max: self.max, failure: self.failure })?;
                 }
                 Some(4) => {
                     p.has_task = true;
                     map.next_value_seed(Any::new(depth, self.max, self.failure))?;
                 }
                 Some(5) => {
-                    p.reference = Some(map.next_value_seed(RefSeed {
-                        depth,
-                        max: self.max,
-                        failure: self.failure,
-                    })?);
+                    p.reference = Some(map.next_value_seed(RefSeed { depth, max: self.max, failure: self.failure })?);
                 }
                 _ => map.next_value_seed(Any::new(depth, self.max, self.failure))?,
             }
@@ -561,12 +530,10 @@ impl<'de> Visitor<'de> for MetaSeed<'_> {
             let is_version = key == META_PROTOCOL_VERSION;
             seen.insert(key, self.failure)?;
             if is_version {
-                let v = map.next_value_seed(MaybeStr {
-                    depth,
-                    max: self.max,
-                    failure: self.failure,
-                })?;
-                out = Some(v.map_err(|()| fail(self.failure, JsonRpcError::Invalid("protocol version in _meta must be a string")))?);
+                let v = map.next_value_seed(MaybeStr { depth, max: self.max, failure: self.failure })?;
+                out = Some(v.map_err(|()| {
+                    fail(self.failure, JsonRpcError::Invalid("protocol version in _meta must be a string"))
+                })?);
             } else {
                 map.next_value_seed(Any::new(depth, self.max, self.failure))?;
             }
@@ -634,11 +601,7 @@ impl<'de> Visitor<'de> for RefSeed<'_> {
                     continue;
                 }
             };
-            let v = map.next_value_seed(MaybeStr {
-                depth,
-                max: self.max,
-                failure: self.failure,
-            })?;
+            let v = map.next_value_seed(MaybeStr { depth, max: self.max, failure: self.failure })?;
             *slot = Some(v.map_err(|()| fail(self.failure, JsonRpcError::Invalid("'ref' fields must be strings")))?);
         }
         Ok(out)
@@ -662,7 +625,9 @@ mod tests {
 
     #[test]
     fn reads_a_tools_call() {
-        let m = one(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Paris"}}}"#);
+        let m = one(
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Paris"}}}"#,
+        );
         assert_eq!(m.id.map(|r| r.get()), Some("7"));
         assert_eq!(m.method.as_deref(), Some("tools/call"));
         assert_eq!(m.params.name, Some(Ok(Cow::Borrowed("get_weather"))));
@@ -745,7 +710,8 @@ mod tests {
 
     #[test]
     fn reads_batches_and_responses() {
-        let b = parse(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":"s","result":{}}]"#, 8).expect("valid");
+        let b = parse(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":"s","result":{}}]"#, 8)
+            .expect("valid");
         let Body::Batch(msgs) = b else { panic!("batch expected") };
         assert_eq!(msgs.len(), 2);
         assert!(msgs[1].has_result_or_error && msgs[1].method.is_none());

@@ -27,10 +27,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_body_bytes: 1 << 20,
-            max_depth: 32,
-        }
+        Limits { max_body_bytes: 1 << 20, max_depth: 32 }
     }
 }
 
@@ -85,13 +82,7 @@ pub struct Rejection<'a> {
 
 impl Rejection<'_> {
     fn new(status: u16, code: i32, reason: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Rejection {
-            status,
-            code,
-            message: message.into(),
-            reason,
-            id: None,
-        }
+        Rejection { status, code, message: message.into(), reason, id: None }
     }
 }
 
@@ -100,6 +91,7 @@ pub const HEADER_MISMATCH: i32 = -32020;
 
 /// A request that passed the gate.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant, reason = "lives on the stack for one check; boxing would allocate per request")]
 pub enum Inspection<'a> {
     /// GET: the server-to-client SSE stream.
     Stream,
@@ -175,7 +167,12 @@ pub fn inspect<'a>(req: &HttpRequest<'a>, limits: &Limits) -> Result<Inspection<
     })?;
     match &body {
         Body::Batch(_) if !version.allows_batch() => {
-            return Err(Rejection::new(400, -32600, "batch_not_allowed", "JSON-RPC batches are not allowed in this protocol version"));
+            return Err(Rejection::new(
+                400,
+                -32600,
+                "batch_not_allowed",
+                "JSON-RPC batches are not allowed in this protocol version",
+            ));
         }
         Body::Batch(msgs) => {
             for m in msgs {
@@ -196,16 +193,19 @@ fn is_json(content_type: &str) -> bool {
 /// 2026-07-28 mirrored headers must match the body; in earlier versions, if a client sends
 /// them anyway, they must match too (an upstream may route on them).
 fn check_mirrors<'a>(req: &HttpRequest<'a>, version: ProtocolVersion, msg: &Message<'a>) -> Result<(), Rejection<'a>> {
-    let mismatch = |what: &'static str| Rejection {
-        id: msg.id,
-        ..Rejection::new(400, HEADER_MISMATCH, "header_mismatch", what)
-    };
+    let mismatch =
+        |what: &'static str| Rejection { id: msg.id, ..Rejection::new(400, HEADER_MISMATCH, "header_mismatch", what) };
     let stateless = version.is_stateless();
     let Some(method) = msg.method.as_deref() else {
         if stateless {
             return Err(Rejection {
                 id: msg.id,
-                ..Rejection::new(400, -32600, "response_not_allowed", "clients must not POST JSON-RPC responses in this protocol version")
+                ..Rejection::new(
+                    400,
+                    -32600,
+                    "response_not_allowed",
+                    "clients must not POST JSON-RPC responses in this protocol version",
+                )
             });
         }
         return Ok(());
@@ -222,16 +222,15 @@ fn check_mirrors<'a>(req: &HttpRequest<'a>, version: ProtocolVersion, msg: &Mess
     };
     let body_name = body_name.and_then(|n| n.as_deref().ok());
     match (req.header("mcp-name"), body_name) {
-        (Some(h), Some(b)) => {
-            if decode_mirror(h).as_deref() != Some(b) {
-                return Err(mismatch("Mcp-Name header does not match the body"));
-            }
+        (Some(h), Some(b)) if decode_mirror(h).as_deref() != Some(b) => {
+            return Err(mismatch("Mcp-Name header does not match the body"));
         }
         (Some(_), None) => return Err(mismatch("Mcp-Name header given but the body names nothing")),
         (None, Some(_)) if stateless => return Err(mismatch("Mcp-Name header is required")),
         _ => {}
     }
-    if let (Some(header), Some(meta)) = (req.header("mcp-protocol-version"), msg.params.meta_protocol_version.as_deref())
+    if let (Some(header), Some(meta)) =
+        (req.header("mcp-protocol-version"), msg.params.meta_protocol_version.as_deref())
         && header.trim() != meta
     {
         return Err(mismatch("MCP-Protocol-Version header does not match params._meta"));
@@ -255,10 +254,7 @@ pub fn governed<'m, 'a>(msg: &'m Message<'a>) -> Result<Option<Governed<'m>>, Re
     let Some(method) = msg.method.as_deref() else {
         return Ok(None);
     };
-    let invalid = |what: &'static str| Rejection {
-        id: msg.id,
-        ..Rejection::new(400, -32600, "missing_name", what)
-    };
+    let invalid = |what: &'static str| Rejection { id: msg.id, ..Rejection::new(400, -32600, "missing_name", what) };
     let required = |v: &'m Option<Result<Cow<'a, str>, ()>>, what| match v {
         Some(Ok(s)) if !s.is_empty() => Ok(&**s),
         _ => Err(invalid(what)),
@@ -266,7 +262,9 @@ pub fn governed<'m, 'a>(msg: &'m Message<'a>) -> Result<Option<Governed<'m>>, Re
     Ok(Some(match method {
         "tools/call" => Governed::Tool(required(&msg.params.name, "tools/call needs a non-empty params.name")?),
         "prompts/get" => Governed::Prompt(required(&msg.params.name, "prompts/get needs a non-empty params.name")?),
-        "resources/read" => Governed::Resource(required(&msg.params.uri, "resources/read needs a non-empty params.uri")?),
+        "resources/read" => {
+            Governed::Resource(required(&msg.params.uri, "resources/read needs a non-empty params.uri")?)
+        }
         "completion/complete" => {
             let r = msg.params.reference.as_ref().ok_or_else(|| invalid("completion/complete needs params.ref"))?;
             match (r.kind.as_deref(), r.name.as_deref(), r.uri.as_deref()) {
@@ -289,17 +287,14 @@ mod tests {
 
     const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_weather"}}"#;
 
-    fn run<'a>(method: &'a str, h: &'a HashMap<String, String>, body: &'a str) -> Result<Inspection<'a>, Rejection<'a>> {
+    fn run<'a>(
+        method: &'a str,
+        h: &'a HashMap<String, String>,
+        body: &'a str,
+    ) -> Result<Inspection<'a>, Rejection<'a>> {
         inspect(
-            &HttpRequest {
-                method,
-                headers: h,
-                body: body.as_bytes(),
-            },
-            &Limits {
-                max_body_bytes: 4096,
-                max_depth: 16,
-            },
+            &HttpRequest { method, headers: h, body: body.as_bytes() },
+            &Limits { max_body_bytes: 4096, max_depth: 16 },
         )
     }
 
@@ -325,7 +320,8 @@ mod tests {
     fn fail_closed_table() {
         let json = ("content-type", "application/json");
         let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":"{}"}}}}"#, "a".repeat(5000));
-        let table: &[(&str, &str, Vec<(&str, &str)>, &str, (&str, u16))] = &[
+        type Case<'t> = (&'t str, &'t str, Vec<(&'t str, &'t str)>, &'t str, (&'t str, u16));
+        let table: &[Case<'_>] = &[
             ("other HTTP methods", "PUT", vec![json], CALL, ("method_not_allowed", 405)),
             ("gzip encoding", "POST", vec![json, ("content-encoding", "gzip")], CALL, ("content_encoding", 400)),
             ("missing content type", "POST", vec![], CALL, ("content_type", 400)),
@@ -334,10 +330,34 @@ mod tests {
             ("empty body", "POST", vec![json], "", ("empty_body", 400)),
             ("oversize body", "POST", vec![json], &big, ("body_too_large", 413)),
             ("invalid JSON", "POST", vec![json], "{", ("invalid_json", 400)),
-            ("unknown protocol version", "POST", vec![json, ("mcp-protocol-version", "1999-01-01")], CALL, ("unsupported_protocol_version", 400)),
-            ("batch after 2025-03-26", "POST", vec![json, ("mcp-protocol-version", "2025-06-18")], "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]", ("batch_not_allowed", 400)),
-            ("stateless without Mcp-Method", "POST", vec![json, ("mcp-protocol-version", "2026-07-28"), ("mcp-name", "get_weather")], CALL, ("header_mismatch", 400)),
-            ("stateless without Mcp-Name", "POST", vec![json, ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call")], CALL, ("header_mismatch", 400)),
+            (
+                "unknown protocol version",
+                "POST",
+                vec![json, ("mcp-protocol-version", "1999-01-01")],
+                CALL,
+                ("unsupported_protocol_version", 400),
+            ),
+            (
+                "batch after 2025-03-26",
+                "POST",
+                vec![json, ("mcp-protocol-version", "2025-06-18")],
+                "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]",
+                ("batch_not_allowed", 400),
+            ),
+            (
+                "stateless without Mcp-Method",
+                "POST",
+                vec![json, ("mcp-protocol-version", "2026-07-28"), ("mcp-name", "get_weather")],
+                CALL,
+                ("header_mismatch", 400),
+            ),
+            (
+                "stateless without Mcp-Name",
+                "POST",
+                vec![json, ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call")],
+                CALL,
+                ("header_mismatch", 400),
+            ),
             ("Mcp-Method mismatch", "POST", vec![json, ("mcp-method", "ping")], CALL, ("header_mismatch", 400)),
             ("Mcp-Name mismatch", "POST", vec![json, ("mcp-name", "other")], CALL, ("header_mismatch", 400)),
         ];
@@ -350,15 +370,7 @@ mod tests {
     fn non_utf8_is_rejected() {
         let h = headers(&[("content-type", "application/json")]);
         let body = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}";
-        let r = inspect(
-            &HttpRequest {
-                method: "POST",
-                headers: &h,
-                body,
-            },
-            &Limits::default(),
-        )
-        .expect_err("rejected");
+        let r = inspect(&HttpRequest { method: "POST", headers: &h, body }, &Limits::default()).expect_err("rejected");
         assert_eq!(r.reason, "not_utf8");
     }
 
@@ -378,7 +390,11 @@ mod tests {
     #[test]
     fn stateless_rejects_meta_version_mismatch_and_responses() {
         let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}"#;
-        let h = headers(&[("content-type", "application/json"), ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "ping")]);
+        let h = headers(&[
+            ("content-type", "application/json"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "ping"),
+        ]);
         let r = run("POST", &h, body).expect_err("rejected");
         assert_eq!((r.code, r.id.map(|i| i.get())), (HEADER_MISMATCH, Some("1")));
         let resp = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
@@ -394,11 +410,14 @@ mod tests {
 
     #[test]
     fn governed_names_and_missing_names() {
-        let body = jsonrpc::parse(br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":""}}"#, 8).expect("parses");
+        let body = jsonrpc::parse(br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":""}}"#, 8)
+            .expect("parses");
         let Body::Single(m) = body else { panic!() };
         let r = governed(&m).expect_err("empty name");
         assert_eq!((r.code, r.id.map(|i| i.get())), (-32600, Some("3")));
-        let body = jsonrpc::parse(br#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}"#, 8).expect("parses");
+        let body =
+            jsonrpc::parse(br#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}"#, 8)
+                .expect("parses");
         let Body::Single(m) = body else { panic!() };
         assert_eq!(governed(&m).expect("ok"), Some(Governed::Resource("file:///x")));
     }

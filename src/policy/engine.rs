@@ -77,12 +77,7 @@ pub struct Decision<'p> {
 
 impl<'p> Decision<'p> {
     fn new(allowed: bool, reason: Reason, role: Option<&'p CompiledRole>, rule: Option<&'p str>) -> Self {
-        Decision {
-            allowed,
-            reason,
-            role: role.map(|r| &*r.name),
-            rule,
-        }
+        Decision { allowed, reason, role: role.map(|r| &*r.name), rule }
     }
 }
 
@@ -244,29 +239,152 @@ spec: {roles: [labels-only]}
     #[test]
     fn decisions_follow_teleport_v8_semantics() {
         let p = policy();
-        let table: &[(&str, &str, &str, &str, bool, Reason, Option<&str>, Option<&str>)] = &[
-            ("regex entry allows a read tool", "reader", "bedrock", "get_weather", true, Reason::NameAllowed, Some("readonly"), Some("^(get|query|list|search|find)_.*$")),
-            ("regex entry does not allow a write tool", "reader", "bedrock", "delete_file", false, Reason::NameNotAllowed, None, None),
-            ("tool matching is case-sensitive", "reader", "bedrock", "Get_weather", false, Reason::NameNotAllowed, None, None),
-            ("an app whose labels match no role is denied", "reader", "prod-db", "get_weather", false, Reason::AppNotAllowed, None, None),
-            ("tool of role A and app of role B do not combine", "split", "bedrock", "write_row", false, Reason::NameNotAllowed, None, None),
-            ("the role matching both app and tool allows", "split", "prod-db", "write_row", true, Reason::NameAllowed, Some("db-writer"), Some("write_*")),
-            ("preset mcp-user allows any tool", "admin", "bedrock", "send_email", true, Reason::NameAllowed, Some("mcp-user"), Some("*")),
-            ("deny is greedy and wins over allow", "admin", "bedrock", "delete_file", false, Reason::NameDeniedByRole, Some("no-delete"), Some("delete_*")),
-            ("deny app_labels denies the whole app", "devonly", "prod-db", "get_x", false, Reason::AppDeniedByRole, Some("no-prod"), Some("deny.app_labels")),
-            ("deny app_labels leave other apps alone", "devonly", "bedrock", "get_x", true, Reason::NameAllowed, Some("mcp-user"), Some("*")),
-            ("template expands a literal trait value", "traity", "bedrock", "echo", true, Reason::NameAllowed, Some("trait-tools"), Some("echo")),
-            ("template expands a glob trait value", "traity", "prod-db", "slack_post", true, Reason::NameAllowed, Some("trait-tools"), Some("slack_*")),
-            ("template does not allow other tools", "traity", "bedrock", "get_weather", false, Reason::NameNotAllowed, None, None),
-            ("no mcp.tools anywhere allows no tool", "notools", "bedrock", "echo", false, Reason::NameNotAllowed, None, None),
+        type Case<'t> = (&'t str, &'t str, &'t str, &'t str, bool, Reason, Option<&'t str>, Option<&'t str>);
+        let table: &[Case<'_>] = &[
+            (
+                "regex entry allows a read tool",
+                "reader",
+                "bedrock",
+                "get_weather",
+                true,
+                Reason::NameAllowed,
+                Some("readonly"),
+                Some("^(get|query|list|search|find)_.*$"),
+            ),
+            (
+                "regex entry does not allow a write tool",
+                "reader",
+                "bedrock",
+                "delete_file",
+                false,
+                Reason::NameNotAllowed,
+                None,
+                None,
+            ),
+            (
+                "tool matching is case-sensitive",
+                "reader",
+                "bedrock",
+                "Get_weather",
+                false,
+                Reason::NameNotAllowed,
+                None,
+                None,
+            ),
+            (
+                "an app whose labels match no role is denied",
+                "reader",
+                "prod-db",
+                "get_weather",
+                false,
+                Reason::AppNotAllowed,
+                None,
+                None,
+            ),
+            (
+                "tool of role A and app of role B do not combine",
+                "split",
+                "bedrock",
+                "write_row",
+                false,
+                Reason::NameNotAllowed,
+                None,
+                None,
+            ),
+            (
+                "the role matching both app and tool allows",
+                "split",
+                "prod-db",
+                "write_row",
+                true,
+                Reason::NameAllowed,
+                Some("db-writer"),
+                Some("write_*"),
+            ),
+            (
+                "preset mcp-user allows any tool",
+                "admin",
+                "bedrock",
+                "send_email",
+                true,
+                Reason::NameAllowed,
+                Some("mcp-user"),
+                Some("*"),
+            ),
+            (
+                "deny is greedy and wins over allow",
+                "admin",
+                "bedrock",
+                "delete_file",
+                false,
+                Reason::NameDeniedByRole,
+                Some("no-delete"),
+                Some("delete_*"),
+            ),
+            (
+                "deny app_labels denies the whole app",
+                "devonly",
+                "prod-db",
+                "get_x",
+                false,
+                Reason::AppDeniedByRole,
+                Some("no-prod"),
+                Some("deny.app_labels"),
+            ),
+            (
+                "deny app_labels leave other apps alone",
+                "devonly",
+                "bedrock",
+                "get_x",
+                true,
+                Reason::NameAllowed,
+                Some("mcp-user"),
+                Some("*"),
+            ),
+            (
+                "template expands a literal trait value",
+                "traity",
+                "bedrock",
+                "echo",
+                true,
+                Reason::NameAllowed,
+                Some("trait-tools"),
+                Some("echo"),
+            ),
+            (
+                "template expands a glob trait value",
+                "traity",
+                "prod-db",
+                "slack_post",
+                true,
+                Reason::NameAllowed,
+                Some("trait-tools"),
+                Some("slack_*"),
+            ),
+            (
+                "template does not allow other tools",
+                "traity",
+                "bedrock",
+                "get_weather",
+                false,
+                Reason::NameNotAllowed,
+                None,
+                None,
+            ),
+            (
+                "no mcp.tools anywhere allows no tool",
+                "notools",
+                "bedrock",
+                "echo",
+                false,
+                Reason::NameNotAllowed,
+                None,
+                None,
+            ),
         ];
         for (name, user, app, t, allowed, reason, role, rule) in table {
             let d = tool(&p, user, app, t);
-            assert_eq!(
-                (d.allowed, d.reason, d.role, d.rule),
-                (*allowed, *reason, *role, *rule),
-                "case: {name}"
-            );
+            assert_eq!((d.allowed, d.reason, d.role, d.rule), (*allowed, *reason, *role, *rule), "case: {name}");
         }
     }
 

@@ -30,10 +30,7 @@ pub enum Source {
 
 impl Source {
     pub fn inline(name: &str, text: &str) -> Self {
-        Source::Inline {
-            name: name.to_owned(),
-            text: text.to_owned(),
-        }
+        Source::Inline { name: name.to_owned(), text: text.to_owned() }
     }
 }
 
@@ -45,20 +42,9 @@ pub enum PolicyError {
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
     #[error("{file}: {kind} '{name}': {field}: {message}")]
-    Invalid {
-        file: String,
-        kind: &'static str,
-        name: String,
-        field: String,
-        message: String,
-    },
+    Invalid { file: String, kind: &'static str, name: String, field: String, message: String },
     #[error("{file}: duplicate {kind} '{name}' (first defined in {first})")]
-    Duplicate {
-        file: String,
-        kind: &'static str,
-        name: String,
-        first: String,
-    },
+    Duplicate { file: String, kind: &'static str, name: String, first: String },
     #[error("no policy files found in {0}")]
     Empty(String),
 }
@@ -129,26 +115,17 @@ impl Loader {
                         let name = file.display().to_string();
                         match std::fs::read_to_string(&file) {
                             Ok(text) => self.parse_file(&name, &text),
-                            Err(e) => self.errors.push(PolicyError::Io {
-                                file: name,
-                                reason: e.to_string(),
-                            }),
+                            Err(e) => self.errors.push(PolicyError::Io { file: name, reason: e.to_string() }),
                         }
                     }
                 }
-                Err(e) => self.errors.push(PolicyError::Io {
-                    file: path.display().to_string(),
-                    reason: e.to_string(),
-                }),
+                Err(e) => self.errors.push(PolicyError::Io { file: path.display().to_string(), reason: e.to_string() }),
             },
         }
     }
 
     fn parse_file(&mut self, file: &str, text: &str) {
-        let parse_err = |e: yaml_serde::Error| PolicyError::Parse {
-            file: file.to_owned(),
-            message: e.to_string(),
-        };
+        let parse_err = |e: yaml_serde::Error| PolicyError::Parse { file: file.to_owned(), message: e.to_string() };
         let mut probes = Vec::new();
         for doc in yaml_serde::Deserializer::from_str(text) {
             match Option::<raw::Probe>::deserialize(doc) {
@@ -164,18 +141,12 @@ impl Loader {
             let result = match (probe.kind.as_deref(), probe.app_service.is_some()) {
                 (None, true) => raw::AppServiceDoc::deserialize(doc).map(|d| self.add_app_service(file, d)),
                 (Some("app"), false) => raw::AppDoc::deserialize(doc).map(|d| self.add_app(file, d)),
-                (Some("role"), false) => raw::RoleDoc::deserialize(doc).map(|d| {
-                    self.roles.push(Raw {
-                        file: file.to_owned(),
-                        doc: d,
-                    })
-                }),
-                (Some("user"), false) => raw::UserDoc::deserialize(doc).map(|d| {
-                    self.users.push(Raw {
-                        file: file.to_owned(),
-                        doc: d,
-                    })
-                }),
+                (Some("role"), false) => {
+                    raw::RoleDoc::deserialize(doc).map(|d| self.roles.push(Raw { file: file.to_owned(), doc: d }))
+                }
+                (Some("user"), false) => {
+                    raw::UserDoc::deserialize(doc).map(|d| self.users.push(Raw { file: file.to_owned(), doc: d }))
+                }
                 (Some(other), _) => {
                     self.errors.push(PolicyError::Parse {
                         file: file.to_owned(),
@@ -242,11 +213,8 @@ impl Loader {
                 message: format!("app '{}': unsupported version '{v}' (use v3)", doc.metadata.name),
             });
         }
-        let headers = doc
-            .spec
-            .rewrite
-            .map(|r| r.headers.into_iter().map(|h| (h.name, h.value)).collect())
-            .unwrap_or_default();
+        let headers =
+            doc.spec.rewrite.map(|r| r.headers.into_iter().map(|h| (h.name, h.value)).collect()).unwrap_or_default();
         self.apps.push(Raw {
             file: file.to_owned(),
             doc: RawApp {
@@ -269,11 +237,8 @@ impl Loader {
         let roles = self.compile_roles();
         self.compile_users(&mut policy, &roles);
         policy.role_names = roles.iter().map(|r| r.name.clone()).collect();
-        if self.errors.is_empty() {
-            Ok(policy)
-        } else {
-            Err(PolicyErrors(self.errors))
-        }
+        policy.role_defs = roles.into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect();
+        if self.errors.is_empty() { Ok(policy) } else { Err(PolicyErrors(self.errors)) }
     }
 
     fn compile_apps(&mut self, policy: &mut Policy) {
@@ -353,12 +318,7 @@ impl Loader {
         for Raw { file, doc } in std::mem::take(&mut self.roles) {
             let name = doc.metadata.name.clone();
             if let Some(first) = first_seen.get(&name) {
-                self.errors.push(PolicyError::Duplicate {
-                    file,
-                    kind: "role",
-                    name,
-                    first: first.clone(),
-                });
+                self.errors.push(PolicyError::Duplicate { file, kind: "role", name, first: first.clone() });
                 continue;
             }
             first_seen.insert(name.clone(), file.clone());
@@ -368,13 +328,7 @@ impl Loader {
             }
             let allow = RawRules::parse("spec.allow", doc.spec.allow, &mut errors);
             let deny = RawRules::parse("spec.deny", doc.spec.deny, &mut errors);
-            let mut def = RoleDef {
-                name: name.as_str().into(),
-                file: file.clone(),
-                allow,
-                deny,
-                compiled: None,
-            };
+            let mut def = RoleDef { name: name.as_str().into(), file: file.clone(), allow, deny, compiled: None };
             if errors.is_empty() && def.allow.is_static() && def.deny.is_static() {
                 match def.compile(&Traits::new()) {
                     Ok(c) => def.compiled = Some(Arc::new(c)),
@@ -419,31 +373,23 @@ impl Loader {
             if let Some(v) = doc.version.as_deref().filter(|v| *v != "v2") {
                 errors.push(("version".into(), format!("unsupported user version '{v}' (use v2)")));
             }
-            let traits: Traits = doc
-                .spec
-                .traits
-                .into_iter()
-                .map(|(k, v)| (k, v.into_vec()))
-                .filter(|(_, v)| !v.is_empty())
-                .collect();
-            let mut compiled = Vec::new();
-            for role_name in &doc.spec.roles {
-                match role_index.get(role_name.as_str()) {
-                    None => errors.push(("spec.roles".into(), format!("unknown role '{role_name}'"))),
-                    Some(def) => match &def.compiled {
-                        Some(c) => compiled.push(c.clone()),
-                        None => match def.compile(&traits) {
-                            Ok(c) => compiled.push(Arc::new(c)),
-                            Err((field, m)) => errors.push((format!("role '{role_name}' {field}"), m)),
-                        },
-                    },
+            let traits: Traits =
+                doc.spec.traits.into_iter().map(|(k, v)| (k, v.into_vec())).filter(|(_, v)| !v.is_empty()).collect();
+            let built = build_user(&name, &doc.spec.roles, traits, |r| role_index.get(r).copied());
+            let user = match built {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    errors.extend(e);
+                    None
                 }
-            }
+            };
             let mut digests = Vec::new();
             for key in &doc.spec.api_keys {
                 match parse_key_hash(key) {
                     Ok(d) => match key_owner.get(&d) {
-                        Some(owner) => errors.push(("spec.api_keys".into(), format!("key hash already belongs to user '{owner}'"))),
+                        Some(owner) => {
+                            errors.push(("spec.api_keys".into(), format!("key hash already belongs to user '{owner}'")))
+                        }
                         None => {
                             key_owner.insert(d, name.clone());
                             digests.push(d);
@@ -459,7 +405,7 @@ impl Loader {
                     errors.push(("spec.mtls_principals".into(), format!("'{p}' already belongs to another user")));
                 }
             }
-            if !errors.is_empty() {
+            if !errors.is_empty() || user.is_none() {
                 for (field, message) in errors {
                     self.errors.push(PolicyError::Invalid {
                         file: file.clone(),
@@ -480,22 +426,52 @@ impl Loader {
                 policy.principals.insert(p.into(), idx);
             }
             policy.user_by_name.insert(name.as_str().into(), idx);
-            let governs = |f: fn(&Rules) -> bool| compiled.iter().any(|r| f(&r.allow));
-            policy.users.push(User {
-                name: name.as_str().into(),
-                role_names: doc.spec.roles.iter().map(|r| Arc::from(r.as_str())).collect(),
-                traits: Arc::new(traits),
-                governs_prompts: governs(|r| r.prompts.is_some()),
-                governs_resources: governs(|r| r.resources.is_some()),
-                roles: compiled,
-            });
+            if let Some(user) = user {
+                policy.users.push(user);
+            }
         }
     }
 }
 
+/// Compiles a user's roles against its traits. `role` resolves a role name.
+pub(crate) fn build_user<'r>(
+    name: &str,
+    role_names: &[String],
+    traits: Traits,
+    role: impl Fn(&str) -> Option<&'r RoleDef>,
+) -> Result<User, Vec<(String, String)>> {
+    let mut errors = Vec::new();
+    let mut compiled = Vec::with_capacity(role_names.len());
+    for role_name in role_names {
+        match role(role_name) {
+            None => errors.push(("spec.roles".into(), format!("unknown role '{role_name}'"))),
+            Some(def) => match &def.compiled {
+                Some(c) => compiled.push(c.clone()),
+                None => match def.compile(&traits) {
+                    Ok(c) => compiled.push(Arc::new(c)),
+                    Err((field, m)) => errors.push((format!("role '{role_name}' {field}"), m)),
+                },
+            },
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let governs = |f: fn(&Rules) -> bool| compiled.iter().any(|r| f(&r.allow));
+    Ok(User {
+        name: name.into(),
+        role_names: role_names.iter().map(|r| Arc::from(r.as_str())).collect(),
+        fingerprint: super::fingerprint(name, role_names, &traits),
+        governs_prompts: governs(|r| r.prompts.is_some()),
+        governs_resources: governs(|r| r.resources.is_some()),
+        traits: Arc::new(traits),
+        roles: compiled,
+    })
+}
+
 /// A role as written, with its templates parsed but not expanded.
 #[derive(Debug)]
-struct RoleDef {
+pub(crate) struct RoleDef {
     name: Arc<str>,
     #[allow(dead_code, reason = "kept for error messages of dynamic identities")]
     file: String,
@@ -517,10 +493,7 @@ struct RawRules {
 
 impl RawRules {
     fn parse(prefix: &'static str, c: raw::Conditions, errors: &mut Vec<(String, String)>) -> Self {
-        let mut out = RawRules {
-            prefix,
-            ..Default::default()
-        };
+        let mut out = RawRules { prefix, ..Default::default() };
         for (key, values) in c.app_labels {
             let values = values.into_vec();
             if key == "*" {
@@ -568,10 +541,7 @@ impl RawRules {
             keys.push((k.as_str().into(), compile(format!("{p}.app_labels.{k}"), v)?));
         }
         Ok(Rules {
-            app_labels: LabelSelector {
-                any: self.any_app,
-                keys,
-            },
+            app_labels: LabelSelector { any: self.any_app, keys },
             tools: compile(format!("{p}.mcp.tools"), &self.tools)?,
             prompts: self.prompts.as_deref().map(|t| compile(format!("{p}.mcp.prompts"), t)).transpose()?,
             resources: self.resources.as_deref().map(|t| compile(format!("{p}.mcp.resources"), t)).transpose()?,
@@ -599,10 +569,7 @@ impl RoleDef {
             name: PRESET_MCP_USER.into(),
             file: "(preset)".into(),
             allow,
-            deny: RawRules {
-                prefix: "spec.deny",
-                ..Default::default()
-            },
+            deny: RawRules { prefix: "spec.deny", ..Default::default() },
             compiled: None,
         };
         def.compiled = def.compile(&Traits::new()).ok().map(Arc::new);
@@ -673,10 +640,8 @@ fn compile_header(name: &str, value: &str) -> Result<HeaderRewrite, String> {
         if open > 0 {
             parts.push(ValuePart::Text(rest[..open].into()));
         }
-        let close = rest[open..]
-            .find("}}")
-            .map(|i| i + open)
-            .ok_or_else(|| format!("'{value}': '{{{{' without '}}}}'"))?;
+        let close =
+            rest[open..].find("}}").map(|i| i + open).ok_or_else(|| format!("'{value}': '{{{{' without '}}}}'"))?;
         let inner = rest[open + 2..close].trim();
         parts.push(match inner {
             "internal.id_token" => ValuePart::IdToken,
@@ -693,10 +658,7 @@ fn compile_header(name: &str, value: &str) -> Result<HeaderRewrite, String> {
     if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(format!("header '{name}' value contains a control character"));
     }
-    Ok(HeaderRewrite {
-        name: lower.into(),
-        value: parts,
-    })
+    Ok(HeaderRewrite { name: lower.into(), value: parts })
 }
 
 fn parse_key_hash(s: &str) -> Result<[u8; 32], String> {
@@ -796,9 +758,12 @@ spec:
 
     #[test]
     fn duplicate_names_are_errors() {
-        let e = errors("kind: app\nmetadata: {name: a}\nspec: {uri: 'https://h'}\n---\nkind: app\nmetadata: {name: a}\nspec: {uri: 'https://h'}\n");
+        let e = errors(
+            "kind: app\nmetadata: {name: a}\nspec: {uri: 'https://h'}\n---\nkind: app\nmetadata: {name: a}\nspec: {uri: 'https://h'}\n",
+        );
         assert!(e.contains("duplicate app 'a'"), "{e}");
-        let e = errors("kind: role\nversion: v8\nmetadata: {name: r}\n---\nkind: role\nversion: v8\nmetadata: {name: r}\n");
+        let e =
+            errors("kind: role\nversion: v8\nmetadata: {name: r}\n---\nkind: role\nversion: v8\nmetadata: {name: r}\n");
         assert!(e.contains("duplicate role 'r'"), "{e}");
     }
 
@@ -821,7 +786,8 @@ spec:
 
     #[test]
     fn rewrite_of_a_framing_header_is_rejected() {
-        let e = errors("app_service:\n  apps:\n  - name: a\n    uri: https://h\n    rewrite: {headers: ['Host: evil']}\n");
+        let e =
+            errors("app_service:\n  apps:\n  - name: a\n    uri: https://h\n    rewrite: {headers: ['Host: evil']}\n");
         assert!(e.contains("app 'a'") && e.contains("cannot be rewritten"), "{e}");
     }
 

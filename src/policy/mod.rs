@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 pub use engine::{Decision, Governed, Reason};
+use load::RoleDef;
 pub use load::{PolicyError, PolicyErrors, Source};
 use pattern::{NameSet, TraitNamespace};
 
@@ -56,6 +57,9 @@ pub struct User {
     pub name: Arc<str>,
     pub role_names: Arc<[Arc<str>]>,
     pub traits: Arc<Traits>,
+    /// Hash of name, roles and traits: tokens and views minted for one identity are never
+    /// reused for another.
+    pub fingerprint: u64,
     /// The user's roles, with `{{…}}` templates expanded from its traits.
     pub roles: Vec<Arc<CompiledRole>>,
     /// Whether any role of the user has an allow list for prompts / resources.
@@ -93,10 +97,7 @@ impl LabelSelector {
             return true;
         }
         !self.keys.is_empty()
-            && self
-                .keys
-                .iter()
-                .all(|(k, values)| labels.get(&**k).is_some_and(|v| values.is_match(v)))
+            && self.keys.iter().all(|(k, values)| labels.get(&**k).is_some_and(|v| values.is_match(v)))
     }
 }
 
@@ -113,6 +114,7 @@ pub struct Policy {
     api_keys: HashMap<u128, (usize, [u8; 32])>,
     principals: HashMap<Box<str>, usize>,
     role_names: Vec<Arc<str>>,
+    role_defs: HashMap<Arc<str>, Arc<RoleDef>>,
 }
 
 impl Policy {
@@ -159,4 +161,19 @@ impl Policy {
     pub fn role_names(&self) -> &[Arc<str>] {
         &self.role_names
     }
+
+    /// Compiles an identity that is not in policy (one an identity provider vouched for):
+    /// its roles must exist here. Errors name the unknown role or bad expanded pattern.
+    pub fn build_user(&self, name: &str, roles: &[String], traits: Traits) -> Result<User, String> {
+        load::build_user(name, roles, traits, |r| self.role_defs.get(r).map(|d| &**d))
+            .map_err(|errors| errors.into_iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))
+    }
+}
+
+/// A stable hash of what a token or a filtered view says about a user.
+pub fn fingerprint(name: &str, roles: &[String], traits: &Traits) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (name, roles, traits).hash(&mut h);
+    h.finish()
 }

@@ -51,10 +51,7 @@ impl NameSet {
             let re = regex::RegexBuilder::new(source)
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
-                .map_err(|e| PatternError {
-                    entry: (*entry).to_owned(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| PatternError { entry: (*entry).to_owned(), reason: e.to_string() })?;
             out.each.push((re, (*entry).into()));
         }
         if !sources.is_empty() {
@@ -90,10 +87,7 @@ impl NameSet {
         if !self.set.as_ref().is_some_and(|s| s.is_match(name)) {
             return None;
         }
-        self.each
-            .iter()
-            .find(|(re, _)| re.is_match(name))
-            .map(|(_, entry)| &**entry)
+        self.each.iter().find(|(re, _)| re.is_match(name)).map(|(_, entry)| &**entry)
     }
 }
 
@@ -133,12 +127,7 @@ fn glob_to_regex(glob: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Template {
     Plain(String),
-    Trait {
-        prefix: String,
-        namespace: TraitNamespace,
-        name: String,
-        suffix: String,
-    },
+    Trait { prefix: String, namespace: TraitNamespace, name: String, suffix: String },
 }
 
 /// `internal.*` traits come from the user resource; `external.*` from the identity provider.
@@ -159,20 +148,14 @@ pub struct TemplateError {
 
 impl Template {
     pub fn parse(entry: &str) -> Result<Self, TemplateError> {
-        let err = |reason| TemplateError {
-            entry: entry.to_owned(),
-            reason,
-        };
+        let err = |reason| TemplateError { entry: entry.to_owned(), reason };
         let Some(open) = entry.find("{{") else {
             if entry.contains("}}") {
                 return Err(err("'}}' without '{{'"));
             }
             return Ok(Template::Plain(entry.to_owned()));
         };
-        let close = entry[open..]
-            .find("}}")
-            .map(|i| i + open)
-            .ok_or_else(|| err("'{{' without '}}'"))?;
+        let close = entry[open..].find("}}").map(|i| i + open).ok_or_else(|| err("'{{' without '}}'"))?;
         let suffix = &entry[close + 2..];
         if suffix.contains("{{") || suffix.contains("}}") {
             return Err(err("only one {{...}} expression is supported"));
@@ -201,12 +184,7 @@ impl Template {
     pub fn expand<'a>(&self, lookup: impl Fn(TraitNamespace, &str) -> Option<&'a [String]>, out: &mut Vec<String>) {
         match self {
             Template::Plain(s) => out.push(s.clone()),
-            Template::Trait {
-                prefix,
-                namespace,
-                name,
-                suffix,
-            } => {
+            Template::Trait { prefix, namespace, name, suffix } => {
                 for value in lookup(*namespace, name).unwrap_or_default() {
                     out.push(format!("{prefix}{value}{suffix}"));
                 }

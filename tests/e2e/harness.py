@@ -767,6 +767,34 @@ async def mcp_session(url: str, headers: dict[str, str] | None = None, *, timeou
                 yield session
 
 
+@dataclass
+class McpRun:
+    """What one MCP client run saw: a result, or the JSON-RPC error the call got."""
+
+    server_info: Any
+    protocol_version: str | None
+    tool_names: list[str]
+    result: Any = None
+    error: Any = None  # mcp.shared.exceptions.MCPError
+
+
+async def mcp_list_and_call(
+    url: str, headers: dict[str, str] | None, tool: str, arguments: dict[str, Any] | None = None
+) -> McpRun:
+    """initialize, tools/list, then tools/call `tool`. A JSON-RPC error from the call is
+    returned in `.error`; a transport failure raises."""
+    from mcp.shared.exceptions import MCPError
+
+    async with mcp_session(url, headers) as session:
+        listed = await session.list_tools()
+        run = McpRun(session.server_info, session.protocol_version, [t.name for t in listed.tools])
+        try:
+            run.result = await session.call_tool(tool, arguments or {})
+        except MCPError as exc:
+            run.error = exc
+        return run
+
+
 def run_async(coro: Any, timeout: float = 60.0) -> Any:
     """Run a coroutine to completion from a synchronous test, bounded in time."""
 

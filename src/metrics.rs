@@ -1,0 +1,202 @@
+//! Prometheus metrics, rendered by hand from atomics: nothing on the request path takes a
+//! lock after a label set's first use, and every label value is a `&'static str` from a
+//! fixed set (decisions, reason codes, results), so cardinality is bounded by construction.
+//! No user or tool names ever become labels.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the check-latency histogram, in seconds.
+const LATENCY_BUCKETS: [f64; 12] =
+    [0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05];
+
+/// A counter family keyed by a small set of static label values.
+#[derive(Debug, Default)]
+struct Family {
+    values: RwLock<HashMap<(&'static str, &'static str), AtomicU64>>,
+}
+
+impl Family {
+    fn inc(&self, key: (&'static str, &'static str)) {
+        if let Ok(map) = self.values.read()
+            && let Some(c) = map.get(&key)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Ok(mut map) = self.values.write() {
+            map.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: (&str, &str)) {
+        let Ok(map) = self.values.read() else { return };
+        let mut rows: Vec<_> = map.iter().map(|(k, v)| (*k, v.load(Ordering::Relaxed))).collect();
+        rows.sort();
+        for ((a, b), v) in rows {
+            if labels.1.is_empty() {
+                let _ = writeln!(out, "{name}{{{}=\"{a}\"}} {v}", labels.0);
+            } else {
+                let _ = writeln!(out, "{name}{{{}=\"{a}\",{}=\"{b}\"}} {v}", labels.0, labels.1);
+            }
+        }
+    }
+}
+
+/// Every metric mcp-warden exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    checks: Family,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_ns: AtomicU64,
+    tokens_minted: AtomicU64,
+    token_cache_hits: AtomicU64,
+    jwks_fetches: Family,
+    reloads: Family,
+    policy_generation: AtomicU64,
+    key_rotations: AtomicU64,
+}
+
+impl Metrics {
+    /// One ext_authz check: its decision, stable reason code and latency.
+    pub fn check(&self, allowed: bool, reason: &'static str, latency: Duration) {
+        self.checks.inc((if allowed { "allow" } else { "deny" }, reason));
+        let secs = latency.as_secs_f64();
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    pub fn token(&self, cached: bool) {
+        if cached { &self.token_cache_hits } else { &self.tokens_minted }.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn jwks_fetch(&self, result: &'static str) {
+        self.jwks_fetches.inc((result, ""));
+    }
+
+    pub fn reload(&self, result: &'static str) {
+        self.reloads.inc((result, ""));
+    }
+
+    pub fn set_generation(&self, generation: u64) {
+        self.policy_generation.store(generation, Ordering::Relaxed);
+    }
+
+    pub fn key_rotated(&self) {
+        self.key_rotations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self, audit_dropped: u64) -> String {
+        let mut out = String::with_capacity(4096);
+        let help = |out: &mut String, name: &str, kind: &str, text: &str| {
+            let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
+        };
+        help(&mut out, "mcp_warden_build_info", "gauge", "Build information.");
+        let _ = writeln!(out, "mcp_warden_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        help(&mut out, "mcp_warden_checks_total", "counter", "ext_authz checks by decision and reason code.");
+        self.checks.render(&mut out, "mcp_warden_checks_total", ("decision", "reason"));
+        help(&mut out, "mcp_warden_check_duration_seconds", "histogram", "Time to decide one check.");
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.latency_buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "mcp_warden_check_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "mcp_warden_check_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.latency_sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "mcp_warden_check_duration_seconds_sum {sum}\nmcp_warden_check_duration_seconds_count {count}"
+        );
+        let simple = |out: &mut String, name: &str, kind: &str, text: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        simple(
+            &mut out,
+            "mcp_warden_tokens_minted_total",
+            "counter",
+            "ID tokens signed.",
+            self.tokens_minted.load(Ordering::Relaxed),
+        );
+        simple(
+            &mut out,
+            "mcp_warden_token_cache_hits_total",
+            "counter",
+            "ID tokens served from the cache.",
+            self.token_cache_hits.load(Ordering::Relaxed),
+        );
+        help(&mut out, "mcp_warden_jwks_fetches_total", "counter", "Identity-provider JWKS fetches by result.");
+        self.jwks_fetches.render(&mut out, "mcp_warden_jwks_fetches_total", ("result", ""));
+        help(&mut out, "mcp_warden_policy_reloads_total", "counter", "Policy reloads by result.");
+        self.reloads.render(&mut out, "mcp_warden_policy_reloads_total", ("result", ""));
+        simple(
+            &mut out,
+            "mcp_warden_policy_generation",
+            "gauge",
+            "Generation of the policy in force.",
+            self.policy_generation.load(Ordering::Relaxed),
+        );
+        simple(
+            &mut out,
+            "mcp_warden_key_rotations_total",
+            "counter",
+            "Signing-key switches.",
+            self.key_rotations.load(Ordering::Relaxed),
+        );
+        simple(
+            &mut out,
+            "mcp_warden_audit_dropped_total",
+            "counter",
+            "Audit events dropped because the writer lagged.",
+            audit_dropped,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn counts_checks_by_decision_and_reason() {
+        let m = Metrics::default();
+        m.check(true, "allowed_by_role", Duration::from_micros(3));
+        m.check(false, "denied_by_role", Duration::from_micros(30));
+        m.check(false, "denied_by_role", Duration::from_millis(100));
+        let t = m.render(0);
+        assert_eq!(value(&t, "mcp_warden_checks_total{decision=\"allow\",reason=\"allowed_by_role\"}"), Some(1.0));
+        assert_eq!(value(&t, "mcp_warden_checks_total{decision=\"deny\",reason=\"denied_by_role\"}"), Some(2.0));
+        assert_eq!(value(&t, "mcp_warden_check_duration_seconds_bucket{le=\"0.000005\"}"), Some(1.0));
+        assert_eq!(value(&t, "mcp_warden_check_duration_seconds_bucket{le=\"0.05\"}"), Some(2.0));
+        assert_eq!(value(&t, "mcp_warden_check_duration_seconds_bucket{le=\"+Inf\"}"), Some(3.0));
+        assert_eq!(value(&t, "mcp_warden_check_duration_seconds_count"), Some(3.0));
+    }
+
+    #[test]
+    fn token_counters_split_minted_and_cached() {
+        let m = Metrics::default();
+        m.token(false);
+        m.token(true);
+        m.token(true);
+        let t = m.render(0);
+        assert_eq!(value(&t, "mcp_warden_tokens_minted_total"), Some(1.0));
+        assert_eq!(value(&t, "mcp_warden_token_cache_hits_total"), Some(2.0));
+    }
+}
