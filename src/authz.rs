@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use crate::audit::{self, Audit, Event};
 use crate::authn::{self, AuthError};
 use crate::config::AuthMethod;
-use crate::keys::SigningKey;
+use crate::keyring::KeyRing;
 use crate::mcp::{self, Body, Inspection, Limits, Message, Rejection};
 use crate::metrics::Metrics;
 use crate::policy::engine::{check_app, check_name};
@@ -47,7 +47,7 @@ pub struct Settings {
 #[derive(Debug)]
 pub struct Warden {
     snapshot: ArcSwap<Snapshot>,
-    key: ArcSwap<SigningKey>,
+    keys: ArcSwap<KeyRing>,
     pub settings: Settings,
     audit: Audit,
     pub metrics: Metrics,
@@ -57,10 +57,10 @@ pub struct Warden {
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key"];
 
 impl Warden {
-    pub fn new(policy: Policy, key: SigningKey, settings: Settings, audit: Audit) -> Self {
+    pub fn new(policy: Policy, keys: KeyRing, settings: Settings, audit: Audit) -> Self {
         Warden {
             snapshot: ArcSwap::from_pointee(Snapshot { policy, generation: 1, tokens: TokenCache::default() }),
-            key: ArcSwap::from_pointee(key),
+            keys: ArcSwap::from_pointee(keys),
             settings,
             audit,
             metrics: Metrics::default(),
@@ -84,8 +84,39 @@ impl Warden {
         generation
     }
 
-    pub fn signing_key(&self) -> Arc<SigningKey> {
-        self.key.load_full()
+    /// The key ring in force (JWKS publishes from it).
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        self.keys.load_full()
+    }
+
+    /// Swaps in a reloaded key ring.
+    pub fn replace_keys(&self, ring: KeyRing) {
+        self.keys.store(Arc::new(ring));
+    }
+
+    /// Writes an audit event that is not a check (reloads, key switches).
+    pub fn audit_event(&self, event: &'static str, reason: &str) {
+        self.audit.emit(&Event {
+            time: audit::rfc3339(SystemTime::now()),
+            event,
+            request_id: "",
+            user: None,
+            roles: None,
+            app: None,
+            http_method: "",
+            mcp_method: None,
+            jsonrpc_id: None,
+            tool: None,
+            prompt: None,
+            resource: None,
+            session_id: None,
+            protocol_version: None,
+            decision: "",
+            reason,
+            role: None,
+            rule: None,
+            latency_us: 0,
+        });
     }
 
     /// Decides one ext_authz check.
@@ -252,8 +283,13 @@ impl Warden {
             match part {
                 ValuePart::Text(t) => out.push_str(t),
                 ValuePart::IdToken => {
-                    let key = self.key.load();
-                    match snap.tokens.get_or_mint(&self.settings.token, &key, user, app, SystemTime::now()) {
+                    let now = SystemTime::now();
+                    let ring = self.keys.load();
+                    let Some(key) = ring.active(now) else {
+                        tracing::error!("no signing key is active");
+                        return None;
+                    };
+                    match snap.tokens.get_or_mint(&self.settings.token, key, user, app, now) {
                         Ok((token, source)) => {
                             audit.token_cached = Some(source == crate::token::Source::Cache);
                             out.push_str(&token);

@@ -55,10 +55,28 @@ pub enum Command {
         #[arg(long)]
         body: Option<PathBuf>,
     },
+    /// Manage signing keys in the key directory: list, rotate, retire.
+    Keys {
+        /// Service config naming the key directory and schedule (default: the embedded one).
+        #[arg(long, env = "MCP_WARDEN_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Print `sha256:<hex>` for an API key (read from stdin when not given).
     HashKey { key: Option<String> },
     /// Print a fresh random API key and the hash to put in policy.
     NewKey,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Show every key with its state (next, active, retired, expired).
+    List,
+    /// Add a key that starts signing after the propagation delay.
+    Rotate,
+    /// Retire a key now; it stays published for the retention time.
+    Retire { kid: String },
 }
 
 /// Runs a non-`serve` command and returns the process exit code.
@@ -78,6 +96,7 @@ pub fn run_offline(command: Command) -> ExitCode {
         Command::Explain { config, user, app, tool, body } => {
             explain(&config, &user, &app, tool.as_deref(), body.as_deref())
         }
+        Command::Keys { config, action } => keys(config.as_deref(), action),
         Command::HashKey { key } => {
             let key = key.unwrap_or_else(|| {
                 let mut s = String::new();
@@ -96,6 +115,39 @@ pub fn run_offline(command: Command) -> ExitCode {
             let key = format!("mcpw_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
             println!("key:  {key}\nhash: {}", hash_key(&key));
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn keys(config: Option<&std::path::Path>, action: KeysAction) -> ExitCode {
+    let config = match config.map(Config::from_file).transpose() {
+        Ok(c) => c.unwrap_or_else(Config::embedded_default),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dir = &config.keys;
+    let now = std::time::SystemTime::now();
+    let result = match action {
+        KeysAction::List => dir.load().map(|ring| {
+            println!("{:<44} {:<8} {:>12} {:>12}", "KID", "STATE", "CREATED", "ACTIVE_FROM");
+            for (k, state) in ring.states(now) {
+                println!("{:<44} {:<8} {:>12} {:>12}", k.key.kid(), state.as_str(), k.created, k.active_from);
+            }
+        }),
+        KeysAction::Rotate => dir.rotate(now).map(|kid| {
+            println!("added {kid}: published now, signs after {}s", dir.propagation.as_secs());
+        }),
+        KeysAction::Retire { kid } => dir.retire(&kid, now).map(|()| {
+            println!("retired {kid}: published for {}s more", dir.retain.as_secs());
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::keyring::KeyDir;
 use crate::mcp::Limits;
 use crate::policy::Source;
 
@@ -38,6 +39,8 @@ struct RawConfig {
     #[serde(default)]
     token: RawToken,
     #[serde(default)]
+    keys: RawKeys,
+    #[serde(default)]
     policy: Vec<String>,
     #[serde(default)]
     authentication: RawAuthentication,
@@ -60,6 +63,17 @@ struct RawListen {
 #[serde(deny_unknown_fields)]
 struct RawToken {
     lifetime: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    dir: Option<String>,
+    #[serde(default)]
+    read_only: bool,
+    propagation_delay: Option<String>,
+    retain: Option<String>,
+    jwks_max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +135,9 @@ pub struct Config {
     pub http_listen: SocketAddr,
     pub state_dir: PathBuf,
     pub signing_key: Option<PathBuf>,
+    pub keys: KeyDir,
+    /// `Cache-Control: max-age` of discovery and JWKS.
+    pub jwks_max_age: Duration,
     pub token_lifetime: Duration,
     pub policy: Vec<Source>,
     pub auth_order: Vec<AuthMethod>,
@@ -180,6 +197,29 @@ impl Config {
         if token_lifetime < Duration::from_secs(30) || token_lifetime > MAX_LIFETIME {
             return Err(invalid("token.lifetime", "must be between 30s and 1h".into()));
         }
+        let dur = |field: &'static str, v: Option<String>, default: Duration| -> Result<Duration, ConfigError> {
+            v.map_or(Ok(default), |s| parse_duration(&s).map_err(|m| invalid(field, m)))
+        };
+        let jwks_max_age = dur("keys.jwks_max_age", raw.keys.jwks_max_age, Duration::from_secs(300))?;
+        let propagation =
+            dur("keys.propagation_delay", raw.keys.propagation_delay, jwks_max_age + Duration::from_secs(60))?;
+        let retain = dur("keys.retain", raw.keys.retain, token_lifetime + jwks_max_age + Duration::from_secs(60))?;
+        if propagation < jwks_max_age {
+            return Err(invalid(
+                "keys.propagation_delay",
+                "must be at least keys.jwks_max_age, or verifiers may not know the new key".into(),
+            ));
+        }
+        if retain < token_lifetime + jwks_max_age {
+            return Err(invalid("keys.retain", "must be at least token.lifetime + keys.jwks_max_age".into()));
+        }
+        let state_dir = resolve(raw.state_dir.as_deref().unwrap_or(".mcp-warden"));
+        let keys = KeyDir {
+            dir: raw.keys.dir.as_deref().map_or_else(|| state_dir.join("keys"), resolve),
+            read_only: raw.keys.read_only,
+            propagation,
+            retain,
+        };
         let limits = Limits {
             max_body_bytes: raw.inspection.max_body_bytes.unwrap_or(1 << 20),
             max_depth: raw.inspection.max_depth.unwrap_or(32),
@@ -209,8 +249,10 @@ impl Config {
             issuer,
             grpc_listen: addr("listen.grpc", raw.listen.grpc, "127.0.0.1:9191")?,
             http_listen: addr("listen.http", raw.listen.http, "127.0.0.1:9192")?,
-            state_dir: resolve(raw.state_dir.as_deref().unwrap_or(".mcp-warden")),
+            state_dir,
             signing_key: raw.signing_key.as_deref().map(resolve),
+            keys,
+            jwks_max_age,
             token_lifetime,
             policy: raw.policy.iter().map(|p| Source::Path(resolve(p))).collect(),
             auth_order,
@@ -301,6 +343,8 @@ mod tests {
             ("inspection: {denied_status: 500}\n", "inspection.denied_status"),
             ("listen: {http: nowhere}\n", "listen.http"),
             ("inspection: {max_depth: 1000}\n", "inspection.max_depth"),
+            ("keys: {jwks_max_age: 10m, propagation_delay: 1m}\n", "keys.propagation_delay"),
+            ("keys: {retain: 1m}\n", "keys.retain"),
         ] {
             let e = Config::parse(text, "c.yaml", Path::new(".")).expect_err(text).to_string();
             assert!(e.contains(field), "{text}: {e}");

@@ -20,13 +20,11 @@ use serde_json::json;
 
 use crate::authz::Warden;
 
-/// How long verifiers may cache discovery and JWKS.
-pub const CACHE_MAX_AGE_SECS: u64 = 300;
-
 #[derive(Debug, Clone)]
 struct AppState {
     warden: Arc<Warden>,
     discovery: Arc<str>,
+    max_age: u64,
 }
 
 /// The discovery document for `issuer`.
@@ -44,7 +42,7 @@ pub fn discovery_document(issuer: &str) -> String {
 }
 
 /// The router, with no socket: tests call it directly.
-pub fn router(warden: Arc<Warden>) -> Router {
+pub fn router(warden: Arc<Warden>, max_age: std::time::Duration) -> Router {
     let discovery = discovery_document(&warden.settings.token.issuer).into();
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery_handler))
@@ -53,21 +51,21 @@ pub fn router(warden: Arc<Warden>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .route("/metrics", get(metrics))
-        .with_state(AppState { warden, discovery })
+        .with_state(AppState { warden, discovery, max_age: max_age.as_secs() })
 }
 
-fn json_response(body: String) -> Response {
+fn json_response(body: String, max_age: u64) -> Response {
     let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={CACHE_MAX_AGE_SECS}")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
         h.insert(header::CACHE_CONTROL, v);
     }
     r
 }
 
 async fn discovery_handler(State(s): State<AppState>) -> Response {
-    json_response(s.discovery.to_string())
+    json_response(s.discovery.to_string(), s.max_age)
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
@@ -77,9 +75,10 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 async fn jwks(State(s): State<AppState>) -> Response {
-    let key = s.warden.signing_key();
-    match serde_json::to_string(&json!({ "keys": [key.jwk()] })) {
-        Ok(body) => json_response(body),
+    let ring = s.warden.key_ring();
+    let keys = ring.published(std::time::SystemTime::now());
+    match serde_json::to_string(&json!({ "keys": keys })) {
+        Ok(body) => json_response(body, s.max_age),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

@@ -49,9 +49,6 @@ pub struct SigningKey {
     jwk: Jwk,
 }
 
-/// File name of the generated key inside `<state_dir>/keys`.
-pub const GENERATED_KEY_FILE: &str = "signing-key.pem";
-
 impl SigningKey {
     /// Parses a PEM private key (PKCS#8 or PKCS#1).
     pub fn from_pem(pem: &str, path: &Path) -> Result<Self, KeyError> {
@@ -112,36 +109,24 @@ impl SigningKey {
     }
 }
 
-/// Loads `explicit` when given; otherwise `<state_dir>/keys/signing-key.pem`, generating it
-/// (mode 0600, directory 0700) on first start. Returns the key and whether it was generated.
-pub fn load_or_generate(explicit: Option<&Path>, state_dir: &Path) -> Result<(SigningKey, PathBuf, bool), KeyError> {
-    if let Some(path) = explicit {
-        let pem = read(path)?;
-        return Ok((SigningKey::from_pem(&pem, path)?, path.to_owned(), false));
-    }
-    let dir = state_dir.join("keys");
-    let path = dir.join(GENERATED_KEY_FILE);
-    if path.exists() {
-        let pem = read(&path)?;
-        return Ok((SigningKey::from_pem(&pem, &path)?, path, false));
-    }
-    let (key, pem) = SigningKey::generate()?;
-    write_private(&dir, &path, &pem)?;
-    Ok((key, path, true))
+/// Loads a configured PEM file.
+pub fn load_pem_file(path: &Path) -> Result<SigningKey, KeyError> {
+    let pem =
+        std::fs::read_to_string(path).map_err(|e| KeyError::File { path: path.to_owned(), reason: e.to_string() })?;
+    SigningKey::from_pem(&pem, path)
 }
 
-fn read(path: &Path) -> Result<String, KeyError> {
-    std::fs::read_to_string(path).map_err(|e| KeyError::File { path: path.to_owned(), reason: e.to_string() })
-}
-
-fn write_private(dir: &Path, path: &Path, pem: &str) -> Result<(), KeyError> {
+/// Writes `bytes` to `path` with mode 0600 (directory 0700), through a temporary file and a
+/// rename so a reader never sees half a file.
+pub fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
     let err = |e: std::io::Error| KeyError::File { path: path.to_owned(), reason: e.to_string() };
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
-    // Written beside and renamed, so a reader never sees half a key.
-    let tmp = dir.join(format!(".{GENERATED_KEY_FILE}.{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(err)?;
-    f.write_all(pem.as_bytes()).and_then(|()| f.sync_all()).map_err(err)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
 
@@ -179,16 +164,13 @@ mod tests {
     }
 
     #[test]
-    fn generated_key_file_is_private_and_reused() {
+    fn private_files_are_written_with_mode_0600() {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("tempdir");
-        let (k1, path, generated) = load_or_generate(None, dir.path()).expect("first start");
-        assert!(generated);
+        let path = dir.path().join("k/key.pem");
+        write_private(&dir.path().join("k"), &path, b"secret").expect("write");
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let (k2, _, generated) = load_or_generate(None, dir.path()).expect("second start");
-        assert!(!generated);
-        assert_eq!(k1.kid(), k2.kid());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::{Authorization, AuthorizationServer};
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
@@ -15,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::audit::Audit;
 use crate::authz::{Settings, Warden};
 use crate::config::Config;
+use crate::keyring::KeyRing;
 use crate::keys;
 use crate::policy::Policy;
 use crate::token::TokenSettings;
@@ -63,12 +65,24 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
     let http_addr = http.local_addr().map_err(|e| StartError::Serve(e.to_string()))?;
     let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{http_addr}"));
 
-    let (key, key_path, generated) = keys::load_or_generate(config.signing_key.as_deref(), &config.state_dir)?;
-    if generated {
-        tracing::info!(path = %key_path.display(), kid = key.kid(), "generated a new RSA 2048 signing key");
-    } else {
-        tracing::info!(path = %key_path.display(), kid = key.kid(), "loaded signing key");
-    }
+    let ring = match &config.signing_key {
+        Some(path) => {
+            let key = keys::load_pem_file(path)?;
+            tracing::info!(path = %path.display(), kid = key.kid(), "loaded signing key (no rotation)");
+            KeyRing::single(key)
+        }
+        None => {
+            let (ring, created) = config.keys.load_or_init(SystemTime::now())?;
+            let kid = ring.active(SystemTime::now()).map(|k| k.kid().to_owned()).unwrap_or_default();
+            let dir = config.keys.dir.display();
+            if created {
+                tracing::info!(dir = %dir, kid, "generated a new RSA 2048 signing key");
+            } else {
+                tracing::info!(dir = %dir, kid, "loaded signing keys");
+            }
+            ring
+        }
+    };
     let policy = Policy::load(&config.policy)?;
     tracing::info!(
         apps = policy.apps().len(),
@@ -84,7 +98,8 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
         denied_status: config.denied_status,
         auth_order: config.auth_order.clone(),
     };
-    let warden = Arc::new(Warden::new(policy, key, settings, audit));
+    let warden = Arc::new(Warden::new(policy, ring, settings, audit));
+    crate::reload::spawn(warden.clone(), &config);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AuthorizationServer<AuthzService>>().await;
@@ -96,7 +111,8 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
         .add_service(reflection)
         .add_service(reflection_alpha)
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc), shutdown());
-    let http_server = axum::serve(http, crate::http::router(warden.clone())).with_graceful_shutdown(shutdown());
+    let http_server =
+        axum::serve(http, crate::http::router(warden.clone(), config.jwks_max_age)).with_graceful_shutdown(shutdown());
 
     tracing::info!(grpc = %grpc_addr, http = %http_addr, issuer = %issuer, "mcp-warden listening");
     if let Some(path) = ready_file {

@@ -1,0 +1,348 @@
+//! The signing-key lifecycle over a key directory: **next** (published, not yet signing),
+//! **active** (signing), **retired** (still published so tokens it signed verify), then gone.
+//!
+//! The directory holds `keyring.json` and one `<kid>.pem` (mode 0600) per key. States are
+//! derived from timestamps, so a running server needs to write nothing: `rotate` adds a key
+//! whose `active_from` lies one propagation delay ahead; once that time passes every replica
+//! switches to it on its own, and the key it replaced stays published for the retention
+//! time. A read-only directory (a Secret shared by replicas) is loaded and watched only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{self, Jwk, KeyError, SigningKey};
+
+/// The manifest's file name inside the key directory.
+pub const MANIFEST: &str = "keyring.json";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    keys: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    kid: String,
+    file: String,
+    created: u64,
+    active_from: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retired_at: Option<u64>,
+}
+
+/// A key's state at some instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Next,
+    Active,
+    Retired,
+    /// Retired longer than the retention time: no longer published.
+    Expired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+            KeyState::Expired => "expired",
+        }
+    }
+}
+
+/// One loaded key with its schedule.
+#[derive(Debug)]
+pub struct RingKey {
+    pub key: Arc<SigningKey>,
+    pub created: u64,
+    pub active_from: u64,
+    pub retired_at: Option<u64>,
+}
+
+/// Every key a server knows, in `active_from` order.
+#[derive(Debug)]
+pub struct KeyRing {
+    keys: Vec<RingKey>,
+    retain: Duration,
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+impl KeyRing {
+    /// A ring of one key that is always active (a configured `signing_key` PEM).
+    pub fn single(key: SigningKey) -> Self {
+        KeyRing {
+            keys: vec![RingKey { key: Arc::new(key), created: 0, active_from: 0, retired_at: None }],
+            retain: Duration::ZERO,
+        }
+    }
+
+    fn eligible(k: &RingKey, now: u64) -> bool {
+        k.active_from <= now && k.retired_at.is_none_or(|r| r > now)
+    }
+
+    /// The key that signs at `now`: the latest-scheduled eligible one.
+    pub fn active(&self, now: SystemTime) -> Option<&Arc<SigningKey>> {
+        let now = secs(now);
+        self.keys.iter().rev().find(|k| Self::eligible(k, now)).map(|k| &k.key)
+    }
+
+    /// The state of the `i`th key at `now`.
+    fn state_of(&self, i: usize, now: u64) -> KeyState {
+        let k = &self.keys[i];
+        let retain = self.retain.as_secs();
+        if let Some(r) = k.retired_at.filter(|r| *r <= now) {
+            return if now < r + retain { KeyState::Retired } else { KeyState::Expired };
+        }
+        if k.active_from > now {
+            return KeyState::Next;
+        }
+        // Superseded when a later-scheduled key became active.
+        match self.keys[i + 1..].iter().filter(|l| Self::eligible(l, now)).map(|l| l.active_from).min() {
+            None => KeyState::Active,
+            Some(t) if now < t + retain => KeyState::Retired,
+            Some(_) => KeyState::Expired,
+        }
+    }
+
+    /// Each key with its state at `now`.
+    pub fn states(&self, now: SystemTime) -> Vec<(&RingKey, KeyState)> {
+        let now = secs(now);
+        (0..self.keys.len()).map(|i| (&self.keys[i], self.state_of(i, now))).collect()
+    }
+
+    /// Public keys to publish at `now`: next, active and recently retired.
+    pub fn published(&self, now: SystemTime) -> Vec<&Jwk> {
+        self.states(now).into_iter().filter(|(_, s)| *s != KeyState::Expired).map(|(k, _)| k.key.jwk()).collect()
+    }
+}
+
+/// Where keys live and how they rotate.
+#[derive(Debug, Clone)]
+pub struct KeyDir {
+    pub dir: PathBuf,
+    pub read_only: bool,
+    /// How long a new key is published before it signs (≥ verifiers' JWKS cache lifetime).
+    pub propagation: Duration,
+    /// How long a replaced key stays published (≥ token lifetime + JWKS cache lifetime).
+    pub retain: Duration,
+}
+
+impl KeyDir {
+    fn manifest_path(&self) -> PathBuf {
+        self.dir.join(MANIFEST)
+    }
+
+    fn err(&self, path: &Path, e: impl ToString) -> KeyError {
+        KeyError::File { path: path.to_owned(), reason: e.to_string() }
+    }
+
+    fn read_manifest(&self) -> Result<Option<Manifest>, KeyError> {
+        let path = self.manifest_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| self.err(&path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(&path, e)),
+        }
+    }
+
+    /// Loads every key in the manifest. A read-only directory without a manifest may hold
+    /// exactly one PEM, which is then active.
+    pub fn load(&self) -> Result<KeyRing, KeyError> {
+        let Some(manifest) = self.read_manifest()? else {
+            return self.load_bare();
+        };
+        let mut keys = Vec::with_capacity(manifest.keys.len());
+        for e in &manifest.keys {
+            let path = self.dir.join(&e.file);
+            let pem = std::fs::read_to_string(&path).map_err(|err| self.err(&path, err))?;
+            let key = SigningKey::from_pem(&pem, &path)?;
+            if key.kid() != e.kid {
+                return Err(self.err(&path, format!("kid {} does not match the manifest's {}", key.kid(), e.kid)));
+            }
+            keys.push(RingKey {
+                key: Arc::new(key),
+                created: e.created,
+                active_from: e.active_from,
+                retired_at: e.retired_at,
+            });
+        }
+        keys.sort_by_key(|k| k.active_from);
+        Ok(KeyRing { keys, retain: self.retain })
+    }
+
+    fn load_bare(&self) -> Result<KeyRing, KeyError> {
+        let pems: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "pem") && !is_hidden(p))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(self.err(&self.dir, e)),
+        };
+        match pems.as_slice() {
+            [] => Ok(KeyRing { keys: Vec::new(), retain: self.retain }),
+            [one] => {
+                let pem = std::fs::read_to_string(one).map_err(|e| self.err(one, e))?;
+                Ok(KeyRing::single(SigningKey::from_pem(&pem, one)?))
+            }
+            _ => Err(self.err(
+                &self.dir,
+                format!("several keys but no {MANIFEST}: run `mcp-warden keys rotate` on a writable copy"),
+            )),
+        }
+    }
+
+    /// Loads the ring; a writable, empty directory gets a first key, active at once.
+    pub fn load_or_init(&self, now: SystemTime) -> Result<(KeyRing, bool), KeyError> {
+        let ring = self.load()?;
+        if ring.active(now).is_some() || !ring.keys.is_empty() {
+            return Ok((ring, false));
+        }
+        if self.read_only {
+            return Err(self.err(&self.dir, "read-only key directory holds no key"));
+        }
+        self.add_key(now, Duration::ZERO)?;
+        Ok((self.load()?, true))
+    }
+
+    /// Adds a key that signs after the propagation delay; returns its kid.
+    pub fn rotate(&self, now: SystemTime) -> Result<String, KeyError> {
+        self.add_key(now, self.propagation)
+    }
+
+    fn add_key(&self, now: SystemTime, delay: Duration) -> Result<String, KeyError> {
+        if self.read_only {
+            return Err(self.err(&self.dir, "key directory is read-only"));
+        }
+        let mut manifest = self.read_manifest()?.unwrap_or_default();
+        let (key, pem) = SigningKey::generate()?;
+        let file = format!("{}.pem", key.kid());
+        keys::write_private(&self.dir, &self.dir.join(&file), pem.as_bytes())?;
+        let created = secs(now);
+        manifest.keys.push(Entry {
+            kid: key.kid().to_owned(),
+            file,
+            created,
+            active_from: created + delay.as_secs(),
+            retired_at: None,
+        });
+        self.write_manifest(&manifest)?;
+        Ok(key.kid().to_owned())
+    }
+
+    /// Marks `kid` retired now: it stops signing (if it was) and is unpublished after the
+    /// retention time. Refused when it would leave no key to sign with.
+    pub fn retire(&self, kid: &str, now: SystemTime) -> Result<(), KeyError> {
+        if self.read_only {
+            return Err(self.err(&self.dir, "key directory is read-only"));
+        }
+        let mut manifest = self.read_manifest()?.ok_or_else(|| self.err(&self.manifest_path(), "no manifest"))?;
+        let t = secs(now);
+        let Some(i) = manifest.keys.iter().position(|k| k.kid == kid) else {
+            return Err(self.err(&self.manifest_path(), format!("no key with kid '{kid}'")));
+        };
+        let others_can_sign = manifest
+            .keys
+            .iter()
+            .enumerate()
+            .any(|(j, k)| j != i && k.active_from <= t && k.retired_at.is_none_or(|r| r > t));
+        if !others_can_sign {
+            return Err(
+                self.err(&self.manifest_path(), format!("'{kid}' is the only key that can sign now; rotate first"))
+            );
+        }
+        manifest.keys[i].retired_at = Some(t);
+        self.write_manifest(&manifest)
+    }
+
+    fn write_manifest(&self, m: &Manifest) -> Result<(), KeyError> {
+        let path = self.manifest_path();
+        let text = serde_json::to_string_pretty(m).map_err(|e| self.err(&path, e))?;
+        keys::write_private(&self.dir, &path, text.as_bytes())
+    }
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tmp: &Path) -> KeyDir {
+        KeyDir {
+            dir: tmp.join("keys"),
+            read_only: false,
+            propagation: Duration::from_secs(60),
+            retain: Duration::from_secs(600),
+        }
+    }
+
+    fn at(s: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
+    }
+
+    #[test]
+    fn first_start_creates_one_active_key() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = dir(tmp.path());
+        let (ring, created) = d.load_or_init(at(0)).expect("init");
+        assert!(created);
+        assert!(ring.active(at(0)).is_some());
+        let (again, created) = d.load_or_init(at(5)).expect("reload");
+        assert!(!created);
+        assert_eq!(again.active(at(5)).map(|k| k.kid().to_owned()), ring.active(at(0)).map(|k| k.kid().to_owned()));
+    }
+
+    #[test]
+    fn rotation_publishes_first_then_switches_then_retires() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = dir(tmp.path());
+        let (ring, _) = d.load_or_init(at(0)).expect("init");
+        let old = ring.active(at(0)).expect("active").kid().to_owned();
+        let new = d.rotate(at(100)).expect("rotate");
+        let ring = d.load().expect("load");
+        // Published but not yet signing.
+        assert_eq!(ring.active(at(159)).map(|k| k.kid()), Some(old.as_str()));
+        assert!(ring.published(at(100)).iter().any(|j| j.kid == new));
+        // Signing after the propagation delay; the old key stays published for `retain`.
+        assert_eq!(ring.active(at(160)).map(|k| k.kid()), Some(new.as_str()));
+        let states: Vec<_> = ring.states(at(160)).into_iter().map(|(k, s)| (k.key.kid().to_owned(), s)).collect();
+        assert!(states.contains(&(old.clone(), KeyState::Retired)));
+        assert!(ring.published(at(759)).iter().any(|j| j.kid == old));
+        assert!(!ring.published(at(760)).iter().any(|j| j.kid == old));
+    }
+
+    #[test]
+    fn retiring_the_only_signing_key_is_refused() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = dir(tmp.path());
+        let (ring, _) = d.load_or_init(at(0)).expect("init");
+        let kid = ring.active(at(0)).expect("active").kid().to_owned();
+        assert!(d.retire(&kid, at(1)).is_err());
+    }
+
+    #[test]
+    fn read_only_directory_loads_a_single_pem_and_never_writes() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (key, pem) = SigningKey::generate().expect("key");
+        std::fs::create_dir(tmp.path().join("keys")).expect("mkdir");
+        std::fs::write(tmp.path().join("keys/tls.pem"), pem).expect("write");
+        let d = KeyDir { read_only: true, ..dir(tmp.path()) };
+        let (ring, created) = d.load_or_init(at(0)).expect("load");
+        assert!(!created);
+        assert_eq!(ring.active(at(0)).map(|k| k.kid()), Some(key.kid()));
+        assert!(d.rotate(at(1)).is_err());
+    }
+}
