@@ -8,7 +8,7 @@
 //! policy snapshot per check.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -16,22 +16,58 @@ use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, 
 use serde_json::value::RawValue;
 
 use crate::audit::{self, Audit, Event};
-use crate::authn::{self, AuthError};
+use crate::authn::{self, AuthError, UserRef};
 use crate::config::AuthMethod;
 use crate::keyring::KeyRing;
 use crate::mcp::{self, Body, Inspection, Limits, Message, Rejection};
 use crate::metrics::Metrics;
 use crate::policy::engine::{check_app, check_name};
-use crate::policy::{App, Decision, Governed, Policy, User, ValuePart};
+use crate::policy::{App, Decision, Governed, Policy, Traits, User, ValuePart, fingerprint};
 use crate::reply::{self, Reply};
 use crate::token::{TokenCache, TokenSettings};
 
-/// One policy generation and the tokens minted under it.
+/// One policy generation, and the tokens and identities compiled under it.
 #[derive(Debug)]
 pub struct Snapshot {
     pub policy: Policy,
     pub generation: u64,
     pub tokens: TokenCache,
+    identities: RwLock<HashMap<u64, Arc<User>>>,
+}
+
+/// Compiled identities kept per snapshot before the cache starts over.
+const MAX_IDENTITIES: usize = 10_000;
+
+impl Snapshot {
+    pub fn new(policy: Policy, generation: u64) -> Self {
+        Snapshot { policy, generation, tokens: TokenCache::default(), identities: RwLock::default() }
+    }
+
+    /// An identity vouched for by an identity provider, compiled against this policy's roles
+    /// once per (name, roles, traits) and then reused.
+    pub fn dynamic_user(&self, name: &str, roles: &[String], traits: Traits) -> Result<Arc<User>, String> {
+        let fp = fingerprint(name, roles, &traits);
+        if let Some(u) = self.identities.read().ok().and_then(|m| m.get(&fp).cloned()) {
+            return Ok(u);
+        }
+        let user = Arc::new(self.policy.build_user(name, roles, traits)?);
+        if let Ok(mut m) = self.identities.write() {
+            if m.len() >= MAX_IDENTITIES {
+                m.clear();
+            }
+            m.insert(fp, user.clone());
+        }
+        Ok(user)
+    }
+
+    /// The user a check decided for, found again by name and fingerprint (for ext_proc).
+    pub fn user_by_fingerprint(&self, name: &str, fp: u64) -> Option<UserRef<'_>> {
+        if let Some(u) = self.policy.user(name).filter(|u| u.fingerprint == fp) {
+            return Some(UserRef::Static(u));
+        }
+        let u = self.identities.read().ok()?.get(&fp).cloned()?;
+        (*u.name == *name).then_some(UserRef::Dynamic(u))
+    }
 }
 
 /// Settings fixed for the life of the process.
@@ -54,12 +90,31 @@ pub struct Warden {
 }
 
 /// Headers a client may never smuggle upstream: they name identity or decisions.
-const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key"];
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", LIST_HEADER];
+
+/// Set on allowed list calls only: Envoy runs the ext_proc list filter when it is present.
+/// Any client-sent copy is removed.
+pub const LIST_HEADER: &str = "x-mcp-warden-list";
+
+/// AgentCore Gateway's built-in semantic search tool: its result lists tool definitions.
+pub const AGENTCORE_SEARCH_TOOL: &str = "x_amz_bedrock_agentcore_search";
+
+/// Whether the response to `msg` lists things a user may not be allowed to use.
+fn lists_governed(msg: &Message<'_>) -> Option<&'static str> {
+    match msg.method.as_deref()? {
+        "tools/list" => Some("tools/list"),
+        "prompts/list" => Some("prompts/list"),
+        "resources/list" => Some("resources/list"),
+        "resources/templates/list" => Some("resources/templates/list"),
+        "tools/call" if matches!(&msg.params.name, Some(Ok(n)) if n == AGENTCORE_SEARCH_TOOL) => Some("tools/call"),
+        _ => None,
+    }
+}
 
 impl Warden {
     pub fn new(policy: Policy, keys: KeyRing, settings: Settings, audit: Audit) -> Self {
         Warden {
-            snapshot: ArcSwap::from_pointee(Snapshot { policy, generation: 1, tokens: TokenCache::default() }),
+            snapshot: ArcSwap::from_pointee(Snapshot::new(policy, 1)),
             keys: ArcSwap::from_pointee(keys),
             settings,
             audit,
@@ -79,7 +134,7 @@ impl Warden {
     /// Swaps in a new policy; checks in flight finish on the snapshot they loaded.
     pub fn replace_policy(&self, policy: Policy) -> u64 {
         let generation = self.snapshot.load().generation + 1;
-        self.snapshot.store(Arc::new(Snapshot { policy, generation, tokens: TokenCache::default() }));
+        self.snapshot.store(Arc::new(Snapshot::new(policy, generation)));
         self.metrics.set_generation(generation);
         generation
     }
@@ -188,6 +243,7 @@ impl Warden {
         match body {
             Body::Single(msg) => {
                 audit.set_message(&msg);
+                audit.list_method = lists_governed(&msg);
                 match self.check_message(user, app, &msg) {
                     Ok(d) => {
                         audit.decision_from(d, &msg);
@@ -199,7 +255,10 @@ impl Warden {
                     }
                 }
             }
-            Body::Batch(msgs) => self.check_batch(user, app, &msgs, audit).unwrap_or_else(|| allow(audit)),
+            Body::Batch(msgs) => {
+                audit.list_method = msgs.iter().find_map(lists_governed).map(|_| "batch");
+                self.check_batch(user, app, &msgs, audit).unwrap_or_else(|| allow(audit))
+            }
         }
     }
 
@@ -259,6 +318,9 @@ impl Warden {
                 Some(value) => set.push((rule.name.to_string(), value)),
                 None => remove.push(&rule.name),
             }
+        }
+        if let Some(method) = audit.list_method {
+            set.push((LIST_HEADER.to_owned(), method.to_owned()));
         }
         for h in CREDENTIAL_HEADERS {
             if !set.iter().any(|(n, _)| n == h) && !remove.contains(h) {
@@ -356,6 +418,8 @@ struct AuditInfo<'a> {
     role: Option<String>,
     rule: Option<String>,
     token_cached: Option<bool>,
+    /// Set when the response needs the list filter.
+    list_method: Option<&'static str>,
 }
 
 impl<'a> AuditInfo<'a> {
@@ -377,6 +441,7 @@ impl<'a> AuditInfo<'a> {
             role: None,
             rule: None,
             token_cached: None,
+            list_method: None,
         }
     }
 
@@ -422,6 +487,7 @@ impl<'a> AuditInfo<'a> {
             role: None,
             rule: None,
             token_cached: None,
+            list_method: None,
         };
         one.set_message(msg);
         let allowed = match outcome {
@@ -454,6 +520,15 @@ impl<'a> AuditInfo<'a> {
         }
         if let Some((kind, name)) = &self.name {
             fields.push((kind, name));
+        }
+        if let Some(id) = &self.jsonrpc_id {
+            fields.push(("jsonrpc_id", id.get()));
+        }
+        if let Some(v) = self.protocol_version {
+            fields.push(("protocol_version", v));
+        }
+        if let Some(s) = self.session_id {
+            fields.push(("session_id", s));
         }
         reply::metadata(fields)
     }
