@@ -49,6 +49,9 @@ pub struct Event<'a> {
     pub role: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<&'a str>,
+    /// Present only for apps that enabled argument auditing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<&'a serde_json::Value>,
     pub latency_us: u64,
 }
 

@@ -16,13 +16,13 @@ use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, 
 use serde_json::value::RawValue;
 
 use crate::audit::{self, Audit, Event};
-use crate::authn::{self, AuthError, UserRef};
+use crate::authn::{self, UserRef};
 use crate::config::AuthMethod;
 use crate::keyring::KeyRing;
 use crate::mcp::{self, Body, Inspection, Limits, Message, Rejection};
 use crate::metrics::Metrics;
 use crate::policy::engine::{check_app, check_name};
-use crate::policy::{App, Decision, Governed, Policy, Traits, User, ValuePart, fingerprint};
+use crate::policy::{App, Decision, Policy, Traits, User, ValuePart, fingerprint};
 use crate::reply::{self, Reply};
 use crate::token::{TokenCache, TokenSettings};
 
@@ -77,6 +77,8 @@ pub struct Settings {
     pub limits: Limits,
     pub denied_status: u16,
     pub auth_order: Vec<AuthMethod>,
+    /// MCP methods whose allowed requests are not audited.
+    pub audit_skip_allowed: Vec<String>,
 }
 
 /// The shared state behind both gRPC services and the HTTP endpoint.
@@ -170,6 +172,7 @@ impl Warden {
             reason,
             role: None,
             rule: None,
+            arguments: None,
             latency_us: 0,
         });
     }
@@ -188,7 +191,11 @@ impl Warden {
         if let Some(cached) = audit.token_cached {
             self.metrics.token(cached);
         }
-        audit.finish(&self.audit, &reply);
+        let skip = reply.is_allow()
+            && audit.mcp_method.as_deref().is_some_and(|m| self.settings.audit_skip_allowed.iter().any(|s| s == m));
+        if !skip {
+            audit.finish(&self.audit, &reply);
+        }
         reply.into_response(Some(metadata))
     }
 
@@ -244,10 +251,13 @@ impl Warden {
             Body::Single(msg) => {
                 audit.set_message(&msg);
                 audit.list_method = lists_governed(&msg);
+                if app.audit_arguments && msg.method.as_deref() == Some("tools/call") {
+                    audit.arguments = tool_arguments(ctx.http.body);
+                }
                 match self.check_message(user, app, &msg) {
                     Ok(d) => {
-                        audit.decision_from(d, &msg);
-                        if d.allowed { allow(audit) } else { self.denied(&msg, d) }
+                        audit.decision(d);
+                        if d.allowed { allow(audit) } else { self.denied(&msg) }
                     }
                     Err(r) => {
                         audit.reason = r.reason;
@@ -284,19 +294,19 @@ impl Warden {
         msgs: &[Message<'_>],
         audit: &mut AuditInfo<'s>,
     ) -> Option<Reply> {
-        let mut outcomes = Vec::with_capacity(msgs.len());
-        let mut any_denied = false;
-        for msg in msgs {
-            let outcome = self.check_message(user, app, msg);
-            any_denied |= !matches!(outcome, Ok(d) if d.allowed);
-            audit.batch_element(&self.audit, msg, &outcome);
-            outcomes.push(outcome);
+        let outcomes: Vec<_> = msgs.iter().map(|m| self.check_message(user, app, m)).collect();
+        let any_denied = outcomes.iter().any(|o| !matches!(o, Ok(d) if d.allowed));
+        // One audit event per element, with the batch's fate: nothing is forwarded when any
+        // element is denied.
+        audit.batch = true;
+        for (msg, outcome) in msgs.iter().zip(&outcomes) {
+            audit.batch_element(&self.audit, msg, outcome, any_denied);
         }
         audit.reason = if any_denied { "batch_element_denied" } else { "batch_allowed" };
         any_denied.then(|| Reply::batch_denied(msgs, &outcomes, self.settings.denied_status))
     }
 
-    fn denied(&self, msg: &Message<'_>, d: Decision<'_>) -> Reply {
+    fn denied(&self, msg: &Message<'_>) -> Reply {
         let name = mcp::governed(msg).ok().flatten();
         let message = match name {
             Some(g) => format!(
@@ -306,7 +316,6 @@ impl Warden {
             ),
             None => "request denied by policy".to_owned(),
         };
-        let _ = d;
         Reply::error(self.settings.denied_status, msg.id, -32602, &message)
     }
 
@@ -369,6 +378,13 @@ impl Warden {
     }
 }
 
+/// `params.arguments` of a `tools/call` body, for apps that opted into auditing them. The
+/// body already passed the strict parser; this second parse happens only for such apps.
+fn tool_arguments(body: &[u8]) -> Option<serde_json::Value> {
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Some(v.get_mut("params")?.get_mut("arguments")?.take())
+}
+
 /// What a check needs from Envoy's request, borrowed.
 struct Context<'r> {
     http: mcp::HttpRequest<'r>,
@@ -420,6 +436,10 @@ struct AuditInfo<'a> {
     token_cached: Option<bool>,
     /// Set when the response needs the list filter.
     list_method: Option<&'static str>,
+    /// `tools/call` arguments, only for apps with `audit_arguments: true`.
+    arguments: Option<serde_json::Value>,
+    /// Batches are audited element by element.
+    batch: bool,
 }
 
 impl<'a> AuditInfo<'a> {
@@ -442,6 +462,8 @@ impl<'a> AuditInfo<'a> {
             rule: None,
             token_cached: None,
             list_method: None,
+            arguments: None,
+            batch: false,
         }
     }
 
@@ -464,12 +486,14 @@ impl<'a> AuditInfo<'a> {
         self.rule = d.rule.map(str::to_owned);
     }
 
-    fn decision_from(&mut self, d: Decision<'_>, _msg: &Message<'_>) {
-        self.decision(d);
-    }
-
     /// Batch elements are audited one by one, as they are decided.
-    fn batch_element(&self, sink: &Audit, msg: &Message<'_>, outcome: &Result<Decision<'_>, Rejection<'_>>) {
+    fn batch_element(
+        &self,
+        sink: &Audit,
+        msg: &Message<'_>,
+        outcome: &Result<Decision<'_>, Rejection<'_>>,
+        batch_denied: bool,
+    ) {
         let mut one = AuditInfo {
             started: self.started,
             event: "request",
@@ -488,19 +512,24 @@ impl<'a> AuditInfo<'a> {
             rule: None,
             token_cached: None,
             list_method: None,
+            arguments: None,
+            batch: false,
         };
         one.set_message(msg);
         let allowed = match outcome {
             Ok(d) => {
                 one.decision(*d);
-                d.allowed
+                if d.allowed && batch_denied {
+                    one.reason = "batch_element_denied";
+                }
+                d.allowed && !batch_denied
             }
             Err(r) => {
                 one.reason = r.reason;
                 false
             }
         };
-        one.write(sink, allowed, "batch");
+        one.write(sink, allowed);
     }
 
     /// What later Envoy filters (ext_proc, access log) learn about this decision.
@@ -534,10 +563,12 @@ impl<'a> AuditInfo<'a> {
     }
 
     fn finish(self, sink: &Audit, reply: &Reply) {
-        self.write(sink, reply.is_allow(), "");
+        if !self.batch {
+            self.write(sink, reply.is_allow());
+        }
     }
 
-    fn write(&self, sink: &Audit, allowed: bool, batch: &'static str) {
+    fn write(&self, sink: &Audit, allowed: bool) {
         let (tool, prompt, resource) = match &self.name {
             Some(("tool", n)) => (Some(n.as_str()), None, None),
             Some(("prompt", n)) => (None, Some(n.as_str()), None),
@@ -549,7 +580,6 @@ impl<'a> AuditInfo<'a> {
             ("request", false) => "request.denied",
             (e, _) => e,
         };
-        let _ = batch;
         sink.emit(&Event {
             time: audit::rfc3339(SystemTime::now()),
             event,
@@ -569,11 +599,8 @@ impl<'a> AuditInfo<'a> {
             reason: self.reason,
             role: self.role.as_deref(),
             rule: self.rule.as_deref(),
+            arguments: self.arguments.as_ref(),
             latency_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
         });
     }
 }
-
-// Keep `Governed` and `AuthError` in scope for readers of this module's signatures.
-#[allow(dead_code, reason = "type-level documentation of what decide() consumes")]
-type _Uses<'a> = (Governed<'a>, AuthError);

@@ -94,6 +94,8 @@ struct RawInspection {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     output: Option<String>,
+    #[serde(default)]
+    skip_allowed_methods: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +146,8 @@ pub struct Config {
     pub limits: Limits,
     pub denied_status: u16,
     pub audit: AuditOutput,
+    /// MCP methods whose *allowed* requests are not audited (e.g. `tools/list`, `ping`).
+    pub audit_skip_allowed: Vec<String>,
     pub log_level: String,
     pub log_format: LogFormat,
     /// The file this came from, or `None` for the embedded default.
@@ -262,6 +266,7 @@ impl Config {
                 None | Some("stdout" | "-") => AuditOutput::Stdout,
                 Some(p) => AuditOutput::File(resolve(p)),
             },
+            audit_skip_allowed: raw.audit.skip_allowed_methods,
             log_level,
             log_format: raw.log.format.unwrap_or_default(),
             path: None,

@@ -97,6 +97,7 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
         limits: config.limits,
         denied_status: config.denied_status,
         auth_order: config.auth_order.clone(),
+        audit_skip_allowed: config.audit_skip_allowed.clone(),
     };
     let warden = Arc::new(Warden::new(policy, ring, settings, audit));
     crate::reload::spawn(warden.clone(), &config);

@@ -102,6 +102,7 @@ struct RawApp {
     header_errors: Vec<String>,
     client_id: Option<String>,
     scope: Option<String>,
+    audit_arguments: bool,
 }
 
 impl Loader {
@@ -200,6 +201,7 @@ impl Loader {
                     headers,
                     header_errors,
                     client_id: app.client_id,
+                    audit_arguments: app.audit_arguments,
                     scope: app.scope,
                 },
             });
@@ -226,6 +228,7 @@ impl Loader {
                 headers,
                 header_errors: Vec::new(),
                 client_id: doc.spec.client_id,
+                audit_arguments: doc.spec.audit_arguments,
                 scope: doc.spec.scope,
             },
         });
@@ -307,6 +310,7 @@ impl Loader {
                 labels: doc.labels,
                 rewrite,
                 client_id: doc.client_id.map(Into::into),
+                audit_arguments: doc.audit_arguments,
                 scope: doc.scope.map(Into::into),
             });
         }

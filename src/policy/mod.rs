@@ -31,6 +31,9 @@ pub struct App {
     pub labels: BTreeMap<String, String>,
     pub rewrite: Vec<HeaderRewrite>,
     pub client_id: Option<Arc<str>>,
+    /// Whether audit events of this app carry `tools/call` arguments (off by default: they
+    /// can hold secrets).
+    pub audit_arguments: bool,
     pub scope: Option<Arc<str>>,
 }
 

@@ -67,6 +67,9 @@ pub(crate) struct ServiceApp {
     pub(crate) rewrite: Option<ServiceRewrite>,
     #[serde(default)]
     pub(crate) client_id: Option<String>,
+    /// Our extension: write `tools/call` arguments into audit events for this app.
+    #[serde(default)]
+    pub(crate) audit_arguments: bool,
     #[serde(default)]
     pub(crate) scope: Option<String>,
 }
@@ -111,6 +114,9 @@ pub(crate) struct AppSpec {
     pub(crate) rewrite: Option<AppRewrite>,
     #[serde(default)]
     pub(crate) client_id: Option<String>,
+    /// Our extension: write `tools/call` arguments into audit events for this app.
+    #[serde(default)]
+    pub(crate) audit_arguments: bool,
     #[serde(default)]
     pub(crate) scope: Option<String>,
 }
