@@ -1,0 +1,267 @@
+//! The whole ext_authz `Check` called in process, as Envoy would call it: no network.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use envoy_types::ext_authz::v3::pb::{CheckRequest, HeaderAppendAction, HttpResponse};
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
+use mcp_warden::audit::Audit;
+use mcp_warden::authz::{Settings, Warden};
+use mcp_warden::config::AuthMethod;
+use mcp_warden::keyring::KeyRing;
+use mcp_warden::keys::SigningKey;
+use mcp_warden::mcp::Limits;
+use mcp_warden::policy::{Policy, Source};
+use mcp_warden::token::TokenSettings;
+
+const POLICY: &str = r#"
+app_service:
+  enabled: "yes"
+  apps:
+  - name: "bedrock-mcp"
+    uri: "mcp+https://gw.example.com/mcp"
+    public_addr: "mcp.example.com"
+    labels: {service: bedrock}
+    rewrite:
+      headers:
+      - "Authorization: Bearer {{internal.id_token}}"
+      - "X-Team: {{internal.team}}"
+---
+kind: role
+version: v8
+metadata: {name: readonly}
+spec:
+  allow:
+    app_labels: {service: bedrock}
+    mcp: {tools: ['^get_.*$']}
+---
+kind: user
+metadata: {name: alice}
+spec:
+  roles: [readonly]
+  traits: {team: [blue, green]}
+  api_keys: ['sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae'] # "foo"
+  mtls_principals: ['spiffe://example.org/alice']
+"#;
+
+fn warden() -> Warden {
+    let policy = Policy::load(&[Source::inline("check.yaml", POLICY)]).expect("policy");
+    let (key, _) = SigningKey::generate().expect("key");
+    let settings = Settings {
+        token: TokenSettings { issuer: "https://warden.example.com".into(), lifetime: Duration::from_secs(300) },
+        limits: Limits::default(),
+        denied_status: 200,
+        auth_order: vec![AuthMethod::Mtls, AuthMethod::ApiKey],
+        audit_skip_allowed: Vec::new(),
+    };
+    Warden::new(policy, KeyRing::single(key), settings, Audit::disabled())
+}
+
+fn request(method: &str, headers: &[(&str, &str)], body: &str, app: Option<&str>, principal: &str) -> CheckRequest {
+    let headers: HashMap<String, String> = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(Peer { principal: principal.to_owned(), ..Default::default() }),
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: method.to_owned(),
+                    host: "mcp.example.com".to_owned(),
+                    headers,
+                    raw_body: body.as_bytes().to_vec(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            context_extensions: app
+                .map(|a| [("app".to_owned(), a.to_owned())].into_iter().collect())
+                .unwrap_or_default(),
+            ..Default::default()
+        }),
+    }
+}
+
+fn call(tool: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":"req-1","method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#)
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+enum Outcome {
+    Allow { set: HashMap<String, (String, i32)>, remove: Vec<String> },
+    Deny { status: i32, headers: HashMap<String, String>, body: serde_json::Value },
+}
+
+fn check(w: &Warden, req: &CheckRequest) -> Outcome {
+    match w.check(req).http_response.expect("an HTTP response") {
+        HttpResponse::OkResponse(ok) => Outcome::Allow {
+            set: ok
+                .headers
+                .into_iter()
+                .map(|h| {
+                    let hv = h.header.expect("header");
+                    (hv.key, (hv.value, h.append_action))
+                })
+                .collect(),
+            remove: ok.headers_to_remove,
+        },
+        HttpResponse::DeniedResponse(d) => Outcome::Deny {
+            status: d.status.expect("status").code,
+            headers: d.headers.into_iter().filter_map(|h| h.header).map(|h| (h.key, h.value)).collect(),
+            body: serde_json::from_str(&d.body).expect("JSON body"),
+        },
+        HttpResponse::ErrorResponse(_) => panic!("unexpected error response"),
+    }
+}
+
+#[test]
+fn allowed_call_replaces_authorization_and_strips_client_credentials() {
+    let w = warden();
+    let req = request(
+        "POST",
+        &[JSON, ("authorization", "Bearer foo"), ("x-api-key", "foo")],
+        &call("get_weather"),
+        Some("bedrock-mcp"),
+        "",
+    );
+    let Outcome::Allow { set, remove } = check(&w, &req) else { panic!("expected allow") };
+    let (auth, action) = &set["authorization"];
+    assert!(auth.starts_with("Bearer ey") && auth.matches('.').count() == 2, "{auth}");
+    assert_eq!(*action, HeaderAppendAction::OverwriteIfExistsOrAdd as i32);
+    assert_eq!(set["x-team"].0, "blue,green");
+    assert!(remove.contains(&"x-api-key".to_owned()));
+    assert!(!remove.contains(&"authorization".to_owned()), "a header that is set must not also be removed");
+}
+
+#[test]
+fn second_call_reuses_the_cached_token() {
+    let w = warden();
+    let req = request("POST", &[JSON, ("x-api-key", "foo")], &call("get_time"), Some("bedrock-mcp"), "");
+    let Outcome::Allow { set: first, .. } = check(&w, &req) else { panic!("allow") };
+    let Outcome::Allow { set: second, .. } = check(&w, &req) else { panic!("allow") };
+    assert_eq!(first["authorization"].0, second["authorization"].0);
+    let metrics = w.metrics.render(0);
+    assert!(metrics.contains("mcp_warden_tokens_minted_total 1"), "{metrics}");
+    assert!(metrics.contains("mcp_warden_token_cache_hits_total 1"), "{metrics}");
+}
+
+#[test]
+fn denied_tool_is_http_200_json_rpc_error_echoing_the_id() {
+    let w = warden();
+    let req = request("POST", &[JSON, ("x-api-key", "foo")], &call("delete_file"), Some("bedrock-mcp"), "");
+    let Outcome::Deny { status, headers, body } = check(&w, &req) else { panic!("expected deny") };
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(body["id"], "req-1");
+    assert_eq!(body["error"]["code"], -32602);
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("delete_file") && message.contains("denied by policy"), "{message}");
+    assert!(!message.contains("readonly"), "no role names leak to the client");
+}
+
+#[test]
+fn missing_and_bad_credentials_are_401_with_www_authenticate() {
+    let w = warden();
+    for (headers, www) in
+        [(vec![JSON], "Bearer"), (vec![JSON, ("authorization", "Bearer nope")], "Bearer error=\"invalid_token\"")]
+    {
+        let req = request("POST", &headers, &call("get_weather"), Some("bedrock-mcp"), "");
+        let Outcome::Deny { status, headers, body } = check(&w, &req) else { panic!("expected deny") };
+        assert_eq!(status, 401);
+        assert!(headers["www-authenticate"].starts_with(www), "{headers:?}");
+        assert_eq!(body["id"], "req-1", "the id is echoed when the body has one");
+        assert_eq!(body["error"]["code"], -32001);
+    }
+}
+
+#[test]
+fn mtls_principal_authenticates_and_host_names_the_app() {
+    let w = warden();
+    let req = request("POST", &[JSON], &call("get_weather"), None, "spiffe://example.org/alice");
+    assert!(matches!(check(&w, &req), Outcome::Allow { .. }));
+}
+
+#[test]
+fn unknown_app_is_denied() {
+    let w = warden();
+    let req = request("POST", &[JSON, ("x-api-key", "foo")], &call("get_weather"), Some("nope"), "");
+    let Outcome::Deny { status, body, .. } = check(&w, &req) else { panic!("expected deny") };
+    assert_eq!((status, body["error"]["code"].as_i64()), (403, Some(-32003)));
+}
+
+#[test]
+fn malformed_body_is_never_allowed() {
+    let w = warden();
+    let req = request(
+        "POST",
+        &[JSON, ("x-api-key", "foo")],
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","Method":"x"}"#,
+        Some("bedrock-mcp"),
+        "",
+    );
+    let Outcome::Deny { status, body, .. } = check(&w, &req) else { panic!("expected deny") };
+    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(-32600)));
+}
+
+#[test]
+fn batch_with_a_denied_element_forwards_nothing_and_answers_each_request() {
+    let w = warden();
+    let body = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_a"}},
+                   {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"rm_b"}},
+                   {"jsonrpc":"2.0","method":"notifications/progress"}]"#;
+    let req = request("POST", &[JSON, ("x-api-key", "foo")], body, Some("bedrock-mcp"), "");
+    let Outcome::Deny { status, body, .. } = check(&w, &req) else { panic!("expected deny") };
+    assert_eq!(status, 200);
+    let answers = body.as_array().expect("array");
+    assert_eq!(answers.len(), 2, "notifications get no answer");
+    assert_eq!((answers[0]["id"].as_i64(), answers[0]["error"]["code"].as_i64()), (Some(1), Some(-32000)));
+    assert_eq!((answers[1]["id"].as_i64(), answers[1]["error"]["code"].as_i64()), (Some(2), Some(-32602)));
+}
+
+#[test]
+fn list_calls_set_the_filter_header_and_other_calls_remove_client_copies() {
+    let w = warden();
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let req = request("POST", &[JSON, ("x-api-key", "foo")], list, Some("bedrock-mcp"), "");
+    let Outcome::Allow { set, .. } = check(&w, &req) else { panic!("allow") };
+    assert_eq!(set["x-mcp-warden-list"].0, "tools/list");
+    let req = request(
+        "POST",
+        &[JSON, ("x-api-key", "foo"), ("x-mcp-warden-list", "tools/list")],
+        &call("get_a"),
+        Some("bedrock-mcp"),
+        "",
+    );
+    let Outcome::Allow { set, remove } = check(&w, &req) else { panic!("allow") };
+    assert!(!set.contains_key("x-mcp-warden-list"));
+    assert!(remove.contains(&"x-mcp-warden-list".to_owned()));
+}
+
+#[test]
+fn decision_metadata_names_user_app_and_tool() {
+    let w = warden();
+    let req = request("POST", &[JSON, ("x-api-key", "foo")], &call("delete_file"), Some("bedrock-mcp"), "");
+    let meta = w.check(&req).dynamic_metadata.expect("metadata");
+    let field = |k: &str| match meta.fields.get(k).and_then(|v| v.kind.clone()) {
+        Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(s)) => s,
+        other => panic!("{k}: {other:?}"),
+    };
+    assert_eq!(field("user"), "alice");
+    assert_eq!(field("app"), "bedrock-mcp");
+    assert_eq!(field("tool"), "delete_file");
+    assert_eq!(field("decision"), "deny");
+    assert_eq!(field("reason"), "not_allowed_by_any_role");
+}
+
+#[test]
+fn policy_reload_changes_decisions_and_drops_cached_tokens() {
+    let w = warden();
+    let req = request("POST", &[JSON, ("x-api-key", "foo")], &call("get_weather"), Some("bedrock-mcp"), "");
+    let Outcome::Allow { set: before, .. } = check(&w, &req) else { panic!("allow") };
+    let stricter = POLICY.replace("'^get_.*$'", "'^get_time$'");
+    w.replace_policy(Policy::load(&[Source::inline("v2.yaml", &stricter)]).expect("policy"));
+    assert!(matches!(check(&w, &req), Outcome::Deny { .. }), "get_weather is no longer allowed");
+    let time = request("POST", &[JSON, ("x-api-key", "foo")], &call("get_time"), Some("bedrock-mcp"), "");
+    let Outcome::Allow { set: after, .. } = check(&w, &time) else { panic!("allow") };
+    assert_ne!(before["authorization"].0, after["authorization"].0, "a new generation mints anew");
+}
