@@ -33,6 +33,7 @@ step python-deps ensure_venv
 step node-deps ensure_node
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
+step docs env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 step cargo-test cargo test
 step build cargo build --bins
 

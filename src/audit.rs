@@ -68,10 +68,12 @@ const QUEUE: usize = 16 * 1024;
 impl Audit {
     /// Starts the writer thread for `output`.
     pub fn start(output: &AuditOutput) -> std::io::Result<Audit> {
-        let mut sink: Box<dyn std::io::Write + Send> = match output {
+        let inner: Box<dyn std::io::Write + Send> = match output {
             AuditOutput::Stdout => Box::new(std::io::stdout()),
             AuditOutput::File(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
         };
+        // One write per burst of events, not one per event.
+        let mut sink = std::io::BufWriter::with_capacity(64 * 1024, inner);
         let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
         std::thread::Builder::new().name("audit".into()).spawn(move || {
             while let Ok(line) = rx.recv() {
