@@ -8,67 +8,28 @@
 //! policy snapshot per check.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
-use serde_json::value::RawValue;
 
 use crate::audit::{self, Audit, Event};
-use crate::authn::{self, UserRef};
+use crate::authn;
 use crate::config::AuthMethod;
 use crate::keyring::KeyRing;
 use crate::mcp::{self, Body, Inspection, Limits, Message, Rejection};
 use crate::metrics::Metrics;
 use crate::policy::engine::{check_app, check_name};
-use crate::policy::{App, Decision, Policy, Traits, User, ValuePart, fingerprint};
+use crate::policy::{App, Decision, Policy, User, ValuePart};
 use crate::reply::{self, Reply};
-use crate::token::{TokenCache, TokenSettings};
+use crate::token::TokenSettings;
 
-/// One policy generation, and the tokens and identities compiled under it.
-#[derive(Debug)]
-pub struct Snapshot {
-    pub policy: Policy,
-    pub generation: u64,
-    pub tokens: TokenCache,
-    identities: RwLock<HashMap<u64, Arc<User>>>,
-}
+mod record;
+mod snapshot;
 
-/// Compiled identities kept per snapshot before the cache starts over.
-const MAX_IDENTITIES: usize = 10_000;
-
-impl Snapshot {
-    pub fn new(policy: Policy, generation: u64) -> Self {
-        Snapshot { policy, generation, tokens: TokenCache::default(), identities: RwLock::default() }
-    }
-
-    /// An identity vouched for by an identity provider, compiled against this policy's roles
-    /// once per (name, roles, traits) and then reused.
-    pub fn dynamic_user(&self, name: &str, roles: &[String], traits: Traits) -> Result<Arc<User>, String> {
-        let fp = fingerprint(name, roles, &traits);
-        if let Some(u) = self.identities.read().ok().and_then(|m| m.get(&fp).cloned()) {
-            return Ok(u);
-        }
-        let user = Arc::new(self.policy.build_user(name, roles, traits)?);
-        if let Ok(mut m) = self.identities.write() {
-            if m.len() >= MAX_IDENTITIES {
-                m.clear();
-            }
-            m.insert(fp, user.clone());
-        }
-        Ok(user)
-    }
-
-    /// The user a check decided for, found again by name and fingerprint (for ext_proc).
-    pub fn user_by_fingerprint(&self, name: &str, fp: u64) -> Option<UserRef<'_>> {
-        if let Some(u) = self.policy.user(name).filter(|u| u.fingerprint == fp) {
-            return Some(UserRef::Static(u));
-        }
-        let u = self.identities.read().ok()?.get(&fp).cloned()?;
-        (*u.name == *name).then_some(UserRef::Dynamic(u))
-    }
-}
+use record::AuditInfo;
+pub use snapshot::Snapshot;
 
 /// Settings fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -384,7 +345,6 @@ fn tool_arguments(body: &[u8]) -> Option<serde_json::Value> {
     let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
     Some(v.get_mut("params")?.get_mut("arguments")?.take())
 }
-
 /// What a check needs from Envoy's request, borrowed.
 struct Context<'r> {
     http: mcp::HttpRequest<'r>,
@@ -410,197 +370,5 @@ impl<'r> Context<'r> {
             request_id: headers.get("x-request-id").map_or(http.id.as_str(), String::as_str),
             session_id: headers.get("mcp-session-id").map(String::as_str),
         })
-    }
-}
-
-/// A user's name and roles, as audited.
-type AuditUser = (Arc<str>, Arc<[Arc<str>]>);
-
-/// Collects what the audit event of one check says.
-struct AuditInfo<'a> {
-    started: Instant,
-    event: &'static str,
-    request_id: &'a str,
-    http_method: &'a str,
-    session_id: Option<&'a str>,
-    user: Option<AuditUser>,
-    fingerprint: Option<u64>,
-    app: Option<&'a App>,
-    mcp_method: Option<String>,
-    jsonrpc_id: Option<Box<RawValue>>,
-    name: Option<(&'static str, String)>,
-    protocol_version: Option<&'static str>,
-    reason: &'static str,
-    role: Option<String>,
-    rule: Option<String>,
-    token_cached: Option<bool>,
-    /// Set when the response needs the list filter.
-    list_method: Option<&'static str>,
-    /// `tools/call` arguments, only for apps with `audit_arguments: true`.
-    arguments: Option<serde_json::Value>,
-    /// Batches are audited element by element.
-    batch: bool,
-}
-
-impl<'a> AuditInfo<'a> {
-    fn new(ctx: &Context<'a>, started: Instant) -> Self {
-        AuditInfo {
-            started,
-            event: "request",
-            request_id: ctx.request_id,
-            http_method: ctx.http.method,
-            session_id: ctx.session_id,
-            user: None,
-            fingerprint: None,
-            app: None,
-            mcp_method: None,
-            jsonrpc_id: None,
-            name: None,
-            protocol_version: None,
-            reason: "allowed",
-            role: None,
-            rule: None,
-            token_cached: None,
-            list_method: None,
-            arguments: None,
-            batch: false,
-        }
-    }
-
-    fn set_user(&mut self, user: &User) {
-        self.user = Some((user.name.clone(), user.role_names.clone()));
-        self.fingerprint = Some(user.fingerprint);
-    }
-
-    fn set_message(&mut self, msg: &Message<'_>) {
-        self.mcp_method = msg.method.as_deref().map(str::to_owned);
-        self.jsonrpc_id = msg.id.map(ToOwned::to_owned);
-        if let Ok(Some(g)) = mcp::governed(msg) {
-            self.name = Some((g.kind(), g.name().to_owned()));
-        }
-    }
-
-    fn decision(&mut self, d: Decision<'_>) {
-        self.reason = d.reason.code();
-        self.role = d.role.map(str::to_owned);
-        self.rule = d.rule.map(str::to_owned);
-    }
-
-    /// Batch elements are audited one by one, as they are decided.
-    fn batch_element(
-        &self,
-        sink: &Audit,
-        msg: &Message<'_>,
-        outcome: &Result<Decision<'_>, Rejection<'_>>,
-        batch_denied: bool,
-    ) {
-        let mut one = AuditInfo {
-            started: self.started,
-            event: "request",
-            request_id: self.request_id,
-            http_method: self.http_method,
-            session_id: self.session_id,
-            user: self.user.clone(),
-            fingerprint: self.fingerprint,
-            app: self.app,
-            mcp_method: None,
-            jsonrpc_id: None,
-            name: None,
-            protocol_version: self.protocol_version,
-            reason: "allowed",
-            role: None,
-            rule: None,
-            token_cached: None,
-            list_method: None,
-            arguments: None,
-            batch: false,
-        };
-        one.set_message(msg);
-        let allowed = match outcome {
-            Ok(d) => {
-                one.decision(*d);
-                if d.allowed && batch_denied {
-                    one.reason = "batch_element_denied";
-                }
-                d.allowed && !batch_denied
-            }
-            Err(r) => {
-                one.reason = r.reason;
-                false
-            }
-        };
-        one.write(sink, allowed);
-    }
-
-    /// What later Envoy filters (ext_proc, access log) learn about this decision.
-    fn metadata(&self, allowed: bool) -> envoy_types::pb::google::protobuf::Struct {
-        let fingerprint = self.fingerprint.map(|f| format!("{f:016x}")).unwrap_or_default();
-        let mut fields: Vec<(&'static str, &str)> =
-            vec![("decision", if allowed { "allow" } else { "deny" }), ("reason", self.reason)];
-        if let Some((user, _)) = &self.user {
-            fields.push(("user", user));
-            fields.push(("user_fingerprint", &fingerprint));
-        }
-        if let Some(app) = self.app {
-            fields.push(("app", &app.name));
-        }
-        if let Some(m) = &self.mcp_method {
-            fields.push(("mcp_method", m));
-        }
-        if let Some((kind, name)) = &self.name {
-            fields.push((kind, name));
-        }
-        if let Some(id) = &self.jsonrpc_id {
-            fields.push(("jsonrpc_id", id.get()));
-        }
-        if let Some(v) = self.protocol_version {
-            fields.push(("protocol_version", v));
-        }
-        if let Some(s) = self.session_id {
-            fields.push(("session_id", s));
-        }
-        reply::metadata(fields)
-    }
-
-    fn finish(self, sink: &Audit, reply: &Reply) {
-        if !self.batch {
-            self.write(sink, reply.is_allow());
-        }
-    }
-
-    fn write(&self, sink: &Audit, allowed: bool) {
-        let (tool, prompt, resource) = match &self.name {
-            Some(("tool", n)) => (Some(n.as_str()), None, None),
-            Some(("prompt", n)) => (None, Some(n.as_str()), None),
-            Some((_, n)) => (None, None, Some(n.as_str())),
-            None => (None, None, None),
-        };
-        let event = match (self.event, allowed) {
-            ("request", true) => "request.allowed",
-            ("request", false) => "request.denied",
-            (e, _) => e,
-        };
-        sink.emit(&Event {
-            time: audit::rfc3339(SystemTime::now()),
-            event,
-            request_id: self.request_id,
-            user: self.user.as_ref().map(|u| &*u.0),
-            roles: self.user.as_ref().map(|u| &*u.1),
-            app: self.app.map(|a| &*a.name),
-            http_method: self.http_method,
-            mcp_method: self.mcp_method.as_deref(),
-            jsonrpc_id: self.jsonrpc_id.as_deref(),
-            tool,
-            prompt,
-            resource,
-            session_id: self.session_id,
-            protocol_version: self.protocol_version,
-            decision: if allowed { "allow" } else { "deny" },
-            reason: self.reason,
-            role: self.role.as_deref(),
-            rule: self.rule.as_deref(),
-            arguments: self.arguments.as_ref(),
-            latency_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        });
     }
 }

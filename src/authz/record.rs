@@ -1,0 +1,205 @@
+//! What one check records: the audit event(s) and the decision metadata handed to Envoy.
+//! Collected while the check runs, written once at its end (batches element by element).
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use serde_json::value::RawValue;
+
+use super::Context;
+use crate::audit::{self, Audit, Event};
+use crate::mcp::{self, Message, Rejection};
+use crate::policy::{App, Decision, User};
+use crate::reply::{self, Reply};
+
+/// A user's name and roles, as audited.
+type AuditUser = (Arc<str>, Arc<[Arc<str>]>);
+
+/// Collects what the audit event of one check says.
+pub(super) struct AuditInfo<'a> {
+    pub(super) started: Instant,
+    pub(super) event: &'static str,
+    pub(super) request_id: &'a str,
+    pub(super) http_method: &'a str,
+    pub(super) session_id: Option<&'a str>,
+    pub(super) user: Option<AuditUser>,
+    pub(super) fingerprint: Option<u64>,
+    pub(super) app: Option<&'a App>,
+    pub(super) mcp_method: Option<String>,
+    pub(super) jsonrpc_id: Option<Box<RawValue>>,
+    pub(super) name: Option<(&'static str, String)>,
+    pub(super) protocol_version: Option<&'static str>,
+    pub(super) reason: &'static str,
+    pub(super) role: Option<String>,
+    pub(super) rule: Option<String>,
+    pub(super) token_cached: Option<bool>,
+    /// Set when the response needs the list filter.
+    pub(super) list_method: Option<&'static str>,
+    /// `tools/call` arguments, only for apps with `audit_arguments: true`.
+    pub(super) arguments: Option<serde_json::Value>,
+    /// Batches are audited element by element.
+    pub(super) batch: bool,
+}
+
+impl<'a> AuditInfo<'a> {
+    pub(super) fn new(ctx: &Context<'a>, started: Instant) -> Self {
+        AuditInfo {
+            started,
+            event: "request",
+            request_id: ctx.request_id,
+            http_method: ctx.http.method,
+            session_id: ctx.session_id,
+            user: None,
+            fingerprint: None,
+            app: None,
+            mcp_method: None,
+            jsonrpc_id: None,
+            name: None,
+            protocol_version: None,
+            reason: "allowed",
+            role: None,
+            rule: None,
+            token_cached: None,
+            list_method: None,
+            arguments: None,
+            batch: false,
+        }
+    }
+
+    pub(super) fn set_user(&mut self, user: &User) {
+        self.user = Some((user.name.clone(), user.role_names.clone()));
+        self.fingerprint = Some(user.fingerprint);
+    }
+
+    pub(super) fn set_message(&mut self, msg: &Message<'_>) {
+        self.mcp_method = msg.method.as_deref().map(str::to_owned);
+        self.jsonrpc_id = msg.id.map(ToOwned::to_owned);
+        if let Ok(Some(g)) = mcp::governed(msg) {
+            self.name = Some((g.kind(), g.name().to_owned()));
+        }
+    }
+
+    pub(super) fn decision(&mut self, d: Decision<'_>) {
+        self.reason = d.reason.code();
+        self.role = d.role.map(str::to_owned);
+        self.rule = d.rule.map(str::to_owned);
+    }
+
+    /// Batch elements are audited one by one, as they are decided.
+    pub(super) fn batch_element(
+        &self,
+        sink: &Audit,
+        msg: &Message<'_>,
+        outcome: &Result<Decision<'_>, Rejection<'_>>,
+        batch_denied: bool,
+    ) {
+        let mut one = AuditInfo {
+            started: self.started,
+            event: "request",
+            request_id: self.request_id,
+            http_method: self.http_method,
+            session_id: self.session_id,
+            user: self.user.clone(),
+            fingerprint: self.fingerprint,
+            app: self.app,
+            mcp_method: None,
+            jsonrpc_id: None,
+            name: None,
+            protocol_version: self.protocol_version,
+            reason: "allowed",
+            role: None,
+            rule: None,
+            token_cached: None,
+            list_method: None,
+            arguments: None,
+            batch: false,
+        };
+        one.set_message(msg);
+        let allowed = match outcome {
+            Ok(d) => {
+                one.decision(*d);
+                if d.allowed && batch_denied {
+                    one.reason = "batch_element_denied";
+                }
+                d.allowed && !batch_denied
+            }
+            Err(r) => {
+                one.reason = r.reason;
+                false
+            }
+        };
+        one.write(sink, allowed);
+    }
+
+    /// What later Envoy filters (ext_proc, access log) learn about this decision.
+    pub(super) fn metadata(&self, allowed: bool) -> envoy_types::pb::google::protobuf::Struct {
+        let fingerprint = self.fingerprint.map(|f| format!("{f:016x}")).unwrap_or_default();
+        let mut fields: Vec<(&'static str, &str)> =
+            vec![("decision", if allowed { "allow" } else { "deny" }), ("reason", self.reason)];
+        if let Some((user, _)) = &self.user {
+            fields.push(("user", user));
+            fields.push(("user_fingerprint", &fingerprint));
+        }
+        if let Some(app) = self.app {
+            fields.push(("app", &app.name));
+        }
+        if let Some(m) = &self.mcp_method {
+            fields.push(("mcp_method", m));
+        }
+        if let Some((kind, name)) = &self.name {
+            fields.push((kind, name));
+        }
+        if let Some(id) = &self.jsonrpc_id {
+            fields.push(("jsonrpc_id", id.get()));
+        }
+        if let Some(v) = self.protocol_version {
+            fields.push(("protocol_version", v));
+        }
+        if let Some(s) = self.session_id {
+            fields.push(("session_id", s));
+        }
+        reply::metadata(fields)
+    }
+
+    pub(super) fn finish(self, sink: &Audit, reply: &Reply) {
+        if !self.batch {
+            self.write(sink, reply.is_allow());
+        }
+    }
+
+    pub(super) fn write(&self, sink: &Audit, allowed: bool) {
+        let (tool, prompt, resource) = match &self.name {
+            Some(("tool", n)) => (Some(n.as_str()), None, None),
+            Some(("prompt", n)) => (None, Some(n.as_str()), None),
+            Some((_, n)) => (None, None, Some(n.as_str())),
+            None => (None, None, None),
+        };
+        let event = match (self.event, allowed) {
+            ("request", true) => "request.allowed",
+            ("request", false) => "request.denied",
+            (e, _) => e,
+        };
+        sink.emit(&Event {
+            time: audit::rfc3339(SystemTime::now()),
+            event,
+            request_id: self.request_id,
+            user: self.user.as_ref().map(|u| &*u.0),
+            roles: self.user.as_ref().map(|u| &*u.1),
+            app: self.app.map(|a| &*a.name),
+            http_method: self.http_method,
+            mcp_method: self.mcp_method.as_deref(),
+            jsonrpc_id: self.jsonrpc_id.as_deref(),
+            tool,
+            prompt,
+            resource,
+            session_id: self.session_id,
+            protocol_version: self.protocol_version,
+            decision: if allowed { "allow" } else { "deny" },
+            reason: self.reason,
+            role: self.role.as_deref(),
+            rule: self.rule.as_deref(),
+            arguments: self.arguments.as_ref(),
+            latency_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        });
+    }
+}
