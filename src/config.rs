@@ -50,6 +50,14 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    runtime: RawRuntime,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    workers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +158,9 @@ pub struct Config {
     pub audit_skip_allowed: Vec<String>,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// Runtime worker threads; 1 runs everything on one thread (no cross-thread wake-ups,
+    /// the cheapest per check on small machines where Envoy needs the other cores).
+    pub workers: usize,
     /// The file this came from, or `None` for the embedded default.
     pub path: Option<PathBuf>,
 }
@@ -269,6 +280,11 @@ impl Config {
             audit_skip_allowed: raw.audit.skip_allowed_methods,
             log_level,
             log_format: raw.log.format.unwrap_or_default(),
+            workers: match raw.runtime.workers {
+                None => 1,
+                Some(0) => return Err(invalid("runtime.workers", "must be at least 1".into())),
+                Some(n) => n,
+            },
             path: None,
         })
     }

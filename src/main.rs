@@ -22,7 +22,14 @@ fn main() -> ExitCode {
     if config.path.is_none() {
         tracing::info!("no --config given: using the embedded default (demo policy, loopback listeners)");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = if config.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(config.workers);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mcp-warden: cannot start the runtime: {e}");
