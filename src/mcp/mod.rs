@@ -163,7 +163,10 @@ pub fn inspect<'a>(req: &HttpRequest<'a>, limits: &Limits) -> Result<Inspection<
             JsonRpcError::NotJsonRpc2 => "not_jsonrpc_2",
             JsonRpcError::Invalid(_) | JsonRpcError::EmptyBatch => "invalid_jsonrpc",
         };
-        Rejection::new(400, e.code(), reason, e.to_string())
+        Rejection {
+            id: probe_id(req.body),
+            ..Rejection::new(400, e.code(), reason, e.to_string())
+        }
     })?;
     match &body {
         Body::Batch(_) if !version.allows_batch() => {
@@ -182,6 +185,20 @@ pub fn inspect<'a>(req: &HttpRequest<'a>, limits: &Limits) -> Result<Inspection<
         Body::Single(m) => check_mirrors(req, version, m)?,
     }
     Ok(Inspection::Messages { version, body })
+}
+
+/// The `id` of a body the strict reader refused, for the error answer only: read leniently
+/// from a single top-level object, and only when it is one unambiguous string or number
+/// (a duplicate `id` or an unparseable body yields none, and the answer carries `null`).
+fn probe_id(body: &[u8]) -> Option<&RawValue> {
+    #[derive(serde::Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow)]
+        id: Option<&'a RawValue>,
+    }
+    let id = serde_json::from_slice::<Probe<'_>>(body).ok()?.id?;
+    let first = id.get().as_bytes().first().copied()?;
+    (first == b'"' || first == b'-' || first.is_ascii_digit()).then_some(id)
 }
 
 /// `application/json`, case-insensitive, parameters allowed.
@@ -364,6 +381,17 @@ mod tests {
         for (name, method, pairs, body, expected) in table {
             assert_eq!(reason(method, pairs, body), *expected, "case: {name}");
         }
+    }
+
+    #[test]
+    fn refused_bodies_echo_an_unambiguous_id() {
+        let h = headers(&[("content-type", "application/json")]);
+        let id = |body| run("POST", &h, body).expect_err("refused").id.map(|i| i.get().to_owned());
+        assert_eq!(id(r#"{"id":31,"jsonrpc":"2.0","Method":"x"}"#).as_deref(), Some("31"));
+        assert_eq!(id(r#"{"id":"a","jsonrpc":"1.0","method":"ping"}"#).as_deref(), Some("\"a\""));
+        assert_eq!(id(r#"{"id":1,"id":2,"jsonrpc":"2.0","method":"ping"}"#), None, "ambiguous: null");
+        assert_eq!(id(r#"{"id":1,"#), None, "unparseable: null");
+        assert_eq!(id(r#"{"id":null,"jsonrpc":"2.0","method":"ping"}"#), None);
     }
 
     #[test]
