@@ -28,6 +28,7 @@ pub struct Event<'a> {
     pub roles: Option<&'a [Arc<str>]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app: Option<&'a str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub http_method: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mcp_method: Option<&'a str>,
@@ -43,6 +44,7 @@ pub struct Event<'a> {
     pub session_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub decision: &'static str,
     pub reason: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,6 +54,9 @@ pub struct Event<'a> {
     /// Present only for apps that enabled argument auditing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<&'a serde_json::Value>,
+    /// The signing key a `key.rotated` event is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<&'a str>,
     pub latency_us: u64,
 }
 

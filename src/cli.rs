@@ -130,7 +130,7 @@ fn keys(config: Option<&std::path::Path>, action: KeysAction) -> ExitCode {
     let dir = &config.keys;
     let now = std::time::SystemTime::now();
     let result = match action {
-        KeysAction::List => dir.load().map(|ring| {
+        KeysAction::List => dir.load(crate::keyring::Seen::Manifest).map(|ring| {
             println!("{:<44} {:<8} {:>12} {:>12}", "KID", "STATE", "CREATED", "ACTIVE_FROM");
             for (k, state) in ring.states(now) {
                 println!("{:<44} {:<8} {:>12} {:>12}", k.key.kid(), state.as_str(), k.created, k.active_from);

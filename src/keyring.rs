@@ -63,6 +63,12 @@ pub struct RingKey {
     pub created: u64,
     pub active_from: u64,
     pub retired_at: Option<u64>,
+    /// When this server first published the key.
+    seen: SystemTime,
+    /// When it may sign here: `active_from`, but never before it has been published for the
+    /// propagation delay by this server (a key already due when first seen — the first key,
+    /// or one that became active while this server was down — signs at once).
+    signs_from: u64,
 }
 
 /// Every key a server knows, in `active_from` order.
@@ -70,6 +76,15 @@ pub struct RingKey {
 pub struct KeyRing {
     keys: Vec<RingKey>,
     retain: Duration,
+}
+
+/// Whose view of time `KeyDir::load` takes for keys it has not seen before.
+#[derive(Debug, Clone, Copy)]
+pub enum Seen<'r> {
+    /// A server at `now`; keys already in `previous` keep the time they were first published.
+    Server { now: SystemTime, previous: Option<&'r KeyRing> },
+    /// The manifest's own schedule, as if every key was published when it was created (the CLI).
+    Manifest,
 }
 
 fn secs(t: SystemTime) -> u64 {
@@ -80,13 +95,20 @@ impl KeyRing {
     /// A ring of one key that is always active (a configured `signing_key` PEM).
     pub fn single(key: SigningKey) -> Self {
         KeyRing {
-            keys: vec![RingKey { key: Arc::new(key), created: 0, active_from: 0, retired_at: None }],
+            keys: vec![RingKey {
+                key: Arc::new(key),
+                created: 0,
+                active_from: 0,
+                retired_at: None,
+                seen: UNIX_EPOCH,
+                signs_from: 0,
+            }],
             retain: Duration::ZERO,
         }
     }
 
     fn eligible(k: &RingKey, now: u64) -> bool {
-        k.active_from <= now && k.retired_at.is_none_or(|r| r > now)
+        k.signs_from <= now && k.retired_at.is_none_or(|r| r > now)
     }
 
     /// The key that signs at `now`: the latest-scheduled eligible one.
@@ -102,11 +124,11 @@ impl KeyRing {
         if let Some(r) = k.retired_at.filter(|r| *r <= now) {
             return if now < r + retain { KeyState::Retired } else { KeyState::Expired };
         }
-        if k.active_from > now {
+        if k.signs_from > now {
             return KeyState::Next;
         }
         // Superseded when a later-scheduled key became active.
-        match self.keys[i + 1..].iter().filter(|l| Self::eligible(l, now)).map(|l| l.active_from).min() {
+        match self.keys[i + 1..].iter().filter(|l| Self::eligible(l, now)).map(|l| l.signs_from).min() {
             None => KeyState::Active,
             Some(t) if now < t + retain => KeyState::Retired,
             Some(_) => KeyState::Expired,
@@ -156,7 +178,7 @@ impl KeyDir {
 
     /// Loads every key in the manifest. A read-only directory without a manifest may hold
     /// exactly one PEM, which is then active.
-    pub fn load(&self) -> Result<KeyRing, KeyError> {
+    pub fn load(&self, seen: Seen<'_>) -> Result<KeyRing, KeyError> {
         let Some(manifest) = self.read_manifest()? else {
             return self.load_bare();
         };
@@ -168,11 +190,19 @@ impl KeyDir {
             if key.kid() != e.kid {
                 return Err(self.err(&path, format!("kid {} does not match the manifest's {}", key.kid(), e.kid)));
             }
+            let first_seen = match seen {
+                Seen::Manifest => UNIX_EPOCH + Duration::from_secs(e.created),
+                Seen::Server { now, previous } => previous
+                    .and_then(|p| p.keys.iter().find(|k| k.key.kid() == e.kid))
+                    .map_or(now, |k| k.seen),
+            };
             keys.push(RingKey {
                 key: Arc::new(key),
                 created: e.created,
                 active_from: e.active_from,
                 retired_at: e.retired_at,
+                seen: first_seen,
+                signs_from: signs_from(e.active_from, first_seen, self.propagation),
             });
         }
         keys.sort_by_key(|k| k.active_from);
@@ -204,7 +234,7 @@ impl KeyDir {
 
     /// Loads the ring; a writable, empty directory gets a first key, active at once.
     pub fn load_or_init(&self, now: SystemTime) -> Result<(KeyRing, bool), KeyError> {
-        let ring = self.load()?;
+        let ring = self.load(Seen::Server { now, previous: None })?;
         if ring.active(now).is_some() || !ring.keys.is_empty() {
             return Ok((ring, false));
         }
@@ -212,7 +242,7 @@ impl KeyDir {
             return Err(self.err(&self.dir, "read-only key directory holds no key"));
         }
         self.add_key(now, Duration::ZERO)?;
-        Ok((self.load()?, true))
+        Ok((self.load(Seen::Server { now, previous: None })?, true))
     }
 
     /// Adds a key that signs after the propagation delay; returns its kid.
@@ -272,6 +302,17 @@ impl KeyDir {
     }
 }
 
+/// See [`RingKey`]: a key due when first seen signs at once; otherwise not before it has been
+/// published for `propagation` (rounded up to the next second).
+fn signs_from(active_from: u64, seen: SystemTime, propagation: Duration) -> u64 {
+    let seen_at = seen.duration_since(UNIX_EPOCH).unwrap_or_default();
+    if active_from <= seen_at.as_secs() {
+        return active_from;
+    }
+    let published_enough = (seen_at + propagation).as_secs_f64().ceil() as u64;
+    active_from.max(published_enough)
+}
+
 fn is_hidden(p: &Path) -> bool {
     p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
@@ -312,7 +353,7 @@ mod tests {
         let (ring, _) = d.load_or_init(at(0)).expect("init");
         let old = ring.active(at(0)).expect("active").kid().to_owned();
         let new = d.rotate(at(100)).expect("rotate");
-        let ring = d.load().expect("load");
+        let ring = d.load(Seen::Manifest).expect("load");
         // Published but not yet signing.
         assert_eq!(ring.active(at(159)).map(|k| k.kid()), Some(old.as_str()));
         assert!(ring.published(at(100)).iter().any(|j| j.kid == new));
@@ -322,6 +363,24 @@ mod tests {
         assert!(states.contains(&(old.clone(), KeyState::Retired)));
         assert!(ring.published(at(759)).iter().any(|j| j.kid == old));
         assert!(!ring.published(at(760)).iter().any(|j| j.kid == old));
+    }
+
+    #[test]
+    fn a_server_signs_with_a_new_key_only_after_publishing_it_for_the_propagation_delay() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = dir(tmp.path());
+        let (first, _) = d.load_or_init(at(0)).expect("init");
+        let old = first.active(at(0)).expect("active").kid().to_owned();
+        let new = d.rotate(at(100)).expect("rotate"); // due at 160
+        // This server only notices the new key at 130: it publishes from then on, and signs
+        // with it at 190, not 160.
+        let ring = d.load(Seen::Server { now: at(130), previous: Some(&first) }).expect("reload");
+        assert!(ring.published(at(130)).iter().any(|j| j.kid == new));
+        assert_eq!(ring.active(at(189)).map(|k| k.kid()), Some(old.as_str()));
+        assert_eq!(ring.active(at(190)).map(|k| k.kid()), Some(new.as_str()));
+        // A later reload keeps the first-seen time.
+        let again = d.load(Seen::Server { now: at(185), previous: Some(&ring) }).expect("reload");
+        assert_eq!(again.active(at(190)).map(|k| k.kid()), Some(new.as_str()));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::authz::Warden;
 use crate::config::Config;
-use crate::keyring::KeyDir;
+use crate::keyring::{KeyDir, Seen};
 use crate::policy::{Policy, PolicyError, Source};
 
 /// Quiet time after the last file event before a reload starts.
@@ -129,7 +129,7 @@ async fn run(
                 if kid != active_kid {
                     tracing::info!(from = %active_kid, to = %kid, "signing key switched");
                     warden.metrics.key_rotated();
-                    warden.audit_event("key.rotated", &kid);
+                    warden.audit_event("key.rotated", "signing_key_switched", Some(&kid));
                     active_kid = kid;
                 }
             }
@@ -161,13 +161,13 @@ pub async fn reload_policy(warden: &Warden, sources: &[Source]) -> bool {
         Ok(Ok(policy)) => {
             let generation = warden.replace_policy(policy);
             warden.metrics.reload("ok");
-            warden.audit_event("policy.reloaded", "ok");
+            warden.audit_event("policy.reloaded", "ok", None);
             tracing::info!(generation, "policy reloaded");
             true
         }
         Ok(Err(errors)) => {
             warden.metrics.reload("error");
-            warden.audit_event("policy.reload_failed", "invalid_policy");
+            warden.audit_event("policy.reload_failed", "invalid_policy", None);
             if errors.0.iter().all(|e| matches!(e, PolicyError::Empty(_) | PolicyError::Io { .. })) {
                 tracing::warn!(errors = %errors, "policy files missing; keeping the last good policy");
             } else {
@@ -185,7 +185,9 @@ pub async fn reload_policy(warden: &Warden, sources: &[Source]) -> bool {
 
 async fn reload_keys(warden: &Warden, dir: &KeyDir) {
     let dir = dir.clone();
-    match tokio::task::spawn_blocking(move || dir.load()).await {
+    let previous = warden.key_ring();
+    let load = move || dir.load(Seen::Server { now: SystemTime::now(), previous: Some(&previous) });
+    match tokio::task::spawn_blocking(load).await {
         Ok(Ok(ring)) if ring.active(SystemTime::now()).is_some() => {
             warden.replace_keys(ring);
             tracing::info!("signing keys reloaded");

@@ -199,6 +199,7 @@ impl<'a> AuditInfo<'a> {
             role: self.role.as_deref(),
             rule: self.rule.as_deref(),
             arguments: self.arguments.as_ref(),
+            kid: None,
             latency_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
         });
     }

@@ -137,8 +137,15 @@ impl Loader {
                 }
             }
         }
-        for (probe, doc) in probes.into_iter().zip(yaml_serde::Deserializer::from_str(text)) {
+        let starts = document_lines(text, probes.len());
+        for ((probe, doc), line) in probes.into_iter().zip(yaml_serde::Deserializer::from_str(text)).zip(starts) {
             let Some(probe) = probe else { continue }; // an empty document
+            // Resource errors found later name the line where the resource's document starts.
+            let at = match line {
+                Some(l) => format!("{file}:{l}"),
+                None => file.to_owned(),
+            };
+            let file = at.as_str();
             let result = match (probe.kind.as_deref(), probe.app_service.is_some()) {
                 (None, true) => raw::AppServiceDoc::deserialize(doc).map(|d| self.add_app_service(file, d)),
                 (Some("app"), false) => raw::AppDoc::deserialize(doc).map(|d| self.add_app(file, d)),
@@ -581,6 +588,25 @@ impl RoleDef {
     }
 }
 
+/// The 1-based line where each of `count` YAML documents starts (its `---`, or line 1 for a
+/// first document without one). `None` for all when the markers cannot be matched to the
+/// parser's documents (a `---` inside a block scalar, say): errors then name the file only.
+fn document_lines(text: &str, count: usize) -> Vec<Option<usize>> {
+    let is_marker = |l: &str| l == "---" || l.starts_with("--- ") || l.starts_with("---\t");
+    let mut starts = Vec::new();
+    let mut content_seen = false;
+    for (i, line) in text.lines().enumerate() {
+        if is_marker(line) {
+            starts.push(i + 1);
+            content_seen = true;
+        } else if !content_seen && !line.trim().is_empty() && !line.trim_start().starts_with('#') && !line.starts_with('%') {
+            starts.push(i + 1);
+            content_seen = true;
+        }
+    }
+    if starts.len() == count { starts.into_iter().map(Some).collect() } else { vec![None; count] }
+}
+
 fn parse_templates(field: String, values: &[String], errors: &mut Vec<(String, String)>) -> Vec<Template> {
     values
         .iter()
@@ -769,6 +795,14 @@ spec:
         let e =
             errors("kind: role\nversion: v8\nmetadata: {name: r}\n---\nkind: role\nversion: v8\nmetadata: {name: r}\n");
         assert!(e.contains("duplicate role 'r'"), "{e}");
+    }
+
+    #[test]
+    fn validation_errors_name_the_line_where_the_resource_starts() {
+        let e = errors("# roles\nkind: role\nversion: v8\nmetadata: {name: ok}\n---\nkind: user\nmetadata: {name: u}\nspec: {roles: [ghost]}\n");
+        assert!(e.starts_with("test.yaml:5: user 'u'"), "{e}");
+        let e = errors("kind: role\nversion: v8\nmetadata: {name: r}\nspec:\n  allow:\n    mcp: {tools: ['^(x$']}\n");
+        assert!(e.starts_with("test.yaml:1: role 'r'"), "{e}");
     }
 
     #[test]
