@@ -232,6 +232,10 @@ async def serve(args: argparse.Namespace) -> None:
         log_level=args.log_level,
         lifespan="on",
         timeout_graceful_shutdown=1,
+        # uvicorn closes idle keep-alive connections after 5s by default, racing Envoy, which
+        # may reuse such a connection at that instant (a 503 "UC" under load). Keep them
+        # open longer than any test runs.
+        timeout_keep_alive=600,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

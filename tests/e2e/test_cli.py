@@ -1,0 +1,363 @@
+"""The real `mcp-warden` binary's offline commands: `check`, `explain`, `hash-key`.
+
+Contract (issue 3 point 6, docs/configuration.md "Command line"):
+- `check --config FILE`: exit 0 on a valid config and policy; otherwise exit 1 with every
+  error on stderr, each naming the file and the bad field or pattern;
+- `explain --config FILE --user U --app A (--tool T | --body FILE)`: prints the decision
+  and the role and rule that decided it (or that nothing allowed it); exit 0 allow, 1 deny;
+- `hash-key KEY` (or stdin): prints `sha256:<hex of SHA-256(KEY)>`.
+
+The policies use the seed's snippets verbatim (the `app_service:` block and the
+`bedrock-mcp-readonly` role of the AgentCore guide).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import harness
+import pytest
+
+# --- The seed, verbatim (/work/shared/seeds/000_91aa1b7f9a54a887.txt) -------------------
+
+SEED_APP_SERVICE = """\
+app_service:
+  enabled: "yes"
+  apps:
+  - name: "bedrock-mcp"
+    uri: "mcp+https://your-mcp-gateway.bedrock-agentcore.us-east-1.amazonaws.com/mcp"
+    labels:
+      env: dev
+      service: "bedrock"
+    rewrite:
+      headers:
+      - "Authorization: Bearer {{internal.id_token}}"
+"""
+
+SEED_ROLE = """\
+kind: role
+version: v8
+metadata:
+  name: bedrock-mcp-readonly
+spec:
+  allow:
+    app_labels:
+      'service': 'bedrock'
+    mcp:
+      # Adjust this list based on the MCP tools exposed by the gateway’s targets.
+      tools:
+      - ^(get|query|list|search|find)_.*$
+"""
+
+SEED_RULE = "^(get|query|list|search|find)_.*$"
+
+ALICE_HASH = harness.api_key_hash(harness.ALICE_KEY)
+
+USERS = f"""\
+kind: user
+version: v2
+metadata:
+  name: alice
+spec:
+  roles: [bedrock-mcp-readonly]
+  api_keys: ["{ALICE_HASH}"]
+---
+kind: role
+version: v8
+metadata:
+  name: no-db-queries
+spec:
+  deny:
+    mcp:
+      tools: ["query_*"]
+---
+kind: user
+version: v2
+metadata:
+  name: erin
+spec:
+  roles: [bedrock-mcp-readonly, no-db-queries]
+---
+kind: role
+version: v8
+metadata:
+  name: own-tools
+spec:
+  allow:
+    app_labels: {{service: bedrock}}
+    mcp:
+      tools: ["{{{{internal.mcp_tools}}}}"]
+---
+kind: user
+version: v2
+metadata:
+  name: tina
+spec:
+  roles: [own-tools]
+  traits:
+    mcp_tools: ["send_email", "create_ticket"]
+---
+kind: app
+version: v3
+metadata:
+  name: other-mcp
+  labels: {{service: other}}
+spec:
+  uri: "mcp+https://other.example.invalid/mcp"
+"""
+
+SEED_POLICY = SEED_APP_SERVICE + "---\n" + SEED_ROLE + "---\n" + USERS
+
+
+def run(binary: Path, *args: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(binary), *map(str, args)],
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"RUST_LOG": "warn", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def write_config(directory: Path, *policies: str, extra: str = "") -> Path:
+    """A service config beside one policy file per text (relative paths: resolved against
+    the config's directory)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, text in enumerate(policies):
+        name = f"policy-{i}.yaml"
+        (directory / name).write_text(text)
+        names.append(name)
+    config = directory / "mcp-warden.yaml"
+    config.write_text(
+        'listen: {grpc: "127.0.0.1:0", http: "127.0.0.1:0"}\n'
+        'state_dir: "state"\n'
+        f"policy: {json.dumps(names)}\n" + extra
+    )
+    return config
+
+
+def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+
+
+def assert_fails(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 1, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    for needle in needles:
+        assert needle in result.stderr, f"{needle!r} not named on stderr:\n{result.stderr}"
+
+
+# ---------------------------------------------------------------------------------------
+# check
+# ---------------------------------------------------------------------------------------
+
+
+def test_check_accepts_the_seed_app_service_block_and_role_verbatim(warden_bin: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, SEED_POLICY)
+    result = run(warden_bin, "check", "--config", config)
+    assert_ok(result)
+    assert "error" not in result.stderr.lower(), result.stderr
+
+
+def test_check_accepts_the_seed_snippets_in_separate_files(warden_bin: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, SEED_APP_SERVICE, SEED_ROLE, USERS)
+    assert_ok(run(warden_bin, "check", "--config", config))
+
+
+def test_check_accepts_the_e2e_default_policy(warden_bin: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, harness.default_policy(8080))
+    assert_ok(run(warden_bin, "check", "--config", config))
+
+
+BROKEN_POLICIES = [
+    pytest.param(SEED_POLICY.replace("      tools:\n      - ^(get", "      toolz:\n      - ^(get"), ["toolz"],
+                 id="unknown-field-in-a-role"),
+    pytest.param(SEED_POLICY.replace("    labels:\n      env: dev", "    labelz:\n      env: dev"), ["labelz"],
+                 id="unknown-field-in-the-app-service-block"),
+    pytest.param(SEED_POLICY.replace(SEED_RULE, "^(get|query_.*$"), ["^(get|query_.*$"], id="bad-regex"),
+    pytest.param(SEED_POLICY.replace("roles: [bedrock-mcp-readonly]", "roles: [bedrock-mcp-readwrite]"),
+                 ["bedrock-mcp-readwrite"], id="unknown-role"),
+    pytest.param(SEED_POLICY + "---\n" + SEED_ROLE, ["bedrock-mcp-readonly"], id="duplicate-role"),
+    pytest.param(SEED_POLICY + '---\nkind: app\nversion: v3\nmetadata:\n  name: bedrock-mcp\n'
+                 '  labels: {service: bedrock}\nspec:\n  uri: "mcp+https://x.example.invalid/mcp"\n',
+                 ["bedrock-mcp"], id="duplicate-app"),
+    pytest.param(SEED_POLICY + "---\nkind: user\nversion: v2\nmetadata:\n  name: alice\nspec:\n  roles: []\n",
+                 ["alice"], id="duplicate-user"),
+]
+
+
+@pytest.mark.parametrize(("policy", "needles"), BROKEN_POLICIES)
+def test_check_refuses_a_bad_policy_naming_the_file_and_what_is_wrong(
+    warden_bin: Path, tmp_path: Path, policy: str, needles: list[str]
+) -> None:
+    config = write_config(tmp_path, policy)
+    assert_fails(run(warden_bin, "check", "--config", config), "policy-0.yaml", *needles)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ("inspektion: {max_depth: 4}\n", "inspektion"),
+        ("inspection: {max_depht: 4}\n", "max_depht"),
+        ("inspection: {denied_status: 500}\n", "denied_status"),
+    ],
+    ids=["unknown-top-level-field", "unknown-inspection-field", "bad-denied-status"],
+)
+def test_check_refuses_a_bad_service_config_naming_the_file_and_field(
+    warden_bin: Path, tmp_path: Path, extra: str, needle: str
+) -> None:
+    config = write_config(tmp_path, SEED_POLICY, extra=extra)
+    assert_fails(run(warden_bin, "check", "--config", config), "mcp-warden.yaml", needle)
+
+
+def test_check_reports_every_error_at_once(warden_bin: Path, tmp_path: Path) -> None:
+    policy = (
+        SEED_POLICY.replace(SEED_RULE, "^(get|query_.*$").replace(
+            "roles: [bedrock-mcp-readonly, no-db-queries]", "roles: [bedrock-mcp-readonly, no-such-role]"
+        )
+        + "---\n"
+        + USERS.split("---\n")[1]  # role no-db-queries, a second time
+    )
+    config = write_config(tmp_path, policy)
+    assert_fails(run(warden_bin, "check", "--config", config), "^(get|query_.*$", "no-such-role", "no-db-queries")
+
+
+def test_check_refuses_a_missing_policy_file_naming_it(warden_bin: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, SEED_POLICY)
+    config.write_text(config.read_text().replace('"policy-0.yaml"', '"policy-0.yaml", "not-there.yaml"'))
+    assert_fails(run(warden_bin, "check", "--config", config), "not-there.yaml")
+
+
+# ---------------------------------------------------------------------------------------
+# explain
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seed_config(tmp_path: Path) -> Path:
+    return write_config(tmp_path / "cfg", SEED_POLICY)
+
+
+def explain(binary: Path, config: Path, user: str, *what: str | Path, app: str = "bedrock-mcp"):
+    return run(binary, "explain", "--config", config, "--user", user, "--app", app, *what)
+
+
+def assert_allow(result: subprocess.CompletedProcess[str], role: str, rule: str) -> None:
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert result.stdout.lstrip().lower().startswith("allow"), result.stdout
+    assert role in result.stdout and rule in result.stdout, f"role {role!r} / rule {rule!r} not named: {result.stdout}"
+
+
+def assert_deny(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 1, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    text = result.stdout + result.stderr
+    assert "deny" in text.lower(), text
+    for needle in needles:
+        assert needle in text, f"{needle!r} not named: {text}"
+
+
+@pytest.mark.parametrize("tool", ["get_weather", "query_db", "search_docs"])
+def test_explain_allows_a_tool_the_seed_role_matches_and_names_role_and_rule(
+    warden_bin: Path, seed_config: Path, tool: str
+) -> None:
+    assert_allow(explain(warden_bin, seed_config, "alice", "--tool", tool), "bedrock-mcp-readonly", SEED_RULE)
+
+
+@pytest.mark.parametrize("tool", ["delete_file", "Get_weather", "xget_weather", "send_email"])
+def test_explain_denies_a_tool_no_role_allows_and_exits_1(warden_bin: Path, seed_config: Path, tool: str) -> None:
+    result = explain(warden_bin, seed_config, "alice", "--tool", tool)
+    assert_deny(result, tool)
+    assert not result.stdout.lower().lstrip().startswith("allow"), result.stdout
+
+
+def test_explain_names_the_deny_rule_that_beat_an_allow(warden_bin: Path, seed_config: Path) -> None:
+    assert_deny(explain(warden_bin, seed_config, "erin", "--tool", "query_db"), "no-db-queries", "query_*")
+    assert_allow(explain(warden_bin, seed_config, "erin", "--tool", "get_weather"), "bedrock-mcp-readonly", SEED_RULE)
+
+
+def test_explain_expands_trait_templates(warden_bin: Path, seed_config: Path) -> None:
+    assert_allow(explain(warden_bin, seed_config, "tina", "--tool", "send_email"), "own-tools", "send_email")
+    assert_deny(explain(warden_bin, seed_config, "tina", "--tool", "get_weather"), "get_weather")
+
+
+def test_explain_denies_an_app_the_user_may_not_use(warden_bin: Path, seed_config: Path) -> None:
+    assert_deny(explain(warden_bin, seed_config, "alice", "--tool", "get_weather", app="other-mcp"), "other-mcp")
+
+
+def test_explain_refuses_an_unknown_user(warden_bin: Path, seed_config: Path) -> None:
+    assert_deny(explain(warden_bin, seed_config, "mallory", "--tool", "get_weather"), "mallory")
+
+
+@pytest.mark.parametrize(
+    ("tool", "allowed"), [("get_weather", True), ("find_user", True), ("delete_file", False)]
+)
+def test_explain_reads_a_jsonrpc_tools_call_body(
+    warden_bin: Path, seed_config: Path, tmp_path: Path, tool: str, allowed: bool
+) -> None:
+    body = tmp_path / "call.json"
+    body.write_text(json.dumps(harness.jsonrpc("tools/call", {"name": tool, "arguments": {}}, id="e-1")))
+    result = explain(warden_bin, seed_config, "alice", "--body", body)
+    if allowed:
+        assert_allow(result, "bedrock-mcp-readonly", SEED_RULE)
+    else:
+        assert_deny(result, tool)
+    assert tool in result.stdout, result.stdout
+
+
+def test_explain_body_and_tool_agree(warden_bin: Path, seed_config: Path, tmp_path: Path) -> None:
+    body = tmp_path / "call.json"
+    body.write_text(json.dumps(harness.jsonrpc("tools/call", {"name": "query_db", "arguments": {}}, id=3)))
+    by_body = explain(warden_bin, seed_config, "erin", "--body", body)
+    by_tool = explain(warden_bin, seed_config, "erin", "--tool", "query_db")
+    assert (by_body.returncode, by_body.stdout) == (by_tool.returncode, by_tool.stdout)
+
+
+def test_explain_allows_an_ungoverned_method_body(warden_bin: Path, seed_config: Path, tmp_path: Path) -> None:
+    body = tmp_path / "list.json"
+    body.write_text(json.dumps(harness.jsonrpc("tools/list", {}, id=1)))
+    result = explain(warden_bin, seed_config, "alice", "--body", body)
+    assert result.returncode == 0, result
+    assert result.stdout.lower().lstrip().startswith("allow"), result.stdout
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_weather","name":"delete_file"}}',
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"delete_file","name":"get_weather"}}',
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}}',
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call"',
+    ],
+    ids=["duplicate-name", "case-variant", "missing-name", "invalid-json"],
+)
+def test_explain_denies_a_body_the_gate_would_refuse(
+    warden_bin: Path, seed_config: Path, tmp_path: Path, text: str
+) -> None:
+    body = tmp_path / "bad.json"
+    body.write_text(text)
+    assert_deny(explain(warden_bin, seed_config, "alice", "--body", body))
+
+
+# ---------------------------------------------------------------------------------------
+# hash-key
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [harness.ALICE_KEY, "foo", "mcpw_" + "A" * 43, "ключ"])
+def test_hash_key_prints_sha256_hex_of_the_key(warden_bin: Path, key: str) -> None:
+    result = run(warden_bin, "hash-key", key)
+    assert_ok(result)
+    expected = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    assert result.stdout.strip() == expected, result.stdout
+    assert expected == harness.api_key_hash(key)
+
+
+def test_hash_key_reads_the_key_from_stdin(warden_bin: Path) -> None:
+    result = run(warden_bin, "hash-key", stdin=harness.BOB_KEY + "\n")
+    assert_ok(result)
+    assert result.stdout.strip() == harness.api_key_hash(harness.BOB_KEY), result.stdout
