@@ -1,17 +1,24 @@
 //! Authentication: who is calling, from what Envoy saw — the mTLS peer identity
-//! (`source.principal`) and API keys (`Authorization: Bearer KEY` or `x-api-key: KEY`).
+//! (`source.principal`), API keys (`Authorization: Bearer KEY` or `x-api-key: KEY`), and
+//! JWT access tokens from the identity provider (`Authorization: Bearer <JWS>`).
 //!
-//! Every configured method is evaluated; a credential that is presented but unknown fails
-//! the request, and credentials naming different users are a conflict. Never logs or
+//! Every configured method is evaluated, in the configured order; a credential that is
+//! presented but invalid fails the request, and credentials naming different identities
+//! (different [`User::fingerprint`]s) are a conflict. A bearer value shaped like a JWS goes
+//! to the `jwt` method when it is configured, and is an API key otherwise. Never logs or
 //! returns a credential.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
+use crate::authz::Snapshot;
 use crate::config::AuthMethod;
-use crate::policy::{Policy, User};
+use crate::jwt::{self, Verifier};
+use crate::policy::User;
 
-/// Why authentication failed; the variants are safe to show a client.
+/// Why authentication failed. The messages are safe to show a client; [`AuthError::reason`]
+/// is the detail for audit and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("authentication required")]
@@ -20,6 +27,13 @@ pub enum AuthError {
     Invalid,
     #[error("conflicting credentials")]
     Conflict,
+    /// A JWT the `jwt` method refused, and why.
+    #[error("invalid token")]
+    Token(jwt::Rejected),
+    /// The identity provider vouched for a user the current policy cannot compile (a role
+    /// from `claims_to_roles` does not exist): not the caller's fault, so not a 401.
+    #[error("identity not accepted by policy")]
+    Unusable,
 }
 
 impl AuthError {
@@ -28,6 +42,8 @@ impl AuthError {
             AuthError::Missing => "no_credentials",
             AuthError::Invalid => "invalid_credentials",
             AuthError::Conflict => "conflicting_credentials",
+            AuthError::Token(r) => r.code(),
+            AuthError::Unusable => "identity_rejected",
         }
     }
 }
@@ -63,13 +79,21 @@ pub fn bearer(headers: &HashMap<String, String>) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Authenticates with the methods in `order`. `principal` is Envoy's `source.principal`.
+/// Authenticates with the methods in `order`. `principal` is Envoy's `source.principal`;
+/// `jwt` is the `jwt` method's verifier when it is configured. Identities the identity
+/// provider vouches for are compiled against `snapshot`'s policy (and cached there).
 pub fn authenticate<'p>(
-    policy: &'p Policy,
+    snapshot: &'p Snapshot,
+    jwt: Option<&Verifier>,
     order: &[AuthMethod],
     headers: &HashMap<String, String>,
     principal: &str,
 ) -> Result<Authenticated<'p>, AuthError> {
+    let policy = &snapshot.policy;
+    let presented_bearer = bearer(headers);
+    // A JWS-shaped bearer value belongs to the jwt method when it is in force.
+    let jwt_token =
+        presented_bearer.filter(|b| jwt.is_some() && order.contains(&AuthMethod::Jwt) && jwt::looks_like_jwt(b));
     let mut found: Option<Authenticated<'p>> = None;
     let mut accept = |user: UserRef<'p>, method| match &found {
         Some(prev) if prev.user.fingerprint != user.fingerprint => Err(AuthError::Conflict),
@@ -88,17 +112,31 @@ pub fn authenticate<'p>(
                 }
             }
             AuthMethod::ApiKey => {
-                let presented = [bearer(headers), headers.get("x-api-key").map(|v| v.trim())];
+                let presented =
+                    [presented_bearer.filter(|_| jwt_token.is_none()), headers.get("x-api-key").map(|v| v.trim())];
                 for key in presented.into_iter().flatten() {
                     let user = policy.user_by_api_key(key.as_bytes()).ok_or(AuthError::Invalid)?;
                     accept(UserRef::Static(user), AuthMethod::ApiKey)?;
+                }
+            }
+            AuthMethod::Jwt => {
+                if let (Some(verifier), Some(token)) = (jwt, jwt_token) {
+                    let id = verifier.verify(token, SystemTime::now()).map_err(|r| {
+                        tracing::debug!(reason = r.code(), detail = %r, "JWT refused");
+                        AuthError::Token(r)
+                    })?;
+                    let user = snapshot.dynamic_user(&id.username, &id.roles, id.traits).map_err(|e| {
+                        tracing::warn!(user = %id.username, error = %e, "identity-provider user does not fit the policy");
+                        AuthError::Unusable
+                    })?;
+                    accept(UserRef::Dynamic(user), AuthMethod::Jwt)?;
                 }
             }
         }
     }
     match found {
         Some(a) => Ok(a),
-        None if bearer(headers).is_some()
+        None if presented_bearer.is_some()
             || headers.contains_key("x-api-key")
             || headers.contains_key("authorization") =>
         {
@@ -111,7 +149,8 @@ pub fn authenticate<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Source;
+    use crate::jwt::testkit;
+    use crate::policy::{Policy, Source};
 
     // sha256("key-a") and sha256("key-b")
     fn policy() -> Policy {
@@ -126,6 +165,10 @@ mod tests {
         Policy::load(&[Source::inline("p.yaml", &text)]).expect("policy")
     }
 
+    fn snapshot() -> Snapshot {
+        Snapshot::new(policy(), 1)
+    }
+
     fn h(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
@@ -133,8 +176,8 @@ mod tests {
     const ALL: &[AuthMethod] = &[AuthMethod::Mtls, AuthMethod::ApiKey];
 
     fn who(headers: &[(&str, &str)], principal: &str) -> Result<String, AuthError> {
-        let p = policy();
-        authenticate(&p, ALL, &h(headers), principal).map(|a| a.user.name.to_string())
+        let s = snapshot();
+        authenticate(&s, None, ALL, &h(headers), principal).map(|a| a.user.name.to_string())
     }
 
     #[test]
@@ -163,8 +206,93 @@ mod tests {
 
     #[test]
     fn disabled_methods_are_not_consulted() {
-        let p = policy();
-        let r = authenticate(&p, &[AuthMethod::Mtls], &h(&[("x-api-key", "key-a")]), "");
+        let s = snapshot();
+        let r = authenticate(&s, None, &[AuthMethod::Mtls], &h(&[("x-api-key", "key-a")]), "");
         assert_eq!(r.map(|a| a.user.name.to_string()), Err(AuthError::Invalid));
+    }
+
+    const WITH_JWT: &[AuthMethod] = &[AuthMethod::Mtls, AuthMethod::ApiKey, AuthMethod::Jwt];
+
+    /// Roles the test verifier's `claims_to_roles` grants must exist in the policy.
+    fn jwt_snapshot() -> Snapshot {
+        let roles = ["admin", "reader", "employee"]
+            .iter()
+            .map(|r| format!("kind: role\nversion: v8\nmetadata: {{name: {r}}}\nspec: {{allow: {{app_labels: {{'*': '*'}}, mcp: {{tools: ['get_*']}}}}}}\n"))
+            .collect::<Vec<_>>()
+            .join("---\n");
+        let text = format!(
+            "{roles}---\nkind: user\nmetadata: {{name: a}}\nspec: {{roles: [mcp-user], api_keys: ['sha256:{}'], mtls_principals: ['spiffe://x/a']}}\n",
+            hex_sha256(b"key-a")
+        );
+        Snapshot::new(Policy::load(&[Source::inline("p.yaml", &text)]).expect("policy"), 1)
+    }
+
+    fn hex_sha256(b: &[u8]) -> String {
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn jwt_who(snap: &Snapshot, headers: &[(&str, &str)], principal: &str) -> Result<(String, AuthMethod), AuthError> {
+        let v = testkit::verifier();
+        authenticate(snap, Some(&v), WITH_JWT, &h(headers), principal).map(|a| (a.user.name.to_string(), a.method))
+    }
+
+    #[test]
+    fn a_valid_jwt_authenticates_an_identity_provider_user_with_mapped_roles() {
+        let snap = jwt_snapshot();
+        let token = testkit::token("RS256", &testkit::claims());
+        let auth = format!("Bearer {token}");
+        let v = testkit::verifier();
+        let a = authenticate(&snap, Some(&v), WITH_JWT, &h(&[("authorization", &auth)]), "").expect("authenticated");
+        assert_eq!(a.method, AuthMethod::Jwt);
+        assert!(matches!(a.user, UserRef::Dynamic(_)));
+        assert_eq!(&*a.user.name, "alice@example.com");
+        let roles: Vec<&str> = a.user.role_names.iter().map(|r| &**r).collect();
+        assert_eq!(roles, ["admin", "reader", "employee"]);
+        assert_eq!(a.user.traits["groups"], ["mcp-admins", "staff"]);
+    }
+
+    #[test]
+    fn a_refused_jwt_is_a_token_error_naming_why() {
+        let snap = jwt_snapshot();
+        let mut claims = testkit::claims();
+        claims["aud"] = "https://elsewhere.example.com".into();
+        let auth = format!("Bearer {}", testkit::token("RS256", &claims));
+        assert_eq!(jwt_who(&snap, &[("authorization", &auth)], ""), Err(AuthError::Token(jwt::Rejected::Audience)));
+        assert_eq!(AuthError::Token(jwt::Rejected::Audience).reason(), "jwt_audience");
+    }
+
+    #[test]
+    fn a_non_jwt_bearer_is_still_an_api_key_when_jwt_is_configured() {
+        let snap = jwt_snapshot();
+        assert_eq!(jwt_who(&snap, &[("authorization", "Bearer key-a")], "").map(|w| w.0), Ok("a".into()));
+        assert_eq!(jwt_who(&snap, &[("authorization", "Bearer nope")], ""), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn a_jwt_bearer_is_an_api_key_when_the_jwt_method_is_not_in_force() {
+        let s = snapshot();
+        let auth = format!("Bearer {}", testkit::token("RS256", &testkit::claims()));
+        let v = testkit::verifier();
+        let r = authenticate(&s, Some(&v), ALL, &h(&[("authorization", &auth)]), "");
+        assert_eq!(r.map(|a| a.user.name.to_string()), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn a_jwt_next_to_another_identity_is_a_conflict() {
+        let snap = jwt_snapshot();
+        let auth = format!("Bearer {}", testkit::token("RS256", &testkit::claims()));
+        assert_eq!(jwt_who(&snap, &[("authorization", &auth), ("x-api-key", "key-a")], ""), Err(AuthError::Conflict));
+        assert_eq!(jwt_who(&snap, &[("authorization", &auth)], "spiffe://x/a"), Err(AuthError::Conflict));
+        // A peer certificate that maps to no user is not an identity claim.
+        assert_eq!(jwt_who(&snap, &[("authorization", &auth)], "spiffe://x/nobody").map(|w| w.1), Ok(AuthMethod::Jwt));
+    }
+
+    #[test]
+    fn a_mapped_role_missing_from_the_policy_denies_without_blaming_the_token() {
+        let s = snapshot(); // has no admin/reader/employee roles
+        let auth = format!("Bearer {}", testkit::token("RS256", &testkit::claims()));
+        let v = testkit::verifier();
+        let r = authenticate(&s, Some(&v), WITH_JWT, &h(&[("authorization", &auth)]), "");
+        assert_eq!(r.map(|a| a.user.name.to_string()), Err(AuthError::Unusable));
     }
 }

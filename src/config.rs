@@ -4,12 +4,14 @@
 //!
 //! Owns no policy: policy paths are handed to [`crate::policy::load`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::jwt::{ClaimMapping, DEFAULT_ALGORITHMS, JwtConfig, KeySource};
 use crate::keyring::KeyDir;
 use crate::mcp::Limits;
 use crate::policy::Source;
@@ -48,6 +50,8 @@ struct RawConfig {
     inspection: RawInspection,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    list_filter: RawListFilter,
     #[serde(default)]
     log: RawLog,
     #[serde(default)]
@@ -88,6 +92,38 @@ struct RawKeys {
 #[serde(deny_unknown_fields)]
 struct RawAuthentication {
     order: Option<Vec<AuthMethod>>,
+    jwt: Option<RawJwt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    issuer: String,
+    discovery_url: Option<String>,
+    jwks_url: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    algorithms: Option<Vec<String>>,
+    clock_skew: Option<String>,
+    max_lifetime: Option<String>,
+    username_claim: Option<String>,
+    #[serde(default)]
+    traits: BTreeMap<String, String>,
+    #[serde(default)]
+    claims_to_roles: Vec<RawClaimMapping>,
+    jwks_refresh_interval: Option<String>,
+    jwks_min_refresh_interval: Option<String>,
+    resource_metadata_url: Option<String>,
+    #[serde(default)]
+    scopes_supported: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClaimMapping {
+    claim: String,
+    value: String,
+    roles: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +144,13 @@ struct RawAudit {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawListFilter {
+    on_unparseable: Option<OnUnparseable>,
+    max_event_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawLog {
     level: Option<String>,
     format: Option<LogFormat>,
@@ -119,6 +162,19 @@ struct RawLog {
 pub enum AuthMethod {
     Mtls,
     ApiKey,
+    /// A JWT access token from the identity provider in `authentication.jwt`.
+    Jwt,
+}
+
+impl AuthMethod {
+    /// The name used in configuration, audit and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Mtls => "mtls",
+            AuthMethod::ApiKey => "api_key",
+            AuthMethod::Jwt => "jwt",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -136,6 +192,25 @@ pub enum AuditOutput {
     File(PathBuf),
 }
 
+/// What the list filter does with a list response it cannot parse or filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnparseable {
+    /// The client gets a JSON-RPC error (-32603) instead of the list (fail closed).
+    #[default]
+    Error,
+    /// The response passes unfiltered.
+    Pass,
+}
+
+/// Settings of the ext_proc list filter (`list_filter:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListFilterSettings {
+    pub on_unparseable: OnUnparseable,
+    /// The largest SSE event (or JSON body arriving in pieces) held while it is filtered.
+    pub max_event_bytes: usize,
+}
+
 /// A validated service configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -151,11 +226,14 @@ pub struct Config {
     pub token_lifetime: Duration,
     pub policy: Vec<Source>,
     pub auth_order: Vec<AuthMethod>,
+    /// The `jwt` method's settings, when configured.
+    pub jwt: Option<JwtConfig>,
     pub limits: Limits,
     pub denied_status: u16,
     pub audit: AuditOutput,
     /// MCP methods whose *allowed* requests are not audited (e.g. `tools/list`, `ping`).
     pub audit_skip_allowed: Vec<String>,
+    pub list_filter: ListFilterSettings,
     pub log_level: String,
     pub log_format: LogFormat,
     /// Runtime worker threads; 1 runs everything on one thread (no cross-thread wake-ups,
@@ -167,6 +245,8 @@ pub struct Config {
 
 /// The longest token lifetime accepted.
 const MAX_LIFETIME: Duration = Duration::from_secs(3600);
+/// The largest list event the filter may be told to hold (its gRPC messages stay under 64 MiB).
+pub const MAX_LIST_EVENT_BYTES: usize = 48 << 20;
 /// serde_json's own recursion limit bounds what depth can be configured.
 const MAX_DEPTH_LIMIT: usize = 128;
 
@@ -252,9 +332,41 @@ impl Config {
                 format!("{denied_status}: use 200 (MCP clients read the JSON-RPC error) or 403"),
             ));
         }
-        let auth_order = raw.authentication.order.unwrap_or_else(|| vec![AuthMethod::Mtls, AuthMethod::ApiKey]);
+        let jwt = raw.authentication.jwt.map(|j| parse_jwt(j, &invalid)).transpose()?;
+        let auth_order = raw.authentication.order.unwrap_or_else(|| {
+            let mut order = vec![AuthMethod::Mtls, AuthMethod::ApiKey];
+            if jwt.is_some() {
+                order.push(AuthMethod::Jwt);
+            }
+            order
+        });
         if auth_order.is_empty() {
             return Err(invalid("authentication.order", "name at least one method".into()));
+        }
+        if let Some((i, m)) = auth_order.iter().enumerate().find(|(i, m)| auth_order[..*i].contains(m)) {
+            return Err(invalid("authentication.order", format!("'{}' is listed twice (entry {i})", m.name())));
+        }
+        match (auth_order.contains(&AuthMethod::Jwt), jwt.is_some()) {
+            (true, false) => {
+                return Err(invalid("authentication.order", "'jwt' needs an authentication.jwt block".into()));
+            }
+            (false, true) => {
+                return Err(invalid(
+                    "authentication.order",
+                    "authentication.jwt is configured but 'jwt' is not in the order".into(),
+                ));
+            }
+            _ => {}
+        }
+        let list_filter = ListFilterSettings {
+            on_unparseable: raw.list_filter.on_unparseable.unwrap_or_default(),
+            max_event_bytes: raw.list_filter.max_event_bytes.unwrap_or(8 << 20),
+        };
+        if !(1024..=MAX_LIST_EVENT_BYTES).contains(&list_filter.max_event_bytes) {
+            return Err(invalid(
+                "list_filter.max_event_bytes",
+                format!("must be between 1024 and {MAX_LIST_EVENT_BYTES}"),
+            ));
         }
         let log_level = raw.log.level.unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
@@ -271,6 +383,7 @@ impl Config {
             token_lifetime,
             policy: raw.policy.iter().map(|p| Source::Path(resolve(p))).collect(),
             auth_order,
+            jwt,
             limits,
             denied_status,
             audit: match raw.audit.output.as_deref() {
@@ -278,6 +391,7 @@ impl Config {
                 Some(p) => AuditOutput::File(resolve(p)),
             },
             audit_skip_allowed: raw.audit.skip_allowed_methods,
+            list_filter,
             log_level,
             log_format: raw.log.format.unwrap_or_default(),
             workers: match raw.runtime.workers {
@@ -288,6 +402,121 @@ impl Config {
             path: None,
         })
     }
+}
+
+/// Validates `authentication.jwt`; every error names its field.
+fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError) -> Result<JwtConfig, ConfigError> {
+    const F: &str = "authentication.jwt";
+    let url = |field: &'static str, u: &str| crate::jwt::check_fetch_url(u).map_err(|e| invalid(field, e.to_string()));
+    let dur = |field: &'static str, v: Option<String>, default: Duration| -> Result<Duration, ConfigError> {
+        v.map_or(Ok(default), |s| parse_duration(&s).map_err(|m| invalid(field, m)))
+    };
+    if raw.issuer.is_empty() {
+        return Err(invalid("authentication.jwt.issuer", "must not be empty".into()));
+    }
+    url("authentication.jwt.issuer", &raw.issuer)?;
+    let keys = match (raw.discovery_url, raw.jwks_url) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(F, "set discovery_url or jwks_url, not both".into()));
+        }
+        (Some(d), None) => {
+            url("authentication.jwt.discovery_url", &d)?;
+            KeySource::Discovery(d)
+        }
+        (None, Some(j)) => {
+            url("authentication.jwt.jwks_url", &j)?;
+            KeySource::Jwks(j)
+        }
+        (None, None) => {
+            KeySource::Discovery(format!("{}/.well-known/openid-configuration", raw.issuer.trim_end_matches('/')))
+        }
+    };
+    if raw.audiences.is_empty() || raw.audiences.iter().any(String::is_empty) {
+        return Err(invalid(
+            "authentication.jwt.audiences",
+            "list at least one accepted audience; none may be empty".into(),
+        ));
+    }
+    let algorithms = match raw.algorithms {
+        None => DEFAULT_ALGORITHMS.to_vec(),
+        Some(names) => {
+            let mut algs = Vec::new();
+            for name in &names {
+                let alg = crate::jwt::parse_algorithm(name)
+                    .map_err(|e| invalid("authentication.jwt.algorithms", e.to_string()))?;
+                if !algs.contains(&alg) {
+                    algs.push(alg);
+                }
+            }
+            if algs.is_empty() {
+                return Err(invalid("authentication.jwt.algorithms", "name at least one algorithm".into()));
+            }
+            algs
+        }
+    };
+    let clock_skew = dur("authentication.jwt.clock_skew", raw.clock_skew, Duration::from_secs(60))?;
+    if clock_skew > Duration::from_secs(300) {
+        return Err(invalid("authentication.jwt.clock_skew", "at most 5m".into()));
+    }
+    let max_lifetime = dur("authentication.jwt.max_lifetime", raw.max_lifetime, Duration::from_secs(24 * 3600))?;
+    if max_lifetime < Duration::from_secs(60) {
+        return Err(invalid("authentication.jwt.max_lifetime", "at least 1m".into()));
+    }
+    let username_claim = raw.username_claim.unwrap_or_else(|| "email".into());
+    if username_claim.is_empty() {
+        return Err(invalid("authentication.jwt.username_claim", "must not be empty (email or sub)".into()));
+    }
+    let trait_name = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if let Some((t, c)) = raw.traits.iter().find(|(t, c)| !trait_name(t) || c.is_empty()) {
+        return Err(invalid(
+            "authentication.jwt.traits",
+            format!("'{t}: {c}': a trait name is letters, digits, '_' and '-'; the claim must not be empty"),
+        ));
+    }
+    let mut claims_to_roles = Vec::with_capacity(raw.claims_to_roles.len());
+    for (i, m) in raw.claims_to_roles.into_iter().enumerate() {
+        if m.claim.is_empty() || m.roles.is_empty() || m.roles.iter().any(String::is_empty) {
+            return Err(invalid(
+                "authentication.jwt.claims_to_roles",
+                format!("entry {i}: needs a claim, a value and at least one role"),
+            ));
+        }
+        claims_to_roles.push(ClaimMapping { claim: m.claim, value: m.value, roles: m.roles });
+    }
+    crate::jwt::RoleMapping::compile(&claims_to_roles)
+        .map_err(|e| invalid("authentication.jwt.claims_to_roles", e.to_string()))?;
+    let refresh_interval =
+        dur("authentication.jwt.jwks_refresh_interval", raw.jwks_refresh_interval, Duration::from_secs(300))?;
+    let min_refresh_interval =
+        dur("authentication.jwt.jwks_min_refresh_interval", raw.jwks_min_refresh_interval, Duration::from_secs(30))?;
+    if min_refresh_interval < Duration::from_secs(1) {
+        return Err(invalid("authentication.jwt.jwks_min_refresh_interval", "at least 1s".into()));
+    }
+    if refresh_interval < min_refresh_interval {
+        return Err(invalid(
+            "authentication.jwt.jwks_refresh_interval",
+            "must be at least jwks_min_refresh_interval".into(),
+        ));
+    }
+    if let Some(u) = &raw.resource_metadata_url {
+        crate::jwt::resource_origin(u)
+            .map_err(|e| invalid("authentication.jwt.resource_metadata_url", e.to_string()))?;
+    }
+    Ok(JwtConfig {
+        issuer: raw.issuer,
+        keys,
+        audiences: raw.audiences,
+        algorithms,
+        clock_skew,
+        max_lifetime,
+        username_claim,
+        traits: raw.traits.into_iter().collect(),
+        claims_to_roles,
+        refresh_interval,
+        min_refresh_interval,
+        resource_metadata_url: raw.resource_metadata_url,
+        scopes_supported: raw.scopes_supported,
+    })
 }
 
 /// The issuer exactly as verifiers will compare it: no trailing slash, no default port.
@@ -356,6 +585,69 @@ mod tests {
         assert!(normalize_issuer("ftp://a").is_err());
     }
 
+    const JWT: &str =
+        "authentication:\n  jwt:\n    issuer: https://idp.example.com\n    audiences: [https://mcp.example.com/mcp]\n";
+
+    #[test]
+    fn a_jwt_block_gets_the_documented_defaults_and_joins_the_default_order() {
+        let c = Config::parse(JWT, "c.yaml", Path::new(".")).expect("valid");
+        assert_eq!(c.auth_order, [AuthMethod::Mtls, AuthMethod::ApiKey, AuthMethod::Jwt]);
+        let j = c.jwt.expect("jwt");
+        assert_eq!(j.keys, KeySource::Discovery("https://idp.example.com/.well-known/openid-configuration".into()));
+        assert_eq!(j.algorithms, DEFAULT_ALGORITHMS);
+        assert_eq!(j.username_claim, "email");
+        assert_eq!(j.clock_skew, Duration::from_secs(60));
+        assert_eq!(j.max_lifetime, Duration::from_secs(24 * 3600));
+        assert_eq!((j.refresh_interval, j.min_refresh_interval), (Duration::from_secs(300), Duration::from_secs(30)));
+        assert_eq!(j.resource_metadata_url, None);
+    }
+
+    #[test]
+    fn a_full_jwt_block_is_read_field_by_field() {
+        let text = "authentication:\n  order: [jwt, api_key]\n  jwt:\n    issuer: http://127.0.0.1:5556/\n    jwks_url: http://127.0.0.1:5556/jwks\n    audiences: [a, b]\n    algorithms: [ES256, PS256, ES256]\n    clock_skew: 5s\n    max_lifetime: 2h\n    username_claim: sub\n    traits: {groups: groups, tenant: tid}\n    claims_to_roles:\n    - {claim: groups, value: 'mcp-*', roles: [mcp-user]}\n    jwks_refresh_interval: 1m\n    jwks_min_refresh_interval: 1s\n    resource_metadata_url: https://mcp.example.com/.well-known/oauth-protected-resource\n    scopes_supported: [mcp]\n";
+        let c = Config::parse(text, "c.yaml", Path::new(".")).expect("valid");
+        assert_eq!(c.auth_order, [AuthMethod::Jwt, AuthMethod::ApiKey]);
+        let j = c.jwt.expect("jwt");
+        assert_eq!(j.issuer, "http://127.0.0.1:5556/", "the issuer is kept byte for byte");
+        assert_eq!(j.keys, KeySource::Jwks("http://127.0.0.1:5556/jwks".into()));
+        assert_eq!(j.algorithms, [crate::jwt::Algorithm::ES256, crate::jwt::Algorithm::PS256]);
+        assert_eq!(j.traits, [("groups".to_owned(), "groups".to_owned()), ("tenant".to_owned(), "tid".to_owned())]);
+        assert_eq!(j.claims_to_roles[0].roles, ["mcp-user"]);
+        assert_eq!(j.scopes_supported, ["mcp"]);
+    }
+
+    #[test]
+    fn bad_jwt_settings_name_their_field() {
+        let jwt = |extra: &str| format!("{JWT}    {extra}\n");
+        for (text, field) in [
+            (jwt("algorithms: [HS256]"), "authentication.jwt.algorithms"),
+            (jwt("algorithms: [none]"), "authentication.jwt.algorithms"),
+            (jwt("algorithms: [RSA-OAEP]"), "authentication.jwt.algorithms"),
+            (jwt("jwks_url: http://idp.example.com/jwks"), "authentication.jwt.jwks_url"),
+            (jwt("discovery_url: https://a/d\n    jwks_url: https://a/j"), "authentication.jwt"),
+            (jwt("clock_skew: 1h"), "authentication.jwt.clock_skew"),
+            (jwt("max_lifetime: 10s"), "authentication.jwt.max_lifetime"),
+            (jwt("traits: {'a b': c}"), "authentication.jwt.traits"),
+            (jwt("claims_to_roles: [{claim: g, value: '^(x$', roles: [r]}]"), "authentication.jwt.claims_to_roles"),
+            (jwt("claims_to_roles: [{claim: g, value: x, roles: []}]"), "authentication.jwt.claims_to_roles"),
+            (jwt("jwks_min_refresh_interval: 0s"), "authentication.jwt.jwks_min_refresh_interval"),
+            (jwt("jwks_min_refresh_interval: 10m"), "authentication.jwt.jwks_refresh_interval"),
+            (jwt("resource_metadata_url: https://a/mcp"), "authentication.jwt.resource_metadata_url"),
+            (jwt("audience: x"), "audience"),
+            (
+                "authentication:\n  jwt:\n    issuer: http://idp.example.com\n    audiences: [a]\n".into(),
+                "authentication.jwt.issuer",
+            ),
+            ("authentication:\n  jwt:\n    issuer: https://idp.example.com\n".into(), "authentication.jwt.audiences"),
+            ("authentication:\n  order: [mtls, jwt]\n".into(), "authentication.order"),
+            (format!("{JWT}  order: [mtls, api_key]\n"), "authentication.order"),
+            ("authentication:\n  order: [mtls, mtls]\n".into(), "authentication.order"),
+        ] {
+            let e = Config::parse(&text, "c.yaml", Path::new(".")).expect_err(&text).to_string();
+            assert!(e.starts_with("c.yaml:") && e.contains(field), "{text}: {e}");
+        }
+    }
+
     #[test]
     fn bad_values_name_their_field() {
         for (text, field) in [
@@ -369,6 +661,20 @@ mod tests {
         ] {
             let e = Config::parse(text, "c.yaml", Path::new(".")).expect_err(text).to_string();
             assert!(e.contains(field), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn list_filter_fails_closed_unless_told_to_pass() {
+        let c = Config::embedded_default();
+        assert_eq!(c.list_filter.on_unparseable, OnUnparseable::Error);
+        assert_eq!(c.list_filter.max_event_bytes, 8 << 20);
+        let c = Config::parse("list_filter: {on_unparseable: pass, max_event_bytes: 65536}\n", "c", Path::new("."))
+            .expect("valid");
+        assert_eq!(c.list_filter, ListFilterSettings { on_unparseable: OnUnparseable::Pass, max_event_bytes: 65536 });
+        for text in ["list_filter: {on_unparseable: ignore}\n", "list_filter: {max_event_bytes: 10}\n"] {
+            let e = Config::parse(text, "c.yaml", Path::new(".")).expect_err(text).to_string();
+            assert!(e.contains("list_filter"), "{text}: {e}");
         }
     }
 }

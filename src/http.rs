@@ -5,7 +5,10 @@
 //!   tokens' `iss`, `jwks_uri` = `{issuer}/.well-known/jwks-oidc`;
 //! - `GET /.well-known/jwks-oidc` and `GET /.well-known/jwks.json` — public keys only;
 //! - `GET /healthz` — the process is up; `GET /readyz` — a policy is loaded and a key is active;
-//! - `GET /metrics` — Prometheus text format.
+//! - `GET /metrics` — Prometheus text format;
+//! - `GET /.well-known/oauth-protected-resource` and `…/oauth-protected-resource/PATH` —
+//!   RFC 9728 protected-resource metadata naming the identity provider as authorization
+//!   server (only when the `jwt` authentication method is configured; 404 otherwise).
 //!
 //! Never serves private key material or anything from the policy.
 
@@ -13,12 +16,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
 use crate::authz::Warden;
+use crate::jwt::{RESOURCE_METADATA_PATH, Verifier};
 
 #[derive(Debug, Clone)]
 struct AppState {
@@ -51,6 +55,8 @@ pub fn router(warden: Arc<Warden>, max_age: std::time::Duration) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .route("/metrics", get(metrics))
+        .route(RESOURCE_METADATA_PATH, get(resource_metadata_handler))
+        .route(&format!("{RESOURCE_METADATA_PATH}/{{*path}}"), get(resource_metadata_handler))
         .with_state(AppState { warden, discovery, max_age: max_age.as_secs() })
 }
 
@@ -66,6 +72,32 @@ fn json_response(body: String, max_age: u64) -> Response {
 
 async fn discovery_handler(State(s): State<AppState>) -> Response {
     json_response(s.discovery.to_string(), s.max_age)
+}
+
+/// RFC 9728 metadata for the protected resource at `path` (`""` for the origin itself):
+/// `resource` is the origin followed by the path, exactly the identifier the well-known
+/// path was inserted into.
+pub fn resource_metadata(verifier: &Verifier, path: &str) -> serde_json::Value {
+    let config = verifier.config();
+    let mut doc = json!({
+        "resource": format!("{}{path}", verifier.resource_origin()),
+        "authorization_servers": [config.issuer],
+        "bearer_methods_supported": ["header"],
+    });
+    if !config.scopes_supported.is_empty() {
+        doc["scopes_supported"] = json!(config.scopes_supported);
+    }
+    doc
+}
+
+async fn resource_metadata_handler(State(s): State<AppState>, uri: Uri) -> Response {
+    let path = uri.path().strip_prefix(RESOURCE_METADATA_PATH).unwrap_or_default();
+    match s.warden.jwt() {
+        Some(v) if path.is_empty() || path.starts_with('/') => {
+            json_response(resource_metadata(v, path).to_string(), s.max_age)
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

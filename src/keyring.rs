@@ -192,9 +192,9 @@ impl KeyDir {
             }
             let first_seen = match seen {
                 Seen::Manifest => UNIX_EPOCH + Duration::from_secs(e.created),
-                Seen::Server { now, previous } => previous
-                    .and_then(|p| p.keys.iter().find(|k| k.key.kid() == e.kid))
-                    .map_or(now, |k| k.seen),
+                Seen::Server { now, previous } => {
+                    previous.and_then(|p| p.keys.iter().find(|k| k.key.kid() == e.kid)).map_or(now, |k| k.seen)
+                }
             };
             keys.push(RingKey {
                 key: Arc::new(key),

@@ -26,7 +26,7 @@ const UNAUTHENTICATED: i32 = 16;
 #[derive(Debug)]
 pub enum Reply {
     Allow { set: Vec<(String, String)>, remove: Vec<String> },
-    Deny { status: u16, www_authenticate: Option<&'static str>, body: String },
+    Deny { status: u16, www_authenticate: Option<String>, body: String },
 }
 
 impl Reply {
@@ -42,15 +42,26 @@ impl Reply {
         Reply::error(r.status, r.id, r.code, &r.message)
     }
 
-    pub fn unauthenticated(e: AuthError, id: Option<&RawValue>) -> Reply {
-        Reply::Deny {
-            status: 401,
-            www_authenticate: Some(match e {
-                AuthError::Missing => "Bearer",
-                AuthError::Invalid | AuthError::Conflict => "Bearer error=\"invalid_token\"",
-            }),
-            body: jsonrpc_error(id, -32001, &e.to_string()),
+    /// A failed authentication: 401 with `WWW-Authenticate: Bearer` (RFC 6750), carrying
+    /// `error="invalid_token"` when a credential was presented and, when the `jwt` method is
+    /// configured, `resource_metadata="URL"` (RFC 9728) so an MCP client can find the
+    /// authorization server. An identity the policy cannot use is a 403 instead: the token
+    /// itself was fine, and a 401 would only send the client to sign in again.
+    pub fn unauthenticated(e: AuthError, id: Option<&RawValue>, resource_metadata: Option<&str>) -> Reply {
+        if e == AuthError::Unusable {
+            return Reply::error(403, id, -32003, &e.to_string());
         }
+        let mut challenge = String::from("Bearer");
+        if e != AuthError::Missing {
+            challenge.push_str(" error=\"invalid_token\"");
+        }
+        if let Some(url) = resource_metadata {
+            challenge.push_str(if e == AuthError::Missing { " " } else { ", " });
+            challenge.push_str("resource_metadata=\"");
+            challenge.extend(url.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()));
+            challenge.push('"');
+        }
+        Reply::Deny { status: 401, www_authenticate: Some(challenge), body: jsonrpc_error(id, -32001, &e.to_string()) }
     }
 
     /// A batch with a denied element: an error for every request in it (notifications get
@@ -94,7 +105,7 @@ impl Reply {
                 })),
                 dynamic_metadata: None,
             },
-            Reply::Deny { status, www_authenticate, body } => deny(status, www_authenticate, &body),
+            Reply::Deny { status, www_authenticate, body } => deny(status, www_authenticate.as_deref(), &body),
         };
         response.dynamic_metadata = metadata;
         response
@@ -172,6 +183,40 @@ mod tests {
         let id: Box<RawValue> = RawValue::from_string("42".into()).expect("raw");
         assert!(jsonrpc_error(Some(&id), -1, "x").contains(r#""id":42"#));
         assert!(jsonrpc_error(None, -1, "x").contains(r#""id":null"#));
+    }
+
+    fn challenge(e: AuthError, metadata: Option<&str>) -> (u16, Option<String>) {
+        match Reply::unauthenticated(e, None, metadata) {
+            Reply::Deny { status, www_authenticate, .. } => (status, www_authenticate),
+            Reply::Allow { .. } => panic!("deny expected"),
+        }
+    }
+
+    #[test]
+    fn a_401_challenge_names_the_resource_metadata_when_the_jwt_method_is_configured() {
+        let url = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
+        assert_eq!(challenge(AuthError::Missing, None), (401, Some("Bearer".into())));
+        assert_eq!(challenge(AuthError::Invalid, None), (401, Some("Bearer error=\"invalid_token\"".into())));
+        assert_eq!(
+            challenge(AuthError::Missing, Some(url)),
+            (401, Some(format!("Bearer resource_metadata=\"{url}\"")))
+        );
+        let token = AuthError::Token(crate::jwt::Rejected::Expired);
+        assert_eq!(
+            challenge(token, Some(url)),
+            (401, Some(format!("Bearer error=\"invalid_token\", resource_metadata=\"{url}\"")))
+        );
+        assert_eq!(challenge(AuthError::Unusable, Some(url)), (403, None), "the token was fine: no challenge");
+    }
+
+    #[test]
+    fn a_refused_token_tells_the_client_nothing_more_than_invalid_token() {
+        let Reply::Deny { body, .. } =
+            Reply::unauthenticated(AuthError::Token(crate::jwt::Rejected::Audience), None, None)
+        else {
+            panic!("deny expected")
+        };
+        assert!(body.contains("\"invalid token\"") && !body.contains("audience"), "{body}");
     }
 
     #[test]

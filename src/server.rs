@@ -1,21 +1,24 @@
 //! Process wiring for `serve`: bind both listeners, load key and policy, start the gRPC
-//! server (ext_authz, health, reflection) and the HTTP endpoint, write the ready file, and
-//! shut down cleanly on SIGTERM / Ctrl-C.
+//! server (ext_authz, the ext_proc list filter, health, reflection) and the HTTP endpoint,
+//! write the ready file, and shut down cleanly on SIGTERM / Ctrl-C.
 //!
 //! Owns no decision logic; everything here is start-up and lifetime.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::{Authorization, AuthorizationServer};
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
 use tokio::net::TcpListener;
 
 use crate::audit::Audit;
 use crate::authz::{Settings, Warden};
 use crate::config::Config;
+use crate::extproc::ListFilterService;
+use crate::jwt::{JwtConfig, Verifier, jwks};
 use crate::keyring::KeyRing;
 use crate::keys;
 use crate::policy::Policy;
@@ -36,6 +39,8 @@ pub enum StartError {
     ReadyFile { path: PathBuf, source: std::io::Error },
     #[error("gRPC reflection: {0}")]
     Reflection(String),
+    #[error("authentication.jwt: {0}")]
+    Jwt(String),
     #[error("server: {0}")]
     Serve(String),
 }
@@ -99,19 +104,38 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
         auth_order: config.auth_order.clone(),
         audit_skip_allowed: config.audit_skip_allowed.clone(),
     };
-    let warden = Arc::new(Warden::new(policy, ring, settings, audit));
+    let verifier = config.jwt.as_ref().map(|j| jwt_verifier(j, &issuer, &policy)).transpose()?;
+    let mut warden = Warden::new(policy, ring, settings, audit);
+    if let Some(v) = &verifier {
+        warden = warden.with_jwt(v.clone());
+    }
+    let warden = Arc::new(warden);
+    if let Some(v) = &verifier {
+        start_jwks(&warden, v).await?;
+    }
     crate::reload::spawn(warden.clone(), &config);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AuthorizationServer<AuthzService>>().await;
+    health_reporter.set_serving::<ExternalProcessorServer<ListFilterService>>().await;
     let reflection = crate::reflection::service().map_err(|e| StartError::Reflection(e.to_string()))?;
     let reflection_alpha = crate::reflection::service_v1alpha().map_err(|e| StartError::Reflection(e.to_string()))?;
     let grpc_server = tonic::transport::Server::builder()
         .add_service(AuthorizationServer::new(AuthzService(warden.clone())))
+        .add_service(
+            ExternalProcessorServer::new(ListFilterService::new(warden.clone(), config.list_filter))
+                // A buffered JSON list arrives as one message: allow the largest event or body
+                // the filter is configured to hold, plus framing.
+                .max_decoding_message_size(config.list_filter.max_event_bytes + (1 << 20)),
+        )
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc), shutdown());
+        .serve_with_incoming_shutdown(
+            // Without TCP_NODELAY a check waits out Nagle + delayed ACK (tens of milliseconds).
+            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            shutdown(),
+        );
     let http_server =
         axum::serve(http, crate::http::router(warden.clone(), config.jwks_max_age)).with_graceful_shutdown(shutdown());
 
@@ -124,6 +148,31 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
     g.map_err(|e| StartError::Serve(e.to_string()))?;
     h.map_err(|e| StartError::Serve(e.to_string()))?;
     tracing::info!("mcp-warden stopped");
+    Ok(())
+}
+
+/// Builds the `jwt` method's verifier; a `claims_to_roles` role the policy lacks is a
+/// start-up error (after a reload it becomes a per-request denial).
+fn jwt_verifier(config: &JwtConfig, issuer: &str, policy: &Policy) -> Result<Arc<Verifier>, StartError> {
+    let verifier = Verifier::new(config.clone(), Arc::default(), issuer).map_err(|e| StartError::Jwt(e.to_string()))?;
+    crate::jwt::check_mapped_roles(config, policy).map_err(StartError::Jwt)?;
+    Ok(Arc::new(verifier))
+}
+
+/// Starts the identity provider's key refresh and waits (bounded) for its first fetch, so
+/// the first JWT after start-up finds keys; an IdP that is down does not stop start-up.
+async fn start_jwks(warden: &Arc<Warden>, verifier: &Verifier) -> Result<(), StartError> {
+    let config = verifier.config();
+    let fetcher = jwks::Fetcher::new(config).map_err(|e| StartError::Jwt(e.to_string()))?;
+    let schedule = jwks::Schedule { refresh: config.refresh_interval, min_refresh: config.min_refresh_interval };
+    let w = warden.clone();
+    jwks::spawn(verifier.keys().clone(), fetcher, schedule, move |result| w.metrics.jwks_fetch(result));
+    let cache = verifier.keys();
+    if cache.wait_attempts(1, jwks::FETCH_TIMEOUT + Duration::from_secs(1)).await && !cache.current().is_empty() {
+        tracing::info!(issuer = %config.issuer, keys = cache.current().len(), "identity-provider keys ready");
+    } else {
+        tracing::warn!(issuer = %config.issuer, "no identity-provider keys yet: JWTs are refused until a fetch succeeds");
+    }
     Ok(())
 }
 

@@ -50,10 +50,13 @@ pub struct Warden {
     pub settings: Settings,
     audit: Audit,
     pub metrics: Metrics,
+    /// The `jwt` authentication method, when configured.
+    jwt: Option<Arc<crate::jwt::Verifier>>,
 }
 
-/// Headers a client may never smuggle upstream: they name identity or decisions.
-const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", LIST_HEADER];
+/// Headers a client may never smuggle upstream: they carry credentials, or claim a decision
+/// or a body state only Envoy or mcp-warden may state.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", LIST_HEADER, "x-envoy-auth-partial-body"];
 
 /// Set on allowed list calls only: Envoy runs the ext_proc list filter when it is present.
 /// Any client-sent copy is removed.
@@ -76,13 +79,28 @@ fn lists_governed(msg: &Message<'_>) -> Option<&'static str> {
 
 impl Warden {
     pub fn new(policy: Policy, keys: KeyRing, settings: Settings, audit: Audit) -> Self {
+        let metrics = Metrics::default();
+        metrics.set_generation(1);
         Warden {
             snapshot: ArcSwap::from_pointee(Snapshot::new(policy, 1)),
             keys: ArcSwap::from_pointee(keys),
             settings,
             audit,
-            metrics: Metrics::default(),
+            metrics,
+            jwt: None,
         }
+    }
+
+    /// Enables the `jwt` authentication method with this verifier.
+    pub fn with_jwt(mut self, verifier: Arc<crate::jwt::Verifier>) -> Self {
+        self.jwt = Some(verifier);
+        self
+    }
+
+    /// The `jwt` method's verifier, when configured (the HTTP endpoint serves its RFC 9728
+    /// metadata).
+    pub fn jwt(&self) -> Option<&Arc<crate::jwt::Verifier>> {
+        self.jwt.as_ref()
     }
 
     /// Events the audit writer dropped (for `/metrics`).
@@ -112,8 +130,9 @@ impl Warden {
         self.keys.store(Arc::new(ring));
     }
 
-    /// Writes an audit event that is not a check (reloads, key switches).
-    pub fn audit_event(&self, event: &'static str, reason: &str) {
+    /// Writes an audit event that is not a check (reloads, key switches); `kid` names the
+    /// signing key a key event is about.
+    pub fn audit_event(&self, event: &'static str, reason: &str, kid: Option<&str>) {
         self.audit.emit(&Event {
             time: audit::rfc3339(SystemTime::now()),
             event,
@@ -134,6 +153,7 @@ impl Warden {
             role: None,
             rule: None,
             arguments: None,
+            kid,
             latency_us: 0,
         });
     }
@@ -171,25 +191,36 @@ impl Warden {
             Ok(_) => None,
             Err(r) => r.id,
         };
-        let auth = match authn::authenticate(policy, &self.settings.auth_order, ctx.http.headers, ctx.principal) {
-            Ok(a) => a,
-            Err(e) => {
-                audit.event = "authentication.failed";
-                audit.reason = e.reason();
-                return Reply::unauthenticated(e, echo_id);
+        // Recorded before any decision, so every audit event (authentication failures too)
+        // says what was asked of which app.
+        if let Ok(Inspection::Messages { version, body }) = &inspected {
+            audit.protocol_version = Some(version.as_str());
+            if let Body::Single(m) = body {
+                audit.set_message(m);
             }
-        };
-        let user: &User = &auth.user;
-        audit.set_user(user);
+        }
         let app = match ctx.app_name {
             Some(name) => policy.app(name),
             None => policy.app_by_host(&ctx.host),
         };
+        audit.app = app;
+        let jwt = self.jwt.as_deref();
+        let auth = match authn::authenticate(snap, jwt, &self.settings.auth_order, ctx.http.headers, ctx.principal) {
+            Ok(a) => a,
+            Err(e) => {
+                audit.event = "authentication.failed";
+                audit.reason = e.reason();
+                let path = ctx.http.headers.get(":path").map_or("", String::as_str);
+                let metadata = jwt.map(|j| j.resource_metadata_for(path));
+                return Reply::unauthenticated(e, echo_id, metadata.as_deref());
+            }
+        };
+        let user: &User = &auth.user;
+        audit.set_user(user);
         let Some(app) = app else {
             audit.reason = "unknown_app";
             return Reply::error(403, echo_id, -32003, "no MCP app is configured for this route");
         };
-        audit.app = Some(app);
         let d = check_app(user, app);
         if !d.allowed {
             audit.decision(d);
@@ -203,14 +234,12 @@ impl Warden {
             }
         };
         let allow = |audit: &mut AuditInfo<'s>| self.allow(snap, user, app, audit);
-        let Inspection::Messages { version, body } = inspection else {
+        let Inspection::Messages { body, .. } = inspection else {
             audit.reason = "stream_or_session";
             return allow(audit);
         };
-        audit.protocol_version = Some(version.as_str());
         match body {
             Body::Single(msg) => {
-                audit.set_message(&msg);
                 audit.list_method = lists_governed(&msg);
                 if app.audit_arguments && msg.method.as_deref() == Some("tools/call") {
                     audit.arguments = tool_arguments(ctx.http.body);

@@ -163,10 +163,7 @@ pub fn inspect<'a>(req: &HttpRequest<'a>, limits: &Limits) -> Result<Inspection<
             JsonRpcError::NotJsonRpc2 => "not_jsonrpc_2",
             JsonRpcError::Invalid(_) | JsonRpcError::EmptyBatch => "invalid_jsonrpc",
         };
-        Rejection {
-            id: probe_id(req.body),
-            ..Rejection::new(400, e.code(), reason, e.to_string())
-        }
+        Rejection { id: probe_id(req.body), ..Rejection::new(400, e.code(), reason, e.to_string()) }
     })?;
     match &body {
         Body::Batch(_) if !version.allows_batch() => {

@@ -596,10 +596,9 @@ fn document_lines(text: &str, count: usize) -> Vec<Option<usize>> {
     let mut starts = Vec::new();
     let mut content_seen = false;
     for (i, line) in text.lines().enumerate() {
-        if is_marker(line) {
-            starts.push(i + 1);
-            content_seen = true;
-        } else if !content_seen && !line.trim().is_empty() && !line.trim_start().starts_with('#') && !line.starts_with('%') {
+        let first_content =
+            !content_seen && !line.trim().is_empty() && !line.trim_start().starts_with('#') && !line.starts_with('%');
+        if is_marker(line) || first_content {
             starts.push(i + 1);
             content_seen = true;
         }
@@ -799,7 +798,9 @@ spec:
 
     #[test]
     fn validation_errors_name_the_line_where_the_resource_starts() {
-        let e = errors("# roles\nkind: role\nversion: v8\nmetadata: {name: ok}\n---\nkind: user\nmetadata: {name: u}\nspec: {roles: [ghost]}\n");
+        let e = errors(
+            "# roles\nkind: role\nversion: v8\nmetadata: {name: ok}\n---\nkind: user\nmetadata: {name: u}\nspec: {roles: [ghost]}\n",
+        );
         assert!(e.starts_with("test.yaml:5: user 'u'"), "{e}");
         let e = errors("kind: role\nversion: v8\nmetadata: {name: r}\nspec:\n  allow:\n    mcp: {tools: ['^(x$']}\n");
         assert!(e.starts_with("test.yaml:1: role 'r'"), "{e}");

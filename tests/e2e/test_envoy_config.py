@@ -8,6 +8,7 @@ placeholders exactly as the e2e harness renders it.
 from __future__ import annotations
 
 import datetime
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ WELL_KNOWN_EXACT = {
 }
 WELL_KNOWN_PREFIX = "/.well-known/oauth-protected-resource"
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
+LIST_FILTER = "mcp_warden.list_filter"
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
@@ -76,10 +78,15 @@ def _demo_config() -> str:
     return (harness.ENVOY_DIR / "envoy-demo.yaml").read_text()
 
 
+def _compose_config() -> str:
+    return (harness.ENVOY_DIR / "envoy-compose.yaml").read_text()
+
+
 CONFIGS = {
     "envoy.yaml": _prod_config,
     "envoy-test.yaml": lambda tmp_path: _test_config(),
     "envoy-demo.yaml": lambda tmp_path: _demo_config(),
+    "envoy-compose.yaml": lambda tmp_path: _compose_config(),
 }
 
 
@@ -179,3 +186,85 @@ def test_production_reference_targets_agentcore_over_tls(tmp_path: Path) -> None
     host = agentcore["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
     assert host["port_value"] == 443
     assert tls["sni"] == host["address"]
+
+
+def _authz_source() -> str:
+    return (harness.REPO_ROOT / "src" / "authz" / "mod.rs").read_text()
+
+
+def _rust_const(name: str) -> str:
+    match = re.search(rf'pub const {name}: &str = "([^"]+)";', _authz_source())
+    assert match, f"{name} not found in src/authz/mod.rs"
+    return match.group(1)
+
+
+def _metadata_predicate(p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(ext_authz metadata key, string matcher) of one single_predicate on decision metadata."""
+    single = p["single_predicate"]
+    inp = single["input"]["typed_config"]
+    assert inp["@type"].endswith("envoy.extensions.matching.common_inputs.network.v3.DynamicMetadataInput")
+    assert inp["filter"] == EXT_AUTHZ
+    (segment,) = inp["path"]
+    match = single["custom_match"]["typed_config"]
+    assert match["@type"].endswith("envoy.extensions.matching.input_matchers.metadata.v3.Metadata")
+    assert not match.get("invert", False)
+    return segment["key"], match["value"]["string_match"]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_list_filter_runs_only_on_allowed_list_calls_and_fails_closed(name: str, tmp_path: Path) -> None:
+    """The ext_proc list filter sits right after ext_authz and is skipped unless ext_authz's
+    decision metadata names an allowed list call; it gets that metadata and never fails open."""
+    config = yaml.safe_load(CONFIGS[name](tmp_path))
+    hcm = _hcm(config)
+    filters = hcm["http_filters"]
+    assert [f["name"] for f in filters] == [EXT_AUTHZ, LIST_FILTER, "envoy.filters.http.router"]
+    wrapper = filters[1]["typed_config"]
+    assert wrapper["@type"].endswith("envoy.extensions.common.matching.v3.ExtensionWithMatcher")
+
+    # skip unless (decision == allow AND (a list method OR the search tool OR an allowed batch))
+    (matcher,) = wrapper["xds_matcher"]["matcher_list"]["matchers"]
+    assert matcher["on_match"]["action"]["typed_config"]["@type"].endswith("SkipFilter")
+    assert "on_no_match" not in wrapper["xds_matcher"], "no match must mean: run the filter"
+    decision, listed = matcher["predicate"]["not_matcher"]["and_matcher"]["predicate"]
+    assert _metadata_predicate(decision) == ("decision", {"exact": "allow"})
+    kinds = dict(_metadata_predicate(p) for p in listed["or_matcher"]["predicate"])
+    methods = re.fullmatch(r"\^\((.*)\)\$", kinds["mcp_method"]["safe_regex"]["regex"])
+    assert methods and sorted(methods.group(1).split("|")) == sorted(
+        ["tools/list", "prompts/list", "resources/list", "resources/templates/list"]
+    )
+    assert kinds["tool"] == {"exact": _rust_const("AGENTCORE_SEARCH_TOOL")}
+    assert kinds["reason"] == {"exact": "batch_allowed"}
+    assert '"batch_allowed"' in _authz_source(), "ext_authz no longer names allowed batches so"
+
+    ext_proc = wrapper["extension_config"]["typed_config"]
+    assert ext_proc["@type"].endswith("envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor")
+    assert ext_proc["grpc_service"]["envoy_grpc"]["cluster_name"] == "mcp_warden_grpc"
+    assert ext_proc["failure_mode_allow"] is False
+    assert ext_proc["metadata_options"]["forwarding_namespaces"]["untyped"] == [EXT_AUTHZ]
+    mode = ext_proc["processing_mode"]
+    assert (mode["request_header_mode"], mode["response_header_mode"]) == ("SKIP", "SEND")
+    assert (mode["request_body_mode"], mode["response_body_mode"]) == ("NONE", "NONE")
+    assert ext_proc["allow_mode_override"] is True
+    # mcp-warden asks for exactly these two modes (src/extproc/mod.rs `body_mode`).
+    allowed = {m["response_body_mode"]: m for m in ext_proc["allowed_override_modes"]}
+    assert sorted(allowed) == ["BUFFERED", "STREAMED"]
+    for m in allowed.values():
+        assert {k: v for k, v in m.items() if k != "response_body_mode"} == {
+            "request_header_mode": "SKIP",
+            "response_header_mode": "SEND",
+            "request_body_mode": "NONE",
+            "request_trailer_mode": "SKIP",
+            "response_trailer_mode": "SKIP",
+        }
+
+    list_header = _rust_const("LIST_HEADER")
+    for vh in hcm["route_config"]["virtual_hosts"]:
+        assert list_header in vh.get("request_headers_to_remove", []), "the upstream must not see the trigger"
+        for route in vh["routes"]:
+            per_filter = route.get("typed_per_filter_config", {})
+            if route["route"]["cluster"] == "mcp_warden_http":
+                # No ext_authz there, so no decision metadata either: disabled all the same.
+                assert per_filter.get(LIST_FILTER, {}).get("disabled") is True, route.get("name")
+            else:
+                assert LIST_FILTER not in per_filter, route.get("name")

@@ -1,0 +1,53 @@
+//! The whole ext_authz `Warden::check`, in process, as Envoy calls it (no network, no
+//! protobuf decoding): a cached-token `tools/call` (300 B body) that is allowed, one that is
+//! denied, and a `tools/list`. Audit disabled, except in `allowed_cached_300B_audit_file`,
+//! where the audit thread writes every event to a file, as `serve` does.
+
+mod common;
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use mcp_warden::audit::Audit;
+use mcp_warden::authz::Warden;
+use mcp_warden::config::AuditOutput;
+
+fn allowed(w: &Warden, req: &CheckRequest) -> bool {
+    matches!(w.check(req).http_response, Some(HttpResponse::OkResponse(_)))
+}
+
+fn checks(c: &mut Criterion) {
+    let users = common::spread_users(1, 1, 1);
+    let yaml = common::policy_yaml(common::UPSTREAM_URI, 1, &users);
+    let key = &users[0].key;
+    let call = common::check_request(key, &common::tools_call_body(common::COMMON_TOOL, 300));
+    let denied = common::check_request(key, &common::tools_call_body("delete_everything", 300));
+    let list = common::check_request(key, common::TOOLS_LIST);
+
+    let w = common::warden(common::load(&yaml), Audit::disabled());
+    assert!(allowed(&w, &call) && allowed(&w, &call), "allowed, and the second check hits the token cache");
+    assert!(w.metrics.render(0).contains("mcp_warden_token_cache_hits_total 1"), "token cached");
+    assert!(!allowed(&w, &denied), "denied by policy");
+    assert!(allowed(&w, &list), "tools/list allowed");
+
+    let mut group = c.benchmark_group("check");
+    group.bench_function("tools_call_allowed_cached_300B", |b| b.iter(|| w.check(black_box(&call))));
+    group.bench_function("tools_call_denied_300B", |b| b.iter(|| w.check(black_box(&denied))));
+    group.bench_function("tools_list", |b| b.iter(|| w.check(black_box(&list))));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let audit = Audit::start(&AuditOutput::File(dir.path().join("audit.jsonl"))).expect("audit file");
+    let audited = common::warden(common::load(&yaml), audit);
+    assert!(allowed(&audited, &call));
+    group.bench_function("tools_call_allowed_cached_300B_audit_file", |b| b.iter(|| audited.check(black_box(&call))));
+    group.finish();
+    let dropped = audited.audit_dropped();
+    if dropped > 0 {
+        eprintln!("note: the audit writer dropped {dropped} events (queue full) during the bench");
+    }
+}
+
+criterion_group!(benches, checks);
+criterion_main!(benches);

@@ -1,0 +1,59 @@
+//! A do-nothing ext_authz server for `scripts/bench.sh` configuration (b): every `Check` is
+//! answered OK with no header mutations. Written the default way on purpose (tonic's
+//! defaults, tokio's multi-threaded runtime), so it is the baseline an authorization hop is
+//! compared against.
+//!
+//! `cargo run --release --example allow_all -- --ready-file PATH` binds 127.0.0.1 on a port
+//! the kernel picks and writes `{"grpc":"127.0.0.1:PORT"}` to PATH once it listens.
+
+use std::path::PathBuf;
+
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::{Authorization, AuthorizationServer};
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse, OkHttpResponse};
+use envoy_types::pb::google::rpc::Status;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Default)]
+struct AllowAll;
+
+#[tonic::async_trait]
+impl Authorization for AllowAll {
+    async fn check(
+        &self,
+        _request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        Ok(tonic::Response::new(CheckResponse {
+            status: Some(Status { code: 0, ..Default::default() }),
+            http_response: Some(HttpResponse::OkResponse(OkHttpResponse::default())),
+            ..Default::default()
+        }))
+    }
+}
+
+fn ready_file() -> Option<PathBuf> {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--ready-file" {
+            return args.next().map(PathBuf::from);
+        }
+    }
+    None
+}
+
+#[tokio::main]
+async fn main() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("bound address");
+    if let Some(path) = ready_file() {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{{\"grpc\":\"{addr}\"}}")).expect("write the ready file");
+        std::fs::rename(&tmp, &path).expect("publish the ready file");
+    }
+    eprintln!("allow_all: listening on {addr}");
+    tonic::transport::Server::builder()
+        .add_service(AuthorizationServer::new(AllowAll))
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+        .await
+        .expect("serve");
+}

@@ -1,0 +1,708 @@
+//! Filtering one JSON-RPC list result down to what a user may use.
+//!
+//! Owns the shapes it recognises and nothing else: `result.tools[].name`,
+//! `result.prompts[].name`, `result.resources[].uri`, `result.resourceTemplates[].uriTemplate`,
+//! and for AgentCore's search tool `result.structuredContent.tools[].name` plus
+//! `result.content[].text` holding JSON with a `tools` array. Each entry is kept only when
+//! [`check_name`] — the same compiled rules that decide `tools/call`, `prompts/get` and
+//! `resources/read` — allows it; an entry without a readable name is dropped. Everything
+//! else in the message (`nextCursor`, `_meta`, unknown keys, the entries themselves) is kept
+//! as the upstream wrote it. Pure: no I/O, no logging.
+//!
+//! Ambiguity is refused rather than guessed: a duplicate key, or a case variant of a key it
+//! reads (`Tools`, `ID`, `Result`; Go's `encoding/json` would match those), makes the message
+//! unfilterable.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::authz::AGENTCORE_SEARCH_TOOL;
+use crate::policy::engine::{Governed, check_name};
+use crate::policy::{App, User};
+
+/// Which list a response carries, as the ext_authz decision named the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    ResourceTemplates,
+    /// A `tools/call` of AgentCore's semantic search tool.
+    Search,
+    /// A batch with at least one list call: every response in it is filtered by shape.
+    Batch,
+}
+
+impl ListKind {
+    /// The list a decision's metadata names, or `None` for a call that lists nothing.
+    pub fn from_decision(mcp_method: Option<&str>, tool: Option<&str>, batch: bool) -> Option<ListKind> {
+        match mcp_method {
+            Some("tools/list") => Some(ListKind::Tools),
+            Some("prompts/list") => Some(ListKind::Prompts),
+            Some("resources/list") => Some(ListKind::Resources),
+            Some("resources/templates/list") => Some(ListKind::ResourceTemplates),
+            Some("tools/call") if tool == Some(AGENTCORE_SEARCH_TOOL) => Some(ListKind::Search),
+            None if batch => Some(ListKind::Batch),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::ResourceTemplates => "resources/templates/list",
+            ListKind::Search => "search",
+            ListKind::Batch => "batch",
+        }
+    }
+}
+
+/// Who is looking: one user on one app.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub user: &'a User,
+    pub app: &'a App,
+}
+
+impl View<'_> {
+    fn allows(&self, what: Governed<'_>) -> bool {
+        check_name(self.user, self.app, what).allowed
+    }
+}
+
+/// What filtering did to a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filtered {
+    /// Nothing had to go: the original bytes stand.
+    Unchanged,
+    /// The message with the entries the user may not use removed.
+    Rewritten(String),
+}
+
+/// Why a list response could not be filtered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("not a JSON object or array: {0}")]
+    NotJson(String),
+    #[error("ambiguous key '{0}' (duplicate or case variant)")]
+    Ambiguous(String),
+    #[error("the list result has no '{0}' array")]
+    MissingList(&'static str),
+}
+
+/// What one list shape holds and how its entries are named.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    key: &'static str,
+    name_key: &'static str,
+    governed: fn(&str) -> Governed<'_>,
+}
+
+fn tool(name: &str) -> Governed<'_> {
+    Governed::Tool(name)
+}
+fn prompt(name: &str) -> Governed<'_> {
+    Governed::Prompt(name)
+}
+fn resource(name: &str) -> Governed<'_> {
+    Governed::Resource(name)
+}
+
+const TOOLS: Shape = Shape { key: "tools", name_key: "name", governed: tool };
+const PROMPTS: Shape = Shape { key: "prompts", name_key: "name", governed: prompt };
+const RESOURCES: Shape = Shape { key: "resources", name_key: "uri", governed: resource };
+/// A template is checked as a resource name: a glob rule such as `users://*` covers the
+/// template string `users://{id}/profile` as it covers its expansions.
+const TEMPLATES: Shape = Shape { key: "resourceTemplates", name_key: "uriTemplate", governed: resource };
+
+/// Filters one JSON payload: a response body, or the data of one SSE event.
+///
+/// A single message or an array of them. The response whose `id` is `target_id` must carry
+/// the list `kind` names or it is an error; any other response is filtered when it has that
+/// shape and otherwise left alone, as are requests, notifications and errors.
+pub fn filter_payload(
+    kind: ListKind,
+    view: &View<'_>,
+    target_id: Option<&RawValue>,
+    payload: &str,
+) -> Result<Filtered, FilterError> {
+    let trimmed = payload.trim_start();
+    if trimmed.starts_with('[') {
+        let elements: Vec<&RawValue> =
+            serde_json::from_str(payload).map_err(|e| FilterError::NotJson(e.to_string()))?;
+        let mut changed = false;
+        let mut parts: Vec<Cow<'_, str>> = Vec::with_capacity(elements.len());
+        for element in elements {
+            match filter_message(kind, view, target_id, element.get())? {
+                Some(new) => {
+                    changed = true;
+                    parts.push(Cow::Owned(new));
+                }
+                None => parts.push(Cow::Borrowed(element.get())),
+            }
+        }
+        return Ok(if changed {
+            Filtered::Rewritten(join_array(parts.iter().map(|p| &**p)))
+        } else {
+            Filtered::Unchanged
+        });
+    }
+    Ok(match filter_message(kind, view, target_id, payload)? {
+        Some(new) => Filtered::Rewritten(new),
+        None => Filtered::Unchanged,
+    })
+}
+
+/// One JSON-RPC message; `Some` when it changed.
+fn filter_message(
+    kind: ListKind,
+    view: &View<'_>,
+    target_id: Option<&RawValue>,
+    message: &str,
+) -> Result<Option<String>, FilterError> {
+    let members = Members::parse(message)?;
+    let Some(result) = members.get("result")? else {
+        return Ok(None);
+    };
+    let is_target = match (kind, target_id, members.get("id")?) {
+        (ListKind::Batch, _, _) => false,
+        (_, Some(target), Some(id)) => same_id(target, id),
+        _ => false,
+    };
+    let new_result = match kind {
+        ListKind::Tools => filter_list(view, result, TOOLS, is_target)?,
+        ListKind::Prompts => filter_list(view, result, PROMPTS, is_target)?,
+        ListKind::Resources => filter_list(view, result, RESOURCES, is_target)?,
+        ListKind::ResourceTemplates => filter_list(view, result, TEMPLATES, is_target)?,
+        ListKind::Search => filter_search(view, result)?,
+        ListKind::Batch => filter_any_shape(view, result)?,
+    };
+    Ok(new_result.map(|r| members.write_replacing("result", &r)))
+}
+
+/// A result with one list in it. `strict`: the list must be there.
+fn filter_list(view: &View<'_>, result: &RawValue, shape: Shape, strict: bool) -> Result<Option<String>, FilterError> {
+    let members = match Members::parse(result.get()) {
+        Ok(m) => m,
+        Err(e) if strict => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    let Some(list) = members.get(shape.key)? else {
+        return if strict { Err(FilterError::MissingList(shape.key)) } else { Ok(None) };
+    };
+    match filter_entries(view, list, shape) {
+        Ok(Some(new)) => Ok(Some(members.write_replacing(shape.key, &new))),
+        Ok(None) => Ok(None),
+        Err(e) if strict => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Inside a batch nothing says which response answers which request: every list shape is
+/// filtered wherever it appears, the search tool's included.
+fn filter_any_shape(view: &View<'_>, result: &RawValue) -> Result<Option<String>, FilterError> {
+    let mut current: Option<String> = None;
+    for shape in [TOOLS, PROMPTS, RESOURCES, TEMPLATES] {
+        let raw = current.as_deref().unwrap_or(result.get());
+        let raw: &RawValue = serde_json::from_str(raw).map_err(|e| FilterError::NotJson(e.to_string()))?;
+        if let Some(new) = filter_list(view, raw, shape, false)? {
+            current = Some(new);
+        }
+    }
+    let raw = current.as_deref().unwrap_or(result.get());
+    let raw: &RawValue = serde_json::from_str(raw).map_err(|e| FilterError::NotJson(e.to_string()))?;
+    Ok(filter_search(view, raw)?.or(current))
+}
+
+/// AgentCore's search result, as AWS's own client reads it: tool definitions in
+/// `structuredContent.tools`, and/or a text content block holding `{"tools": [...]}`. Both
+/// are filtered; a result in neither shape is left as it is.
+fn filter_search(view: &View<'_>, result: &RawValue) -> Result<Option<String>, FilterError> {
+    let Ok(members) = Members::parse(result.get()) else {
+        return Ok(None);
+    };
+    let mut structured = None;
+    if let Some(sc) = members.get("structuredContent")? {
+        structured = filter_list(view, sc, TOOLS, false)?;
+    }
+    let mut content = None;
+    if let Some(blocks) = members.get("content")?
+        && let Ok(blocks) = serde_json::from_str::<Vec<&RawValue>>(blocks.get())
+    {
+        let mut changed = false;
+        let mut parts: Vec<Cow<'_, str>> = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            match filter_text_block(view, block)? {
+                Some(new) => {
+                    changed = true;
+                    parts.push(Cow::Owned(new));
+                }
+                None => parts.push(Cow::Borrowed(block.get())),
+            }
+        }
+        if changed {
+            content = Some(join_array(parts.iter().map(|p| &**p)));
+        }
+    }
+    if structured.is_none() && content.is_none() {
+        return Ok(None);
+    }
+    let replacements: Vec<(&str, &str)> =
+        [("structuredContent", structured.as_deref()), ("content", content.as_deref())]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+    Ok(Some(members.write(&replacements)))
+}
+
+/// A `{"type":"text","text":"{\"tools\":[...]}"}` block, filtered; `None` when the block is
+/// anything else.
+fn filter_text_block(view: &View<'_>, block: &RawValue) -> Result<Option<String>, FilterError> {
+    let Ok(members) = Members::parse(block.get()) else {
+        return Ok(None);
+    };
+    let Some(text) = members.get("text")? else {
+        return Ok(None);
+    };
+    let Some(text) = json_str(text) else {
+        return Ok(None);
+    };
+    let Ok(inner) = serde_json::from_str::<&RawValue>(&text) else {
+        return Ok(None);
+    };
+    let Some(new_inner) = filter_list(view, inner, TOOLS, false)? else {
+        return Ok(None);
+    };
+    let new_text = serde_json::to_string(&new_inner).map_err(|e| FilterError::NotJson(e.to_string()))?;
+    Ok(Some(members.write_replacing("text", &new_text)))
+}
+
+/// The entries of `list` the user may use, as a JSON array; `None` when all may stay.
+fn filter_entries(view: &View<'_>, list: &RawValue, shape: Shape) -> Result<Option<String>, FilterError> {
+    let entries: Vec<&RawValue> = serde_json::from_str(list.get())
+        .map_err(|_| FilterError::NotJson(format!("'{}' is not an array", shape.key)))?;
+    let kept: Vec<&RawValue> = entries.iter().copied().filter(|e| entry_allowed(view, e, shape)).collect();
+    if kept.len() == entries.len() {
+        return Ok(None);
+    }
+    Ok(Some(join_array(kept.iter().map(|e| e.get()))))
+}
+
+/// An entry stays only when it has exactly one readable name and the user may use it.
+fn entry_allowed(view: &View<'_>, entry: &RawValue, shape: Shape) -> bool {
+    let Ok(members) = Members::parse(entry.get()) else {
+        return false;
+    };
+    let Ok(Some(name)) = members.get(shape.name_key) else {
+        return false;
+    };
+    json_str(name).is_some_and(|n| view.allows((shape.governed)(&n)))
+}
+
+/// A JSON string's value, borrowed when it has no escapes.
+fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    if let Ok(s) = serde_json::from_str::<&str>(raw.get()) {
+        return Some(Cow::Borrowed(s));
+    }
+    serde_json::from_str::<String>(raw.get()).ok().map(Cow::Owned)
+}
+
+/// Two JSON-RPC ids are the same when their JSON values are (`1` and `1.0` included).
+fn same_id(a: &RawValue, b: &RawValue) -> bool {
+    if a.get() == b.get() {
+        return true;
+    }
+    match (serde_json::from_str::<serde_json::Value>(a.get()), serde_json::from_str::<serde_json::Value>(b.get())) {
+        (Ok(serde_json::Value::Number(x)), Ok(serde_json::Value::Number(y))) => x.as_f64() == y.as_f64(),
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn join_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    out.push(']');
+    out
+}
+
+/// True when `key` matches `canonical` as Go's case-insensitive key match would, Unicode
+/// folds (`ſ`→`s`, `K`→`k`) included. Mirrors `mcp::jsonrpc`'s check on requests.
+fn folds_to(key: &str, canonical: &str) -> bool {
+    let fold = |c: char| match c {
+        '\u{17F}' => 's',
+        '\u{212A}' => 'k',
+        c => c.to_ascii_lowercase(),
+    };
+    key.chars().map(fold).eq(canonical.chars().map(fold))
+}
+
+/// A JSON object's members in document order, values left raw. Duplicate keys are refused.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Members<'a> {
+    fn parse(json: &'a str) -> Result<Self, FilterError> {
+        serde_json::from_str(json).map_err(|e: serde_json::Error| {
+            let text = e.to_string();
+            match text.strip_prefix("duplicate key ") {
+                Some(rest) => FilterError::Ambiguous(rest.split(" at line").next().unwrap_or(rest).to_owned()),
+                None => FilterError::NotJson(text),
+            }
+        })
+    }
+
+    /// The value of `key`; a case variant of it anywhere in the object is an error.
+    fn get(&self, key: &str) -> Result<Option<&'a RawValue>, FilterError> {
+        let mut found = None;
+        for (k, v) in &self.0 {
+            if k == key {
+                found = Some(*v);
+            } else if folds_to(k, key) {
+                return Err(FilterError::Ambiguous(k.to_string()));
+            }
+        }
+        Ok(found)
+    }
+
+    fn write_replacing(&self, key: &str, raw: &str) -> String {
+        self.write(&[(key, raw)])
+    }
+
+    /// The object again, with the raw values of some keys replaced.
+    fn write(&self, replace: &[(&str, &str)]) -> String {
+        let mut out = String::from("{");
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            // A key serializes infallibly; it came from valid JSON.
+            out.push_str(&serde_json::to_string(&**k).unwrap_or_default());
+            out.push(':');
+            out.push_str(replace.iter().find(|(r, _)| r == k).map_or(v.get(), |(_, raw)| raw));
+        }
+        out.push('}');
+        out
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Members<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
+        while let Some(Key(key)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            members.push((key, value));
+        }
+        let mut keys: Vec<&str> = members.iter().map(|(k, _)| &**k).collect();
+        keys.sort_unstable();
+        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+            return Err(de::Error::custom(format!("duplicate key {}", w[0])));
+        }
+        Ok(Members(members))
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(KeyVisitor).map(Key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Policy, Source};
+
+    const POLICY: &str = r#"
+kind: app
+version: v3
+metadata: {name: demo, labels: {service: demo}}
+spec: {uri: "mcp+https://demo.example.com/mcp"}
+---
+kind: role
+version: v8
+metadata: {name: readers}
+spec:
+  allow:
+    app_labels: {service: demo}
+    mcp:
+      tools: ['^get_.*$', 'x_amz_bedrock_agentcore_search']
+---
+kind: role
+version: v8
+metadata: {name: prompt-reader}
+spec:
+  allow:
+    app_labels: {service: demo}
+    mcp:
+      tools: ['^get_.*$']
+      prompts: ['summarize']
+      resources: ['file:///docs/*', 'users://*']
+---
+kind: role
+version: v8
+metadata: {name: no-weather}
+spec:
+  deny:
+    mcp: {tools: ['get_weather']}
+---
+kind: user
+metadata: {name: bob}
+spec: {roles: [readers]}
+---
+kind: user
+metadata: {name: dana}
+spec: {roles: [prompt-reader, no-weather]}
+---
+kind: user
+metadata: {name: alice}
+spec: {roles: [mcp-user]}
+"#;
+
+    fn policy() -> Policy {
+        Policy::load(&[Source::inline("filter-test.yaml", POLICY)]).expect("valid test policy")
+    }
+
+    fn id(raw: &str) -> Box<RawValue> {
+        RawValue::from_string(raw.to_owned()).expect("raw id")
+    }
+
+    fn filter(user: &str, kind: ListKind, target: Option<&str>, payload: &str) -> Result<Filtered, FilterError> {
+        let p = policy();
+        let view = View { user: p.user(user).expect("user"), app: p.app("demo").expect("app") };
+        let target = target.map(id);
+        filter_payload(kind, &view, target.as_deref(), payload)
+    }
+
+    fn rewritten(r: Result<Filtered, FilterError>) -> serde_json::Value {
+        match r {
+            Ok(Filtered::Rewritten(s)) => serde_json::from_str(&s).expect("rewritten JSON is valid"),
+            other => panic!("expected a rewrite, got {other:?}"),
+        }
+    }
+
+    const TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"get_weather","inputSchema":{"type":"object"}},{"name":"delete_file"},{"name":"get_time","description":"t"}],"nextCursor":"c2"}}"#;
+
+    #[test]
+    fn tools_list_keeps_only_allowed_tools_and_the_cursor() {
+        let v = rewritten(filter("bob", ListKind::Tools, Some("1"), TOOLS_LIST));
+        let names: Vec<_> = v["result"]["tools"].as_array().expect("tools").iter().map(|t| t["name"].clone()).collect();
+        assert_eq!(names, ["get_weather", "get_time"]);
+        assert_eq!(v["result"]["nextCursor"], "c2");
+        assert_eq!(v["id"], 1);
+        assert_eq!(v["result"]["tools"][0]["inputSchema"]["type"], "object", "entries are kept as written");
+    }
+
+    #[test]
+    fn deny_rules_hide_tools_exactly_as_they_deny_calls() {
+        let v = rewritten(filter("dana", ListKind::Tools, Some("1"), TOOLS_LIST));
+        assert_eq!(v["result"]["tools"].as_array().expect("tools").len(), 1);
+        assert_eq!(v["result"]["tools"][0]["name"], "get_time");
+    }
+
+    #[test]
+    fn a_list_with_nothing_to_hide_is_passed_byte_for_byte() {
+        assert_eq!(filter("alice", ListKind::Tools, Some("1"), TOOLS_LIST), Ok(Filtered::Unchanged));
+    }
+
+    #[test]
+    fn a_page_may_become_empty_and_keeps_its_cursor() {
+        let page = r#"{"jsonrpc":"2.0","id":"p","result":{"tools":[{"name":"delete_file"}],"nextCursor":"next"}}"#;
+        assert_eq!(
+            filter("bob", ListKind::Tools, Some("\"p\""), page),
+            Ok(Filtered::Rewritten(r#"{"jsonrpc":"2.0","id":"p","result":{"tools":[],"nextCursor":"next"}}"#.into()))
+        );
+    }
+
+    #[test]
+    fn entries_without_a_readable_name_are_dropped() {
+        let body = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"get_a"},{"Name":"get_b"},{"name":7},"get_c",{"name":"get_d","name":"x"},{}]}}"#;
+        let v = rewritten(filter("bob", ListKind::Tools, Some("1"), body));
+        assert_eq!(v["result"]["tools"], serde_json::json!([{"name": "get_a"}]));
+    }
+
+    #[test]
+    fn escaped_names_are_decoded_before_the_check() {
+        let body = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"get\u005fx"},{"name":"del\u0065te"}]}}"#;
+        let v = rewritten(filter("bob", ListKind::Tools, Some("1"), body));
+        assert_eq!(v["result"]["tools"].as_array().expect("tools").len(), 1);
+        assert_eq!(v["result"]["tools"][0]["name"], "get_x");
+    }
+
+    #[test]
+    fn unparseable_or_ambiguous_list_responses_are_errors() {
+        type Case<'a> = (&'a str, &'a str);
+        let table: &[Case<'_>] = &[
+            ("truncated JSON", r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete_file"}"#),
+            ("not JSON at all", "<html>bad gateway</html>"),
+            ("result without tools", r#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
+            ("tools is not an array", r#"{"jsonrpc":"2.0","id":1,"result":{"tools":{"name":"delete_file"}}}"#),
+            (
+                "case variant of tools",
+                r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"Tools":[{"name":"delete_file"}]}}"#,
+            ),
+            (
+                "unicode fold of tools",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tool\u{17F}\":[{\"name\":\"delete_file\"}]}}",
+            ),
+            (
+                "duplicate result",
+                r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]},"result":{"tools":[{"name":"delete_file"}]}}"#,
+            ),
+            ("case variant of result", r#"{"jsonrpc":"2.0","id":1,"Result":{"tools":[{"name":"delete_file"}]}}"#),
+            ("case variant of id", r#"{"jsonrpc":"2.0","ID":1,"id":1,"result":{"tools":[]}}"#),
+            ("duplicate tools", r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"tools":[{"name":"delete_file"}]}}"#),
+        ];
+        for (name, body) in table {
+            assert!(filter("bob", ListKind::Tools, Some("1"), body).is_err(), "case: {name}");
+        }
+    }
+
+    #[test]
+    fn errors_requests_and_notifications_pass_untouched() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"nope"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}"#,
+            r#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}}"#,
+        ] {
+            assert_eq!(filter("bob", ListKind::Tools, Some("1"), body), Ok(Filtered::Unchanged), "{body}");
+        }
+    }
+
+    #[test]
+    fn only_the_awaited_response_must_be_a_list() {
+        // Another response on the stream that is not a list is left alone ...
+        let other = r#"{"jsonrpc":"2.0","id":2,"result":{"content":[]}}"#;
+        assert_eq!(filter("bob", ListKind::Tools, Some("1"), other), Ok(Filtered::Unchanged));
+        // ... but a list-shaped one is filtered all the same.
+        let listed = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"delete_file"}]}}"#;
+        assert_eq!(
+            rewritten(filter("bob", ListKind::Tools, Some("1"), listed))["result"]["tools"],
+            serde_json::json!([])
+        );
+    }
+
+    #[test]
+    fn numeric_ids_match_by_value() {
+        let body = r#"{"jsonrpc":"2.0","id":1.0,"result":{}}"#;
+        assert!(filter("bob", ListKind::Tools, Some("1"), body).is_err(), "1.0 is the awaited id 1");
+    }
+
+    #[test]
+    fn prompts_and_resources_are_filtered_only_when_governed() {
+        let prompts = r#"{"jsonrpc":"2.0","id":1,"result":{"prompts":[{"name":"summarize"},{"name":"code_review"}]}}"#;
+        assert_eq!(
+            filter("bob", ListKind::Prompts, Some("1"), prompts),
+            Ok(Filtered::Unchanged),
+            "bob governs no prompts"
+        );
+        let v = rewritten(filter("dana", ListKind::Prompts, Some("1"), prompts));
+        assert_eq!(v["result"]["prompts"], serde_json::json!([{"name": "summarize"}]));
+
+        let resources = r#"{"jsonrpc":"2.0","id":1,"result":{"resources":[{"uri":"file:///docs/readme.md","name":"r"},{"uri":"config://app","name":"c"}]}}"#;
+        assert_eq!(filter("bob", ListKind::Resources, Some("1"), resources), Ok(Filtered::Unchanged));
+        let v = rewritten(filter("dana", ListKind::Resources, Some("1"), resources));
+        assert_eq!(v["result"]["resources"].as_array().expect("resources").len(), 1);
+        assert_eq!(v["result"]["resources"][0]["uri"], "file:///docs/readme.md");
+
+        let templates = r#"{"jsonrpc":"2.0","id":1,"result":{"resourceTemplates":[{"uriTemplate":"users://{id}/profile"},{"uriTemplate":"db://{t}"}]}}"#;
+        let v = rewritten(filter("dana", ListKind::ResourceTemplates, Some("1"), templates));
+        assert_eq!(v["result"]["resourceTemplates"], serde_json::json!([{"uriTemplate": "users://{id}/profile"}]));
+    }
+
+    #[test]
+    fn agentcore_search_results_are_filtered_in_both_shapes() {
+        let inner = r#"{"tools":[{"name":"get_weather"},{"name":"delete_file"}],"query":"q"}"#;
+        let body = serde_json::json!({
+            "jsonrpc": "2.0", "id": "s",
+            "result": {
+                "content": [{"type": "text", "text": inner}, {"type": "text", "text": "not json"}],
+                "structuredContent": {"tools": [{"name": "get_weather"}, {"name": "delete_file"}]},
+                "isError": false
+            }
+        })
+        .to_string();
+        let v = rewritten(filter("bob", ListKind::Search, Some("\"s\""), &body));
+        assert_eq!(v["result"]["structuredContent"]["tools"], serde_json::json!([{"name": "get_weather"}]));
+        let text: serde_json::Value =
+            serde_json::from_str(v["result"]["content"][0]["text"].as_str().expect("text")).expect("JSON text");
+        assert_eq!(text, serde_json::json!({"tools": [{"name": "get_weather"}], "query": "q"}));
+        assert_eq!(v["result"]["content"][1]["text"], "not json");
+        assert_eq!(v["result"]["isError"], false);
+    }
+
+    #[test]
+    fn an_unrecognised_search_result_is_left_as_it_is() {
+        let body = r#"{"jsonrpc":"2.0","id":"s","result":{"content":[{"type":"text","text":"3 tools found"}]}}"#;
+        assert_eq!(filter("bob", ListKind::Search, Some("\"s\""), body), Ok(Filtered::Unchanged));
+    }
+
+    #[test]
+    fn batch_responses_are_filtered_by_shape() {
+        let body = r#"[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"get_a"},{"name":"send_email"}]}},{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"x"}]}}]"#;
+        let v = rewritten(filter("bob", ListKind::Batch, None, body));
+        assert_eq!(v[0]["result"]["tools"], serde_json::json!([{"name": "get_a"}]));
+        assert_eq!(v[1]["result"]["content"][0]["text"], "x");
+    }
+
+    #[test]
+    fn a_batch_array_answering_a_single_list_call_is_filtered() {
+        let body = format!("[{TOOLS_LIST}]");
+        let v = rewritten(filter("bob", ListKind::Tools, Some("1"), &body));
+        assert_eq!(v[0]["result"]["tools"].as_array().expect("tools").len(), 2);
+    }
+
+    #[test]
+    fn list_kinds_come_from_the_decision() {
+        assert_eq!(ListKind::from_decision(Some("tools/list"), None, false), Some(ListKind::Tools));
+        assert_eq!(
+            ListKind::from_decision(Some("tools/call"), Some(AGENTCORE_SEARCH_TOOL), false),
+            Some(ListKind::Search)
+        );
+        assert_eq!(ListKind::from_decision(Some("tools/call"), Some("get_weather"), false), None);
+        assert_eq!(ListKind::from_decision(None, None, true), Some(ListKind::Batch));
+        assert_eq!(ListKind::from_decision(Some("ping"), None, true), None);
+    }
+}

@@ -1,0 +1,327 @@
+//! The list filter's conversation with Envoy, driven in process: the decision metadata comes
+//! from a real ext_authz `Check` of the same [`Warden`], as Envoy would forward it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue, Metadata};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use envoy_types::pb::envoy::service::ext_proc::v3::{
+    BodyResponse, HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse, body_mutation, processing_request,
+    processing_response,
+};
+
+use super::*;
+use crate::audit::Audit;
+use crate::authz::Settings;
+use crate::config::AuthMethod;
+use crate::keyring::KeyRing;
+use crate::keys::SigningKey;
+use crate::mcp::Limits;
+use crate::policy::{Policy, Source};
+use crate::token::TokenSettings;
+
+const POLICY: &str = r#"
+kind: app
+version: v3
+metadata: {name: demo, labels: {service: demo}}
+spec: {uri: "mcp+https://demo.example.com/mcp"}
+---
+kind: role
+version: v8
+metadata: {name: readers}
+spec:
+  allow:
+    app_labels: {service: demo}
+    mcp: {tools: ['^get_.*$']}
+---
+kind: user
+metadata: {name: bob}
+spec:
+  roles: [readers]
+  api_keys: ['sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae'] # "foo"
+"#;
+
+const SETTINGS: ListFilterSettings = ListFilterSettings { on_unparseable: OnUnparseable::Error, max_event_bytes: 4096 };
+
+fn warden() -> Arc<Warden> {
+    let policy = Policy::load(&[Source::inline("extproc.yaml", POLICY)]).expect("policy");
+    let (key, _) = SigningKey::generate().expect("key");
+    let settings = Settings {
+        token: TokenSettings { issuer: "https://warden.example.com".into(), lifetime: Duration::from_secs(300) },
+        limits: Limits::default(),
+        denied_status: 200,
+        auth_order: vec![AuthMethod::ApiKey],
+        audit_skip_allowed: Vec::new(),
+    };
+    Arc::new(Warden::new(policy, KeyRing::single(key), settings, Audit::disabled()))
+}
+
+/// What Envoy would forward to ext_proc after ext_authz allowed `body` for bob.
+fn decision(w: &Warden, body: &str) -> Metadata {
+    let headers: HashMap<String, String> = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-11-25"),
+        ("x-api-key", "foo"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let req = CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "POST".into(),
+                    host: "mcp.example.com".into(),
+                    headers,
+                    raw_body: body.as_bytes().to_vec(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            context_extensions: [("app".to_owned(), "demo".to_owned())].into_iter().collect(),
+            ..Default::default()
+        }),
+    };
+    let resp = w.check(&req);
+    assert_eq!(resp.status.as_ref().map(|s| s.code), Some(0), "the check allows: {resp:?}");
+    let md = resp.dynamic_metadata.expect("decision metadata");
+    Metadata { filter_metadata: [(EXT_AUTHZ_NAMESPACE.to_owned(), md)].into_iter().collect(), ..Default::default() }
+}
+
+fn response_headers(md: Option<Metadata>, headers: &[(&str, &str)]) -> ProcessingRequest {
+    ProcessingRequest {
+        request: Some(processing_request::Request::ResponseHeaders(HttpHeaders {
+            headers: Some(HeaderMap {
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| HeaderValue {
+                        key: (*k).into(),
+                        raw_value: v.as_bytes().to_vec(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            }),
+            end_of_stream: false,
+            ..Default::default()
+        })),
+        metadata_context: md,
+        ..Default::default()
+    }
+}
+
+fn body(bytes: &[u8], end_of_stream: bool) -> ProcessingRequest {
+    ProcessingRequest {
+        request: Some(processing_request::Request::ResponseBody(HttpBody {
+            body: bytes.to_vec(),
+            end_of_stream,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn body_mode(r: &ProcessingResponse) -> Option<BodySendMode> {
+    r.mode_override.as_ref().and_then(|m| BodySendMode::try_from(m.response_body_mode).ok())
+}
+
+fn immediate_of(r: &ProcessingResponse) -> (i32, serde_json::Value) {
+    match &r.response {
+        Some(processing_response::Response::ImmediateResponse(i)) => {
+            (i.status.as_ref().map_or(0, |s| s.code), serde_json::from_slice(&i.body).expect("immediate body is JSON"))
+        }
+        other => panic!("expected an immediate response, got {other:?}"),
+    }
+}
+
+fn body_response(r: ProcessingResponse) -> BodyResponse {
+    match r.response {
+        Some(processing_response::Response::ResponseBody(b)) => b,
+        other => panic!("expected a body response, got {other:?}"),
+    }
+}
+
+/// The bytes a body response sends on: `None` when it leaves the chunk as it was.
+fn sent(b: &BodyResponse) -> Option<Vec<u8>> {
+    match b.response.as_ref()?.body_mutation.as_ref()?.mutation.as_ref()? {
+        body_mutation::Mutation::Body(bytes) => Some(bytes.clone()),
+        body_mutation::Mutation::ClearBody(_) => Some(Vec::new()),
+        body_mutation::Mutation::StreamedResponse(s) => Some(s.body.clone()),
+    }
+}
+
+fn set_header(b: &BodyResponse, name: &str) -> Option<String> {
+    let m = b.response.as_ref()?.header_mutation.as_ref()?;
+    let h = m.set_headers.iter().filter_map(|o| o.header.as_ref()).find(|h| h.key == name)?;
+    Some(String::from_utf8_lossy(&h.raw_value).into_owned())
+}
+
+const LIST: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#;
+const LISTED: &str = r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"get_weather"},{"name":"delete_file"},{"name":"get_time"}],"nextCursor":"n"}}"#;
+const FILTERED: &str =
+    r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"get_weather"},{"name":"get_time"}],"nextCursor":"n"}}"#;
+
+#[test]
+fn a_json_list_is_buffered_filtered_and_gets_its_content_length_corrected() {
+    let w = warden();
+    let mut s = Session::new(w.clone(), SETTINGS);
+    let len = LISTED.len().to_string();
+    let r = s
+        .handle(response_headers(
+            Some(decision(&w, LIST)),
+            &[(":status", "200"), ("content-type", "application/json"), ("content-length", &len)],
+        ))
+        .expect("answer");
+    assert_eq!(body_mode(&r), Some(BodySendMode::Buffered));
+    let b = body_response(s.handle(body(LISTED.as_bytes(), true)).expect("answer"));
+    assert_eq!(sent(&b).as_deref(), Some(FILTERED.as_bytes()));
+    assert_eq!(set_header(&b, "content-length"), Some(FILTERED.len().to_string()));
+}
+
+#[test]
+fn an_event_stream_is_filtered_event_by_event_across_chunks() {
+    let w = warden();
+    let mut s = Session::new(w.clone(), SETTINGS);
+    let r = s
+        .handle(response_headers(
+            Some(decision(&w, LIST)),
+            &[(":status", "200"), ("content-type", "text/event-stream")],
+        ))
+        .expect("answer");
+    assert_eq!(body_mode(&r), Some(BodySendMode::Streamed));
+    let stream = format!(
+        "id: 1\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{}}}}\n\n\
+         retry: 500\nid: 2\nevent: message\ndata: {LISTED}\r\n\r\n"
+    );
+    let bytes = stream.as_bytes();
+    let mut out = Vec::new();
+    for (i, piece) in bytes.chunks(13).enumerate() {
+        let last = (i + 1) * 13 >= bytes.len();
+        out.extend(sent(&body_response(s.handle(body(piece, last)).expect("answer"))).expect("a mutation per chunk"));
+    }
+    let expected = format!(
+        "id: 1\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{}}}}\n\n\
+         retry: 500\nid: 2\nevent: message\ndata: {FILTERED}\r\n\r\n"
+    );
+    assert_eq!(String::from_utf8(out).expect("utf8"), expected);
+}
+
+#[test]
+fn a_call_that_lists_nothing_asks_for_no_body() {
+    let w = warden();
+    let mut s = Session::new(w.clone(), SETTINGS);
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_weather","arguments":{}}}"#;
+    let r = s
+        .handle(response_headers(Some(decision(&w, call)), &[(":status", "200"), ("content-type", "application/json")]))
+        .expect("answer");
+    assert_eq!(r.mode_override, None);
+    assert!(matches!(r.response, Some(processing_response::Response::ResponseHeaders(_))));
+}
+
+#[test]
+fn an_error_status_passes_untouched() {
+    let w = warden();
+    let mut s = Session::new(w.clone(), SETTINGS);
+    let r = s
+        .handle(response_headers(Some(decision(&w, LIST)), &[(":status", "404"), ("content-type", "application/json")]))
+        .expect("answer");
+    assert_eq!(r.mode_override, None);
+}
+
+#[test]
+fn without_decision_metadata_the_list_is_withheld() {
+    let w = warden();
+    let mut s = Session::new(w, SETTINGS);
+    let r =
+        s.handle(response_headers(None, &[(":status", "200"), ("content-type", "application/json")])).expect("answer");
+    let (status, body) = immediate_of(&r);
+    assert_eq!(status, 500);
+    assert_eq!(body["error"]["code"], -32603);
+}
+
+#[test]
+fn a_policy_reloaded_under_the_user_withholds_the_list_with_the_request_id() {
+    let w = warden();
+    let md = decision(&w, LIST);
+    // bob's roles change between the check and the response: his fingerprint no longer matches.
+    let changed = POLICY.replace("roles: [readers]", "roles: [readers, mcp-user]");
+    w.replace_policy(Policy::load(&[Source::inline("extproc.yaml", &changed)]).expect("policy"));
+    let mut s = Session::new(w, SETTINGS);
+    let r = s
+        .handle(response_headers(Some(md), &[(":status", "200"), ("content-type", "application/json")]))
+        .expect("answer");
+    let (status, body) = immediate_of(&r);
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], 7);
+    assert_eq!(body["error"]["message"], "list response could not be filtered");
+}
+
+#[test]
+fn an_unparseable_json_list_becomes_an_error_unless_configured_to_pass() {
+    let broken = br#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"delete_file"}"#;
+    let w = warden();
+    let mut s = Session::new(w.clone(), SETTINGS);
+    s.handle(response_headers(Some(decision(&w, LIST)), &[(":status", "200"), ("content-type", "application/json")]));
+    let b = body_response(s.handle(body(broken, true)).expect("answer"));
+    let v: serde_json::Value = serde_json::from_slice(&sent(&b).expect("replaced")).expect("JSON error");
+    assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (serde_json::json!(7), serde_json::json!(-32603)));
+    assert_eq!(set_header(&b, "content-type").as_deref(), Some("application/json"));
+
+    let pass = ListFilterSettings { on_unparseable: OnUnparseable::Pass, ..SETTINGS };
+    let mut s = Session::new(w.clone(), pass);
+    s.handle(response_headers(Some(decision(&w, LIST)), &[(":status", "200"), ("content-type", "application/json")]));
+    let b = body_response(s.handle(body(broken, true)).expect("answer"));
+    assert_eq!(sent(&b), None, "passed as it was");
+}
+
+#[test]
+fn an_unparseable_event_is_replaced_by_an_error_event() {
+    let w = warden();
+    let mut s = Session::new(w.clone(), SETTINGS);
+    s.handle(response_headers(Some(decision(&w, LIST)), &[(":status", "200"), ("content-type", "text/event-stream")]));
+    let b = body_response(
+        s.handle(body(b"id: 3\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[\n\n", true))
+            .expect("answer"),
+    );
+    let out = String::from_utf8(sent(&b).expect("mutation")).expect("utf8");
+    assert_eq!(
+        out,
+        "id: 3\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32603,\"message\":\"list response could not be filtered\"}}\n\n"
+    );
+}
+
+#[test]
+fn an_event_too_large_to_hold_ends_the_stream_with_an_error() {
+    let w = warden();
+    let mut s = Session::new(w.clone(), SETTINGS);
+    s.handle(response_headers(Some(decision(&w, LIST)), &[(":status", "200"), ("content-type", "text/event-stream")]));
+    let big = format!("data: {}", "x".repeat(5000));
+    let out = sent(&body_response(s.handle(body(big.as_bytes(), false)).expect("answer"))).expect("mutation");
+    assert!(String::from_utf8_lossy(&out).starts_with("data: {\"jsonrpc\":\"2.0\",\"id\":7,\"error\""));
+    let rest = sent(&body_response(s.handle(body(b"more\n\n", true)).expect("answer"))).expect("mutation");
+    assert!(rest.is_empty(), "nothing after the error");
+}
+
+#[test]
+fn a_compressed_list_is_withheld() {
+    let w = warden();
+    let mut s = Session::new(w.clone(), SETTINGS);
+    let r = s
+        .handle(response_headers(
+            Some(decision(&w, LIST)),
+            &[(":status", "200"), ("content-type", "application/json"), ("content-encoding", "gzip")],
+        ))
+        .expect("answer");
+    assert_eq!(immediate_of(&r).1["error"]["code"], -32603);
+}
+
+#[test]
+fn an_empty_body_lists_nothing_and_passes() {
+    let w = warden();
+    let mut s = Session::new(w.clone(), SETTINGS);
+    s.handle(response_headers(Some(decision(&w, LIST)), &[(":status", "200"), ("content-type", "application/json")]));
+    let b = body_response(s.handle(body(b"", true)).expect("answer"));
+    assert_eq!(sent(&b), None);
+}

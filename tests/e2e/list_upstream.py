@@ -1,0 +1,223 @@
+"""A scripted MCP upstream for the list-filter edge cases the SDK server never produces.
+
+The Python SDK upstream (upstream.py) is the real server the main list-filter tests use. This
+one answers JSON-RPC POSTs at /mcp with byte-exact responses so the tests can pin down what
+mcp-warden's ext_proc filter does with them:
+
+- `tools/list` is paginated (6 tools a page, `nextCursor: "page-2"` on the first page);
+- `tools/call` of `x_amz_bedrock_agentcore_search` answers in AgentCore's result shape
+  (`structuredContent.tools` and a text block holding `{"tools": [...]}`);
+- any other method gets `{"result": {}}`; a batch array gets an array of answers.
+
+The request header `x-list-scenario` picks how the answer is framed:
+
+- `json` (default): `application/json` with its content-length;
+- `sse`: `text/event-stream` with CRLF line ends, a comment, `retry:`, event ids, a
+  notification before the answer, the answer's data split over two `data:` lines, and the
+  bytes cut into chunks mid-line and mid-event (written with pauses, so Envoy sees them apart);
+- `broken`: a truncated JSON body; `gzip`: the JSON gzip-compressed (`content-encoding: gzip`).
+
+Every request is appended to the record file as one JSON line before it is answered (same
+format as upstream.py). Usage:
+
+    python list_upstream.py --record FILE --ready-file FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+
+# The same twelve tools as upstream.py, in the same order.
+TOOL_NAMES = [
+    "get_weather",
+    "get_time",
+    "list_files",
+    "search_docs",
+    "query_db",
+    "find_user",
+    "delete_file",
+    "send_email",
+    "create_ticket",
+    "echo",
+    "add",
+    "slack_post_message",
+]
+SEARCH_TOOL = "x_amz_bedrock_agentcore_search"
+PAGE_SIZE = 6
+CHUNK_PAUSE = 0.05
+
+
+def tool_def(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "description": f"the {name} tool",
+        "inputSchema": {"type": "object", "properties": {"x": {"type": "string"}}},
+    }
+
+
+def answer(msg: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON-RPC response to one request (None for a notification)."""
+    if "id" not in msg:
+        return None
+    method = msg.get("method")
+    params = msg.get("params") or {}
+    result: dict[str, Any]
+    if method == "tools/list":
+        cursor = params.get("cursor")
+        start = PAGE_SIZE if cursor == "page-2" else 0
+        result = {"tools": [tool_def(n) for n in TOOL_NAMES[start : start + PAGE_SIZE]]}
+        if start + PAGE_SIZE < len(TOOL_NAMES):
+            result["nextCursor"] = "page-2"
+    elif method == "tools/call" and params.get("name") == SEARCH_TOOL:
+        found = {"tools": [tool_def(n) for n in TOOL_NAMES]}
+        result = {
+            "content": [{"type": "text", "text": json.dumps(found)}],
+            "structuredContent": found,
+            "isError": False,
+        }
+    else:
+        result = {}
+    return {"jsonrpc": "2.0", "id": msg["id"], "result": result}
+
+
+def sse_chunks(body: str) -> list[bytes]:
+    """The answer as an awkwardly framed event stream, cut into chunks."""
+    notification = json.dumps(
+        {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 0.5}}
+    )
+    # Split the answer over two data: lines at a point where a newline is JSON whitespace.
+    cut = body.index(',"') + 1
+    stream = (
+        ": stream opened\r\n"
+        "retry: 1500\r\n\r\n"
+        f"id: ev-1\r\nevent: message\r\ndata: {notification}\r\n\r\n"
+        f"id: ev-2\r\nevent: message\r\ndata: {body[:cut]}\r\ndata: {body[cut:]}\r\n\r\n"
+    ).encode()
+    # Mid-line cuts: inside "event: message" of ev-2, inside the answer, between CR and LF.
+    first = stream.index(b"event: message", stream.index(b"id: ev-2")) + 7
+    second = first + 60
+    third = stream.rindex(b"\r\n\r\n") + 1
+    return [stream[:first], stream[first:second], stream[second:third], stream[third:]]
+
+
+class App:
+    def __init__(self, record_path: str) -> None:
+        self.record_path = record_path
+
+    def _record(self, scope: dict[str, Any], body: bytes) -> None:
+        entry = {
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "query": scope.get("query_string", b"").decode("latin-1"),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope.get("headers", [])],
+            "body": body.decode("utf-8", errors="replace"),
+        }
+        with open(self.record_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        self._record(scope, body)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        scenario = headers.get("x-list-scenario", "json")
+
+        if scope.get("method") != "POST" or scope.get("path") != "/mcp":
+            await self._send(send, 405, b"", "text/plain")
+            return
+        msg = json.loads(body)
+        if isinstance(msg, list):
+            answers = [a for a in (answer(m) for m in msg) if a is not None]
+            payload = json.dumps(answers)
+        else:
+            one = answer(msg)
+            if one is None:
+                await self._send(send, 202, b"", "text/plain")
+                return
+            payload = json.dumps(one, separators=(",", ":"))
+
+        if scenario == "sse":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+                }
+            )
+            for chunk in sse_chunks(payload):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await asyncio.sleep(CHUNK_PAUSE)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        elif scenario == "broken":
+            await self._send(send, 200, payload.encode()[: len(payload) // 2], "application/json")
+        elif scenario == "gzip":
+            await self._send(send, 200, gzip.compress(payload.encode()), "application/json", [(b"content-encoding", b"gzip")])
+        else:
+            await self._send(send, 200, payload.encode(), "application/json")
+
+    @staticmethod
+    async def _send(send: Any, status: int, body: bytes, content_type: str, extra: list[tuple[bytes, bytes]] = []) -> None:  # noqa: B006
+        headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()), *extra]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def serve(args: argparse.Namespace) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(App(args.record), log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+            raise SystemExit("list_upstream: uvicorn exited before starting")
+        await asyncio.sleep(0.02)
+    tmp = f"{args.ready_file}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"port": port, "url": f"http://127.0.0.1:{port}/mcp"}, f)
+    os.replace(tmp, args.ready_file)
+    print(f"list_upstream: listening on 127.0.0.1:{port}", flush=True)
+    await task
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--record", required=True)
+    parser.add_argument("--ready-file", required=True)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    open(args.record, "a", encoding="utf-8").close()
+    asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()

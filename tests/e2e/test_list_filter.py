@@ -1,0 +1,292 @@
+"""Issue 4: list responses filtered per user by mcp-warden's ext_proc list filter, through
+real Envoy.
+
+Real peers: the Python SDK MCP server (upstream.py, 12 tools, JSON or SSE answers) with the
+SDK's own client, for what each user sees; list_upstream.py, a scripted server, for byte-level
+framing, pagination, AgentCore's search shape and unparseable answers the SDK never sends.
+
+Contract under test (docs/configuration.md "List filter"):
+- tools/list (and prompts/list, resources/list, resources/templates/list where the user's
+  roles govern them) show exactly what the same rules allow to be called; calls stay checked;
+- JSON answers are rewritten with a correct content-length; SSE answers event by event,
+  other events byte for byte, ids / retry / comments kept;
+- nextCursor is kept and a filtered page may be empty;
+- an answer that cannot be filtered becomes a JSON-RPC error (-32603) unless
+  `list_filter.on_unparseable: pass`;
+- non-list requests open no ext_proc stream at all (Envoy's counters say so).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import harness
+import httpx
+import list_support as ls
+import pytest
+from harness import ERR_INVALID_PARAMS, bearer, jsonrpc, mcp_session, post_jsonrpc, run_async
+from mcp.shared.exceptions import MCPError
+
+
+@pytest.fixture
+def scripted(procs: harness.ProcessGroup, tmp_path: Path, envoy_bin: Path, warden_bin: Path) -> Callable[..., harness.Stack]:
+    """list_upstream.py behind mcp-warden and Envoy; keyword arguments go to start_scripted_stack."""
+    counter = 0
+
+    def make(**kwargs: Any) -> harness.Stack:
+        nonlocal counter
+        counter += 1
+        return ls.start_scripted_stack(
+            procs, tmp_path / f"scripted{counter}", envoy_bin=envoy_bin, warden_bin=warden_bin, **kwargs
+        )
+
+    return make
+
+
+def _sdk_stack(stack_factory: Any, mode: str) -> harness.Stack:
+    return stack_factory(policy=ls.policy, json_response=(mode == "json"))
+
+
+# ---------------------------------------------------------------------------------------
+# What each user sees, through the real SDK client and server
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["json", "sse"])
+def test_each_user_sees_exactly_the_tools_it_may_call(stack_factory: Any, mode: str) -> None:
+    stack = _sdk_stack(stack_factory, mode)
+
+    async def list_as(user: str) -> list[str]:
+        async with mcp_session(stack.mcp_url, bearer(ls.KEYS[user])) as session:
+            listed = await session.list_tools()
+            assert listed.next_cursor is None
+            return [t.name for t in listed.tools]
+
+    seen = {user: run_async(list_as(user)) for user in ("alice", "bob", "dana")}
+    for user, names in seen.items():
+        assert names == ls.visible_in_order(user), f"{user} ({mode}) saw {names}"
+    assert len(seen["alice"]) == 12 and len(seen["bob"]) == 2 and len(seen["dana"]) == 5
+    # The upstream answered the same full list every time: the view was made on the way back.
+    assert sum(1 for m in stack.upstream.jsonrpc_messages() if m.get("method") == "tools/list") == 3
+
+
+@pytest.mark.parametrize("mode", ["json", "sse"])
+def test_a_hidden_tool_is_still_denied_when_called(stack_factory: Any, mode: str) -> None:
+    stack = _sdk_stack(stack_factory, mode)
+
+    async def scenario() -> tuple[list[str], MCPError | None, MCPError | None]:
+        async with mcp_session(stack.mcp_url, bearer(ls.DANA_KEY)) as session:
+            names = [t.name for t in (await session.list_tools()).tools]
+            errors: list[MCPError | None] = []
+            for tool in ("query_db", "delete_file"):
+                try:
+                    await session.call_tool(tool, {"sql": "select 1", "path": "/x"})
+                    errors.append(None)
+                except MCPError as exc:
+                    errors.append(exc)
+            return names, errors[0], errors[1]
+
+    names, denied_db, denied_delete = run_async(scenario())
+    assert "query_db" not in names and "delete_file" not in names
+    for denied in (denied_db, denied_delete):
+        assert denied is not None and denied.code == ERR_INVALID_PARAMS, denied
+    assert stack.upstream.tool_calls() == []
+
+
+@pytest.mark.parametrize("mode", ["json", "sse"])
+def test_prompts_and_resources_are_filtered_only_for_users_whose_roles_govern_them(
+    stack_factory: Any, mode: str
+) -> None:
+    stack = _sdk_stack(stack_factory, mode)
+
+    async def lists_as(user: str) -> tuple[list[str], list[str], list[str]]:
+        async with mcp_session(stack.mcp_url, bearer(ls.KEYS[user])) as session:
+            prompts = [p.name for p in (await session.list_prompts()).prompts]
+            resources = [str(r.uri) for r in (await session.list_resources()).resources]
+            templates = [t.uri_template for t in (await session.list_resource_templates()).resource_templates]
+            return prompts, resources, templates
+
+    bob = run_async(lists_as("bob"))
+    dana = run_async(lists_as("dana"))
+    # bob's roles have no prompt or resource rules: nothing of that kind is governed for him.
+    assert sorted(bob[0]) == ["code_review", "summarize"]
+    assert sorted(bob[1]) == ["config://app", "file:///docs/readme.md"]
+    assert bob[2] == ["users://{user_id}/profile"]
+    # dana's roles govern both: she sees what prompts/get and resources/read would allow.
+    assert dana == (["summarize"], ["file:///docs/readme.md"], [])
+
+
+def test_non_list_requests_open_no_ext_proc_stream(stack_factory: Any, http: httpx.Client) -> None:
+    """The zero-cost gate: Envoy skips the list filter unless ext_authz's decision names an
+    allowed list call; denials, 401s and unchecked routes included."""
+    stack = _sdk_stack(stack_factory, "json")
+    envoy = stack.envoy
+
+    before = ls.ext_proc_counters(envoy)
+    assert before, "the list filter's ext_proc stats are missing"
+    # Raw requests: the SDK client lists tools by itself before checking a call's output.
+    bob = {**ls.headers("bob")}
+    init = post_jsonrpc(http, stack.mcp_url, harness.initialize_request(), bob)
+    assert init.status_code == 200, init.text
+    bob["mcp-session-id"] = init.headers["mcp-session-id"]
+    for msg in (
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        jsonrpc("ping", {}, id=2),
+        jsonrpc("tools/call", {"name": "get_time", "arguments": {}}, id=3),
+        jsonrpc("tools/call", {"name": "delete_file", "arguments": {"path": "/x"}}, id=4),  # denied
+    ):
+        assert post_jsonrpc(http, stack.mcp_url, msg, bob).status_code in (200, 202)
+    unauthenticated = post_jsonrpc(http, stack.mcp_url, jsonrpc("tools/list", {}, id=5), {"x-api-key": "wrong"})
+    assert unauthenticated.status_code == 401
+    # A client-sent trigger header is stripped by ext_authz on a checked route ...
+    spoofed = post_jsonrpc(http, stack.mcp_url, jsonrpc("ping", {}, id=6), {**bob, "x-mcp-warden-list": "tools/list"})
+    assert spoofed.status_code == 200, spoofed.text
+    # ... and the filter is disabled on the public discovery routes that skip ext_authz.
+    discovery = http.get(envoy.url("/.well-known/openid-configuration"), headers={"x-mcp-warden-list": "tools/list"})
+    assert discovery.status_code == 200 and "jwks_uri" in discovery.json()
+    after_non_list = ls.ext_proc_counters(envoy)
+    assert after_non_list == before, "a non-list request reached ext_proc"
+
+    async def one_list() -> None:
+        async with mcp_session(stack.mcp_url, bearer(ls.KEYS["bob"])) as session:
+            await session.list_tools()
+
+    run_async(one_list())
+    after_list = ls.ext_proc_counters(envoy)
+    assert after_list["streams_started"] - before["streams_started"] == 1
+    # Response headers, then the buffered body: two messages each way, nothing failed.
+    assert after_list["stream_msgs_sent"] - before["stream_msgs_sent"] == 2
+    assert after_list["stream_msgs_received"] - before["stream_msgs_received"] == 2
+    assert after_list["streams_failed"] == before["streams_failed"] == 0
+    # The trigger header never reaches the upstream.
+    for rec in stack.upstream.records():
+        assert not harness.record_headers(rec, "x-mcp-warden-list"), rec["headers"]
+
+
+# ---------------------------------------------------------------------------------------
+# Framing, pagination, search shape, failures: the scripted upstream
+# ---------------------------------------------------------------------------------------
+
+
+def _list_page(http: httpx.Client, stack: harness.Stack, user: str, scenario: str, cursor: str | None, id: Any) -> httpx.Response:
+    params = {"cursor": cursor} if cursor else {}
+    return post_jsonrpc(http, stack.mcp_url, jsonrpc("tools/list", params, id=id), ls.headers(user, scenario))
+
+
+def _answer(resp: httpx.Response) -> dict[str, Any]:
+    """The JSON-RPC answer in a JSON or SSE response."""
+    assert resp.status_code == 200, resp.text
+    if resp.headers["content-type"].startswith("text/event-stream"):
+        messages = [json.loads(e.data) for e in ls.parse_sse(resp.text) if e.data]
+        answers = [m for m in messages if "result" in m or "error" in m]
+        assert len(answers) == 1, resp.text
+        return answers[0]
+    # A rewritten JSON answer carries the length of what it now is.
+    assert int(resp.headers["content-length"]) == len(resp.content)
+    return resp.json()
+
+
+@pytest.mark.parametrize("scenario", ["json", "sse"])
+def test_pagination_keeps_the_cursor_and_a_filtered_page_may_be_empty(
+    scripted: Callable[..., harness.Stack], http: httpx.Client, scenario: str
+) -> None:
+    stack = scripted()
+    for user in ("alice", "bob", "dana"):
+        first = _answer(_list_page(http, stack, user, scenario, None, id=f"{user}-1"))
+        assert first["id"] == f"{user}-1"
+        assert first["result"]["nextCursor"] == "page-2"
+        second = _answer(_list_page(http, stack, user, scenario, "page-2", id=f"{user}-2"))
+        assert "nextCursor" not in second["result"]
+        names = [t["name"] for t in first["result"]["tools"] + second["result"]["tools"]]
+        assert names == ls.visible_in_order(user), (user, names)
+    # bob's second page had nothing he may use: it is empty, not an error.
+    bob_second = _answer(_list_page(http, stack, "bob", scenario, "page-2", id=9))
+    assert bob_second["result"] == {"tools": []}
+
+
+def test_an_event_stream_is_reframed_event_by_event_and_the_rest_passes_byte_for_byte(
+    scripted: Callable[..., harness.Stack], http: httpx.Client
+) -> None:
+    stack = scripted()
+    resp = _list_page(http, stack, "bob", "sse", None, id=42)
+    assert resp.status_code == 200 and resp.headers["content-type"] == "text/event-stream"
+    assert "content-length" not in resp.headers
+    text = resp.text
+    # Everything before the answer's event arrives exactly as the upstream wrote it (CRLF,
+    # the comment, retry, the notification event with its id), cut into chunks or not.
+    notification = json.dumps(
+        {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 0.5}}
+    )
+    prefix = f": stream opened\r\nretry: 1500\r\n\r\nid: ev-1\r\nevent: message\r\ndata: {notification}\r\n\r\n"
+    assert text.startswith(prefix), text[:300]
+    events = ls.parse_sse(text)
+    assert [(e.id, e.event) for e in events] == [(None, None), ("ev-1", "message"), ("ev-2", "message")]
+    assert events[0].retry == "1500"
+    # The answer's event keeps its id and event lines, now with one data line, CRLF kept.
+    rewritten = text[len(prefix) :]
+    assert rewritten.startswith("id: ev-2\r\nevent: message\r\ndata: {") and rewritten.endswith("}\r\n\r\n")
+    assert rewritten.count("data:") == 1
+    answer = json.loads(events[2].data or "")
+    assert answer["id"] == 42
+    assert [t["name"] for t in answer["result"]["tools"]] == ["get_weather", "get_time"]
+    assert answer["result"]["nextCursor"] == "page-2"
+    # Envoy sent the body in the upstream's pieces (four or more), each answered in turn.
+    counters = ls.ext_proc_counters(stack.envoy)
+    assert counters["stream_msgs_sent"] >= 5, counters
+
+
+def test_agentcore_search_results_show_only_callable_tools(
+    scripted: Callable[..., harness.Stack], http: httpx.Client
+) -> None:
+    stack = scripted()
+    call = jsonrpc("tools/call", {"name": ls.SEARCH_TOOL, "arguments": {"query": "weather"}}, id="s-1")
+    for scenario in ("json", "sse"):
+        answer = _answer(post_jsonrpc(http, stack.mcp_url, call, ls.headers("bob", scenario)))
+        result = answer["result"]
+        assert [t["name"] for t in result["structuredContent"]["tools"]] == ["get_weather", "get_time"]
+        text = json.loads(result["content"][0]["text"])
+        assert [t["name"] for t in text["tools"]] == ["get_weather", "get_time"]
+        assert result["isError"] is False
+    # dana may not call the search tool at all: ext_authz denies it before any list is made.
+    denied = post_jsonrpc(http, stack.mcp_url, call, ls.headers("dana"))
+    assert denied.json()["error"]["code"] == ERR_INVALID_PARAMS
+
+
+def test_a_batch_with_a_list_call_is_filtered(scripted: Callable[..., harness.Stack], http: httpx.Client) -> None:
+    stack = scripted()
+    batch = [jsonrpc("tools/list", {}, id=1), jsonrpc("ping", {}, id=2)]
+    resp = post_jsonrpc(http, stack.mcp_url, batch, ls.headers("bob", "json", version="2025-03-26"))
+    assert resp.status_code == 200, resp.text
+    answers = {a["id"]: a for a in resp.json()}
+    assert [t["name"] for t in answers[1]["result"]["tools"]] == ["get_weather", "get_time"]
+    assert answers[2]["result"] == {}
+
+
+@pytest.mark.parametrize("scenario", ["broken", "gzip"])
+def test_a_list_that_cannot_be_filtered_is_an_error_not_the_full_list(
+    scripted: Callable[..., harness.Stack], http: httpx.Client, scenario: str
+) -> None:
+    stack = scripted()
+    resp = _list_page(http, stack, "bob", scenario, None, id="e-1")
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    body = resp.json()
+    assert body == {"jsonrpc": "2.0", "id": "e-1", "error": {"code": ls.ERR_INTERNAL, "message": ls.UNFILTERABLE}}
+    assert "delete_file" not in resp.text
+
+
+def test_on_unparseable_pass_lets_an_unparseable_list_through(
+    scripted: Callable[..., harness.Stack], http: httpx.Client
+) -> None:
+    stack = scripted(config_extra={"list_filter": {"on_unparseable": "pass"}})
+    resp = _list_page(http, stack, "bob", "broken", None, id="p-1")
+    assert resp.status_code == 200
+    assert resp.text.startswith('{"jsonrpc":"2.0","id":"p-1","result":{"tools":[') and "error" not in resp.text
+    # A parseable list is still filtered.
+    assert [t["name"] for t in _answer(_list_page(http, stack, "bob", "json", None, id=2))["result"]["tools"]] == [
+        "get_weather",
+        "get_time",
+    ]
