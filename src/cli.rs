@@ -162,6 +162,10 @@ pub fn hash_key(key: &str) -> String {
 fn load(path: &std::path::Path) -> Result<(Config, Policy), String> {
     let config = Config::from_file(path).map_err(|e| e.to_string())?;
     let policy = Policy::load(&config.policy).map_err(|e| e.to_string())?;
+    if let Some(jwt) = &config.jwt {
+        crate::jwt::check_mapped_roles(jwt, &policy)
+            .map_err(|e| format!("{}: authentication.jwt: {e}", path.display()))?;
+    }
     Ok((config, policy))
 }
 

@@ -157,6 +157,16 @@ fn spawn_sighup(tx: mpsc::UnboundedSender<Trigger>) {
 pub async fn reload_policy(warden: &Warden, sources: &[Source]) -> bool {
     let sources = sources.to_vec();
     let loaded = tokio::task::spawn_blocking(move || Policy::load(&sources)).await;
+    // A policy that drops a role the identity provider's claims map to would turn every such
+    // caller into a per-request failure: refuse it like any other invalid policy.
+    if let (Ok(Ok(policy)), Some(jwt)) = (&loaded, warden.jwt())
+        && let Err(e) = crate::jwt::check_mapped_roles(jwt.config(), policy)
+    {
+        warden.metrics.reload("error");
+        warden.audit_event("policy.reload_failed", "invalid_policy", None);
+        tracing::error!(error = %e, "invalid policy for authentication.jwt; keeping the last good policy");
+        return false;
+    }
     match loaded {
         Ok(Ok(policy)) => {
             let generation = warden.replace_policy(policy);
