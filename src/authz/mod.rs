@@ -204,6 +204,11 @@ impl Warden {
             None => policy.app_by_host(&ctx.host),
         };
         audit.app = app;
+        // A route that exists only to refuse (Envoy config: a client-sent partial-body marker).
+        if ctx.refuse.is_some() {
+            audit.reason = "body_too_large";
+            return Reply::error(413, echo_id, -32600, "request body too large");
+        }
         let jwt = self.jwt.as_deref();
         let auth = match authn::authenticate(snap, jwt, &self.settings.auth_order, ctx.http.headers, ctx.principal) {
             Ok(a) => a,
@@ -379,6 +384,8 @@ struct Context<'r> {
     http: mcp::HttpRequest<'r>,
     principal: &'r str,
     app_name: Option<&'r str>,
+    /// `context_extensions.refuse`: the route only exists to refuse, for this reason.
+    refuse: Option<&'r str>,
     host: String,
     request_id: &'r str,
     session_id: Option<&'r str>,
@@ -395,6 +402,7 @@ impl<'r> Context<'r> {
             http: mcp::HttpRequest { method: &http.method, headers, body },
             principal: attrs.source.as_ref().map_or("", |s| s.principal.as_str()),
             app_name: attrs.context_extensions.get("app").map(String::as_str),
+            refuse: attrs.context_extensions.get("refuse").map(String::as_str),
             host: host.to_ascii_lowercase(),
             request_id: headers.get("x-request-id").map_or(http.id.as_str(), String::as_str),
             session_id: headers.get("mcp-session-id").map(String::as_str),

@@ -149,6 +149,14 @@ def test_envoy_config_fails_closed_and_checks_every_upstream_route(name: str, tm
         match = route["match"]
         per_filter = route.get("typed_per_filter_config", {}).get(EXT_AUTHZ)
         assert per_filter is not None, f"{name}: route {route.get('name')} has no ext_authz per-route config"
+        if "direct_response" in route:
+            # The one route that answers by itself: a client claiming Envoy's partial-body
+            # marker is refused — by mcp-warden's check (audited), backed by a 413 — and
+            # reaches nothing.
+            assert [h["name"] for h in match["headers"]] == ["x-envoy-auth-partial-body"], route
+            assert route["direct_response"]["status"] == 413
+            assert per_filter["check_settings"]["context_extensions"] == {"refuse": "client_partial_body_marker"}
+            continue
         cluster = route["route"]["cluster"]
         path = match.get("path") or match.get("prefix")
         if cluster == "mcp_warden_http":
@@ -263,7 +271,7 @@ def test_list_filter_runs_only_on_allowed_list_calls_and_fails_closed(name: str,
         assert list_header in vh.get("request_headers_to_remove", []), "the upstream must not see the trigger"
         for route in vh["routes"]:
             per_filter = route.get("typed_per_filter_config", {})
-            if route["route"]["cluster"] == "mcp_warden_http":
+            if "direct_response" in route or route["route"]["cluster"] == "mcp_warden_http":
                 # No ext_authz there, so no decision metadata either: disabled all the same.
                 assert per_filter.get(LIST_FILTER, {}).get("disabled") is True, route.get("name")
             else:
