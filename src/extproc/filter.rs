@@ -19,6 +19,8 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::mcp::jsonrpc::folds_to;
+
 use crate::authz::AGENTCORE_SEARCH_TOOL;
 use crate::policy::engine::{Governed, check_name};
 use crate::policy::{App, User};
@@ -334,17 +336,6 @@ fn join_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
     }
     out.push(']');
     out
-}
-
-/// True when `key` matches `canonical` as Go's case-insensitive key match would, Unicode
-/// folds (`ſ`→`s`, `K`→`k`) included. Mirrors `mcp::jsonrpc`'s check on requests.
-fn folds_to(key: &str, canonical: &str) -> bool {
-    let fold = |c: char| match c {
-        '\u{17F}' => 's',
-        '\u{212A}' => 'k',
-        c => c.to_ascii_lowercase(),
-    };
-    key.chars().map(fold).eq(canonical.chars().map(fold))
 }
 
 /// A JSON object's members in document order, values left raw. Duplicate keys are refused.

@@ -105,21 +105,15 @@ fn fail<E: de::Error>(slot: Failure<'_>, e: JsonRpcError) -> E {
     E::custom(text)
 }
 
-/// True when `key` folds to `canonical` as Go's case-insensitive key match would.
-fn folds_to(key: &str, canonical: &str) -> bool {
-    let mut k = key.chars().map(|c| match c {
+/// True when `key` matches `canonical` as Go's case-insensitive key match would, Unicode
+/// folds (`ſ`→`s`, `K`→`k`) included. The list filter applies the same rule to responses.
+pub(crate) fn folds_to(key: &str, canonical: &str) -> bool {
+    let fold = |c: char| match c {
         '\u{17F}' => 's',
         '\u{212A}' => 'k',
         c => c.to_ascii_lowercase(),
-    });
-    let mut c = canonical.chars();
-    loop {
-        match (k.next(), c.next()) {
-            (None, None) => return true,
-            (Some(a), Some(b)) if a == b => {}
-            _ => return false,
-        }
-    }
+    };
+    key.chars().map(fold).eq(canonical.chars().map(fold))
 }
 
 /// Checks a key against a set of known keys: exact → its index; a case variant → error.
