@@ -364,6 +364,11 @@ impl Session {
         let on_unparseable = self.settings.on_unparseable;
         let resolved = target.resolve();
         let mut rewrite = |data: &str| -> Option<String> {
+            // An event with empty data (the priming event servers send so a client can resume
+            // with Last-Event-ID) carries nothing to filter.
+            if data.trim().is_empty() {
+                return None;
+            }
             let outcome = match &resolved {
                 Some((user, app)) => {
                     filter::filter_payload(target.kind, &View { user, app }, target.id.as_deref(), data)

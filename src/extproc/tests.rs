@@ -192,7 +192,7 @@ fn an_event_stream_is_filtered_event_by_event_across_chunks() {
         .expect("answer");
     assert_eq!(body_mode(&r), Some(BodySendMode::Streamed));
     let stream = format!(
-        "id: 1\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{}}}}\n\n\
+        "id: 0\ndata:\n\nid: 1\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{}}}}\n\n\
          retry: 500\nid: 2\nevent: message\ndata: {LISTED}\r\n\r\n"
     );
     let bytes = stream.as_bytes();
@@ -202,7 +202,7 @@ fn an_event_stream_is_filtered_event_by_event_across_chunks() {
         out.extend(sent(&body_response(s.handle(body(piece, last)).expect("answer"))).expect("a mutation per chunk"));
     }
     let expected = format!(
-        "id: 1\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{}}}}\n\n\
+        "id: 0\ndata:\n\nid: 1\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{}}}}\n\n\
          retry: 500\nid: 2\nevent: message\ndata: {FILTERED}\r\n\r\n"
     );
     assert_eq!(String::from_utf8(out).expect("utf8"), expected);
