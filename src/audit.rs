@@ -6,9 +6,9 @@
 
 use std::io::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -61,51 +61,97 @@ pub struct Event<'a> {
 }
 
 /// The audit sink. Cloning shares the writer thread.
+///
+/// A check serialises its event straight into a shared buffer (an uncontended lock, no
+/// allocation, no wake-up); the writer thread swaps the buffer out every few milliseconds, or
+/// at once when it grows large, and writes it with one call. Nothing blocks a check: past
+/// `MAX_PENDING` bytes, events are dropped and counted.
 #[derive(Debug, Clone)]
 pub struct Audit {
-    tx: Option<SyncSender<Vec<u8>>>,
+    shared: Option<Arc<Shared>>,
     dropped: Arc<AtomicU64>,
 }
 
-/// Events buffered before new ones are dropped (and counted) rather than blocking a check.
-const QUEUE: usize = 16 * 1024;
+#[derive(Debug, Default)]
+struct Shared {
+    pending: Mutex<Vec<u8>>,
+    wake: Condvar,
+    closed: AtomicBool,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// How long an event may wait in the buffer.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// Buffered bytes that wake the writer early.
+const WAKE_AT: usize = 64 * 1024;
+/// Buffered bytes past which events are dropped rather than memory grown.
+const MAX_PENDING: usize = 16 << 20;
 
 impl Audit {
     /// Starts the writer thread for `output`.
     pub fn start(output: &AuditOutput) -> std::io::Result<Audit> {
-        let inner: Box<dyn std::io::Write + Send> = match output {
+        let mut sink: Box<dyn std::io::Write + Send> = match output {
             AuditOutput::Stdout => Box::new(std::io::stdout()),
             AuditOutput::File(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
         };
-        // One write per burst of events, not one per event.
-        let mut sink = std::io::BufWriter::with_capacity(64 * 1024, inner);
-        let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
-        std::thread::Builder::new().name("audit".into()).spawn(move || {
-            while let Ok(line) = rx.recv() {
-                let mut ok = sink.write_all(&line).is_ok();
-                // Drain what is queued, then flush once.
-                while let Ok(more) = rx.try_recv() {
-                    ok &= sink.write_all(&more).is_ok();
+        let shared = Arc::new(Shared::default());
+        let theirs = shared.clone();
+        let handle = std::thread::Builder::new().name("audit".into()).spawn(move || {
+            let mut batch = Vec::with_capacity(WAKE_AT);
+            loop {
+                let closed = {
+                    let Ok(guard) = theirs.pending.lock() else { return };
+                    let Ok((mut guard, _)) = theirs.wake.wait_timeout(guard, FLUSH_EVERY) else { return };
+                    std::mem::swap(&mut *guard, &mut batch);
+                    theirs.closed.load(Ordering::Acquire)
+                };
+                if !batch.is_empty() {
+                    if sink.write_all(&batch).and_then(|()| sink.flush()).is_err() {
+                        eprintln!("mcp-warden: audit write failed");
+                    }
+                    batch.clear();
                 }
-                if !(ok && sink.flush().is_ok()) {
-                    eprintln!("mcp-warden: audit write failed");
+                if closed {
+                    return;
                 }
             }
         })?;
-        Ok(Audit { tx: Some(tx), dropped: Arc::default() })
+        if let Ok(mut w) = shared.writer.lock() {
+            *w = Some(handle);
+        }
+        Ok(Audit { shared: Some(shared), dropped: Arc::default() })
     }
 
     /// An audit sink that discards events (tests and benchmarks).
     pub fn disabled() -> Audit {
-        Audit { tx: None, dropped: Arc::default() }
+        Audit { shared: None, dropped: Arc::default() }
     }
 
     pub fn emit(&self, event: &Event<'_>) {
-        let Some(tx) = &self.tx else { return };
-        let Ok(mut line) = serde_json::to_vec(event) else { return };
-        line.push(b'\n');
-        if let Err(TrySendError::Full(_)) = tx.try_send(line) {
+        let Some(shared) = &self.shared else { return };
+        let Ok(mut pending) = shared.pending.lock() else { return };
+        if pending.len() > MAX_PENDING {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let before = pending.len();
+        if serde_json::to_writer(&mut *pending, event).is_err() {
+            pending.truncate(before);
+            return;
+        }
+        pending.push(b'\n');
+        if pending.len() >= WAKE_AT {
+            shared.wake.notify_one();
+        }
+    }
+
+    /// Writes what is buffered and stops the writer (at shutdown).
+    pub fn close(&self) {
+        let Some(shared) = &self.shared else { return };
+        shared.closed.store(true, Ordering::Release);
+        shared.wake.notify_one();
+        if let Some(handle) = shared.writer.lock().ok().and_then(|mut w| w.take()) {
+            let _ = handle.join();
         }
     }
 
@@ -143,6 +189,51 @@ pub fn rfc3339(t: SystemTime) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn events_reach_the_file_and_close_flushes_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::start(&AuditOutput::File(path.clone())).expect("start");
+        for i in 0..3 {
+            let reason = format!("r{i}");
+            audit.emit(&Event {
+                time: rfc3339(SystemTime::now()),
+                event: "request.allowed",
+                request_id: "",
+                user: Some("alice"),
+                roles: None,
+                app: None,
+                http_method: "POST",
+                mcp_method: None,
+                jsonrpc_id: None,
+                tool: None,
+                prompt: None,
+                resource: None,
+                session_id: None,
+                protocol_version: None,
+                decision: "allow",
+                reason: &reason,
+                role: None,
+                rule: None,
+                arguments: None,
+                kid: None,
+                latency_us: 1,
+            });
+        }
+        audit.close();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let reasons: Vec<String> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("json")["reason"]
+                    .as_str()
+                    .expect("reason")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(reasons, ["r0", "r1", "r2"]);
+    }
 
     #[test]
     fn formats_rfc3339_utc() {

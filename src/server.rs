@@ -145,6 +145,7 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
             .map_err(|source| StartError::ReadyFile { path: path.to_owned(), source })?;
     }
     let (g, h) = tokio::join!(grpc_server, async { http_server.await });
+    warden.close_audit();
     g.map_err(|e| StartError::Serve(e.to_string()))?;
     h.map_err(|e| StartError::Serve(e.to_string()))?;
     tracing::info!("mcp-warden stopped");

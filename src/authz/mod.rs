@@ -103,6 +103,11 @@ impl Warden {
         self.jwt.as_ref()
     }
 
+    /// Writes out buffered audit events and stops the writer (at shutdown).
+    pub fn close_audit(&self) {
+        self.audit.close();
+    }
+
     /// Events the audit writer dropped (for `/metrics`).
     pub fn audit_dropped(&self) -> u64 {
         self.audit.dropped()

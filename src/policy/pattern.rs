@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use regex::{Regex, RegexSet};
+use regex::RegexSet;
 
 /// A pattern that failed to compile, naming the entry.
 #[derive(Debug, thiserror::Error)]
@@ -17,25 +17,60 @@ pub struct PatternError {
     pub reason: String,
 }
 
-/// A compiled list of entries: one hash lookup for the literals, one pass of a `RegexSet`
-/// for the globs and regular expressions.
+/// A compiled list of entries: one hash lookup for the literals, a byte scan per glob, and
+/// one pass of a `RegexSet` for the `^regex$` entries. Globs are matched without the regex
+/// engine: a policy of thousands of roles stays small in memory and quick to load.
 #[derive(Debug, Default)]
 pub struct NameSet {
     any: bool,
     literals: HashSet<Box<str>>,
-    set: Option<RegexSet>,
-    /// The same patterns one by one, to name the entry that matched (only on a hit).
-    each: Vec<(Regex, Box<str>)>,
+    globs: Vec<Glob>,
+    regexes: Option<RegexSet>,
+    /// The `^regex$` entries in `regexes` order, to name the one that matched.
+    regex_sources: Vec<Box<str>>,
+}
+
+/// An anchored glob: the text between its `*`s, in order.
+#[derive(Debug)]
+struct Glob {
+    source: Box<str>,
+    parts: Box<[Box<str>]>,
+}
+
+impl Glob {
+    fn new(source: &str) -> Self {
+        Glob { source: source.into(), parts: source.split('*').map(Into::into).collect() }
+    }
+
+    /// Prefix, suffix, and each middle part found in order between them.
+    fn is_match(&self, name: &str) -> bool {
+        let (Some((first, rest)), true) = (self.parts.split_first(), self.parts.len() >= 2) else {
+            return false;
+        };
+        let Some((last, middle)) = rest.split_last() else { return false };
+        if name.len() < first.len() + last.len() || !name.starts_with(&**first) || !name.ends_with(&**last) {
+            return false;
+        }
+        let mut hay = &name[first.len()..name.len() - last.len()];
+        for part in middle {
+            match hay.find(&**part) {
+                Some(i) => hay = &hay[i + part.len()..],
+                None => return false,
+            }
+        }
+        true
+    }
 }
 
 /// Limits one compiled pattern so a hostile policy cannot exhaust memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Lazy-DFA cache per regex set: plenty for tool names, small for policies of many roles.
+const REGEX_DFA_LIMIT: usize = 1 << 16;
 
 impl NameSet {
     /// Compiles `entries`; the first bad entry is an error.
     pub fn compile<S: AsRef<str>>(entries: &[S]) -> Result<Self, PatternError> {
         let mut out = NameSet::default();
-        let mut sources = Vec::new();
         for entry in entries {
             let entry = entry.as_ref();
             match classify(entry) {
@@ -43,37 +78,40 @@ impl NameSet {
                 Kind::Literal => {
                     out.literals.insert(entry.into());
                 }
-                Kind::Glob => sources.push((glob_to_regex(entry), entry)),
-                Kind::Regex => sources.push((entry.to_owned(), entry)),
+                Kind::Glob => out.globs.push(Glob::new(entry)),
+                Kind::Regex => out.regex_sources.push(entry.into()),
             }
         }
-        for (source, entry) in &sources {
-            let re = regex::RegexBuilder::new(source)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .map_err(|e| PatternError { entry: (*entry).to_owned(), reason: e.to_string() })?;
-            out.each.push((re, (*entry).into()));
-        }
-        if !sources.is_empty() {
-            let set = regex::RegexSetBuilder::new(sources.iter().map(|(s, _)| s))
-                .size_limit(REGEX_SIZE_LIMIT * 4)
-                .build()
-                .map_err(|e| PatternError {
-                    entry: sources.iter().map(|(_, e)| *e).collect::<Vec<_>>().join(", "),
+        if !out.regex_sources.is_empty() {
+            let build = |sources: &[Box<str>]| {
+                regex::RegexSetBuilder::new(sources.iter().map(|s| &**s))
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .dfa_size_limit(REGEX_DFA_LIMIT)
+                    .build()
+            };
+            let set = build(&out.regex_sources).map_err(|e| {
+                // Name the entry at fault: the first that fails alone.
+                let bad = out.regex_sources.iter().find(|s| build(std::slice::from_ref(*s)).is_err());
+                PatternError {
+                    entry: bad.map_or_else(|| out.regex_sources.join(", "), |b| b.to_string()),
                     reason: e.to_string(),
-                })?;
-            out.set = Some(set);
+                }
+            })?;
+            out.regexes = Some(set);
         }
         Ok(out)
     }
 
     /// True when no entry was given: such a list matches nothing.
     pub fn is_empty(&self) -> bool {
-        !self.any && self.literals.is_empty() && self.set.is_none()
+        !self.any && self.literals.is_empty() && self.globs.is_empty() && self.regexes.is_none()
     }
 
     pub fn is_match(&self, name: &str) -> bool {
-        self.any || self.literals.contains(name) || self.set.as_ref().is_some_and(|s| s.is_match(name))
+        self.any
+            || self.literals.contains(name)
+            || self.globs.iter().any(|g| g.is_match(name))
+            || self.regexes.as_ref().is_some_and(|s| s.is_match(name))
     }
 
     /// The entry that matches `name`, for explanations and audit.
@@ -84,10 +122,12 @@ impl NameSet {
         if let Some(lit) = self.literals.get(name) {
             return Some(lit);
         }
-        if !self.set.as_ref().is_some_and(|s| s.is_match(name)) {
-            return None;
+        if let Some(g) = self.globs.iter().find(|g| g.is_match(name)) {
+            return Some(&g.source);
         }
-        self.each.iter().find(|(re, _)| re.is_match(name)).map(|(_, entry)| &**entry)
+        let set = self.regexes.as_ref()?;
+        let first = set.matches(name).into_iter().next()?;
+        self.regex_sources.get(first).map(|s| &**s)
     }
 }
 
@@ -108,19 +148,6 @@ fn classify(entry: &str) -> Kind {
     } else {
         Kind::Literal
     }
-}
-
-fn glob_to_regex(glob: &str) -> String {
-    let mut out = String::with_capacity(glob.len() + 8);
-    out.push_str("^(?s:");
-    for (i, part) in glob.split('*').enumerate() {
-        if i > 0 {
-            out.push_str(".*");
-        }
-        out.push_str(&regex::escape(part));
-    }
-    out.push_str(")$");
-    out
 }
 
 /// One part of a templated entry: `prefix{{internal.NAME}}suffix` or a plain entry.
@@ -222,6 +249,15 @@ mod tests {
         let s = set(&["*___get"]);
         assert!(s.is_match("target___get"));
         assert!(!s.is_match("target___getx"));
+    }
+
+    #[test]
+    fn globs_with_several_stars_match_their_parts_in_order() {
+        let s = set(&["a*b*c", "**x"]);
+        assert!(s.is_match("abc") && s.is_match("a-b-c") && s.is_match("abbc") && s.is_match("x"));
+        assert!(!s.is_match("acb") && !s.is_match("ab") && !s.is_match("bc"));
+        let s = set(&["ab*ba"]);
+        assert!(!s.is_match("aba") && s.is_match("abba"), "prefix and suffix may not overlap");
     }
 
     #[test]
