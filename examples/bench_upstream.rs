@@ -1,6 +1,6 @@
-//! A fast stand-in MCP upstream for `scripts/bench.sh`: answers every request with one small
-//! JSON-RPC result, so the benchmark measures Envoy and the authorization hop, not the
-//! upstream.
+//! A fast stand-in MCP upstream for `scripts/bench.sh`: answers every request with a fixed
+//! small JSON-RPC result (a 20-tool list for `tools/list`), so the benchmark measures Envoy
+//! and the authorization hop, not the upstream.
 //!
 //! `cargo run --release --example bench_upstream -- [--threads N] --ready-file PATH` binds
 //! 127.0.0.1 on a port the kernel picks and writes `{"port":PORT}` to PATH once it listens.
@@ -16,9 +16,37 @@ use tokio::net::TcpListener;
 
 const RESULT: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}"#;
 
-/// Reads (and so drains) the body, then answers.
-async fn answer(_body: Bytes) -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
-    ([(CONTENT_TYPE, "application/json")], RESULT)
+/// The answer to `tools/list`: 20 tools, so the list filter (configuration (d)) has work.
+const TOOLS: &str = concat!(
+    r#"{"jsonrpc":"2.0","id":7,"result":{"tools":["#,
+    r#"{"name":"search_docs","description":"Search the docs","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"get_issue","description":"Read an issue","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"list_pages","description":"List pages","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"create_ticket","description":"Open a ticket","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"update_ticket","description":"Edit a ticket","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"delete_page","description":"Delete a page","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"drop_table","description":"Drop a table","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"run_query","description":"Run SQL","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"send_email","description":"Send mail","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"get_weather","description":"Weather","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"list_users","description":"List users","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"search_code","description":"Search code","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"read_file","description":"Read a file","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"write_file","description":"Write a file","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"k8s_get_pods","description":"List pods","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"k8s_delete_pod","description":"Delete a pod","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"slack_post","description":"Post to Slack","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"jira_create","description":"Create an issue","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"metrics_query","description":"Query metrics","inputSchema":{"type":"object"}},"#,
+    r#"{"name":"purge_cache","description":"Purge the cache","inputSchema":{"type":"object"}}"#,
+    r#"]}}"#
+);
+
+/// Reads (and so drains) the body, then answers: a tool list for `tools/list`, else a
+/// small `tools/call` result.
+async fn answer(body: Bytes) -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    let list = body.windows(12).any(|w| w == b"\"tools/list\"");
+    ([(CONTENT_TYPE, "application/json")], if list { TOOLS } else { RESULT })
 }
 
 struct Args {

@@ -125,7 +125,7 @@ impl NameSet {
         if let Some(g) = self.globs.iter().find(|g| g.is_match(name)) {
             return Some(&g.source);
         }
-        let set = self.regexes.as_ref()?;
+        let set = self.regexes.as_ref().filter(|s| s.is_match(name))?;
         let first = set.matches(name).into_iter().next()?;
         self.regex_sources.get(first).map(|s| &**s)
     }
