@@ -44,10 +44,8 @@ impl Glob {
 
     /// Prefix, suffix, and each middle part found in order between them.
     fn is_match(&self, name: &str) -> bool {
-        let (Some((first, rest)), true) = (self.parts.split_first(), self.parts.len() >= 2) else {
-            return false;
-        };
-        let Some((last, middle)) = rest.split_last() else { return false };
+        // A glob has at least one `*`, so at least two parts.
+        let [first, middle @ .., last] = &*self.parts else { return false };
         if name.len() < first.len() + last.len() || !name.starts_with(&**first) || !name.ends_with(&**last) {
             return false;
         }

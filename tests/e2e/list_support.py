@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
+import upstream
 
 LIST_UPSTREAM_SCRIPT = harness.E2E_DIR / "list_upstream.py"
 DANA_KEY = "e2e-dana-key-5c4b3a2918f7e6d5"
@@ -23,20 +24,7 @@ UNFILTERABLE = "list response could not be filtered"
 EXT_PROC_STATS = "http.mcp_ingress.ext_proc.mcp_list."
 
 # The twelve tools of both upstreams, in their order.
-ALL_TOOLS = [
-    "get_weather",
-    "get_time",
-    "list_files",
-    "search_docs",
-    "query_db",
-    "find_user",
-    "delete_file",
-    "send_email",
-    "create_ticket",
-    "echo",
-    "add",
-    "slack_post_message",
-]
+ALL_TOOLS = list(upstream.TOOL_NAMES)
 
 # What each user may call, written out by hand from the policy below (not computed by the
 # system under test).

@@ -38,20 +38,7 @@ from typing import Any
 import uvicorn
 
 # The same twelve tools as upstream.py, in the same order.
-TOOL_NAMES = [
-    "get_weather",
-    "get_time",
-    "list_files",
-    "search_docs",
-    "query_db",
-    "find_user",
-    "delete_file",
-    "send_email",
-    "create_ticket",
-    "echo",
-    "add",
-    "slack_post_message",
-]
+from upstream import TOOL_NAMES  # noqa: E402
 SEARCH_TOOL = "x_amz_bedrock_agentcore_search"
 PAGE_SIZE = 6
 CHUNK_PAUSE = 0.05
