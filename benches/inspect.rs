@@ -6,6 +6,7 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mcp_warden::headers::Headers;
 use mcp_warden::mcp::{HttpRequest, Inspection, Limits, inspect};
 
 fn inspect_tools_call(c: &mut Criterion) {
@@ -15,6 +16,7 @@ fn inspect_tools_call(c: &mut Criterion) {
         let body = common::tools_call_body(common::COMMON_TOOL, len);
         assert_eq!(body.len(), len, "body of the intended size");
         let headers = common::envoy_headers("k", len);
+        let headers: Headers<'_> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let req = HttpRequest { method: "POST", headers: &headers, body: body.as_bytes() };
         assert!(matches!(inspect(&req, &limits), Ok(Inspection::Messages { .. })), "the body passes the gate");
         group.throughput(Throughput::Bytes(len as u64));

@@ -11,6 +11,7 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use mcp_warden::headers::Headers;
 use mcp_warden::mcp::{self, Body, HttpRequest, Inspection, Limits};
 use mcp_warden::policy::engine::{check_app, check_name};
 use mcp_warden::policy::{App, Governed, Policy, User};
@@ -68,6 +69,7 @@ fn call_1kb(c: &mut Criterion) {
         {
             let body = common::tools_call_body(&tool, 1024);
             let headers = common::envoy_headers("k", body.len());
+            let headers: Headers<'_> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let req = HttpRequest { method: "POST", headers: &headers, body: body.as_bytes() };
             assert_eq!(inspect_and_decide(&policy, u, &req, &limits), outcome == "allowed");
             let id = BenchmarkId::new(format!("{roles}_roles/{outcome}"), format!("user_holds_{held}"));

@@ -3,8 +3,10 @@
 //! defaults, tokio's multi-threaded runtime), so it is the baseline an authorization hop is
 //! compared against.
 //!
-//! `cargo run --release --example allow_all -- --ready-file PATH` binds 127.0.0.1 on a port
-//! the kernel picks and writes `{"grpc":"127.0.0.1:PORT"}` to PATH once it listens.
+//! `cargo run --release --example allow_all -- --ready-file PATH [--current-thread]` binds
+//! 127.0.0.1 on a port the kernel picks and writes `{"grpc":"127.0.0.1:PORT"}` to PATH once it
+//! listens. `--current-thread` runs it on one runtime thread, as mcp-warden runs by default:
+//! the cost floor of a tonic server on this machine, for reference.
 
 use std::path::PathBuf;
 
@@ -41,8 +43,16 @@ fn ready_file() -> Option<PathBuf> {
     None
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    let mut runtime = if std::env::args().any(|a| a == "--current-thread") {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    runtime.enable_all().build().expect("tokio runtime").block_on(serve());
+}
+
+async fn serve() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("bound address");
     if let Some(path) = ready_file() {

@@ -8,12 +8,12 @@
 //! to the `jwt` method when it is configured, and is an API key otherwise. Never logs or
 //! returns a credential.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::authz::Snapshot;
 use crate::config::AuthMethod;
+use crate::headers::Headers;
 use crate::jwt::{self, Verifier};
 use crate::policy::User;
 
@@ -73,7 +73,7 @@ pub struct Authenticated<'p> {
 }
 
 /// The bearer token in an `Authorization` header (scheme compared case-insensitively).
-pub fn bearer(headers: &HashMap<String, String>) -> Option<&str> {
+pub fn bearer<'h>(headers: &'h Headers<'_>) -> Option<&'h str> {
     let value = headers.get("authorization")?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -86,7 +86,7 @@ pub fn authenticate<'p>(
     snapshot: &'p Snapshot,
     jwt: Option<&Verifier>,
     order: &[AuthMethod],
-    headers: &HashMap<String, String>,
+    headers: &Headers<'_>,
     principal: &str,
 ) -> Result<Authenticated<'p>, AuthError> {
     let policy = &snapshot.policy;
@@ -169,8 +169,8 @@ mod tests {
         Snapshot::new(policy(), 1)
     }
 
-    fn h(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    fn h<'a>(pairs: &[(&'a str, &'a str)]) -> Headers<'a> {
+        pairs.iter().copied().collect()
     }
 
     const ALL: &[AuthMethod] = &[AuthMethod::Mtls, AuthMethod::ApiKey];

@@ -196,8 +196,7 @@ fn explain(
         return ExitCode::FAILURE;
     }
     let text;
-    let headers: std::collections::HashMap<String, String> =
-        [("content-type".to_owned(), "application/json".to_owned())].into_iter().collect();
+    let headers = crate::headers::Headers::new([("content-type", "application/json")]);
     let names: Vec<Governed<'_>>;
     let parsed;
     match (tool, body) {

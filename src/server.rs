@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use envoy_types::pb::envoy::service::auth::v3::authorization_server::{Authorization, AuthorizationServer};
-use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 
 use crate::audit::Audit;
-use crate::authz::{Settings, Warden};
+use crate::authz::{CheckService, SERVICE_NAME, Settings, Warden};
+use crate::coalesce::Coalesced;
 use crate::config::Config;
 use crate::extproc::ListFilterService;
 use crate::jwt::{JwtConfig, Verifier, jwks};
@@ -43,20 +43,6 @@ pub enum StartError {
     Jwt(String),
     #[error("server: {0}")]
     Serve(String),
-}
-
-/// The ext_authz gRPC service: a thin shell over [`Warden::check`].
-#[derive(Debug, Clone)]
-pub struct AuthzService(pub Arc<Warden>);
-
-#[tonic::async_trait]
-impl Authorization for AuthzService {
-    async fn check(
-        &self,
-        request: tonic::Request<CheckRequest>,
-    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        Ok(tonic::Response::new(self.0.check(request.get_ref())))
-    }
 }
 
 /// Runs until a shutdown signal.
@@ -116,12 +102,12 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
     crate::reload::spawn(warden.clone(), &config);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<AuthorizationServer<AuthzService>>().await;
+    health_reporter.set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving).await;
     health_reporter.set_serving::<ExternalProcessorServer<ListFilterService>>().await;
     let reflection = crate::reflection::service().map_err(|e| StartError::Reflection(e.to_string()))?;
     let reflection_alpha = crate::reflection::service_v1alpha().map_err(|e| StartError::Reflection(e.to_string()))?;
     let grpc_server = tonic::transport::Server::builder()
-        .add_service(AuthorizationServer::new(AuthzService(warden.clone())))
+        .add_service(CheckService(warden.clone()))
         .add_service(
             ExternalProcessorServer::new(ListFilterService::new(warden.clone(), config.list_filter))
                 // A buffered JSON list arrives as one message: allow the largest event or body
@@ -133,7 +119,9 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
         .add_service(reflection_alpha)
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY a check waits out Nagle + delayed ACK (tens of milliseconds).
-            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            tonic::transport::server::TcpIncoming::from(grpc)
+                .with_nodelay(Some(true))
+                .map(|conn| conn.map(Coalesced::new)),
             shutdown(),
         );
     let http_server =

@@ -254,6 +254,62 @@ fn decision_metadata_names_user_app_and_tool() {
 }
 
 #[test]
+fn only_credential_headers_the_request_carries_are_removed() {
+    let w = warden();
+    let req = request("POST", &[JSON, ("authorization", "Bearer foo")], &call("get_a"), Some("bedrock-mcp"), "");
+    let Outcome::Allow { remove, .. } = check(&w, &req) else { panic!("allow") };
+    assert!(remove.is_empty(), "nothing to remove: {remove:?}");
+    let req = request(
+        "POST",
+        &[JSON, ("x-api-key", "foo"), ("x-envoy-auth-partial-body", "false")],
+        &call("get_a"),
+        Some("bedrock-mcp"),
+        "",
+    );
+    let Outcome::Allow { remove, .. } = check(&w, &req) else { panic!("allow") };
+    assert_eq!(remove, ["x-api-key", "x-envoy-auth-partial-body"]);
+}
+
+#[test]
+fn list_filter_inputs_are_in_the_metadata_of_list_calls_only() {
+    let w = warden();
+    let keys = |body: &str| {
+        let req = request("POST", &[JSON, ("x-api-key", "foo")], body, Some("bedrock-mcp"), "");
+        let mut k: Vec<String> = w.check(&req).dynamic_metadata.expect("metadata").fields.into_keys().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&call("get_a")), ["app", "decision", "mcp_method", "reason", "tool", "user"]);
+    assert_eq!(
+        keys(r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#),
+        ["app", "decision", "jsonrpc_id", "mcp_method", "protocol_version", "reason", "user", "user_fingerprint"]
+    );
+}
+
+fn http(r: &mut CheckRequest) -> &mut HttpRequest {
+    r.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()).expect("http")
+}
+
+#[test]
+fn raw_header_lines_decide_like_the_header_map() {
+    use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+    let w = warden();
+    let mut req = request("POST", &[], &call("get_a"), Some("bedrock-mcp"), "");
+    let raw = |k: &str, v: &[u8]| HeaderValue { key: k.into(), raw_value: v.to_vec(), ..Default::default() };
+    http(&mut req).header_map =
+        Some(HeaderMap { headers: vec![raw("content-type", b"application/json"), raw("x-api-key", b"foo")] });
+    assert!(matches!(check(&w, &req), Outcome::Allow { .. }));
+    // The same key twice is joined (as Envoy's map form would): no longer a valid key.
+    http(&mut req).header_map.as_mut().expect("map").headers.push(raw("x-api-key", b"foo"));
+    assert!(matches!(check(&w, &req), Outcome::Deny { status: 401, .. }));
+    // Bytes that are not UTF-8 are refused, never guessed at.
+    http(&mut req).header_map =
+        Some(HeaderMap { headers: vec![raw("content-type", b"application/json"), raw("x-api-key", b"fo\xff")] });
+    let Outcome::Deny { status, body, .. } = check(&w, &req) else { panic!("deny") };
+    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(-32600)));
+}
+
+#[test]
 fn policy_reload_changes_decisions_and_drops_cached_tokens() {
     let w = warden();
     let req = request("POST", &[JSON, ("x-api-key", "foo")], &call("get_weather"), Some("bedrock-mcp"), "");

@@ -7,16 +7,18 @@
 //! a JSON-RPC error echoing the request id. Every outcome is audited. One `load()` of the
 //! policy snapshot per check.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
+use bytes::Bytes;
+use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
+use prost::Message as _;
 
 use crate::audit::{self, Audit, Event};
 use crate::authn;
 use crate::config::AuthMethod;
+use crate::headers::Headers;
 use crate::keyring::KeyRing;
 use crate::mcp::{self, Body, Inspection, Limits, Message, Rejection};
 use crate::metrics::Metrics;
@@ -26,10 +28,14 @@ use crate::reply::{self, Reply};
 use crate::token::TokenSettings;
 
 mod record;
+mod service;
 mod snapshot;
+pub mod wire;
 
 use record::AuditInfo;
+pub use service::{CheckService, SERVICE_NAME};
 pub use snapshot::Snapshot;
+use wire::{View, WireCheckRequest};
 
 /// Settings fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -163,13 +169,27 @@ impl Warden {
         });
     }
 
-    /// Decides one ext_authz check.
+    /// Decides one ext_authz check given as Envoy's generated message (tests, tools): it is
+    /// encoded and read back exactly as a check off the wire.
     pub fn check(&self, req: &CheckRequest) -> CheckResponse {
+        self.check_bytes(req.encode_to_vec().into())
+    }
+
+    /// Decides one ext_authz check from the encoded `CheckRequest` (the gRPC service's path).
+    pub fn check_bytes(&self, bytes: Bytes) -> CheckResponse {
         let started = Instant::now();
-        let snap = self.snapshot.load();
-        let Some(ctx) = Context::from_request(req) else {
-            return reply::deny(400, None, &reply::jsonrpc_error(None, -32600, "invalid request"));
+        let wire = WireCheckRequest::decode_from(bytes);
+        let view = match wire.as_ref().map_err(|e| *e).and_then(WireCheckRequest::view) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "refused a check request that cannot be read exactly");
+                self.audit_event("request.denied", "invalid_check_request", None);
+                self.metrics.check(false, "invalid_check_request", started.elapsed());
+                return reply::deny(400, None, &reply::jsonrpc_error(None, -32600, "invalid request"));
+            }
         };
+        let ctx = Context::new(&view);
+        let snap = self.snapshot.load();
         let mut audit = AuditInfo::new(&ctx, started);
         let reply = self.decide(&snap, &ctx, &mut audit);
         let metadata = audit.metadata(reply.is_allow());
@@ -206,7 +226,7 @@ impl Warden {
         }
         let app = match ctx.app_name {
             Some(name) => policy.app(name),
-            None => policy.app_by_host(&ctx.host),
+            None => policy.app_by_host(&ctx.host.to_ascii_lowercase()),
         };
         audit.app = app;
         // A route that exists only to refuse (Envoy config: a client-sent partial-body marker).
@@ -220,7 +240,7 @@ impl Warden {
             Err(e) => {
                 audit.event = "authentication.failed";
                 audit.reason = e.reason();
-                let path = ctx.http.headers.get(":path").map_or("", String::as_str);
+                let path = ctx.http.headers.get(":path").unwrap_or("");
                 let metadata = jwt.map(|j| j.resource_metadata_for(path));
                 return Reply::unauthenticated(e, echo_id, metadata.as_deref());
             }
@@ -243,7 +263,7 @@ impl Warden {
                 return Reply::rejection(&r);
             }
         };
-        let allow = |audit: &mut AuditInfo<'s>| self.allow(snap, user, app, audit);
+        let allow = |audit: &mut AuditInfo<'s>| self.allow(snap, user, app, ctx.http.headers, audit);
         let Inspection::Messages { body, .. } = inspection else {
             audit.reason = "stream_or_session";
             return allow(audit);
@@ -319,7 +339,14 @@ impl Warden {
         Reply::error(self.settings.denied_status, msg.id, -32602, &message)
     }
 
-    fn allow(&self, snap: &Snapshot, user: &User, app: &App, audit: &mut AuditInfo<'_>) -> Reply {
+    fn allow(
+        &self,
+        snap: &Snapshot,
+        user: &User,
+        app: &App,
+        headers: &Headers<'_>,
+        audit: &mut AuditInfo<'_>,
+    ) -> Reply {
         let mut set = Vec::with_capacity(app.rewrite.len());
         let mut remove: Vec<&str> = Vec::new();
         for rule in &app.rewrite {
@@ -331,8 +358,10 @@ impl Warden {
         if let Some(method) = audit.list_method {
             set.push((LIST_HEADER.to_owned(), method.to_owned()));
         }
+        // Only what the request carries: Envoy sent every header it has (a removal of an
+        // absent header is work for nothing).
         for h in CREDENTIAL_HEADERS {
-            if !set.iter().any(|(n, _)| n == h) && !remove.contains(h) {
+            if headers.contains_key(h) && !set.iter().any(|(n, _)| n == h) && !remove.contains(h) {
                 remove.push(h);
             }
         }
@@ -391,26 +420,24 @@ struct Context<'r> {
     app_name: Option<&'r str>,
     /// `context_extensions.refuse`: the route only exists to refuse, for this reason.
     refuse: Option<&'r str>,
-    host: String,
+    host: &'r str,
     request_id: &'r str,
     session_id: Option<&'r str>,
 }
 
 impl<'r> Context<'r> {
-    fn from_request(req: &'r CheckRequest) -> Option<Self> {
-        let attrs: &AttributeContext = req.attributes.as_ref()?;
-        let http = attrs.request.as_ref()?.http.as_ref()?;
-        let body: &[u8] = if http.raw_body.is_empty() { http.body.as_bytes() } else { &http.raw_body };
-        let headers: &HashMap<String, String> = &http.headers;
-        let host = headers.get(":authority").map_or(http.host.as_str(), String::as_str);
-        Some(Context {
-            http: mcp::HttpRequest { method: &http.method, headers, body },
-            principal: attrs.source.as_ref().map_or("", |s| s.principal.as_str()),
-            app_name: attrs.context_extensions.get("app").map(String::as_str),
-            refuse: attrs.context_extensions.get("refuse").map(String::as_str),
-            host: host.to_ascii_lowercase(),
-            request_id: headers.get("x-request-id").map_or(http.id.as_str(), String::as_str),
-            session_id: headers.get("mcp-session-id").map(String::as_str),
-        })
+    fn new(view: &'r View<'r>) -> Self {
+        let headers = &view.headers;
+        // A map has one value per key: the last one, as protobuf map decoding keeps.
+        let extension = |name: &str| view.context_extensions.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        Context {
+            http: mcp::HttpRequest { method: view.method, headers, body: view.body },
+            principal: view.principal,
+            app_name: extension("app"),
+            refuse: extension("refuse"),
+            host: headers.get(":authority").unwrap_or(view.host),
+            request_id: headers.get("x-request-id").unwrap_or(view.id),
+            session_id: headers.get("mcp-session-id"),
+        }
     }
 }

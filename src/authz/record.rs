@@ -131,14 +131,17 @@ impl<'a> AuditInfo<'a> {
         one.write(sink, allowed);
     }
 
-    /// What later Envoy filters (ext_proc, access log) learn about this decision.
+    /// What later Envoy filters (ext_proc, access log) learn about this decision. The list
+    /// filter's inputs (fingerprint, JSON-RPC id, version, session) are sent only when the
+    /// answer goes through it: Envoy parses and stores every field of every check.
     pub(super) fn metadata(&self, allowed: bool) -> envoy_types::pb::google::protobuf::Struct {
-        let fingerprint = self.fingerprint.map(|f| format!("{f:016x}")).unwrap_or_default();
-        let mut fields: Vec<(&'static str, &str)> =
-            vec![("decision", if allowed { "allow" } else { "deny" }), ("reason", self.reason)];
+        let filtered = allowed && self.list_method.is_some();
+        let fingerprint = self.fingerprint.filter(|_| filtered).map(|f| format!("{f:016x}"));
+        let mut fields: Vec<(&'static str, &str)> = Vec::with_capacity(10);
+        fields.push(("decision", if allowed { "allow" } else { "deny" }));
+        fields.push(("reason", self.reason));
         if let Some((user, _)) = &self.user {
             fields.push(("user", user));
-            fields.push(("user_fingerprint", &fingerprint));
         }
         if let Some(app) = self.app {
             fields.push(("app", &app.name));
@@ -149,14 +152,19 @@ impl<'a> AuditInfo<'a> {
         if let Some((kind, name)) = &self.name {
             fields.push((kind, name));
         }
-        if let Some(id) = &self.jsonrpc_id {
-            fields.push(("jsonrpc_id", id.get()));
-        }
-        if let Some(v) = self.protocol_version {
-            fields.push(("protocol_version", v));
-        }
-        if let Some(s) = self.session_id {
-            fields.push(("session_id", s));
+        if filtered {
+            if let Some(f) = &fingerprint {
+                fields.push(("user_fingerprint", f));
+            }
+            if let Some(id) = &self.jsonrpc_id {
+                fields.push(("jsonrpc_id", id.get()));
+            }
+            if let Some(v) = self.protocol_version {
+                fields.push(("protocol_version", v));
+            }
+            if let Some(s) = self.session_id {
+                fields.push(("session_id", s));
+            }
         }
         reply::metadata(fields)
     }

@@ -9,13 +9,13 @@
 pub mod jsonrpc;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use base64::Engine as _;
 use serde_json::value::RawValue;
 
 pub use jsonrpc::{Body, JsonRpcError, Message};
 
+use crate::headers::Headers;
 use crate::policy::Governed;
 
 /// Bounds applied before and during parsing.
@@ -105,13 +105,13 @@ pub enum Inspection<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct HttpRequest<'a> {
     pub method: &'a str,
-    pub headers: &'a HashMap<String, String>,
+    pub headers: &'a Headers<'a>,
     pub body: &'a [u8],
 }
 
 impl<'a> HttpRequest<'a> {
     fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers.get(name).map(String::as_str)
+        self.headers.get(name)
     }
 }
 
@@ -295,17 +295,13 @@ pub fn governed<'m, 'a>(msg: &'m Message<'a>) -> Result<Option<Governed<'m>>, Re
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    fn headers<'a>(pairs: &[(&'a str, &'a str)]) -> Headers<'a> {
+        pairs.iter().copied().collect()
     }
 
     const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_weather"}}"#;
 
-    fn run<'a>(
-        method: &'a str,
-        h: &'a HashMap<String, String>,
-        body: &'a str,
-    ) -> Result<Inspection<'a>, Rejection<'a>> {
+    fn run<'a>(method: &'a str, h: &'a Headers<'a>, body: &'a str) -> Result<Inspection<'a>, Rejection<'a>> {
         inspect(
             &HttpRequest { method, headers: h, body: body.as_bytes() },
             &Limits { max_body_bytes: 4096, max_depth: 16 },
