@@ -1,18 +1,22 @@
-//! The whole ext_authz `Warden::check`, in process, as Envoy calls it (no network, no
-//! protobuf decoding): a cached-token `tools/call` (300 B body) that is allowed, one that is
-//! denied, and a `tools/list`. Audit disabled, except in `allowed_cached_300B_audit_file`,
-//! where the audit thread writes every event to a file, as `serve` does.
+//! The whole ext_authz check handler, in process, as the gRPC service calls it: the encoded
+//! `CheckRequest` in (`Warden::check_bytes`, which reads it), the encoded `CheckResponse` out
+//! — no network, no gRPC framing. A cached-token `tools/call` (300 B body) that is allowed,
+//! one that is denied, and a `tools/list`. Audit disabled, except in
+//! `allowed_cached_300B_audit_file`, where the audit thread writes every event to a file, as
+//! `serve` does.
 
 mod common;
 
 use std::hint::black_box;
 
+use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use mcp_warden::audit::Audit;
 use mcp_warden::authz::Warden;
 use mcp_warden::config::AuditOutput;
+use prost::Message as _;
 
 fn allowed(w: &Warden, req: &CheckRequest) -> bool {
     matches!(w.check(req).http_response, Some(HttpResponse::OkResponse(_)))
@@ -32,16 +36,20 @@ fn checks(c: &mut Criterion) {
     assert!(!allowed(&w, &denied), "denied by policy");
     assert!(allowed(&w, &list), "tools/list allowed");
 
+    let wire = |r: &CheckRequest| Bytes::from(r.encode_to_vec());
+    let (call_b, denied_b, list_b) = (wire(&call), wire(&denied), wire(&list));
     let mut group = c.benchmark_group("check");
-    group.bench_function("tools_call_allowed_cached_300B", |b| b.iter(|| w.check(black_box(&call))));
-    group.bench_function("tools_call_denied_300B", |b| b.iter(|| w.check(black_box(&denied))));
-    group.bench_function("tools_list", |b| b.iter(|| w.check(black_box(&list))));
+    group.bench_function("tools_call_allowed_cached_300B", |b| b.iter(|| w.check_bytes(black_box(call_b.clone()))));
+    group.bench_function("tools_call_denied_300B", |b| b.iter(|| w.check_bytes(black_box(denied_b.clone()))));
+    group.bench_function("tools_list", |b| b.iter(|| w.check_bytes(black_box(list_b.clone()))));
 
     let dir = tempfile::tempdir().expect("temp dir");
     let audit = Audit::start(&AuditOutput::File(dir.path().join("audit.jsonl"))).expect("audit file");
     let audited = common::warden(common::load(&yaml), audit);
     assert!(allowed(&audited, &call));
-    group.bench_function("tools_call_allowed_cached_300B_audit_file", |b| b.iter(|| audited.check(black_box(&call))));
+    group.bench_function("tools_call_allowed_cached_300B_audit_file", |b| {
+        b.iter(|| audited.check_bytes(black_box(call_b.clone())))
+    });
     group.finish();
     let dropped = audited.audit_dropped();
     if dropped > 0 {

@@ -6,10 +6,11 @@
 
 use envoy_types::ext_authz::v3::pb::{
     CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus,
-    OkHttpResponse,
 };
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
+use prost::Message as _;
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -17,8 +18,7 @@ use crate::authn::AuthError;
 use crate::mcp::{Message, Rejection};
 use crate::policy::Decision;
 
-/// gRPC status codes Envoy reads from a check.
-const OK: i32 = 0;
+/// gRPC status codes Envoy reads from a check (an allow's status is OK, the default).
 const PERMISSION_DENIED: i32 = 7;
 const UNAUTHENTICATED: i32 = 16;
 
@@ -92,28 +92,83 @@ impl Reply {
         matches!(self, Reply::Allow { .. })
     }
 
-    /// The protobuf answer, carrying `metadata` as the check's dynamic metadata (Envoy files it
-    /// under `envoy.filters.http.ext_authz` for later filters and access logs).
-    pub fn into_response(self, metadata: Option<Struct>) -> CheckResponse {
-        let mut response = match self {
-            Reply::Allow { set, remove } => CheckResponse {
-                status: Some(rpc::Status { code: OK, ..Default::default() }),
-                http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-                    headers: set.into_iter().map(|(k, v)| header(k, v)).collect(),
-                    headers_to_remove: remove,
-                    ..Default::default()
-                })),
-                dynamic_metadata: None,
-            },
-            Reply::Deny { status, www_authenticate, body } => deny(status, www_authenticate.as_deref(), &body),
-        };
-        response.dynamic_metadata = metadata;
-        response
+    /// The encoded `CheckResponse`, carrying `metadata` as the check's dynamic metadata (Envoy
+    /// files it under `envoy.filters.http.ext_authz` for later filters and access logs).
+    /// Allow answers, the hot path, are encoded by hand from borrowed strings (see
+    /// [`encode_allow`]); denials go through the generated types.
+    pub fn encode(self, metadata: &[(&str, &str)]) -> Vec<u8> {
+        match self {
+            Reply::Allow { set, remove } => encode_allow(&set, &remove, metadata),
+            Reply::Deny { status, www_authenticate, body } => {
+                let mut response = deny(status, www_authenticate.as_deref(), &body);
+                response.dynamic_metadata = Some(self::metadata(metadata.iter().copied()));
+                response.encode_to_vec()
+            }
+        }
     }
 }
 
+/// `CheckResponse { status: OK, ok_response: { headers (overwrite), headers_to_remove },
+/// dynamic_metadata }` in protobuf wire format, written straight from the strings: no
+/// message tree, no hash map, one buffer of the exact size. Field numbers are those of
+/// `envoy.service.auth.v3.CheckResponse`, `OkHttpResponse`, `config.core.v3.HeaderValueOption`
+/// / `HeaderValue` and `google.protobuf.Struct` / `Value`; the tests decode the result with
+/// the generated types.
+pub fn encode_allow(set: &[(String, String)], remove: &[String], metadata: &[(&str, &str)]) -> Vec<u8> {
+    const OVERWRITE: u64 = HeaderAppendAction::OverwriteIfExistsOrAdd as u64;
+    let header_len = |k: &str, v: &str| field_len(1, k.len()) + field_len(2, v.len());
+    let option_len = |k: &str, v: &str| field_len(1, header_len(k, v)) + key_len(3) + encoded_len_varint(OVERWRITE);
+    let ok_len = set.iter().map(|(k, v)| field_len(2, option_len(k, v))).sum::<usize>()
+        + remove.iter().map(|r| field_len(5, r.len())).sum::<usize>();
+    let value_len = |v: &str| field_len(3, v.len());
+    let entry_len = |k: &str, v: &str| field_len(1, k.len()) + field_len(2, value_len(v));
+    let struct_len = metadata.iter().map(|(k, v)| field_len(1, entry_len(k, v))).sum::<usize>();
+    let total = field_len(1, 0) + field_len(3, ok_len) + if metadata.is_empty() { 0 } else { field_len(4, struct_len) };
+
+    let mut buf = Vec::with_capacity(total);
+    put_len(1, 0, &mut buf); // status: google.rpc.Status { code: OK }
+    put_len(3, ok_len, &mut buf);
+    for (k, v) in set {
+        put_len(2, option_len(k, v), &mut buf);
+        put_len(1, header_len(k, v), &mut buf);
+        put_str(1, k, &mut buf);
+        put_str(2, v, &mut buf);
+        encode_key(3, WireType::Varint, &mut buf);
+        encode_varint(OVERWRITE, &mut buf);
+    }
+    for r in remove {
+        put_str(5, r, &mut buf);
+    }
+    if !metadata.is_empty() {
+        put_len(4, struct_len, &mut buf);
+        for (k, v) in metadata {
+            put_len(1, entry_len(k, v), &mut buf);
+            put_str(1, k, &mut buf);
+            put_len(2, value_len(v), &mut buf);
+            put_str(3, v, &mut buf);
+        }
+    }
+    debug_assert_eq!(buf.len(), total);
+    buf
+}
+
+/// The size of a length-delimited field whose payload is `len` bytes.
+fn field_len(tag: u32, len: usize) -> usize {
+    key_len(tag) + encoded_len_varint(len as u64) + len
+}
+
+fn put_len(tag: u32, len: usize, buf: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+}
+
+fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
+    put_len(tag, s.len(), buf);
+    buf.extend_from_slice(s.as_bytes());
+}
+
 /// A flat string map as a protobuf `Struct`.
-pub fn metadata<'a>(fields: impl IntoIterator<Item = (&'static str, &'a str)>) -> Struct {
+fn metadata<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Struct {
     Struct {
         fields: fields
             .into_iter()
@@ -220,11 +275,47 @@ mod tests {
     }
 
     #[test]
-    fn allow_overwrites_headers_instead_of_appending() {
-        let r = Reply::allow(vec![("authorization".into(), "Bearer t".into())], vec!["x-api-key".into()])
-            .into_response(None);
+    fn the_hand_encoded_allow_reads_back_with_the_generated_types() {
+        use envoy_types::ext_authz::v3::pb::OkHttpResponse;
+        let token = "Bearer ".to_owned() + &"x".repeat(900);
+        let set = vec![("authorization".to_owned(), token.clone()), ("x-team".to_owned(), String::new())];
+        let remove = vec!["x-api-key".to_owned(), "x-mcp-warden-list".to_owned()];
+        let meta = [("decision", "allow"), ("user", "alice"), ("tool", "get_ü")];
+        let r = CheckResponse::decode(&*Reply::allow(set, remove).encode(&meta)).expect("decodes");
+        assert_eq!(r.status.map(|s| s.code), Some(0));
         let Some(HttpResponse::OkResponse(ok)) = r.http_response else { panic!("ok expected") };
-        assert_eq!(ok.headers[0].append_action, HeaderAppendAction::OverwriteIfExistsOrAdd as i32);
-        assert_eq!(ok.headers_to_remove, ["x-api-key"]);
+        let OkHttpResponse { headers, headers_to_remove, .. } = ok;
+        let headers: Vec<_> = headers
+            .into_iter()
+            .map(|h| {
+                let hv = h.header.expect("header");
+                (hv.key, hv.value, h.append_action)
+            })
+            .collect();
+        let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd as i32;
+        assert_eq!(
+            headers,
+            [("authorization".to_owned(), token, overwrite), ("x-team".to_owned(), String::new(), overwrite)]
+        );
+        assert_eq!(headers_to_remove, ["x-api-key", "x-mcp-warden-list"]);
+        let fields = r.dynamic_metadata.expect("metadata").fields;
+        let value = |k: &str| match fields.get(k).and_then(|v| v.kind.clone()) {
+            Some(Kind::StringValue(s)) => s,
+            other => panic!("{k}: {other:?}"),
+        };
+        assert_eq!((value("decision"), value("user"), value("tool")), ("allow".into(), "alice".into(), "get_ü".into()));
+        assert_eq!(fields.len(), 3);
+
+        let bare = CheckResponse::decode(&*Reply::allow(Vec::new(), Vec::new()).encode(&[])).expect("decodes");
+        assert!(bare.dynamic_metadata.is_none());
+        assert!(matches!(bare.http_response, Some(HttpResponse::OkResponse(_))));
+    }
+
+    #[test]
+    fn a_denial_carries_its_metadata_too() {
+        let r = CheckResponse::decode(&*Reply::error(403, None, -32003, "no").encode(&[("decision", "deny")]))
+            .expect("decodes");
+        assert_eq!(r.status.map(|s| s.code), Some(PERMISSION_DENIED));
+        assert!(r.dynamic_metadata.expect("metadata").fields.contains_key("decision"));
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod policy_gen;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use mcp_warden::audit::Audit;
@@ -78,7 +79,7 @@ pub(crate) fn envoy_headers(key: &str, body_len: usize) -> HashMap<String, Strin
     .collect()
 }
 
-/// A `CheckRequest` as Envoy sends it for `body` on the route of app `demo`.
+/// A `CheckRequest` as the shipped Envoy configs send it for `body` on the route of app `demo`.
 pub(crate) fn check_request(key: &str, body: &str) -> CheckRequest {
     CheckRequest {
         attributes: Some(AttributeContext {
@@ -92,7 +93,13 @@ pub(crate) fn check_request(key: &str, body: &str) -> CheckRequest {
                     scheme: "http".to_owned(),
                     protocol: "HTTP/1.1".to_owned(),
                     size: body.len() as i64,
-                    headers: envoy_headers(key, body.len()),
+                    // `encode_raw_headers: true`, as the shipped Envoy configs send them.
+                    header_map: Some(HeaderMap {
+                        headers: envoy_headers(key, body.len())
+                            .into_iter()
+                            .map(|(key, v)| HeaderValue { key, raw_value: v.into_bytes(), ..Default::default() })
+                            .collect(),
+                    }),
                     raw_body: body.as_bytes().to_vec(),
                     ..Default::default()
                 }),

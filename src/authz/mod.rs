@@ -24,7 +24,7 @@ use crate::mcp::{self, Body, Inspection, Limits, Message, Rejection};
 use crate::metrics::Metrics;
 use crate::policy::engine::{check_app, check_name};
 use crate::policy::{App, Decision, Policy, User, ValuePart};
-use crate::reply::{self, Reply};
+use crate::reply::Reply;
 use crate::token::TokenSettings;
 
 mod record;
@@ -172,11 +172,12 @@ impl Warden {
     /// Decides one ext_authz check given as Envoy's generated message (tests, tools): it is
     /// encoded and read back exactly as a check off the wire.
     pub fn check(&self, req: &CheckRequest) -> CheckResponse {
-        self.check_bytes(req.encode_to_vec().into())
+        CheckResponse::decode(&*self.check_bytes(req.encode_to_vec().into())).unwrap_or_default()
     }
 
-    /// Decides one ext_authz check from the encoded `CheckRequest` (the gRPC service's path).
-    pub fn check_bytes(&self, bytes: Bytes) -> CheckResponse {
+    /// Decides one ext_authz check from the encoded `CheckRequest`; the answer is the encoded
+    /// `CheckResponse` (the gRPC service's path).
+    pub fn check_bytes(&self, bytes: Bytes) -> Vec<u8> {
         let started = Instant::now();
         let wire = WireCheckRequest::decode_from(bytes);
         let view = match wire.as_ref().map_err(|e| *e).and_then(WireCheckRequest::view) {
@@ -185,14 +186,13 @@ impl Warden {
                 tracing::warn!(error = %e, "refused a check request that cannot be read exactly");
                 self.audit_event("request.denied", "invalid_check_request", None);
                 self.metrics.check(false, "invalid_check_request", started.elapsed());
-                return reply::deny(400, None, &reply::jsonrpc_error(None, -32600, "invalid request"));
+                return Reply::error(400, None, -32600, "invalid request").encode(&[("decision", "deny")]);
             }
         };
         let ctx = Context::new(&view);
         let snap = self.snapshot.load();
         let mut audit = AuditInfo::new(&ctx, started);
         let reply = self.decide(&snap, &ctx, &mut audit);
-        let metadata = audit.metadata(reply.is_allow());
         self.metrics.check(reply.is_allow(), audit.reason, started.elapsed());
         if let Some(cached) = audit.token_cached {
             self.metrics.token(cached);
@@ -202,7 +202,9 @@ impl Warden {
         if !skip {
             audit.finish(&self.audit, &reply);
         }
-        reply.into_response(Some(metadata))
+        let mut fingerprint = String::new();
+        let allowed = reply.is_allow();
+        reply.encode(&audit.metadata(allowed, &mut fingerprint))
     }
 
     fn decide<'s>(&self, snap: &'s Snapshot, ctx: &Context<'s>, audit: &mut AuditInfo<'s>) -> Reply

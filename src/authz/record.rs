@@ -10,7 +10,7 @@ use super::Context;
 use crate::audit::{self, Audit, Event};
 use crate::mcp::{self, Message, Rejection};
 use crate::policy::{App, Decision, User};
-use crate::reply::{self, Reply};
+use crate::reply::Reply;
 
 /// A user's name and roles, as audited.
 type AuditUser = (Arc<str>, Arc<[Arc<str>]>);
@@ -134,10 +134,10 @@ impl<'a> AuditInfo<'a> {
     /// What later Envoy filters (ext_proc, access log) learn about this decision. The list
     /// filter's inputs (fingerprint, JSON-RPC id, version, session) are sent only when the
     /// answer goes through it: Envoy parses and stores every field of every check.
-    pub(super) fn metadata(&self, allowed: bool) -> envoy_types::pb::google::protobuf::Struct {
+    /// `fingerprint` is scratch space for the hex fingerprint.
+    pub(super) fn metadata<'s>(&'s self, allowed: bool, fingerprint: &'s mut String) -> Vec<(&'static str, &'s str)> {
         let filtered = allowed && self.list_method.is_some();
-        let fingerprint = self.fingerprint.filter(|_| filtered).map(|f| format!("{f:016x}"));
-        let mut fields: Vec<(&'static str, &str)> = Vec::with_capacity(10);
+        let mut fields: Vec<(&'static str, &'s str)> = Vec::with_capacity(10);
         fields.push(("decision", if allowed { "allow" } else { "deny" }));
         fields.push(("reason", self.reason));
         if let Some((user, _)) = &self.user {
@@ -153,8 +153,9 @@ impl<'a> AuditInfo<'a> {
             fields.push((kind, name));
         }
         if filtered {
-            if let Some(f) = &fingerprint {
-                fields.push(("user_fingerprint", f));
+            if let Some(f) = self.fingerprint {
+                *fingerprint = format!("{f:016x}");
+                fields.push(("user_fingerprint", fingerprint.as_str()));
             }
             if let Some(id) = &self.jsonrpc_id {
                 fields.push(("jsonrpc_id", id.get()));
@@ -166,10 +167,10 @@ impl<'a> AuditInfo<'a> {
                 fields.push(("session_id", s));
             }
         }
-        reply::metadata(fields)
+        fields
     }
 
-    pub(super) fn finish(self, sink: &Audit, reply: &Reply) {
+    pub(super) fn finish(&self, sink: &Audit, reply: &Reply) {
         if !self.batch {
             self.write(sink, reply.is_allow());
         }

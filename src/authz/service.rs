@@ -1,16 +1,14 @@
 //! The ext_authz gRPC service (`envoy.service.auth.v3.Authorization/Check`), served with a
 //! codec that hands the encoded request to [`Warden::check_bytes`] untouched, so the check
 //! reads it zero-copy instead of through Envoy's generated types (one `String` per header, a
-//! hashed map). Answers are encoded with prost as usual.
+//! hashed map). The answer comes back encoded (see `reply::encode_allow`) and is sent as is.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf as _, Bytes};
-use envoy_types::pb::envoy::service::auth::v3::CheckResponse;
-use prost::Message as _;
+use bytes::{Buf as _, BufMut as _, Bytes};
 use tonic::Status;
 use tonic::body::Body;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -56,20 +54,20 @@ where
 struct Unary(Arc<Warden>);
 
 impl UnaryService<Bytes> for Unary {
-    type Response = CheckResponse;
-    type Future = Ready<Result<tonic::Response<CheckResponse>, Status>>;
+    type Response = Vec<u8>;
+    type Future = Ready<Result<tonic::Response<Vec<u8>>, Status>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         ready(Ok(tonic::Response::new(self.0.check_bytes(request.into_inner()))))
     }
 }
 
-/// Decodes to the message's bytes; encodes answers with prost.
+/// Passes the request's bytes in and the encoded answer out.
 #[derive(Debug, Clone, Copy, Default)]
 struct RawCheckCodec;
 
 impl Codec for RawCheckCodec {
-    type Encode = CheckResponse;
+    type Encode = Vec<u8>;
     type Decode = Bytes;
     type Encoder = RawCheckCodec;
     type Decoder = RawCheckCodec;
@@ -84,11 +82,12 @@ impl Codec for RawCheckCodec {
 }
 
 impl Encoder for RawCheckCodec {
-    type Item = CheckResponse;
+    type Item = Vec<u8>;
     type Error = Status;
 
-    fn encode(&mut self, item: CheckResponse, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(dst).map_err(|e| Status::internal(e.to_string()))
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
     }
 }
 
