@@ -136,7 +136,7 @@ def test_envoy_config_fails_closed_and_checks_every_upstream_route(name: str, tm
         "pack_as_bytes": True,
     }
     assert authz["include_peer_certificate"] is True
-    assert "encode_raw_headers" not in authz, "mcp-warden reads the `headers` map"
+    assert authz.get("encode_raw_headers") is True, "header lines as received: mcp-warden joins repeats itself"
     assert authz["grpc_service"]["envoy_grpc"]["cluster_name"] == "mcp_warden_grpc"
 
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}

@@ -37,6 +37,7 @@ from harness import (
     ERR_INVALID_PARAMS,
     ERR_INVALID_REQUEST,
     ERR_PARSE,
+    ERR_UNAUTHENTICATED,
     jsonrpc,
 )
 from inspect_support import (
@@ -288,6 +289,44 @@ def test_head_is_refused_with_405_and_never_forwarded(fc: SharedStack, http: htt
     assert resp.status_code == 405, resp.headers
     watch.assert_nothing("HEAD")
     assert_denied_audit(fc, request_id, "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    ("what", "extra", "status", "code"),
+    [
+        # Envoy sends every header line (encode_raw_headers); mcp-warden joins repeats with ","
+        # as Envoy's map form would: "2025-11-25,2025-11-25" is no version, "k,k" no key.
+        ("repeated_version", [("mcp-protocol-version", "2025-11-25")] * 2, 400, ERR_INVALID_REQUEST),
+        ("repeated_api_key", [("x-api-key", ALICE_KEY)] * 2, 401, ERR_UNAUTHENTICATED),
+    ],
+)
+def test_a_repeated_header_is_read_as_one_joined_value(
+    fc: SharedStack, http: httpx.Client, what: str, extra: list[tuple[str, str]], status: int, code: int
+) -> None:
+    watch = UpstreamWatch(fc.upstream)
+    request_id = new_request_id(what)
+    key = None if what == "repeated_api_key" else ALICE_KEY
+    headers = list(headers_for(key, extra={"x-request-id": request_id}).items()) + extra
+    resp = raw(http, fc.url, GOOD, headers=headers)
+    watch.assert_nothing(what)
+    assert_jsonrpc_error(resp, status=status, code=code)
+    event = audit_event_for(fc, request_id)
+    assert event.get("decision") == "deny" and event.get("event") in ("request.denied", "authentication.failed"), event
+
+
+def test_a_header_value_that_is_not_utf8_is_refused_not_guessed_at(fc: SharedStack, http: httpx.Client) -> None:
+    watch = UpstreamWatch(fc.upstream)
+    before = sum(e.get("reason") == "invalid_check_request" for e in fc.audit_events())
+    headers = [(k.encode(), v.encode()) for k, v in headers_for(ALICE_KEY).items()] + [(b"x-note", b"caf\xe9")]
+    resp = raw(http, fc.url, GOOD, headers=headers)
+    watch.assert_nothing("latin-1 header value")
+    assert_jsonrpc_error(resp, status=400, code=ERR_INVALID_REQUEST)
+    harness.wait_until(
+        lambda: sum(e.get("reason") == "invalid_check_request" for e in fc.audit_events()) > before,
+        timeout=10.0,
+        what="the audit event of the refused check",
+        procs=[fc.stack.warden.proc],
+    )
 
 
 # ---------------------------------------------------------------------------------------
