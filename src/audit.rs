@@ -63,8 +63,9 @@ pub struct Event<'a> {
 /// The audit sink. Cloning shares the writer thread.
 ///
 /// A check serialises its event straight into a shared buffer (an uncontended lock, no
-/// allocation, no wake-up); the writer thread swaps the buffer out every few milliseconds, or
-/// at once when it grows large, and writes it with one call. Nothing blocks a check: past
+/// allocation); the first event into an empty buffer wakes the writer thread, which lets
+/// events gather for 20 ms (less when the buffer grows large), swaps the buffer out and
+/// writes it with one call. An idle sidecar's writer sleeps. Nothing blocks a check: past
 /// `MAX_PENDING` bytes, events are dropped and counted.
 #[derive(Debug, Clone)]
 pub struct Audit {
@@ -100,8 +101,17 @@ impl Audit {
             let mut batch = Vec::with_capacity(WAKE_AT);
             loop {
                 let closed = {
-                    let Ok(guard) = theirs.pending.lock() else { return };
-                    let Ok((mut guard, _)) = theirs.wake.wait_timeout(guard, FLUSH_EVERY) else { return };
+                    let Ok(mut guard) = theirs.pending.lock() else { return };
+                    // Idle: sleep until the first event (no periodic wake-ups).
+                    while guard.is_empty() && !theirs.closed.load(Ordering::Acquire) {
+                        let Ok(g) = theirs.wake.wait(guard) else { return };
+                        guard = g;
+                    }
+                    // Then let events gather for a moment, unless there are many already.
+                    if guard.len() < WAKE_AT && !theirs.closed.load(Ordering::Acquire) {
+                        let Ok((g, _)) = theirs.wake.wait_timeout(guard, FLUSH_EVERY) else { return };
+                        guard = g;
+                    }
                     std::mem::swap(&mut *guard, &mut batch);
                     theirs.closed.load(Ordering::Acquire)
                 };
@@ -140,7 +150,8 @@ impl Audit {
             return;
         }
         pending.push(b'\n');
-        if pending.len() >= WAKE_AT {
+        // The first event after a write wakes the idle writer; a full buffer wakes it early.
+        if before == 0 || pending.len() >= WAKE_AT {
             shared.wake.notify_one();
         }
     }
