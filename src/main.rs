@@ -6,11 +6,6 @@ use clap::Parser as _;
 use mcp_warden::cli::{Cli, Command, run_offline};
 use mcp_warden::config::{Config, LogFormat};
 
-/// mimalloc: a check allocates and frees many small buffers (protobuf fields, header values);
-/// glibc malloc took 16 % of mcp-warden's CPU under load (see BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Serve { config, ready_file } = cli.command else {

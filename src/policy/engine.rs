@@ -100,7 +100,7 @@ pub fn check_name<'p>(user: &'p User, app: &App, what: Governed<'_>) -> Decision
         Governed::Prompt(_) => user.governs_prompts,
         Governed::Resource(_) => user.governs_resources,
     };
-    for role in &user.roles {
+    for role in user.roles.iter() {
         if let Some(entry) = list(&role.deny, what).and_then(|l| l.find(name)) {
             return Decision::new(false, Reason::NameDeniedByRole, Some(role), Some(entry));
         }
@@ -108,7 +108,7 @@ pub fn check_name<'p>(user: &'p User, app: &App, what: Governed<'_>) -> Decision
     if !governed {
         return Decision::new(true, Reason::NotGoverned, None, None);
     }
-    for role in &user.roles {
+    for role in user.roles.iter() {
         if !role.allow.app_labels.matches(&app.labels) {
             continue;
         }
@@ -122,8 +122,8 @@ pub fn check_name<'p>(user: &'p User, app: &App, what: Governed<'_>) -> Decision
 fn list<'r>(rules: &'r Rules, what: Governed<'_>) -> Option<&'r NameSet> {
     match what {
         Governed::Tool(_) => Some(&rules.tools),
-        Governed::Prompt(_) => rules.prompts.as_ref(),
-        Governed::Resource(_) => rules.resources.as_ref(),
+        Governed::Prompt(_) => rules.prompts.as_deref(),
+        Governed::Resource(_) => rules.resources.as_deref(),
     }
 }
 

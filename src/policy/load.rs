@@ -5,16 +5,16 @@
 //! resource, and the field or pattern at fault. Directories are read in name order;
 //! entries starting with `.` are skipped (Kubernetes `..data` mounts).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::pattern::{NameSet, Template, TraitNamespace};
+use super::pattern::{Interner, NameSet, Template, TraitNamespace};
 use super::raw::{self, OneOrMany};
-use super::{App, CompiledRole, HeaderRewrite, LabelSelector, Policy, Rules, Traits, User, ValuePart};
+use super::{ApiKey, App, CompiledRole, HeaderRewrite, Index, LabelSelector, Policy, Rules, Traits, User, ValuePart};
 
 /// Name of the preset role granting every app and every tool.
 pub const PRESET_MCP_USER: &str = "mcp-user";
@@ -83,12 +83,79 @@ struct Raw<T> {
     doc: T,
 }
 
+/// Roles are compiled and users built as their documents are read, so the raw documents
+/// of a large policy are never all held at once. Errors are kept per stage and reported
+/// in the order of the stages: parse, apps, roles, users.
 #[derive(Default)]
 struct Loader {
+    /// Parse errors, in reading order.
     errors: Vec<PolicyError>,
+    app_errors: Vec<PolicyError>,
+    role_errors: Vec<PolicyError>,
+    user_errors: Vec<PolicyError>,
     apps: Vec<Raw<RawApp>>,
-    roles: Vec<Raw<raw::RoleDoc>>,
-    users: Vec<Raw<raw::UserDoc>>,
+    roles: Vec<RoleDef>,
+    role_index: HashMap<Arc<str>, usize>,
+    /// Users read before one of their roles was: built at the end, with every user after
+    /// them (users are built in document order, which duplicate checks depend on).
+    deferred: Vec<Raw<raw::UserDoc>>,
+    users: UserTable,
+    shared: Shared,
+    /// One copy of each distinct trait map.
+    traits: HashSet<Arc<Traits>>,
+}
+
+/// The users built so far and their lookups, moved into the [`Policy`] at the end.
+#[derive(Default)]
+struct UserTable {
+    users: Vec<User>,
+    by_name: Index,
+    /// Owners are positions in `users`, or from [`FAILED`] on in `failed`: a rejected
+    /// user's keys still name it when reused (and a policy with one is rejected whole).
+    keys: Vec<ApiKey>,
+    key_index: Index,
+    failed: Vec<Arc<str>>,
+    principals: HashMap<Box<str>, usize>,
+    /// Users holding the same roles, none templated, share one list.
+    role_lists: HashMap<RoleNames, Arc<[Arc<CompiledRole>]>>,
+}
+
+type RoleNames = Arc<[Arc<str>]>;
+
+const FAILED: u32 = 1 << 31;
+
+impl UserTable {
+    fn reserve(&mut self, more: usize) {
+        let Self { users, by_name, keys, key_index, .. } = self;
+        users.reserve_exact(more);
+        by_name.reserve(more, |idx, p| idx.hash(&*users[p as usize].name));
+        keys.reserve_exact(more);
+        key_index.reserve(more, |idx, p| idx.hash(&keys[p as usize].prefix));
+    }
+
+    fn has_user(&self, name: &str) -> bool {
+        self.by_name.find(self.by_name.hash(name), |p| &*self.users[p as usize].name == name).is_some()
+    }
+
+    fn key(&self, prefix: &[u8; 16]) -> Option<&ApiKey> {
+        let p = self.key_index.find(self.key_index.hash(prefix), |p| &self.keys[p as usize].prefix == prefix)?;
+        self.keys.get(p as usize)
+    }
+
+    fn add_key(&mut self, prefix: [u8; 16], suffix: [u8; 16], user: u32) {
+        let Self { keys, key_index, .. } = self;
+        let pos = keys.len() as u32;
+        keys.push(ApiKey { prefix, suffix, user });
+        key_index.insert(key_index.hash(&prefix), pos, |idx, p| idx.hash(&keys[p as usize].prefix));
+    }
+
+    fn add_user(&mut self, user: User) {
+        let Self { users, by_name, .. } = self;
+        let pos = users.len() as u32;
+        let hash = by_name.hash(&*user.name);
+        users.push(user);
+        by_name.insert(hash, pos, |idx, p| idx.hash(&*users[p as usize].name));
+    }
 }
 
 /// Both app shapes, normalised.
@@ -127,44 +194,44 @@ impl Loader {
 
     fn parse_file(&mut self, file: &str, text: &str) {
         let parse_err = |e: yaml_serde::Error| PolicyError::Parse { file: file.to_owned(), message: e.to_string() };
-        let mut probes = Vec::new();
+        // A first pass checks every document before any is used: a file with a syntax error
+        // contributes that error only.
+        let mut kinds = Vec::new();
         for doc in yaml_serde::Deserializer::from_str(text) {
             match Option::<raw::Probe>::deserialize(doc) {
-                Ok(p) => probes.push(p),
+                Ok(p) => kinds.push(p.map(DocKind::of)),
                 Err(e) => {
                     self.errors.push(parse_err(e));
                     return;
                 }
             }
         }
-        let starts = document_lines(text, probes.len());
-        for ((probe, doc), line) in probes.into_iter().zip(yaml_serde::Deserializer::from_str(text)).zip(starts) {
-            let Some(probe) = probe else { continue }; // an empty document
+        // Sized once: a policy of many users does not grow (and copy) its tables repeatedly.
+        self.users.reserve(kinds.iter().filter(|k| matches!(k, Some(DocKind::User))).count());
+        let starts = document_lines(text, kinds.len());
+        let lines = (0..kinds.len()).map(|i| starts.as_ref().map(|s| s[i]));
+        for ((kind, doc), line) in kinds.into_iter().zip(yaml_serde::Deserializer::from_str(text)).zip(lines) {
+            let Some(kind) = kind else { continue }; // an empty document
             // Resource errors found later name the line where the resource's document starts.
-            let at = match line {
+            let at = || match line {
                 Some(l) => format!("{file}:{l}"),
                 None => file.to_owned(),
             };
-            let file = at.as_str();
-            let result = match (probe.kind.as_deref(), probe.app_service.is_some()) {
-                (None, true) => raw::AppServiceDoc::deserialize(doc).map(|d| self.add_app_service(file, d)),
-                (Some("app"), false) => raw::AppDoc::deserialize(doc).map(|d| self.add_app(file, d)),
-                (Some("role"), false) => {
-                    raw::RoleDoc::deserialize(doc).map(|d| self.roles.push(Raw { file: file.to_owned(), doc: d }))
-                }
-                (Some("user"), false) => {
-                    raw::UserDoc::deserialize(doc).map(|d| self.users.push(Raw { file: file.to_owned(), doc: d }))
-                }
-                (Some(other), _) => {
+            let result = match kind {
+                DocKind::AppService => raw::AppServiceDoc::deserialize(doc).map(|d| self.add_app_service(&at(), d)),
+                DocKind::App => raw::AppDoc::deserialize(doc).map(|d| self.add_app(&at(), d)),
+                DocKind::Role => raw::RoleDoc::deserialize(doc).map(|d| self.add_role(at(), d)),
+                DocKind::User => raw::UserDoc::deserialize(doc).map(|d| self.add_user(&at, d)),
+                DocKind::Unknown(other) => {
                     self.errors.push(PolicyError::Parse {
-                        file: file.to_owned(),
+                        file: at(),
                         message: format!("unknown kind '{other}' (expected app, role or user)"),
                     });
                     continue;
                 }
-                (None, false) => {
+                DocKind::Missing => {
                     self.errors.push(PolicyError::Parse {
-                        file: file.to_owned(),
+                        file: at(),
                         message: "a document needs `kind:` (app, role, user) or an `app_service:` block".into(),
                     });
                     continue;
@@ -244,11 +311,26 @@ impl Loader {
     fn finish(mut self) -> Result<Policy, PolicyErrors> {
         let mut policy = Policy::default();
         self.compile_apps(&mut policy);
-        let roles = self.compile_roles();
-        self.compile_users(&mut policy, &roles);
-        policy.role_names = roles.iter().map(|r| r.name.clone()).collect();
-        policy.role_defs = roles.into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect();
-        if self.errors.is_empty() { Ok(policy) } else { Err(PolicyErrors(self.errors)) }
+        if !self.role_index.contains_key(PRESET_MCP_USER) {
+            self.roles.push(RoleDef::preset_mcp_user(&mut self.shared));
+            self.role_index.insert(PRESET_MCP_USER.into(), self.roles.len() - 1);
+        }
+        for Raw { file, doc } in std::mem::take(&mut self.deferred) {
+            self.build_and_add_user(&|| file.clone(), doc);
+        }
+        let UserTable { users, by_name, keys, key_index, principals, .. } = std::mem::take(&mut self.users);
+        policy.users = users;
+        policy.user_by_name = by_name;
+        policy.api_keys = keys;
+        policy.key_index = key_index;
+        policy.principals = principals;
+        policy.role_names = self.roles.iter().map(|r| r.name.clone()).collect();
+        policy.role_defs = std::mem::take(&mut self.roles).into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect();
+        let mut errors = self.errors;
+        errors.extend(self.app_errors);
+        errors.extend(self.role_errors);
+        errors.extend(self.user_errors);
+        if errors.is_empty() { Ok(policy) } else { Err(PolicyErrors(errors)) }
     }
 
     fn compile_apps(&mut self, policy: &mut Policy) {
@@ -262,7 +344,7 @@ impl Loader {
                 message,
             };
             if let Some(first) = first_seen.get(&doc.name) {
-                self.errors.push(PolicyError::Duplicate {
+                self.app_errors.push(PolicyError::Duplicate {
                     file: file.clone(),
                     kind: "app",
                     name: doc.name.clone(),
@@ -273,15 +355,15 @@ impl Loader {
             first_seen.insert(doc.name.clone(), file.clone());
             let mut ok = true;
             if !valid_name(&doc.name) {
-                self.errors.push(invalid("name", "use letters, digits, '.', '_' and '-'".into()));
+                self.app_errors.push(invalid("name", "use letters, digits, '.', '_' and '-'".into()));
                 ok = false;
             }
             if let Err(m) = check_uri(&doc.uri) {
-                self.errors.push(invalid("uri", m));
+                self.app_errors.push(invalid("uri", m));
                 ok = false;
             }
             for m in &doc.header_errors {
-                self.errors.push(invalid("rewrite.headers", m.clone()));
+                self.app_errors.push(invalid("rewrite.headers", m.clone()));
                 ok = false;
             }
             let mut rewrite = Vec::new();
@@ -289,7 +371,7 @@ impl Loader {
                 match compile_header(name, value) {
                     Ok(h) => rewrite.push(h),
                     Err(m) => {
-                        self.errors.push(invalid("rewrite.headers", m));
+                        self.app_errors.push(invalid("rewrite.headers", m));
                         ok = false;
                     }
                 }
@@ -297,7 +379,7 @@ impl Loader {
             if let Some(addr) = &doc.public_addr {
                 let key = addr.to_ascii_lowercase();
                 if policy.app_by_host.contains_key(key.as_str()) {
-                    self.errors.push(invalid("public_addr", format!("'{addr}' is used by another app")));
+                    self.app_errors.push(invalid("public_addr", format!("'{addr}' is used by another app")));
                     ok = false;
                 }
             }
@@ -323,146 +405,220 @@ impl Loader {
         }
     }
 
-    fn compile_roles(&mut self) -> Vec<RoleDef> {
-        let mut defs: Vec<RoleDef> = Vec::new();
-        let mut first_seen: HashMap<String, String> = HashMap::new();
-        for Raw { file, doc } in std::mem::take(&mut self.roles) {
-            let name = doc.metadata.name.clone();
-            if let Some(first) = first_seen.get(&name) {
-                self.errors.push(PolicyError::Duplicate { file, kind: "role", name, first: first.clone() });
-                continue;
-            }
-            first_seen.insert(name.clone(), file.clone());
-            let mut errors = Vec::new();
-            if !matches!(doc.version.as_str(), "v7" | "v8") {
-                errors.push(("version".to_owned(), format!("unsupported role version '{}' (use v8)", doc.version)));
-            }
-            let allow = RawRules::parse("spec.allow", doc.spec.allow, &mut errors);
-            let deny = RawRules::parse("spec.deny", doc.spec.deny, &mut errors);
-            let mut def = RoleDef { name: name.as_str().into(), file: file.clone(), allow, deny, compiled: None };
-            if errors.is_empty() && def.allow.is_static() && def.deny.is_static() {
-                match def.compile(&Traits::new()) {
-                    Ok(c) => def.compiled = Some(Arc::new(c)),
-                    Err((field, m)) => errors.push((field, m)),
-                }
-            }
-            for (field, message) in errors {
-                self.errors.push(PolicyError::Invalid {
-                    file: file.clone(),
-                    kind: "role",
-                    name: name.clone(),
-                    field,
-                    message,
-                });
-            }
-            defs.push(def);
+    /// Validates and (when it uses no template) compiles a role as soon as it is read.
+    fn add_role(&mut self, file: String, doc: raw::RoleDoc) {
+        let name = doc.metadata.name;
+        if let Some(&first) = self.role_index.get(name.as_str()) {
+            let first = self.roles[first].file.to_string();
+            self.role_errors.push(PolicyError::Duplicate { file, kind: "role", name, first });
+            return;
         }
-        if !first_seen.contains_key(PRESET_MCP_USER) {
-            defs.push(RoleDef::preset_mcp_user());
+        let mut errors = Vec::new();
+        if !matches!(doc.version.as_str(), "v7" | "v8") {
+            errors.push(("version".to_owned(), format!("unsupported role version '{}' (use v8)", doc.version)));
         }
-        defs
+        let allow = RawRules::parse("spec.allow", doc.spec.allow, &mut errors);
+        let deny = RawRules::parse("spec.deny", doc.spec.deny, &mut errors);
+        let mut def = RoleDef {
+            name: name.as_str().into(),
+            file: file.as_str().into(),
+            rules: Some(Box::new([allow, deny])),
+            compiled: None,
+        };
+        if errors.is_empty() && def.is_static() {
+            match def.compile(&Traits::new(), &mut self.shared) {
+                Ok(c) => def.set_compiled(c),
+                Err((field, m)) => errors.push((field, m)),
+            }
+        }
+        for (field, message) in errors {
+            self.role_errors.push(PolicyError::Invalid {
+                file: file.clone(),
+                kind: "role",
+                name: name.clone(),
+                field,
+                message,
+            });
+        }
+        self.role_index.insert(def.name.clone(), self.roles.len());
+        self.roles.push(def);
     }
 
-    fn compile_users(&mut self, policy: &mut Policy, roles: &[RoleDef]) {
-        let role_index: HashMap<&str, &RoleDef> = roles.iter().map(|r| (&*r.name, r)).collect();
-        let mut key_owner: HashMap<[u8; 32], String> = HashMap::new();
-        for Raw { file, doc } in std::mem::take(&mut self.users) {
-            let name = doc.metadata.name.clone();
-            let mut errors: Vec<(String, String)> = Vec::new();
-            if policy.user_by_name.contains_key(name.as_str()) {
-                self.errors.push(PolicyError::Duplicate {
-                    file,
-                    kind: "user",
-                    name,
-                    first: "an earlier document".into(),
-                });
-                continue;
+    /// Builds a user now when every role it names is known, else defers it (and every
+    /// later user) to the end of the load.
+    fn add_user(&mut self, at: &dyn Fn() -> String, doc: raw::UserDoc) {
+        if !self.deferred.is_empty() || doc.spec.roles.iter().any(|r| !self.role_index.contains_key(r.as_str())) {
+            self.deferred.push(Raw { file: at(), doc });
+            return;
+        }
+        self.build_and_add_user(at, doc);
+    }
+
+    /// `at` names where the document starts, formatted only for an error.
+    fn build_and_add_user(&mut self, at: &dyn Fn() -> String, doc: raw::UserDoc) {
+        let name: Arc<str> = doc.metadata.name.into();
+        let mut errors: Vec<(String, String)> = Vec::new();
+        if self.users.has_user(&name) {
+            self.user_errors.push(PolicyError::Duplicate {
+                file: at(),
+                kind: "user",
+                name: name.to_string(),
+                first: "an earlier document".into(),
+            });
+            return;
+        }
+        if name.is_empty() {
+            errors.push(("metadata.name".into(), "must not be empty".into()));
+        }
+        if let Some(v) = doc.version.as_deref().filter(|v| *v != "v2") {
+            errors.push(("version".into(), format!("unsupported user version '{v}' (use v2)")));
+        }
+        let traits: Traits =
+            doc.spec.traits.into_iter().map(|(k, v)| (k, v.into_vec())).filter(|(_, v)| !v.is_empty()).collect();
+        let traits = match self.traits.get(&traits) {
+            Some(t) => t.clone(),
+            None => {
+                let t = Arc::new(traits);
+                self.traits.insert(t.clone());
+                t
             }
-            if name.is_empty() {
-                errors.push(("metadata.name".into(), "must not be empty".into()));
-            }
-            if let Some(v) = doc.version.as_deref().filter(|v| *v != "v2") {
-                errors.push(("version".into(), format!("unsupported user version '{v}' (use v2)")));
-            }
-            let traits: Traits =
-                doc.spec.traits.into_iter().map(|(k, v)| (k, v.into_vec())).filter(|(_, v)| !v.is_empty()).collect();
-            let built = build_user(&name, &doc.spec.roles, traits, |r| role_index.get(r).copied());
-            let user = match built {
-                Ok(u) => Some(u),
-                Err(e) => {
-                    errors.extend(e);
-                    None
+        };
+        let (roles, role_index, shared) = (&self.roles, &self.role_index, &mut self.shared);
+        let role = |r: &str| role_index.get(r).map(|&i| &roles[i]);
+        let all_static = doc.spec.roles.iter().all(|r| role(r).is_some_and(|d| d.compiled.is_some()));
+        let user = match build_user(name.clone(), &doc.spec.roles, traits, role, shared) {
+            Ok(mut u) => {
+                if all_static {
+                    let lists = &mut self.users.role_lists;
+                    match lists.get_key_value(&*u.role_names) {
+                        Some((names, roles)) => (u.role_names, u.roles) = (names.clone(), roles.clone()),
+                        None => {
+                            lists.insert(u.role_names.clone(), u.roles.clone());
+                        }
+                    }
                 }
-            };
-            let mut digests = Vec::new();
-            for key in &doc.spec.api_keys {
-                match parse_key_hash(key) {
-                    Ok(d) => match key_owner.get(&d) {
-                        Some(owner) => {
+                Some(u)
+            }
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
+        // This user's position if it is accepted, else its place among the rejected.
+        let (pos, failed) = (self.users.users.len() as u32, FAILED + self.users.failed.len() as u32);
+        let mut own_keys = Vec::new();
+        for key in &doc.spec.api_keys {
+            match parse_key_hash(key) {
+                Ok(d) => {
+                    let (prefix, suffix) = split_digest(&d);
+                    match self.users.key(&prefix) {
+                        Some(k) => {
+                            let owner = match k.user.checked_sub(FAILED) {
+                                Some(f) => self.users.failed.get(f as usize),
+                                None => self.users.users.get(k.user as usize).map(|u| &u.name),
+                            };
+                            // An owner not built yet is this user: a key listed twice.
+                            let owner = owner.unwrap_or(&name);
                             errors.push(("spec.api_keys".into(), format!("key hash already belongs to user '{owner}'")))
                         }
                         None => {
-                            key_owner.insert(d, name.clone());
-                            digests.push(d);
+                            own_keys.push(self.users.keys.len());
+                            self.users.add_key(prefix, suffix, pos);
                         }
-                    },
-                    Err(m) => errors.push(("spec.api_keys".into(), m)),
+                    }
                 }
+                Err(m) => errors.push(("spec.api_keys".into(), m)),
             }
-            for p in &doc.spec.mtls_principals {
-                if p.is_empty() {
-                    errors.push(("spec.mtls_principals".into(), "must not be empty".into()));
-                } else if policy.principals.contains_key(p.as_str()) {
-                    errors.push(("spec.mtls_principals".into(), format!("'{p}' already belongs to another user")));
+        }
+        for p in &doc.spec.mtls_principals {
+            if p.is_empty() {
+                errors.push(("spec.mtls_principals".into(), "must not be empty".into()));
+            } else if self.users.principals.contains_key(p.as_str()) {
+                errors.push(("spec.mtls_principals".into(), format!("'{p}' already belongs to another user")));
+            }
+        }
+        let user = match user {
+            Some(u) if errors.is_empty() => u,
+            _ => {
+                // Keys taken above stay taken, named after this user.
+                for k in own_keys {
+                    self.users.keys[k].user = failed;
                 }
-            }
-            if !errors.is_empty() || user.is_none() {
+                self.users.failed.push(name.clone());
+                let file = at();
                 for (field, message) in errors {
-                    self.errors.push(PolicyError::Invalid {
+                    self.user_errors.push(PolicyError::Invalid {
                         file: file.clone(),
                         kind: "user",
-                        name: name.clone(),
+                        name: name.to_string(),
                         field,
                         message,
                     });
                 }
-                continue;
+                return;
             }
-            let idx = policy.users.len();
-            for d in digests {
-                let prefix = u128::from_be_bytes(d[..16].try_into().unwrap_or_default());
-                policy.api_keys.insert(prefix, (idx, d));
-            }
-            for p in doc.spec.mtls_principals {
-                policy.principals.insert(p.into(), idx);
-            }
-            policy.user_by_name.insert(name.as_str().into(), idx);
-            if let Some(user) = user {
-                policy.users.push(user);
-            }
+        };
+        for p in doc.spec.mtls_principals {
+            self.users.principals.insert(p.into(), pos as usize);
+        }
+        self.users.add_user(user);
+    }
+}
+
+/// The kind of a document, from its probe.
+enum DocKind {
+    AppService,
+    App,
+    Role,
+    User,
+    Unknown(Box<str>),
+    Missing,
+}
+
+impl DocKind {
+    fn of(probe: raw::Probe) -> Self {
+        match (probe.kind, probe.app_service.is_some()) {
+            (None, true) => DocKind::AppService,
+            (Some(k), false) if k == "app" => DocKind::App,
+            (Some(k), false) if k == "role" => DocKind::Role,
+            (Some(k), false) if k == "user" => DocKind::User,
+            (Some(other), _) => DocKind::Unknown(other.into()),
+            (None, false) => DocKind::Missing,
         }
     }
 }
 
+fn split_digest(d: &[u8; 32]) -> ([u8; 16], [u8; 16]) {
+    let (mut prefix, mut suffix) = ([0; 16], [0; 16]);
+    prefix.copy_from_slice(&d[..16]);
+    suffix.copy_from_slice(&d[16..]);
+    (prefix, suffix)
+}
+
 /// Compiles a user's roles against its traits. `role` resolves a role name.
 pub(crate) fn build_user<'r>(
-    name: &str,
+    name: Arc<str>,
     role_names: &[String],
-    traits: Traits,
+    traits: Arc<Traits>,
     role: impl Fn(&str) -> Option<&'r RoleDef>,
+    shared: &mut Shared,
 ) -> Result<User, Vec<(String, String)>> {
     let mut errors = Vec::new();
     let mut compiled = Vec::with_capacity(role_names.len());
+    let mut names = Vec::with_capacity(role_names.len());
     for role_name in role_names {
         match role(role_name) {
             None => errors.push(("spec.roles".into(), format!("unknown role '{role_name}'"))),
-            Some(def) => match &def.compiled {
-                Some(c) => compiled.push(c.clone()),
-                None => match def.compile(&traits) {
-                    Ok(c) => compiled.push(Arc::new(c)),
-                    Err((field, m)) => errors.push((format!("role '{role_name}' {field}"), m)),
-                },
-            },
+            Some(def) => {
+                names.push(def.name.clone());
+                match &def.compiled {
+                    Some(c) => compiled.push(c.clone()),
+                    None => match def.compile(&traits, shared) {
+                        Ok(c) => compiled.push(Arc::new(c)),
+                        Err((field, m)) => errors.push((format!("role '{role_name}' {field}"), m)),
+                    },
+                }
+            }
         }
     }
     if !errors.is_empty() {
@@ -470,13 +626,13 @@ pub(crate) fn build_user<'r>(
     }
     let governs = |f: fn(&Rules) -> bool| compiled.iter().any(|r| f(&r.allow));
     Ok(User {
-        name: name.into(),
-        role_names: role_names.iter().map(|r| Arc::from(r.as_str())).collect(),
-        fingerprint: super::fingerprint(name, role_names, &traits),
+        fingerprint: super::fingerprint(&name, role_names, &traits),
+        name,
+        role_names: names.into(),
         governs_prompts: governs(|r| r.prompts.is_some()),
         governs_resources: governs(|r| r.resources.is_some()),
-        traits: Arc::new(traits),
-        roles: compiled,
+        traits,
+        roles: compiled.into(),
     })
 }
 
@@ -484,10 +640,10 @@ pub(crate) fn build_user<'r>(
 #[derive(Debug)]
 pub(crate) struct RoleDef {
     name: Arc<str>,
-    #[allow(dead_code, reason = "kept for error messages of dynamic identities")]
-    file: String,
-    allow: RawRules,
-    deny: RawRules,
+    /// Where the role's document starts, for duplicate errors.
+    file: Box<str>,
+    /// The templates, kept only while the role is not compiled: per user, from its traits.
+    rules: Option<Box<[RawRules; 2]>>,
     /// Shared by every user when the role uses no templates.
     compiled: Option<Arc<CompiledRole>>,
 }
@@ -500,6 +656,37 @@ struct RawRules {
     prompts: Option<Vec<Template>>,
     resources: Option<Vec<Template>>,
     prefix: &'static str,
+}
+
+/// What one policy load compiles once and shares: name lists, their regexes, and label
+/// selectors.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    sets: Interner,
+    labels: HashMap<u64, Vec<Arc<LabelSelector>>>,
+}
+
+impl Shared {
+    fn label_selector(&mut self, any: bool, keys: Vec<(Box<str>, Arc<NameSet>)>) -> Arc<LabelSelector> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        any.hash(&mut h);
+        for (k, v) in &keys {
+            (k, Arc::as_ptr(v)).hash(&mut h);
+        }
+        let same = |l: &LabelSelector| {
+            l.any == any
+                && l.keys.len() == keys.len()
+                && l.keys.iter().zip(&keys).all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y))
+        };
+        let bucket = self.labels.entry(h.finish()).or_default();
+        if let Some(found) = bucket.iter().find(|l| same(l)) {
+            return found.clone();
+        }
+        let selector = Arc::new(LabelSelector { any, keys: keys.into() });
+        bucket.push(selector.clone());
+        selector
+    }
 }
 
 impl RawRules {
@@ -537,73 +724,87 @@ impl RawRules {
             && self.resources.as_deref().is_none_or(plain)
     }
 
-    fn compile(&self, traits: &Traits) -> Result<Rules, (String, String)> {
+    fn compile(&self, traits: &Traits, shared: &mut Shared) -> Result<Rules, (String, String)> {
         let lookup = |_: TraitNamespace, name: &str| traits.get(name).map(Vec::as_slice);
-        let compile = |field: String, t: &[Template]| -> Result<NameSet, (String, String)> {
+        let p = self.prefix;
+        let mut compile = |field: &dyn Fn() -> String, t: &[Template]| -> Result<Arc<NameSet>, (String, String)> {
             let mut entries = Vec::with_capacity(t.len());
             for template in t {
                 template.expand(lookup, &mut entries);
             }
-            NameSet::compile(&entries).map_err(|e| (field, e.to_string()))
+            shared.sets.compile(&entries).map_err(|e| (field(), e.to_string()))
         };
-        let p = self.prefix;
         let mut keys = Vec::with_capacity(self.labels.len());
         for (k, v) in &self.labels {
-            keys.push((k.as_str().into(), compile(format!("{p}.app_labels.{k}"), v)?));
+            keys.push((k.as_str().into(), compile(&|| format!("{p}.app_labels.{k}"), v)?));
         }
-        Ok(Rules {
-            app_labels: LabelSelector { any: self.any_app, keys },
-            tools: compile(format!("{p}.mcp.tools"), &self.tools)?,
-            prompts: self.prompts.as_deref().map(|t| compile(format!("{p}.mcp.prompts"), t)).transpose()?,
-            resources: self.resources.as_deref().map(|t| compile(format!("{p}.mcp.resources"), t)).transpose()?,
-        })
+        let tools = compile(&|| format!("{p}.mcp.tools"), &self.tools)?;
+        let prompts = self.prompts.as_deref().map(|t| compile(&|| format!("{p}.mcp.prompts"), t)).transpose()?;
+        let resources = self.resources.as_deref().map(|t| compile(&|| format!("{p}.mcp.resources"), t)).transpose()?;
+        Ok(Rules { app_labels: shared.label_selector(self.any_app, keys), tools, prompts, resources })
     }
 }
 
 impl RoleDef {
-    fn compile(&self, traits: &Traits) -> Result<CompiledRole, (String, String)> {
+    fn compile(&self, traits: &Traits, shared: &mut Shared) -> Result<CompiledRole, (String, String)> {
+        let Some([allow, deny]) = self.rules.as_deref() else {
+            // Only compiled roles drop their templates.
+            return Err(("spec".into(), "role has no rules".into()));
+        };
         Ok(CompiledRole {
             name: self.name.clone(),
-            allow: self.allow.compile(traits)?,
-            deny: self.deny.compile(traits)?,
+            allow: allow.compile(traits, shared)?,
+            deny: deny.compile(traits, shared)?,
         })
     }
 
-    fn preset_mcp_user() -> Self {
+    fn is_static(&self) -> bool {
+        self.rules.as_deref().is_some_and(|[allow, deny]| allow.is_static() && deny.is_static())
+    }
+
+    /// Keeps the compiled form, shared by every user, and drops the templates.
+    fn set_compiled(&mut self, compiled: CompiledRole) {
+        self.compiled = Some(Arc::new(compiled));
+        self.rules = None;
+    }
+
+    fn preset_mcp_user(shared: &mut Shared) -> Self {
         let allow = RawRules {
             any_app: true,
             tools: vec![Template::Plain("*".into())],
             prefix: "spec.allow",
             ..Default::default()
         };
+        let deny = RawRules { prefix: "spec.deny", ..Default::default() };
         let mut def = RoleDef {
             name: PRESET_MCP_USER.into(),
             file: "(preset)".into(),
-            allow,
-            deny: RawRules { prefix: "spec.deny", ..Default::default() },
+            rules: Some(Box::new([allow, deny])),
             compiled: None,
         };
-        def.compiled = def.compile(&Traits::new()).ok().map(Arc::new);
+        if let Ok(c) = def.compile(&Traits::new(), shared) {
+            def.set_compiled(c);
+        }
         def
     }
 }
 
 /// The 1-based line where each of `count` YAML documents starts (its `---`, or line 1 for a
-/// first document without one). `None` for all when the markers cannot be matched to the
-/// parser's documents (a `---` inside a block scalar, say): errors then name the file only.
-fn document_lines(text: &str, count: usize) -> Vec<Option<usize>> {
+/// first document without one). `None` when the markers cannot be matched to the parser's
+/// documents (a `---` inside a block scalar, say): errors then name the file only.
+fn document_lines(text: &str, count: usize) -> Option<Vec<u32>> {
     let is_marker = |l: &str| l == "---" || l.starts_with("--- ") || l.starts_with("---\t");
-    let mut starts = Vec::new();
+    let mut starts = Vec::with_capacity(count);
     let mut content_seen = false;
     for (i, line) in text.lines().enumerate() {
         let first_content =
             !content_seen && !line.trim().is_empty() && !line.trim_start().starts_with('#') && !line.starts_with('%');
         if is_marker(line) || first_content {
-            starts.push(i + 1);
+            starts.push(u32::try_from(i + 1).ok()?);
             content_seen = true;
         }
     }
-    if starts.len() == count { starts.into_iter().map(Some).collect() } else { vec![None; count] }
+    (starts.len() == count).then_some(starts)
 }
 
 fn parse_templates(field: String, values: &[String], errors: &mut Vec<(String, String)>) -> Vec<Template> {
@@ -804,6 +1005,46 @@ spec:
         assert!(e.starts_with("test.yaml:5: user 'u'"), "{e}");
         let e = errors("kind: role\nversion: v8\nmetadata: {name: r}\nspec:\n  allow:\n    mcp: {tools: ['^(x$']}\n");
         assert!(e.starts_with("test.yaml:1: role 'r'"), "{e}");
+    }
+
+    #[test]
+    fn users_read_before_their_roles_are_built_at_the_end() {
+        let p = load(
+            "kind: user\nmetadata: {name: early}\nspec: {roles: [r]}\n---\nkind: role\nversion: v8\nmetadata: {name: r}\nspec: {allow: {mcp: {tools: [a]}}}\n---\nkind: user\nmetadata: {name: late}\nspec: {roles: [r]}\n",
+        )
+        .expect("loads");
+        let names: Vec<&str> = p.users().iter().map(|u| &*u.name).collect();
+        assert_eq!(names, ["early", "late"], "document order");
+        assert_eq!(p.user("early").map(|u| u.roles.len()), Some(1));
+    }
+
+    #[test]
+    fn roles_and_users_with_the_same_rules_share_them() {
+        let role = |n: &str| {
+            format!(
+                "kind: role\nversion: v8\nmetadata: {{name: {n}}}\nspec: {{allow: {{app_labels: {{env: dev}}, mcp: {{tools: [b, a, '^x.*$']}}}}}}\n---\n"
+            )
+        };
+        let text = format!(
+            "{}{}kind: user\nmetadata: {{name: u1}}\nspec: {{roles: [r1, r2]}}\n---\nkind: user\nmetadata: {{name: u2}}\nspec: {{roles: [r1, r2]}}\n",
+            role("r1"),
+            role("r2")
+        );
+        let p = load(&text).expect("loads");
+        let (u1, u2) = (p.user("u1").expect("u1"), p.user("u2").expect("u2"));
+        let (r1, r2) = (&u1.roles[0], &u1.roles[1]);
+        assert!(Arc::ptr_eq(&r1.allow.tools, &r2.allow.tools), "one compiled tool list");
+        assert!(Arc::ptr_eq(&r1.allow.app_labels, &r2.allow.app_labels), "one label selector");
+        assert!(Arc::ptr_eq(&u1.roles, &u2.roles) && Arc::ptr_eq(&u1.role_names, &u2.role_names));
+    }
+
+    #[test]
+    fn a_reused_key_names_its_first_owner_even_a_rejected_one() {
+        let key = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+        let e = errors(&format!(
+            "kind: user\nmetadata: {{name: bad}}\nspec: {{roles: [ghost], api_keys: ['{key}', '{key}']}}\n---\nkind: user\nmetadata: {{name: next}}\nspec: {{roles: [mcp-user], api_keys: ['{key}']}}\n"
+        ));
+        assert_eq!(e.matches("key hash already belongs to user 'bad'").count(), 2, "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Owns the in-memory model and its lookups. Loading lives in [`load`], decisions in
 //! [`engine`]; neither this module nor the engine does I/O.
 
+mod dfa;
 pub mod engine;
 pub mod load;
 pub mod pattern;
@@ -63,8 +64,9 @@ pub struct User {
     /// Hash of name, roles and traits: tokens and views minted for one identity are never
     /// reused for another.
     pub fingerprint: u64,
-    /// The user's roles, with `{{…}}` templates expanded from its traits.
-    pub roles: Vec<Arc<CompiledRole>>,
+    /// The user's roles, with `{{…}}` templates expanded from its traits. Shared by the
+    /// users holding the same roles when none uses a template.
+    pub roles: Arc<[Arc<CompiledRole>]>,
     /// Whether any role of the user has an allow list for prompts / resources.
     pub governs_prompts: bool,
     pub governs_resources: bool,
@@ -78,20 +80,21 @@ pub struct CompiledRole {
     pub deny: Rules,
 }
 
-/// The `allow` or `deny` half of a role.
+/// The `allow` or `deny` half of a role. Lists and selectors are shared by every role
+/// of a policy that has the same ones.
 #[derive(Debug, Default)]
 pub struct Rules {
-    pub app_labels: LabelSelector,
-    pub tools: NameSet,
-    pub prompts: Option<NameSet>,
-    pub resources: Option<NameSet>,
+    pub app_labels: Arc<LabelSelector>,
+    pub tools: Arc<NameSet>,
+    pub prompts: Option<Arc<NameSet>>,
+    pub resources: Option<Arc<NameSet>>,
 }
 
 /// `app_labels`: every key must be present with a matching value; `'*': '*'` matches any app.
 #[derive(Debug, Default)]
 pub struct LabelSelector {
     any: bool,
-    keys: Vec<(Box<str>, NameSet)>,
+    keys: Box<[(Box<str>, Arc<NameSet>)]>,
 }
 
 impl LabelSelector {
@@ -111,10 +114,11 @@ pub struct Policy {
     app_by_name: HashMap<Box<str>, usize>,
     app_by_host: HashMap<Box<str>, usize>,
     users: Vec<User>,
-    user_by_name: HashMap<Box<str>, usize>,
-    /// First 16 bytes of SHA-256(key) → (user, full digest); the digest is then compared in
-    /// constant time.
-    api_keys: HashMap<u128, (usize, [u8; 32])>,
+    /// Positions in `users`, by name.
+    user_by_name: Index,
+    api_keys: Vec<ApiKey>,
+    /// Positions in `api_keys`, by digest prefix.
+    key_index: Index,
     principals: HashMap<Box<str>, usize>,
     role_names: Vec<Arc<str>>,
     role_defs: HashMap<Arc<str>, Arc<RoleDef>>,
@@ -136,17 +140,23 @@ impl Policy {
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {
-        self.user_by_name.get(name).map(|&i| &self.users[i])
+        let i = self.user_by_name.find(self.user_by_name.hash(name), |i| &*self.users[i as usize].name == name)?;
+        self.users.get(i as usize)
     }
 
-    /// The user owning an API key, compared in constant time on the full digest.
+    /// The user owning an API key: found by the first 16 bytes of its SHA-256, then the
+    /// whole digest compared in constant time.
     pub fn user_by_api_key(&self, key: &[u8]) -> Option<&User> {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key);
         let digest = digest.as_ref();
-        let prefix = u128::from_be_bytes(digest[..16].try_into().ok()?);
-        let (user, full) = self.api_keys.get(&prefix)?;
-        aws_lc_rs::constant_time::verify_slices_are_equal(full, digest).ok()?;
-        Some(&self.users[*user])
+        let prefix = digest.get(..16)?;
+        let i = self.key_index.find(self.key_index.hash(prefix), |i| self.api_keys[i as usize].prefix == prefix)?;
+        let key = &self.api_keys[i as usize];
+        let mut full = [0u8; 32];
+        full[..16].copy_from_slice(&key.prefix);
+        full[16..].copy_from_slice(&key.suffix);
+        aws_lc_rs::constant_time::verify_slices_are_equal(&full, digest).ok()?;
+        self.users.get(key.user as usize)
     }
 
     pub fn user_by_principal(&self, principal: &str) -> Option<&User> {
@@ -168,8 +178,78 @@ impl Policy {
     /// Compiles an identity that is not in policy (one an identity provider vouched for):
     /// its roles must exist here. Errors name the unknown role or bad expanded pattern.
     pub fn build_user(&self, name: &str, roles: &[String], traits: Traits) -> Result<User, String> {
-        load::build_user(name, roles, traits, |r| self.role_defs.get(r).map(|d| &**d))
+        let mut shared = load::Shared::default();
+        load::build_user(name.into(), roles, Arc::new(traits), |r| self.role_defs.get(r).map(|d| &**d), &mut shared)
             .map_err(|errors| errors.into_iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))
+    }
+}
+
+/// An API key's SHA-256 digest, split for lookup by its first half.
+#[derive(Debug, Clone, Copy)]
+struct ApiKey {
+    prefix: [u8; 16],
+    suffix: [u8; 16],
+    /// Position in `Policy::users`.
+    user: u32,
+}
+
+/// Positions of a vector's items by hash, 4 bytes a slot (open addressing, linear probing):
+/// the items themselves, names or digests, are not copied into the index.
+#[derive(Debug, Default)]
+struct Index {
+    slots: Box<[u32]>,
+    len: usize,
+    hasher: std::hash::RandomState,
+}
+
+impl Index {
+    const EMPTY: u32 = u32::MAX;
+
+    fn hash<K: std::hash::Hash + ?Sized>(&self, key: &K) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
+    /// The position whose item `is` the one sought.
+    fn find(&self, hash: u64, is: impl Fn(u32) -> bool) -> Option<u32> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut i = hash as usize & mask;
+        loop {
+            match self.slots[i] {
+                Self::EMPTY => return None,
+                pos if is(pos) => return Some(pos),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Makes room for `more` positions; `hash_of` rehashes the positions already held.
+    fn reserve(&mut self, more: usize, hash_of: impl Fn(&Self, u32) -> u64) {
+        let want = ((self.len + more) * 4 / 3 + 1).next_power_of_two();
+        if want <= self.slots.len() {
+            return;
+        }
+        let old = std::mem::replace(&mut self.slots, vec![Self::EMPTY; want].into());
+        for pos in old.iter().copied().filter(|&p| p != Self::EMPTY) {
+            let hash = hash_of(self, pos);
+            self.place(hash, pos);
+        }
+    }
+
+    /// Adds `pos` (absent) under `hash`; `hash_of` rehashes the others when it grows.
+    fn insert(&mut self, hash: u64, pos: u32, hash_of: impl Fn(&Self, u32) -> u64) {
+        self.reserve(1, hash_of);
+        self.place(hash, pos);
+        self.len += 1;
+    }
+
+    fn place(&mut self, hash: u64, pos: u32) {
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        while self.slots[i] != Self::EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = pos;
     }
 }
 

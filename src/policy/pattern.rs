@@ -5,9 +5,16 @@
 //! Owns compilation (once per policy load) and matching (allocation-free). Never sees a
 //! request or does I/O.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use regex::RegexSet;
+use regex_automata::nfa::thompson::{self, WhichCaptures};
+use regex_automata::util::syntax;
+
+use super::dfa::Dfa;
 
 /// A pattern that failed to compile, naming the entry.
 #[derive(Debug, thiserror::Error)]
@@ -17,99 +24,287 @@ pub struct PatternError {
     pub reason: String,
 }
 
-/// A compiled list of entries: one hash lookup for the literals, a byte scan per glob, and
-/// one pass of a `RegexSet` for the `^regex$` entries. Globs are matched without the regex
-/// engine: a policy of thousands of roles stays small in memory and quick to load.
+/// A compiled list of entries: a binary search over the sorted literals, a prefix, suffix
+/// and substring check per glob, and one pass of a small DFA for all the `^regex$` entries together. Globs are
+/// matched without the regex engine, and nothing is compiled per request: a policy of
+/// thousands of roles stays small in memory and quick to load.
 #[derive(Debug, Default)]
 pub struct NameSet {
     any: bool,
-    literals: HashSet<Box<str>>,
-    globs: Vec<Glob>,
-    regexes: Option<RegexSet>,
-    /// The `^regex$` entries in `regexes` order, to name the one that matched.
-    regex_sources: Vec<Box<str>>,
+    /// Sorted (by [`by_length`]) and deduplicated.
+    literals: Strs,
+    globs: Globs,
+    /// Shared by every list with the same `^regex$` entries in the same order.
+    regexes: Option<Arc<Regexes>>,
 }
 
-/// An anchored glob: the text between its `*`s, in order.
+/// The `^regex$` entries of a list, compiled together.
 #[derive(Debug)]
-struct Glob {
-    source: Box<str>,
-    parts: Box<[Box<str>]>,
+struct Regexes {
+    /// In list order: pattern `i` is `sources[i]`.
+    sources: Strs,
+    engine: Engine,
 }
 
-impl Glob {
-    fn new(source: &str) -> Self {
-        Glob { source: source.into(), parts: source.split('*').map(Into::into).collect() }
+#[derive(Debug)]
+enum Engine {
+    /// Every regex of ordinary size with no assertion but `^` and `$`: no cache, no lock.
+    Dfa(Dfa),
+    /// The rest (other assertions, or a DFA over its size limit).
+    Set(RegexSet),
+}
+
+/// Strings stored end to end in one allocation.
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+struct Strs {
+    text: Box<str>,
+    /// Where each string ends in `text`.
+    ends: Box<[u32]>,
+}
+
+impl Strs {
+    fn new<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Self, PatternError> {
+        let (mut text, mut ends) = (String::new(), Vec::new());
+        for item in items {
+            text.push_str(item);
+            ends.push(
+                u32::try_from(text.len())
+                    .map_err(|_| PatternError { entry: item.to_owned(), reason: "the list is too large".into() })?,
+            );
+        }
+        Ok(Strs { text: text.into(), ends: ends.into() })
     }
 
-    /// Prefix, suffix, and each middle part found in order between them.
-    fn is_match(&self, name: &str) -> bool {
-        // A glob has at least one `*`, so at least two parts.
-        let [first, middle @ .., last] = &*self.parts else { return false };
-        if name.len() < first.len() + last.len() || !name.starts_with(&**first) || !name.ends_with(&**last) {
-            return false;
-        }
-        let mut hay = &name[first.len()..name.len() - last.len()];
-        for part in middle {
-            match hay.find(&**part) {
-                Some(i) => hay = &hay[i + part.len()..],
-                None => return false,
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// The entry equal to `name`, the entries being sorted by [`by_length`].
+    fn find_sorted(&self, name: &str) -> Option<&str> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let entry = self.get(mid);
+            match by_length(entry, name) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(entry),
             }
         }
-        true
+        None
+    }
+}
+
+/// Length first: most steps of a binary search then compare no bytes.
+fn by_length(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Anchored globs: the text between a glob's `*`s must appear in order, the text before
+/// its first `*` as a prefix and the text after its last as a suffix.
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+struct Globs {
+    /// In list order: `find` names the first that matches.
+    globs: Strs,
+    /// Where each glob's first and last `*` are.
+    stars: Box<[(u32, u32)]>,
+}
+
+impl Globs {
+    fn new(globs: Strs) -> Self {
+        let stars = globs
+            .iter()
+            .map(|g| {
+                // A glob has a `*`; its offsets fit in `u32` as its end did in `Strs`.
+                let first = g.find('*').unwrap_or(0);
+                (first as u32, g.rfind('*').unwrap_or(first) as u32)
+            })
+            .collect();
+        Globs { globs, stars }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.globs.len() == 0
+    }
+
+    /// The first glob that matches `name`.
+    fn find(&self, name: &str) -> Option<&str> {
+        self.stars.iter().enumerate().find_map(|(i, &(first, last))| {
+            let (glob, first, last) = (self.globs.get(i), first as usize, last as usize);
+            let (prefix, suffix) = (&glob[..first], &glob[last + 1..]);
+            if name.len() < prefix.len() + suffix.len() || !name.starts_with(prefix) || !name.ends_with(suffix) {
+                return None;
+            }
+            let mut hay = &name[prefix.len()..name.len() - suffix.len()];
+            if first < last {
+                for part in glob[first + 1..last].split('*').filter(|p| !p.is_empty()) {
+                    let at = hay.find(part)?;
+                    hay = &hay[at + part.len()..];
+                }
+            }
+            Some(glob)
+        })
     }
 }
 
 /// Limits one compiled pattern so a hostile policy cannot exhaust memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
-/// Lazy-DFA cache per regex set: plenty for tool names, small for policies of many roles.
+/// Lazy-DFA cache per regex set (fallback engine only).
 const REGEX_DFA_LIMIT: usize = 1 << 16;
+
+impl Regexes {
+    /// Compiles `sources` into a DFA when it can, else into a `RegexSet` (which also names
+    /// the entry at fault when one is invalid).
+    fn compile(sources: Strs) -> Result<Self, PatternError> {
+        let list: Vec<&str> = sources.iter().collect();
+        let nfa = thompson::Compiler::new()
+            .syntax(syntax::Config::new())
+            .configure(
+                thompson::Config::new().which_captures(WhichCaptures::None).nfa_size_limit(Some(REGEX_SIZE_LIMIT)),
+            )
+            .build_many(&list);
+        if let Some(dfa) = nfa.ok().and_then(|nfa| Dfa::build(&nfa)) {
+            drop(list);
+            return Ok(Regexes { sources, engine: Engine::Dfa(dfa) });
+        }
+        let build = |sources: &[&str]| {
+            regex::RegexSetBuilder::new(sources).size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(REGEX_DFA_LIMIT).build()
+        };
+        let set = build(&list).map_err(|e| {
+            // Name the entry at fault: the first that fails alone.
+            let bad = list.iter().find(|s| build(std::slice::from_ref(*s)).is_err());
+            PatternError { entry: bad.map_or_else(|| list.join(", "), |b| (*b).to_owned()), reason: e.to_string() }
+        })?;
+        drop(list);
+        Ok(Regexes { sources, engine: Engine::Set(set) })
+    }
+
+    fn is_match(&self, name: &str) -> bool {
+        match &self.engine {
+            Engine::Dfa(dfa) => dfa.is_match(name.as_bytes()),
+            Engine::Set(set) => set.is_match(name),
+        }
+    }
+
+    /// The first entry (in list order) that matches `name`.
+    fn find(&self, name: &str) -> Option<&str> {
+        let first = match &self.engine {
+            Engine::Dfa(dfa) => dfa.first_match(name.as_bytes())?,
+            Engine::Set(set) => set.matches(name).into_iter().next()?,
+        };
+        (first < self.sources.len()).then(|| self.sources.get(first))
+    }
+}
+
+/// A list's entries sorted by kind, before its regexes are compiled.
+struct Parts {
+    any: bool,
+    literals: Strs,
+    globs: Globs,
+    regexes: Strs,
+}
+
+impl Parts {
+    fn new<S: AsRef<str>>(entries: &[S]) -> Result<Self, PatternError> {
+        let (mut any, mut literals, mut globs, mut regexes) = (false, Vec::new(), Vec::new(), Vec::new());
+        for entry in entries {
+            let entry = entry.as_ref();
+            match classify(entry) {
+                Kind::Any => any = true,
+                Kind::Literal => literals.push(entry),
+                Kind::Glob => globs.push(entry),
+                Kind::Regex => regexes.push(entry),
+            }
+        }
+        literals.sort_unstable_by(|a, b| by_length(a, b));
+        literals.dedup();
+        let globs = Globs::new(Strs::new(globs)?);
+        Ok(Parts { any, literals: Strs::new(literals)?, globs, regexes: Strs::new(regexes)? })
+    }
+
+    fn same_as(&self, set: &NameSet) -> bool {
+        self.any == set.any
+            && self.literals == set.literals
+            && self.globs == set.globs
+            && match &set.regexes {
+                Some(r) => r.sources == self.regexes,
+                None => self.regexes.len() == 0,
+            }
+    }
+
+    fn key(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        (self.any, &self.literals, &self.globs, &self.regexes).hash(&mut h);
+        h.finish()
+    }
+
+    fn compile(
+        self,
+        regexes: impl FnOnce(Strs) -> Result<Arc<Regexes>, PatternError>,
+    ) -> Result<NameSet, PatternError> {
+        let regexes = if self.regexes.len() == 0 { None } else { Some(regexes(self.regexes)?) };
+        Ok(NameSet { any: self.any, literals: self.literals, globs: self.globs, regexes })
+    }
+}
+
+/// Compiled lists shared within one policy load: identical entry lists (up to the order of
+/// their literals) compile once, and so do identical lists of `^regex$` entries.
+#[derive(Debug, Default)]
+pub(crate) struct Interner {
+    sets: HashMap<u64, Vec<Arc<NameSet>>>,
+    regexes: HashMap<u64, Vec<Arc<Regexes>>>,
+}
+
+impl Interner {
+    /// Compiles `entries`, or returns the set compiled earlier for the same entries.
+    pub(crate) fn compile<S: AsRef<str>>(&mut self, entries: &[S]) -> Result<Arc<NameSet>, PatternError> {
+        let parts = Parts::new(entries)?;
+        let key = parts.key();
+        if let Some(found) = self.sets.get(&key).and_then(|v| v.iter().find(|s| parts.same_as(s))) {
+            return Ok(found.clone());
+        }
+        let regexes = &mut self.regexes;
+        let set = Arc::new(parts.compile(|sources| {
+            let mut h = DefaultHasher::new();
+            sources.hash(&mut h);
+            let bucket = regexes.entry(h.finish()).or_default();
+            if let Some(found) = bucket.iter().find(|r| r.sources == sources) {
+                return Ok(found.clone());
+            }
+            let compiled = Arc::new(Regexes::compile(sources)?);
+            bucket.push(compiled.clone());
+            Ok(compiled)
+        })?);
+        self.sets.entry(key).or_default().push(set.clone());
+        Ok(set)
+    }
+}
 
 impl NameSet {
     /// Compiles `entries`; the first bad entry is an error.
     pub fn compile<S: AsRef<str>>(entries: &[S]) -> Result<Self, PatternError> {
-        let mut out = NameSet::default();
-        for entry in entries {
-            let entry = entry.as_ref();
-            match classify(entry) {
-                Kind::Any => out.any = true,
-                Kind::Literal => {
-                    out.literals.insert(entry.into());
-                }
-                Kind::Glob => out.globs.push(Glob::new(entry)),
-                Kind::Regex => out.regex_sources.push(entry.into()),
-            }
-        }
-        if !out.regex_sources.is_empty() {
-            let build = |sources: &[Box<str>]| {
-                regex::RegexSetBuilder::new(sources.iter().map(|s| &**s))
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .dfa_size_limit(REGEX_DFA_LIMIT)
-                    .build()
-            };
-            let set = build(&out.regex_sources).map_err(|e| {
-                // Name the entry at fault: the first that fails alone.
-                let bad = out.regex_sources.iter().find(|s| build(std::slice::from_ref(*s)).is_err());
-                PatternError {
-                    entry: bad.map_or_else(|| out.regex_sources.join(", "), |b| b.to_string()),
-                    reason: e.to_string(),
-                }
-            })?;
-            out.regexes = Some(set);
-        }
-        Ok(out)
+        Parts::new(entries)?.compile(|sources| Regexes::compile(sources).map(Arc::new))
     }
 
     /// True when no entry was given: such a list matches nothing.
     pub fn is_empty(&self) -> bool {
-        !self.any && self.literals.is_empty() && self.globs.is_empty() && self.regexes.is_none()
+        !self.any && self.literals.len() == 0 && self.globs.is_empty() && self.regexes.is_none()
     }
 
     pub fn is_match(&self, name: &str) -> bool {
         self.any
-            || self.literals.contains(name)
-            || self.globs.iter().any(|g| g.is_match(name))
-            || self.regexes.as_ref().is_some_and(|s| s.is_match(name))
+            || self.literals.find_sorted(name).is_some()
+            || self.globs.find(name).is_some()
+            || self.regexes.as_ref().is_some_and(|r| r.is_match(name))
     }
 
     /// The entry that matches `name`, for explanations and audit.
@@ -117,15 +312,19 @@ impl NameSet {
         if self.any {
             return Some("*");
         }
-        if let Some(lit) = self.literals.get(name) {
+        if let Some(lit) = self.literals.find_sorted(name) {
             return Some(lit);
         }
-        if let Some(g) = self.globs.iter().find(|g| g.is_match(name)) {
-            return Some(&g.source);
+        if let Some(g) = self.globs.find(name) {
+            return Some(g);
         }
-        let set = self.regexes.as_ref().filter(|s| s.is_match(name))?;
-        let first = set.matches(name).into_iter().next()?;
-        self.regex_sources.get(first).map(|s| &**s)
+        self.regexes.as_ref()?.find(name)
+    }
+
+    /// Which engine runs the regexes, if any: `Some(true)` for the DFA.
+    #[cfg(test)]
+    fn regex_engine_is_dfa(&self) -> Option<bool> {
+        self.regexes.as_ref().map(|r| matches!(r.engine, Engine::Dfa(_)))
     }
 }
 
@@ -301,6 +500,154 @@ mod tests {
     fn bad_regex_is_an_error_naming_the_entry() {
         let e = NameSet::compile(&["^(unclosed$"]).expect_err("bad regex");
         assert_eq!(e.entry, "^(unclosed$");
+    }
+
+    #[test]
+    fn regex_entries_search_unanchored_like_go_match_string() {
+        // `^a|b$` is `(^a)|(b$)`: Teleport (Go's regexp.MatchString) and RegexSet agree.
+        let s = set(&["^a|b$"]);
+        assert_eq!(s.regex_engine_is_dfa(), Some(true));
+        assert!(s.is_match("xxb") && s.is_match("abc") && s.is_match("a") && s.is_match("b"));
+        assert!(!s.is_match("xbx") && !s.is_match("ba_") && !s.is_match(""));
+        assert_eq!(s.find("xxb"), Some("^a|b$"));
+    }
+
+    #[test]
+    fn find_names_the_first_matching_entry_of_each_kind_in_list_order() {
+        let s = set(&["^.*_x$", "^get_.*$", "get_*", "get_x"]);
+        assert_eq!(s.find("get_x"), Some("get_x"), "a literal first");
+        assert_eq!(s.find("get_y"), Some("get_*"), "then a glob");
+        assert_eq!(s.find("list_x"), Some("^.*_x$"));
+        let s = set(&["^get_.*$", "^.*_x$"]);
+        assert_eq!(s.find("get_x"), Some("^get_.*$"), "the first regex in list order");
+        let s = set(&["^.*_x$", "^get_.*$"]);
+        assert_eq!(s.find("get_x"), Some("^.*_x$"));
+        assert_eq!(s.find("get_y"), Some("^get_.*$"));
+        assert_eq!(s.find("put_y"), None);
+    }
+
+    #[test]
+    fn regex_entries_keep_unicode_semantics() {
+        let s = set(&["^.$", "^caf\\w$", "^[a-z]+$"]);
+        assert_eq!(s.regex_engine_is_dfa(), Some(true));
+        assert!(s.is_match("ü"), "`.` is one character, not one byte");
+        assert!(!s.is_match("üü"));
+        assert!(s.is_match("café"), "`\\w` is Unicode");
+        assert!(!s.is_match("Abc") && s.is_match("abc"));
+    }
+
+    #[test]
+    fn regex_that_would_make_a_huge_dfa_falls_back_to_a_regex_set() {
+        // The 15th character from the end is `a`: a DFA needs 2^15 states.
+        let s = set(&["^(a|b)*a(a|b){14}$", "^z$"]);
+        assert_eq!(s.regex_engine_is_dfa(), Some(false));
+        assert!(s.is_match(&format!("a{}", "b".repeat(14))));
+        assert!(!s.is_match(&format!("b{}", "b".repeat(14))));
+        assert_eq!(s.find("z"), Some("^z$"));
+        assert_eq!(s.find(&format!("ba{}", "a".repeat(14))), Some("^(a|b)*a(a|b){14}$"));
+    }
+
+    #[test]
+    fn regex_with_other_assertions_falls_back_to_a_regex_set() {
+        let s = set(&["^\\bget\\b.*$"]);
+        assert_eq!(s.regex_engine_is_dfa(), Some(false));
+        assert!(s.is_match("get x") && !s.is_match("getx"));
+        let s = set(&["^(?m)^get$"]);
+        assert_eq!(s.regex_engine_is_dfa(), Some(false));
+        assert!(s.is_match("get"));
+    }
+
+    #[test]
+    fn dfa_agrees_with_regex_set_on_every_pattern_and_name() {
+        let patterns = [
+            "^a|b$",
+            "^(get|list|search)_[a-z_]+$",
+            "^metrics_r1_[a-z0-9_]{1,32}$",
+            "^$",
+            "^a*$",
+            "^x$|^$",
+            "^\\d{2,3}$",
+            "^[^a]+$",
+            "^.+é$",
+            "^(?i)get$",
+            "^a$$",
+            "^\\Aa\\z$",
+            "^(a|^b)c$",
+            "^$^$",
+            "^(?:$|a)b?$",
+            "^.*$",
+            "^(?s).$",
+            "^x*|y$",
+            "^[\\p{Greek}]+$",
+            "^ab|cd|ef$",
+        ];
+        let names = [
+            "",
+            "a",
+            "b",
+            "xxb",
+            "ab",
+            "get_x",
+            "GET",
+            "gEt",
+            "12",
+            "1234",
+            "é",
+            "aé",
+            "bc",
+            "c",
+            "\n",
+            "a\n",
+            "ab\n",
+            "metrics_r1_",
+            "metrics_r1_abc",
+            "αβγ",
+            "xcd",
+            "cde",
+            "xy",
+            "yx",
+            "search_docs",
+        ];
+        for n in 1..=3 {
+            for list in patterns.windows(n) {
+                let regexes = Regexes::compile(Strs::new(list.iter().copied()).expect("strs")).expect("valid");
+                assert!(matches!(regexes.engine, Engine::Dfa(_)), "{list:?} compiles to a DFA");
+                let reference = RegexSet::new(list).expect("valid");
+                for name in names {
+                    let want = reference.matches(name).into_iter().next().map(|i| list[i]);
+                    assert_eq!(regexes.is_match(name), want.is_some(), "{list:?} on {name:?}");
+                    assert_eq!(regexes.find(name), want, "{list:?} on {name:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_typical_rule_of_four_regexes_compiles_to_a_small_dfa() {
+        let sources = [
+            "^(get|list|search)_[a-z_]+$",
+            "^db_r123_(select|explain)_[a-z]+$",
+            "^(create|update)_ticket_r123$",
+            "^metrics_r123_[a-z0-9_]{1,32}$",
+        ];
+        let regexes = Regexes::compile(Strs::new(sources).expect("strs")).expect("valid");
+        let Engine::Dfa(dfa) = &regexes.engine else { panic!("a DFA") };
+        // RegexSet held ~55 KB of one-pass DFA for these (measured with massif).
+        assert!(dfa.memory() < 1536, "{dfa:?}");
+    }
+
+    #[test]
+    fn interner_shares_identical_lists_and_identical_regexes() {
+        let mut interner = Interner::default();
+        let a = interner.compile(&["b", "a", "^x.*$"]).expect("valid");
+        let b = interner.compile(&["a", "b", "^x.*$"]).expect("valid");
+        assert!(Arc::ptr_eq(&a, &b), "the same entries up to literal order");
+        let c = interner.compile(&["c", "^x.*$"]).expect("valid");
+        assert!(!Arc::ptr_eq(&a, &c));
+        let (ra, rc) = (a.regexes.as_ref().expect("regex"), c.regexes.as_ref().expect("regex"));
+        assert!(Arc::ptr_eq(ra, rc), "one compiled regex list");
+        assert_eq!(c.find("xyz"), Some("^x.*$"));
+        assert!(!c.is_match("a") && a.is_match("a"));
     }
 
     #[test]
