@@ -17,18 +17,23 @@ pub struct Headers<'a> {
 impl<'a> Headers<'a> {
     /// The view over `(name, value)` pairs; a repeated name's values are joined with `,`.
     pub fn new(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut entries: Vec<(&'a str, Cow<'a, str>)> = Vec::with_capacity(16);
+        let mut headers = Headers { entries: Vec::with_capacity(16) };
         for (name, value) in pairs {
-            match entries.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, joined)) => {
-                    let v = joined.to_mut();
-                    v.push(',');
-                    v.push_str(value);
-                }
-                None => entries.push((name, Cow::Borrowed(value))),
-            }
+            headers.push(name, value);
         }
-        Headers { entries }
+        headers
+    }
+
+    /// Adds one header line; a name already present gets `,value` appended.
+    pub fn push(&mut self, name: &'a str, value: &'a str) {
+        match self.entries.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, joined)) => {
+                let v = joined.to_mut();
+                v.push(',');
+                v.push_str(value);
+            }
+            None => self.entries.push((name, Cow::Borrowed(value))),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

@@ -128,16 +128,18 @@ impl WireCheckRequest {
     pub fn view(&self) -> Result<View<'_>, WireError> {
         let attrs = self.attributes.as_ref().ok_or(WireError::NoHttp)?;
         let http = attrs.request.as_ref().and_then(|r| r.http.as_ref()).ok_or(WireError::NoHttp)?;
-        let pairs: Vec<(&str, &str)> = match &http.header_map {
-            Some(map) if http.headers.is_empty() => map
-                .headers
-                .iter()
-                .map(|h| Ok((text(&h.key)?, text(if h.raw_value.is_empty() { &h.value } else { &h.raw_value })?)))
-                .collect::<Result<_, WireError>>()?,
-            _ => http.headers.iter().map(|e| Ok((text(&e.key)?, text(&e.value)?))).collect::<Result<_, WireError>>()?,
-        };
-        if pairs.iter().any(|(k, _)| k.bytes().any(|b| b.is_ascii_uppercase())) {
-            return Err(WireError::HeaderCase);
+        let mut headers = Headers::new([]);
+        match &http.header_map {
+            Some(map) if http.headers.is_empty() => {
+                for h in &map.headers {
+                    add_header(&mut headers, &h.key, if h.raw_value.is_empty() { &h.value } else { &h.raw_value })?;
+                }
+            }
+            _ => {
+                for e in &http.headers {
+                    add_header(&mut headers, &e.key, &e.value)?;
+                }
+            }
         }
         let body: &[u8] = if http.raw_body.is_empty() { &http.body } else { &http.raw_body };
         if http.raw_body.is_empty() && std::str::from_utf8(body).is_err() {
@@ -145,7 +147,7 @@ impl WireCheckRequest {
         }
         Ok(View {
             method: text(&http.method)?,
-            headers: Headers::new(pairs),
+            headers,
             body,
             host: text(&http.host)?,
             id: text(&http.id)?,
@@ -157,6 +159,16 @@ impl WireCheckRequest {
                 .collect::<Result<_, WireError>>()?,
         })
     }
+}
+
+/// One header line into `headers`; names must be lower-case, names and values UTF-8.
+fn add_header<'a>(headers: &mut Headers<'a>, key: &'a Bytes, value: &'a Bytes) -> Result<(), WireError> {
+    let key = text(key)?;
+    if key.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(WireError::HeaderCase);
+    }
+    headers.push(key, text(value)?);
+    Ok(())
 }
 
 fn text(b: &Bytes) -> Result<&str, WireError> {
