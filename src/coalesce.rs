@@ -16,7 +16,6 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
 use tokio::net::TcpStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Bytes held before a write goes through without waiting for a flush.
 const CAPACITY: usize = 32 * 1024;
@@ -33,14 +32,6 @@ pub struct Coalesced {
 impl Coalesced {
     pub fn new(stream: TcpStream) -> Self {
         Coalesced { inner: BufWriter::with_capacity(CAPACITY, stream), yielded: false }
-    }
-}
-
-impl Connected for Coalesced {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.inner.get_ref().connect_info()
     }
 }
 
@@ -104,7 +95,6 @@ mod tests {
         let (server, _) = listener.accept().await.expect("accept");
         let mut peer = client.await.expect("join");
         let mut out = Coalesced::new(server);
-        assert!(out.connect_info().remote_addr().is_some());
 
         out.write_all(b"headers|").await.expect("write");
         let mut probe = [0u8; 64];

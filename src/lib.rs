@@ -12,6 +12,7 @@ pub mod cli;
 pub mod coalesce;
 pub mod config;
 pub mod extproc;
+pub mod grpc;
 pub mod headers;
 pub mod http;
 pub mod jwt;

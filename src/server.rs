@@ -11,11 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt as _;
 
 use crate::audit::Audit;
-use crate::authz::{CheckService, SERVICE_NAME, Settings, Warden};
-use crate::coalesce::Coalesced;
+use crate::authz::{SERVICE_NAME, Settings, Warden};
 use crate::config::Config;
 use crate::extproc::ListFilterService;
 use crate::jwt::{JwtConfig, Verifier, jwks};
@@ -106,24 +104,16 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
     health_reporter.set_serving::<ExternalProcessorServer<ListFilterService>>().await;
     let reflection = crate::reflection::service().map_err(|e| StartError::Reflection(e.to_string()))?;
     let reflection_alpha = crate::reflection::service_v1alpha().map_err(|e| StartError::Reflection(e.to_string()))?;
-    let grpc_server = tonic::transport::Server::builder()
-        .add_service(CheckService(warden.clone()))
-        .add_service(
-            ExternalProcessorServer::new(ListFilterService::new(warden.clone(), config.list_filter))
-                // A buffered JSON list arrives as one message: allow the largest event or body
-                // the filter is configured to hold, plus framing.
-                .max_decoding_message_size(config.list_filter.max_event_bytes + (1 << 20)),
-        )
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .serve_with_incoming_shutdown(
-            // Without TCP_NODELAY a check waits out Nagle + delayed ACK (tens of milliseconds).
-            tonic::transport::server::TcpIncoming::from(grpc)
-                .with_nodelay(Some(true))
-                .map(|conn| conn.map(Coalesced::new)),
-            shutdown(),
-        );
+    let routes = tonic::service::Routes::new(
+        ExternalProcessorServer::new(ListFilterService::new(warden.clone(), config.list_filter))
+            // A buffered JSON list arrives as one message: allow the largest event or body
+            // the filter is configured to hold, plus framing.
+            .max_decoding_message_size(config.list_filter.max_event_bytes + (1 << 20)),
+    )
+    .add_service(health)
+    .add_service(reflection)
+    .add_service(reflection_alpha);
+    let grpc_server = crate::grpc::serve(grpc, crate::grpc::Services { warden: warden.clone(), routes }, shutdown());
     let http_server =
         axum::serve(http, crate::http::router(warden.clone(), config.jwks_max_age)).with_graceful_shutdown(shutdown());
 
@@ -132,9 +122,8 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
         write_ready_file(path, grpc_addr, http_addr, &issuer)
             .map_err(|source| StartError::ReadyFile { path: path.to_owned(), source })?;
     }
-    let (g, h) = tokio::join!(grpc_server, async { http_server.await });
+    let ((), h) = tokio::join!(grpc_server, async { http_server.await });
     warden.close_audit();
-    g.map_err(|e| StartError::Serve(e.to_string()))?;
     h.map_err(|e| StartError::Serve(e.to_string()))?;
     tracing::info!("mcp-warden stopped");
     Ok(())

@@ -27,15 +27,24 @@ use crate::policy::{App, Decision, Policy, User, ValuePart};
 use crate::reply::Reply;
 use crate::token::TokenSettings;
 
+/// Why a `Check` message could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unread {
+    /// Not an exact `CheckRequest` (bad protobuf, gRPC framing, compression, header names).
+    Invalid,
+    /// Larger than the gRPC listener accepts.
+    TooLarge,
+}
+
 mod record;
-mod service;
 mod snapshot;
 pub mod wire;
 
 use record::AuditInfo;
-pub use service::{CheckService, SERVICE_NAME};
+/// The gRPC service name Envoy calls (and health checks name).
+pub const SERVICE_NAME: &str = "envoy.service.auth.v3.Authorization";
 pub use snapshot::Snapshot;
-use wire::{View, WireCheckRequest};
+use wire::View;
 
 /// Settings fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -179,14 +188,11 @@ impl Warden {
     /// `CheckResponse` (the gRPC service's path).
     pub fn check_bytes(&self, bytes: Bytes) -> Vec<u8> {
         let started = Instant::now();
-        let wire = WireCheckRequest::decode_from(bytes);
-        let view = match wire.as_ref().map_err(|e| *e).and_then(WireCheckRequest::view) {
+        let view = match wire::view(&bytes) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "refused a check request that cannot be read exactly");
-                self.audit_event("request.denied", "invalid_check_request", None);
-                self.metrics.check(false, "invalid_check_request", started.elapsed());
-                return Reply::error(400, None, -32600, "invalid request").encode(&[("decision", "deny")]);
+                return self.refuse_unread(started, Unread::Invalid);
             }
         };
         let ctx = Context::new(&view);
@@ -205,6 +211,18 @@ impl Warden {
         let mut fingerprint = String::new();
         let allowed = reply.is_allow();
         reply.encode(&audit.metadata(allowed, &mut fingerprint))
+    }
+
+    /// Answers a `Check` whose message could not be read (see [`Unread`]) with an audited
+    /// denial: there is no request id to echo.
+    pub fn refuse_unread(&self, started: Instant, why: Unread) -> Vec<u8> {
+        let (status, reason, message) = match why {
+            Unread::Invalid => (400, "invalid_check_request", "invalid request"),
+            Unread::TooLarge => (413, "check_request_too_large", "request too large"),
+        };
+        self.audit_event("request.denied", reason, None);
+        self.metrics.check(false, reason, started.elapsed());
+        Reply::error(status, None, -32600, message).encode(&[("decision", "deny")])
     }
 
     fn decide<'s>(&self, snap: &'s Snapshot, ctx: &Context<'s>, audit: &mut AuditInfo<'s>) -> Reply

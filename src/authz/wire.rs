@@ -1,97 +1,12 @@
 //! Envoy's `CheckRequest` as read off the wire: only the fields a check uses, each a
 //! zero-copy slice of the received message (no `String` per header, no hash map).
 //!
-//! The messages below are wire-compatible subsets of `envoy.service.auth.v3.CheckRequest`
-//! (same field numbers and types; protobuf `string` and `bytes` share one encoding, and a
-//! `map` is a repeated key/value message). Fields not declared are skipped. Text fields are
-//! checked for UTF-8 when the request is viewed: a request that fails is refused, never
-//! guessed at.
-
-use bytes::Bytes;
-use prost::Message as _;
+//! A small protobuf reader walks only the fields below (field numbers from Envoy's protos; a
+//! `map` is a repeated key/value message) and skips the rest. Text fields are checked for
+//! UTF-8, header names for lower case; a request that is malformed, or repeats a singular
+//! message field (protobuf would merge; Envoy never sends one), is refused, never guessed at.
 
 use crate::headers::Headers;
-
-/// `CheckRequest`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireCheckRequest {
-    #[prost(message, optional, tag = "1")]
-    pub attributes: Option<WireAttributes>,
-}
-
-/// `AttributeContext`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireAttributes {
-    #[prost(message, optional, tag = "1")]
-    pub source: Option<WirePeer>,
-    #[prost(message, optional, tag = "4")]
-    pub request: Option<WireRequest>,
-    /// `map<string, string> context_extensions`.
-    #[prost(message, repeated, tag = "10")]
-    pub context_extensions: Vec<WireEntry>,
-}
-
-/// `AttributeContext.Peer`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WirePeer {
-    #[prost(bytes = "bytes", tag = "4")]
-    pub principal: Bytes,
-}
-
-/// `AttributeContext.Request`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireRequest {
-    #[prost(message, optional, tag = "2")]
-    pub http: Option<WireHttp>,
-}
-
-/// `AttributeContext.HttpRequest`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireHttp {
-    #[prost(bytes = "bytes", tag = "1")]
-    pub id: Bytes,
-    #[prost(bytes = "bytes", tag = "2")]
-    pub method: Bytes,
-    /// `map<string, string> headers` (repeated headers already joined by Envoy).
-    #[prost(message, repeated, tag = "3")]
-    pub headers: Vec<WireEntry>,
-    #[prost(bytes = "bytes", tag = "5")]
-    pub host: Bytes,
-    #[prost(bytes = "bytes", tag = "11")]
-    pub body: Bytes,
-    #[prost(bytes = "bytes", tag = "12")]
-    pub raw_body: Bytes,
-    /// `config.core.v3.HeaderMap header_map` (`encode_raw_headers: true`).
-    #[prost(message, optional, tag = "13")]
-    pub header_map: Option<WireHeaderMap>,
-}
-
-/// A map entry (`key` = 1, `value` = 2).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireEntry {
-    #[prost(bytes = "bytes", tag = "1")]
-    pub key: Bytes,
-    #[prost(bytes = "bytes", tag = "2")]
-    pub value: Bytes,
-}
-
-/// `config.core.v3.HeaderMap`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireHeaderMap {
-    #[prost(message, repeated, tag = "1")]
-    pub headers: Vec<WireHeaderValue>,
-}
-
-/// `config.core.v3.HeaderValue`: Envoy fills `key` and `raw_value`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireHeaderValue {
-    #[prost(bytes = "bytes", tag = "1")]
-    pub key: Bytes,
-    #[prost(bytes = "bytes", tag = "2")]
-    pub value: Bytes,
-    #[prost(bytes = "bytes", tag = "3")]
-    pub raw_value: Bytes,
-}
 
 /// Why a request could not be viewed.
 #[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
@@ -106,7 +21,7 @@ pub enum WireError {
     HeaderCase,
 }
 
-/// What a check reads from Envoy's request, borrowed from a [`WireCheckRequest`].
+/// What a check reads from Envoy's request, borrowed from the encoded `CheckRequest`.
 #[derive(Debug)]
 pub struct View<'r> {
     pub method: &'r str,
@@ -120,59 +35,224 @@ pub struct View<'r> {
     pub context_extensions: Vec<(&'r str, &'r str)>,
 }
 
-impl WireCheckRequest {
-    pub fn decode_from(bytes: Bytes) -> Result<Self, WireError> {
-        WireCheckRequest::decode(bytes).map_err(|_| WireError::Decode)
-    }
+// Field numbers, from envoy/service/auth/v3/{external_auth,attribute_context}.proto and
+// envoy/config/core/v3/base.proto.
+const CHECK_ATTRIBUTES: u32 = 1;
+const ATTR_SOURCE: u32 = 1;
+const ATTR_REQUEST: u32 = 4;
+const ATTR_CONTEXT_EXTENSIONS: u32 = 10;
+const PEER_PRINCIPAL: u32 = 4;
+const REQUEST_HTTP: u32 = 2;
+const HTTP_ID: u32 = 1;
+const HTTP_METHOD: u32 = 2;
+const HTTP_HEADERS: u32 = 3;
+const HTTP_HOST: u32 = 5;
+const HTTP_BODY: u32 = 11;
+const HTTP_RAW_BODY: u32 = 12;
+const HTTP_HEADER_MAP: u32 = 13;
+const HEADER_MAP_HEADERS: u32 = 1;
+const ENTRY_KEY: u32 = 1;
+const ENTRY_VALUE: u32 = 2;
+const HEADER_RAW_VALUE: u32 = 3;
 
-    pub fn view(&self) -> Result<View<'_>, WireError> {
-        let attrs = self.attributes.as_ref().ok_or(WireError::NoHttp)?;
-        let http = attrs.request.as_ref().and_then(|r| r.http.as_ref()).ok_or(WireError::NoHttp)?;
-        let mut headers = Headers::new([]);
-        match &http.header_map {
-            Some(map) if http.headers.is_empty() => {
-                for h in &map.headers {
-                    add_header(&mut headers, &h.key, if h.raw_value.is_empty() { &h.value } else { &h.raw_value })?;
-                }
+/// Reads an encoded `CheckRequest`.
+pub fn view(bytes: &[u8]) -> Result<View<'_>, WireError> {
+    let attrs = single_message(bytes, CHECK_ATTRIBUTES)?.ok_or(WireError::NoHttp)?;
+    let (mut source, mut request) = (None, None);
+    let mut context_extensions = Vec::new();
+    for field in Fields(attrs) {
+        match field? {
+            (ATTR_SOURCE, v) => once(&mut source, v.bytes()?)?,
+            (ATTR_REQUEST, v) => once(&mut request, v.bytes()?)?,
+            (ATTR_CONTEXT_EXTENSIONS, v) => {
+                let [key, value] = strings(v.bytes()?, [ENTRY_KEY, ENTRY_VALUE])?;
+                context_extensions.push((text(key)?, text(value)?));
             }
-            _ => {
-                for e in &http.headers {
-                    add_header(&mut headers, &e.key, &e.value)?;
-                }
-            }
+            _ => {}
         }
-        let body: &[u8] = if http.raw_body.is_empty() { &http.body } else { &http.raw_body };
-        if http.raw_body.is_empty() && std::str::from_utf8(body).is_err() {
-            return Err(WireError::NotUtf8);
-        }
-        Ok(View {
-            method: text(&http.method)?,
-            headers,
-            body,
-            host: text(&http.host)?,
-            id: text(&http.id)?,
-            principal: attrs.source.as_ref().map_or(Ok(""), |s| text(&s.principal))?,
-            context_extensions: attrs
-                .context_extensions
-                .iter()
-                .map(|e| Ok((text(&e.key)?, text(&e.value)?)))
-                .collect::<Result<_, WireError>>()?,
-        })
     }
+    let http = request.map(|r| single_message(r, REQUEST_HTTP)).transpose()?.flatten().ok_or(WireError::NoHttp)?;
+    let [principal] = source.map_or(Ok([&[][..]]), |s| strings(s, [PEER_PRINCIPAL]))?;
+
+    let (mut scalars, mut header_map, mut legacy_headers) = (HttpScalars::default(), None, false);
+    for field in Fields(http) {
+        match field? {
+            (HTTP_ID, v) => scalars.id = v.bytes()?,
+            (HTTP_METHOD, v) => scalars.method = v.bytes()?,
+            (HTTP_HEADERS, v) => {
+                v.bytes()?;
+                legacy_headers = true;
+            }
+            (HTTP_HOST, v) => scalars.host = v.bytes()?,
+            (HTTP_BODY, v) => scalars.body = v.bytes()?,
+            (HTTP_RAW_BODY, v) => scalars.raw_body = v.bytes()?,
+            (HTTP_HEADER_MAP, v) => once(&mut header_map, v.bytes()?)?,
+            _ => {}
+        }
+    }
+    let mut headers = Headers::new([]);
+    match header_map {
+        Some(map) if !legacy_headers => {
+            for field in Fields(map) {
+                if let (HEADER_MAP_HEADERS, v) = field? {
+                    let [key, value, raw] = strings(v.bytes()?, [ENTRY_KEY, ENTRY_VALUE, HEADER_RAW_VALUE])?;
+                    add_header(&mut headers, key, if raw.is_empty() { value } else { raw })?;
+                }
+            }
+        }
+        _ => {
+            for field in Fields(http) {
+                if let (HTTP_HEADERS, v) = field? {
+                    let [key, value] = strings(v.bytes()?, [ENTRY_KEY, ENTRY_VALUE])?;
+                    add_header(&mut headers, key, value)?;
+                }
+            }
+        }
+    }
+    let body = if scalars.raw_body.is_empty() { text(scalars.body)?.as_bytes() } else { scalars.raw_body };
+    Ok(View {
+        method: text(scalars.method)?,
+        headers,
+        body,
+        host: text(scalars.host)?,
+        id: text(scalars.id)?,
+        principal: text(principal)?,
+        context_extensions,
+    })
+}
+
+#[derive(Default)]
+struct HttpScalars<'r> {
+    id: &'r [u8],
+    method: &'r [u8],
+    host: &'r [u8],
+    body: &'r [u8],
+    raw_body: &'r [u8],
 }
 
 /// One header line into `headers`; names must be lower-case, names and values UTF-8.
-fn add_header<'a>(headers: &mut Headers<'a>, key: &'a Bytes, value: &'a Bytes) -> Result<(), WireError> {
-    let key = text(key)?;
-    if key.bytes().any(|b| b.is_ascii_uppercase()) {
+fn add_header<'a>(headers: &mut Headers<'a>, key: &'a [u8], value: &'a [u8]) -> Result<(), WireError> {
+    if key.iter().any(u8::is_ascii_uppercase) {
         return Err(WireError::HeaderCase);
     }
-    headers.push(key, text(value)?);
+    headers.push(text(key)?, text(value)?);
     Ok(())
 }
 
-fn text(b: &Bytes) -> Result<&str, WireError> {
+fn text(b: &[u8]) -> Result<&str, WireError> {
     std::str::from_utf8(b).map_err(|_| WireError::NotUtf8)
+}
+
+/// A singular message field seen twice would be merged by protobuf; Envoy never sends one,
+/// so it is refused rather than merged.
+fn once<'r>(slot: &mut Option<&'r [u8]>, value: &'r [u8]) -> Result<(), WireError> {
+    match slot.replace(value) {
+        None => Ok(()),
+        Some(_) => Err(WireError::Decode),
+    }
+}
+
+fn single_message(message: &[u8], number: u32) -> Result<Option<&[u8]>, WireError> {
+    let mut found = None;
+    for field in Fields(message) {
+        let (n, v) = field?;
+        if n == number {
+            once(&mut found, v.bytes()?)?;
+        }
+    }
+    Ok(found)
+}
+
+/// String/bytes fields of a small message, by number; the last occurrence wins, as in
+/// protobuf, and a field not present reads as empty.
+fn strings<const N: usize>(message: &[u8], numbers: [u32; N]) -> Result<[&[u8]; N], WireError> {
+    let mut out = [&[][..]; N];
+    for field in Fields(message) {
+        let (n, v) = field?;
+        if let Some(slot) = numbers.iter().position(|&k| k == n) {
+            out[slot] = v.bytes()?;
+        }
+    }
+    Ok(out)
+}
+
+/// A field's value by wire type.
+enum Value<'r> {
+    Varint,
+    Fixed,
+    Len(&'r [u8]),
+}
+
+impl<'r> Value<'r> {
+    fn bytes(self) -> Result<&'r [u8], WireError> {
+        match self {
+            Value::Len(b) => Ok(b),
+            _ => Err(WireError::Decode),
+        }
+    }
+}
+
+/// The fields of one encoded message, in order; a malformed field ends it with an error.
+struct Fields<'r>(&'r [u8]);
+
+impl<'r> Iterator for Fields<'r> {
+    type Item = Result<(u32, Value<'r>), WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let field = self.field();
+        if field.is_err() {
+            self.0 = &[];
+        }
+        Some(field)
+    }
+}
+
+impl<'r> Fields<'r> {
+    fn field(&mut self) -> Result<(u32, Value<'r>), WireError> {
+        let key = self.varint()?;
+        let number = u32::try_from(key >> 3).map_err(|_| WireError::Decode)?;
+        if number == 0 {
+            return Err(WireError::Decode);
+        }
+        let value = match key & 7 {
+            0 => self.varint().map(|_| Value::Varint)?,
+            1 => self.take(8).map(|_| Value::Fixed)?,
+            2 => {
+                let len = usize::try_from(self.varint()?).map_err(|_| WireError::Decode)?;
+                Value::Len(self.take(len)?)
+            }
+            5 => self.take(4).map(|_| Value::Fixed)?,
+            _ => return Err(WireError::Decode), // groups (3, 4) and undefined types
+        };
+        Ok((number, value))
+    }
+
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let mut value = 0u64;
+        for (i, &byte) in self.0.iter().enumerate().take(10) {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                if i == 9 && byte > 1 {
+                    return Err(WireError::Decode); // more than 64 bits
+                }
+                self.0 = &self.0[i + 1..];
+                return Ok(value);
+            }
+        }
+        Err(WireError::Decode)
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'r [u8], WireError> {
+        if len > self.0.len() {
+            return Err(WireError::Decode);
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(head)
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +262,9 @@ mod tests {
     use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
     use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
     use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+
+    use bytes::Bytes;
+    use prost::Message as _;
 
     use super::*;
 
@@ -216,8 +299,7 @@ mod tests {
             "spiffe://a",
             &[("app", "demo")],
         );
-        let req = WireCheckRequest::decode_from(bytes).expect("decodes");
-        let v = req.view().expect("view");
+        let v = view(&bytes).expect("view");
         assert_eq!((v.method, v.host, v.id, v.principal), ("POST", "gw.example", "rid", "spiffe://a"));
         assert_eq!(v.headers.get("authorization"), Some("Bearer k"));
         assert_eq!(v.headers.get(":path"), Some("/mcp"));
@@ -241,8 +323,7 @@ mod tests {
             "",
             &[],
         );
-        let req = WireCheckRequest::decode_from(bytes).expect("decodes");
-        let v = req.view().expect("view");
+        let v = view(&bytes).expect("view");
         assert_eq!(v.headers.get("x-api-key"), Some("a,c"));
         assert_eq!(v.body, b"{\"x\":1}");
     }
@@ -251,10 +332,51 @@ mod tests {
     fn what_cannot_be_read_exactly_is_refused() {
         let raw = |k: &str, v: &[u8]| HeaderValue { key: k.into(), raw_value: v.to_vec(), ..Default::default() };
         let with = |headers| HttpRequest { header_map: Some(HeaderMap { headers }), ..Default::default() };
-        let view = |bytes| WireCheckRequest::decode_from(bytes).and_then(|r| r.view().map(|_| ()));
+        let view = |bytes: Bytes| view(&bytes).map(|_| ());
         assert_eq!(view(encode(with(vec![raw("x-api-key", b"\xff")]), "", &[])), Err(WireError::NotUtf8));
         assert_eq!(view(encode(with(vec![raw("X-Api-Key", b"k")]), "", &[])), Err(WireError::HeaderCase));
         assert_eq!(view(Bytes::from_static(b"\x0a\x05\x22")), Err(WireError::Decode));
         assert_eq!(view(CheckRequest::default().encode_to_vec().into()), Err(WireError::NoHttp));
+    }
+
+    /// `CheckRequest { attributes { request { http { <http> } } } }` by hand.
+    fn nest(http: &[u8]) -> Vec<u8> {
+        let wrap = |tag: u8, inner: &[u8]| {
+            let mut out = vec![tag, u8::try_from(inner.len()).expect("short")];
+            out.extend_from_slice(inner);
+            out
+        };
+        wrap(0x0a, &wrap(0x22, &wrap(0x12, http)))
+    }
+
+    #[test]
+    fn unknown_fields_of_every_wire_type_are_skipped_and_the_last_scalar_wins() {
+        // method "GET" then, after a varint, a fixed64, a fixed32 and an unknown string,
+        // method "POST".
+        let mut http = vec![0x12, 3, b'G', b'E', b'T', 0x30, 0x96, 0x01, 0x39];
+        http.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 0x45, 1, 2, 3, 4, 0x52, 1, b'x']);
+        http.extend_from_slice(&[0x12, 4, b'P', b'O', b'S', b'T']);
+        let bytes = nest(&http);
+        assert_eq!(view(&bytes).expect("view").method, "POST");
+    }
+
+    #[test]
+    fn malformed_protobuf_is_refused() {
+        let refused = |http: &[u8]| view(&nest(http)).map(|_| ());
+        assert_eq!(refused(&[0x12, 9, b'G']), Err(WireError::Decode), "length past the end");
+        assert_eq!(refused(&[0x13]), Err(WireError::Decode), "start group");
+        assert_eq!(refused(&[0x10, 1]), Err(WireError::Decode), "method as a varint");
+        assert_eq!(refused(&[0x02, 0]), Err(WireError::Decode), "field number 0");
+        assert_eq!(refused(&[0x30, 0xff]), Err(WireError::Decode), "unterminated varint");
+        let mut long = vec![0x30];
+        long.extend_from_slice(&[0xff; 9]);
+        long.push(0x02);
+        assert_eq!(refused(&long), Err(WireError::Decode), "varint over 64 bits");
+        long.pop();
+        long.push(0x01);
+        assert_eq!(refused(&long), Ok(()), "a 64-bit varint is fine");
+        // `attributes` twice would be merged by protobuf: refused instead.
+        let twice = [nest(&[0x12, 1, b'A']), nest(&[0x12, 1, b'B'])].concat();
+        assert_eq!(view(&twice).map(|_| ()), Err(WireError::Decode));
     }
 }

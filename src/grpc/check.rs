@@ -1,0 +1,172 @@
+//! The ext_authz `Check` call on a bare HTTP/2 stream: read exactly one uncompressed gRPC
+//! message (zero-copy when it arrives in one DATA frame, as Envoy sends it), hand it to
+//! [`Warden::check_bytes`], and answer with headers, one DATA frame and `grpc-status: 0`.
+//!
+//! A message that cannot be read (compressed, cut short, followed by another, too large)
+//! is answered with an audited denial from [`Warden::refuse_unread`], never with an allow;
+//! a caller that is not speaking gRPC at all gets a plain HTTP error.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf as _, Bytes, BytesMut};
+use h2::RecvStream;
+use h2::server::SendResponse;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+
+use crate::authz::{Unread, Warden};
+
+/// The one path this module serves.
+pub const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+
+/// The largest `CheckRequest` read (tonic's default limit): Envoy's buffered body
+/// (`max_request_bytes`, 1 MiB in the shipped configs) plus headers fits with room to spare.
+pub const MAX_CHECK_MESSAGE: usize = 4 << 20;
+
+/// gRPC message prefix: compressed flag and big-endian length.
+const PREFIX: usize = 5;
+
+const GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
+
+/// Why the message could not be taken from the stream.
+enum ReadError {
+    Unread(Unread),
+    /// The stream failed (reset by Envoy, connection lost): nobody is waiting for an answer.
+    Stream(h2::Error),
+}
+
+pub(super) async fn serve(warden: Arc<Warden>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+    if let Err(status) = grpc_request(&request) {
+        send_http_error(&mut respond, status);
+        return;
+    }
+    let started = Instant::now();
+    let answer = match read_message(request.into_body()).await {
+        Ok(message) => warden.check_bytes(message),
+        Err(ReadError::Unread(why)) => {
+            tracing::warn!(?why, "refused a check message that cannot be read");
+            warden.refuse_unread(started, why)
+        }
+        Err(ReadError::Stream(e)) => {
+            tracing::debug!(error = %e, "check stream ended before its message");
+            return;
+        }
+    };
+    if let Err(e) = send_answer(&mut respond, &answer) {
+        tracing::debug!(error = %e, "check answer not sent");
+    }
+}
+
+/// Only gRPC over POST is served; anything else is answered the way the gRPC over HTTP/2
+/// spec says (405 / 415), before its body is read.
+fn grpc_request(request: &Request<RecvStream>) -> Result<(), StatusCode> {
+    if request.method() != Method::POST {
+        return Err(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let content_type = request.headers().get(CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
+    match content_type.strip_prefix(b"application/grpc") {
+        Some([] | [b'+' | b';', ..]) => Ok(()),
+        _ => Err(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    }
+}
+
+/// Reads the stream's one message, refusing as soon as the bytes so far cannot be one
+/// uncompressed message within the limit. Chunks are released to flow control as they arrive.
+async fn read_message(mut body: RecvStream) -> Result<Bytes, ReadError> {
+    let mut next = async || match body.data().await {
+        Some(Ok(chunk)) => {
+            let _ = body.flow_control().release_capacity(chunk.len());
+            Ok(Some(chunk))
+        }
+        Some(Err(e)) => Err(ReadError::Stream(e)),
+        None => Ok(None),
+    };
+    let first = next().await?.unwrap_or_default();
+    admit(&first)?;
+    let mut joined: Option<BytesMut> = None;
+    while let Some(chunk) = next().await? {
+        let buf = joined.get_or_insert_with(|| BytesMut::from(&first[..]));
+        buf.extend_from_slice(&chunk);
+        admit(buf)?;
+    }
+    let mut whole = joined.map_or(first, BytesMut::freeze);
+    if whole.len() < PREFIX || whole.len() - PREFIX != declared_len(&whole) {
+        // Empty or cut short: a unary call carries exactly one whole message.
+        return Err(ReadError::Unread(Unread::Invalid));
+    }
+    whole.advance(PREFIX);
+    Ok(whole)
+}
+
+/// Whether the bytes received so far can still be the start of one acceptable message.
+fn admit(received: &[u8]) -> Result<(), ReadError> {
+    if received.len() < PREFIX {
+        return Ok(());
+    }
+    let refuse = |why| Err(ReadError::Unread(why));
+    if received[0] != 0 {
+        return refuse(Unread::Invalid); // compressed: no encoding is negotiated
+    }
+    let declared = declared_len(received);
+    if declared > MAX_CHECK_MESSAGE {
+        return refuse(Unread::TooLarge);
+    }
+    if received.len() - PREFIX > declared {
+        return refuse(Unread::Invalid); // a second message
+    }
+    Ok(())
+}
+
+fn declared_len(prefix: &[u8]) -> usize {
+    u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize
+}
+
+fn send_answer(respond: &mut SendResponse<Bytes>, message: &[u8]) -> Result<(), h2::Error> {
+    let mut head = Response::new(());
+    head.headers_mut().insert(CONTENT_TYPE, GRPC);
+    let mut stream = respond.send_response(head, false)?;
+    let mut framed = Vec::with_capacity(PREFIX + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap_or(u32::MAX).to_be_bytes());
+    framed.extend_from_slice(message);
+    stream.send_data(framed.into(), false)?;
+    let mut trailers = HeaderMap::with_capacity(1);
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    stream.send_trailers(trailers)
+}
+
+fn send_http_error(respond: &mut SendResponse<Bytes>, status: StatusCode) {
+    let mut head = Response::new(());
+    *head.status_mut() = status;
+    if let Err(e) = respond.send_response(head, true) {
+        tracing::debug!(error = %e, "HTTP error answer not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(bytes: &[u8]) -> Option<Unread> {
+        match admit(bytes) {
+            Ok(()) => None,
+            Err(ReadError::Unread(why)) => Some(why),
+            Err(ReadError::Stream(_)) => unreachable!("admit never sees the stream"),
+        }
+    }
+
+    #[test]
+    fn messages_are_admitted_only_while_they_can_still_be_one_acceptable_message() {
+        assert_eq!(verdict(&[]), None);
+        assert_eq!(verdict(&[1, 0, 0]), None, "too short to judge yet");
+        assert_eq!(verdict(&[0, 0, 0, 1, 2]), None);
+        assert_eq!(declared_len(&[0, 0, 0, 1, 2]), 258, "big-endian length");
+        assert_eq!(verdict(&[1, 0, 0, 0, 1, 7]), Some(Unread::Invalid), "compressed");
+        assert_eq!(verdict(&[0, 0, 0, 0, 1, 7, 0]), Some(Unread::Invalid), "a second message");
+        let over = u32::try_from(MAX_CHECK_MESSAGE + 1).expect("fits").to_be_bytes();
+        assert_eq!(verdict(&[0, over[0], over[1], over[2], over[3]]), Some(Unread::TooLarge));
+        let max = u32::try_from(MAX_CHECK_MESSAGE).expect("fits").to_be_bytes();
+        assert_eq!(verdict(&[0, max[0], max[1], max[2], max[3]]), None);
+    }
+}

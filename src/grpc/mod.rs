@@ -1,0 +1,129 @@
+//! The gRPC listener, served straight on the h2 crate: each connection's streams are
+//! dispatched by path, `Check` to the ext_authz fast path ([`check`]) and everything else
+//! (the ext_proc list filter, health, reflection) to tonic's routes through [`bridge`].
+//!
+//! Why not tonic's server for `Check` too: measured here, a do-nothing `Check` costs ≈ 25 µs
+//! of CPU per request through tonic/hyper on one runtime thread and ≈ 11 µs on bare h2, and
+//! Envoy itself spends ≈ 40 µs less per request on the bare h2 answers (fewer frames to read).
+//! Owns connection lifetime (TCP_NODELAY, HTTP/2 settings, graceful shutdown); no decisions.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use http::Request;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::authz::Warden;
+use crate::coalesce::Coalesced;
+
+mod bridge;
+mod check;
+
+pub use check::{CHECK_PATH, MAX_CHECK_MESSAGE};
+
+/// How long in-flight streams may run after a shutdown signal before connections are closed.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// What the listener serves: the check handler and every other gRPC service.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub warden: Arc<Warden>,
+    pub routes: tonic::service::Routes,
+}
+
+/// Accepts connections until `shutdown` completes, then lets in-flight streams finish (at
+/// most [`DRAIN`]) and returns.
+pub async fn serve(listener: TcpListener, services: Services, shutdown: impl Future<Output = ()>) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    while connections.try_join_next().is_some() {}
+                    connections.spawn(connection(stream, services.clone(), stop_rx.clone()));
+                }
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: keep serving.
+                    tracing::warn!(error = %e, "gRPC accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!(open = connections.len(), "closing gRPC connections still busy after the drain period");
+        connections.abort_all();
+    }
+}
+
+/// Serves one HTTP/2 connection until the peer closes it (or, after shutdown, until its
+/// in-flight streams are done).
+async fn connection(stream: TcpStream, services: Services, mut stop: watch::Receiver<bool>) {
+    // Without TCP_NODELAY a check waits out Nagle + delayed ACK (tens of milliseconds).
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY on a gRPC connection");
+    }
+    let mut conn = match settings().handshake::<_, Bytes>(Coalesced::new(stream)).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::debug!(error = %e, "gRPC connection ended during the HTTP/2 handshake");
+            return;
+        }
+    };
+    conn.set_target_window_size(WINDOW);
+    let mut stopping = *stop.borrow();
+    if stopping {
+        conn.graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            next = conn.accept() => match next {
+                Some(Ok((request, respond))) => dispatch(&services, request, respond),
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "gRPC connection error");
+                    return;
+                }
+                None => return,
+            },
+            changed = stop.changed(), if !stopping => {
+                stopping = true;
+                if changed.is_err() || *stop.borrow() {
+                    conn.graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+fn dispatch(services: &Services, request: Request<h2::RecvStream>, respond: SendResponse<Bytes>) {
+    if request.uri().path() == CHECK_PATH {
+        tokio::spawn(check::serve(services.warden.clone(), request, respond));
+    } else {
+        tokio::spawn(bridge::serve(services.routes.clone(), request, respond));
+    }
+}
+
+/// Flow-control window per stream and per connection: a `CheckRequest` carrying a buffered
+/// body of up to 1 MiB arrives without waiting for window updates.
+const WINDOW: u32 = 2 << 20;
+
+fn settings() -> h2::server::Builder {
+    let mut builder = h2::server::Builder::new();
+    builder
+        .initial_window_size(WINDOW)
+        .initial_connection_window_size(WINDOW)
+        .max_concurrent_streams(1024)
+        .max_header_list_size(64 << 10)
+        .max_send_buffer_size(1 << 20);
+    builder
+}

@@ -1,0 +1,256 @@
+//! Roles: Teleport `kind: role` (v7/v8) documents, their `{{…}}` templates, the preset
+//! `mcp-user` role, and what one load compiles once and shares between roles.
+//!
+//! Owns the role rules (version, `app_labels`, `mcp.tools` / `prompts` / `resources`) and
+//! compiling them against a user's traits. A role without templates is compiled once, when
+//! read; the others are kept as templates and compiled per user. Reads no files.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Loader, PolicyError};
+use crate::policy::pattern::{Interner, NameSet, Template, TraitNamespace};
+use crate::policy::raw::{self, OneOrMany};
+use crate::policy::{CompiledRole, LabelSelector, Rules, Traits};
+
+/// Name of the preset role granting every app and every tool.
+pub const PRESET_MCP_USER: &str = "mcp-user";
+
+impl Loader {
+    /// Validates and (when it uses no template) compiles a role as soon as it is read.
+    pub(super) fn add_role(&mut self, file: String, doc: raw::RoleDoc) {
+        let name = doc.metadata.name;
+        if let Some(&first) = self.role_index.get(name.as_str()) {
+            let first = self.roles[first].file.to_string();
+            self.role_errors.push(PolicyError::Duplicate { file, kind: "role", name, first });
+            return;
+        }
+        let mut errors = Vec::new();
+        if !matches!(doc.version.as_str(), "v7" | "v8") {
+            errors.push(("version".to_owned(), format!("unsupported role version '{}' (use v8)", doc.version)));
+        }
+        let allow = RawRules::parse("spec.allow", doc.spec.allow, &mut errors);
+        let deny = RawRules::parse("spec.deny", doc.spec.deny, &mut errors);
+        let mut def = RoleDef {
+            name: name.as_str().into(),
+            file: file.as_str().into(),
+            rules: Some(Box::new([allow, deny])),
+            compiled: None,
+        };
+        if errors.is_empty() && def.is_static() {
+            match def.compile(&Traits::new(), &mut self.shared) {
+                Ok(c) => def.set_compiled(c),
+                Err((field, m)) => errors.push((field, m)),
+            }
+        }
+        for (field, message) in errors {
+            self.role_errors.push(PolicyError::Invalid {
+                file: file.clone(),
+                kind: "role",
+                name: name.clone(),
+                field,
+                message,
+            });
+        }
+        self.role_index.insert(def.name.clone(), self.roles.len());
+        self.roles.push(def);
+    }
+}
+
+/// A role as written, with its templates parsed but not expanded.
+#[derive(Debug)]
+pub(crate) struct RoleDef {
+    pub(super) name: Arc<str>,
+    /// Where the role's document starts, for duplicate errors.
+    file: Box<str>,
+    /// The templates, kept only while the role is not compiled: per user, from its traits.
+    rules: Option<Box<[RawRules; 2]>>,
+    /// Shared by every user when the role uses no templates.
+    pub(super) compiled: Option<Arc<CompiledRole>>,
+}
+
+#[derive(Debug, Default)]
+struct RawRules {
+    any_app: bool,
+    labels: Vec<(String, Vec<Template>)>,
+    tools: Vec<Template>,
+    prompts: Option<Vec<Template>>,
+    resources: Option<Vec<Template>>,
+    prefix: &'static str,
+}
+
+/// What one policy load compiles once and shares: name lists, their regexes, and label
+/// selectors.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    sets: Interner,
+    labels: HashMap<u64, Vec<Arc<LabelSelector>>>,
+}
+
+impl Shared {
+    fn label_selector(&mut self, any: bool, keys: Vec<(Box<str>, Arc<NameSet>)>) -> Arc<LabelSelector> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        any.hash(&mut h);
+        for (k, v) in &keys {
+            (k, Arc::as_ptr(v)).hash(&mut h);
+        }
+        let same = |l: &LabelSelector| {
+            l.any == any
+                && l.keys.len() == keys.len()
+                && l.keys.iter().zip(&keys).all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y))
+        };
+        let bucket = self.labels.entry(h.finish()).or_default();
+        if let Some(found) = bucket.iter().find(|l| same(l)) {
+            return found.clone();
+        }
+        let selector = Arc::new(LabelSelector { any, keys: keys.into() });
+        bucket.push(selector.clone());
+        selector
+    }
+}
+
+impl RawRules {
+    fn parse(prefix: &'static str, c: raw::Conditions, errors: &mut Vec<(String, String)>) -> Self {
+        let mut out = RawRules { prefix, ..Default::default() };
+        for (key, values) in c.app_labels {
+            let values = values.into_vec();
+            if key == "*" {
+                if values.iter().all(|v| v == "*") {
+                    out.any_app = true;
+                } else {
+                    errors.push((format!("{prefix}.app_labels"), "the '*' key only accepts the value '*'".into()));
+                }
+                continue;
+            }
+            let parsed = parse_templates(format!("{prefix}.app_labels.{key}"), &values, errors);
+            out.labels.push((key, parsed));
+        }
+        if let Some(mcp) = c.mcp {
+            let mut list = |field: &str, v: Option<OneOrMany>| {
+                v.map(|v| parse_templates(format!("{prefix}.mcp.{field}"), &v.into_vec(), errors))
+            };
+            out.tools = list("tools", mcp.tools).unwrap_or_default();
+            out.prompts = list("prompts", mcp.prompts);
+            out.resources = list("resources", mcp.resources);
+        }
+        out
+    }
+
+    fn is_static(&self) -> bool {
+        let plain = |t: &[Template]| t.iter().all(Template::is_plain);
+        self.labels.iter().all(|(_, v)| plain(v))
+            && plain(&self.tools)
+            && self.prompts.as_deref().is_none_or(plain)
+            && self.resources.as_deref().is_none_or(plain)
+    }
+
+    fn compile(&self, traits: &Traits, shared: &mut Shared) -> Result<Rules, (String, String)> {
+        let lookup = |_: TraitNamespace, name: &str| traits.get(name).map(Vec::as_slice);
+        let p = self.prefix;
+        let mut compile = |field: &dyn Fn() -> String, t: &[Template]| -> Result<Arc<NameSet>, (String, String)> {
+            let mut entries = Vec::with_capacity(t.len());
+            for template in t {
+                template.expand(lookup, &mut entries);
+            }
+            shared.sets.compile(&entries).map_err(|e| (field(), e.to_string()))
+        };
+        let mut keys = Vec::with_capacity(self.labels.len());
+        for (k, v) in &self.labels {
+            keys.push((k.as_str().into(), compile(&|| format!("{p}.app_labels.{k}"), v)?));
+        }
+        let tools = compile(&|| format!("{p}.mcp.tools"), &self.tools)?;
+        let prompts = self.prompts.as_deref().map(|t| compile(&|| format!("{p}.mcp.prompts"), t)).transpose()?;
+        let resources = self.resources.as_deref().map(|t| compile(&|| format!("{p}.mcp.resources"), t)).transpose()?;
+        Ok(Rules { app_labels: shared.label_selector(self.any_app, keys), tools, prompts, resources })
+    }
+}
+
+impl RoleDef {
+    pub(super) fn compile(&self, traits: &Traits, shared: &mut Shared) -> Result<CompiledRole, (String, String)> {
+        let Some([allow, deny]) = self.rules.as_deref() else {
+            // Only compiled roles drop their templates.
+            return Err(("spec".into(), "role has no rules".into()));
+        };
+        Ok(CompiledRole {
+            name: self.name.clone(),
+            allow: allow.compile(traits, shared)?,
+            deny: deny.compile(traits, shared)?,
+        })
+    }
+
+    fn is_static(&self) -> bool {
+        self.rules.as_deref().is_some_and(|[allow, deny]| allow.is_static() && deny.is_static())
+    }
+
+    /// Keeps the compiled form, shared by every user, and drops the templates.
+    fn set_compiled(&mut self, compiled: CompiledRole) {
+        self.compiled = Some(Arc::new(compiled));
+        self.rules = None;
+    }
+
+    pub(super) fn preset_mcp_user(shared: &mut Shared) -> Self {
+        let allow = RawRules {
+            any_app: true,
+            tools: vec![Template::Plain("*".into())],
+            prefix: "spec.allow",
+            ..Default::default()
+        };
+        let deny = RawRules { prefix: "spec.deny", ..Default::default() };
+        let mut def = RoleDef {
+            name: PRESET_MCP_USER.into(),
+            file: "(preset)".into(),
+            rules: Some(Box::new([allow, deny])),
+            compiled: None,
+        };
+        if let Ok(c) = def.compile(&Traits::new(), shared) {
+            def.set_compiled(c);
+        }
+        def
+    }
+}
+
+fn parse_templates(field: String, values: &[String], errors: &mut Vec<(String, String)>) -> Vec<Template> {
+    values
+        .iter()
+        .filter_map(|v| Template::parse(v).map_err(|e| errors.push((field.clone(), e.to_string()))).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{errors, load};
+    use super::*;
+
+    #[test]
+    fn bad_regex_names_role_field_and_pattern() {
+        let e = errors("kind: role\nversion: v8\nmetadata: {name: r}\nspec:\n  allow:\n    mcp: {tools: ['^(get$']}\n");
+        assert!(e.contains("role 'r'") && e.contains("spec.allow.mcp.tools") && e.contains("^(get$"), "{e}");
+    }
+
+    #[test]
+    fn roles_and_users_with_the_same_rules_share_them() {
+        let role = |n: &str| {
+            format!(
+                "kind: role\nversion: v8\nmetadata: {{name: {n}}}\nspec: {{allow: {{app_labels: {{env: dev}}, mcp: {{tools: [b, a, '^x.*$']}}}}}}\n---\n"
+            )
+        };
+        let text = format!(
+            "{}{}kind: user\nmetadata: {{name: u1}}\nspec: {{roles: [r1, r2]}}\n---\nkind: user\nmetadata: {{name: u2}}\nspec: {{roles: [r1, r2]}}\n",
+            role("r1"),
+            role("r2")
+        );
+        let p = load(&text).expect("loads");
+        let (u1, u2) = (p.user("u1").expect("u1"), p.user("u2").expect("u2"));
+        let (r1, r2) = (&u1.roles[0], &u1.roles[1]);
+        assert!(Arc::ptr_eq(&r1.allow.tools, &r2.allow.tools), "one compiled tool list");
+        assert!(Arc::ptr_eq(&r1.allow.app_labels, &r2.allow.app_labels), "one label selector");
+        assert!(Arc::ptr_eq(&u1.roles, &u2.roles) && Arc::ptr_eq(&u1.role_names, &u2.role_names));
+    }
+
+    #[test]
+    fn wildcard_label_key_needs_wildcard_value() {
+        let e = errors("kind: role\nversion: v8\nmetadata: {name: r}\nspec:\n  allow:\n    app_labels: {'*': dev}\n");
+        assert!(e.contains("'*' key"), "{e}");
+    }
+}
