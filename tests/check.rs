@@ -1,61 +1,17 @@
 //! The whole ext_authz `Check` called in process, as Envoy would call it: no network.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use envoy_types::ext_authz::v3::pb::{CheckRequest, HeaderAppendAction, HttpResponse};
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
-use mcp_warden::audit::Audit;
-use mcp_warden::authz::{Settings, Warden};
-use mcp_warden::config::AuthMethod;
-use mcp_warden::keyring::KeyRing;
-use mcp_warden::keys::SigningKey;
-use mcp_warden::mcp::Limits;
+use mcp_warden::authz::Warden;
 use mcp_warden::policy::{Policy, Source};
-use mcp_warden::token::TokenSettings;
 
-const POLICY: &str = r#"
-app_service:
-  enabled: "yes"
-  apps:
-  - name: "bedrock-mcp"
-    uri: "mcp+https://gw.example.com/mcp"
-    public_addr: "mcp.example.com"
-    labels: {service: bedrock}
-    rewrite:
-      headers:
-      - "Authorization: Bearer {{internal.id_token}}"
-      - "X-Team: {{internal.team}}"
----
-kind: role
-version: v8
-metadata: {name: readonly}
-spec:
-  allow:
-    app_labels: {service: bedrock}
-    mcp: {tools: ['^get_.*$']}
----
-kind: user
-metadata: {name: alice}
-spec:
-  roles: [readonly]
-  traits: {team: [blue, green]}
-  api_keys: ['sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae'] # "foo"
-  mtls_principals: ['spiffe://example.org/alice']
-"#;
+mod common;
 
 fn warden() -> Warden {
-    let policy = Policy::load(&[Source::inline("check.yaml", POLICY)]).expect("policy");
-    let (key, _) = SigningKey::generate().expect("key");
-    let settings = Settings {
-        token: TokenSettings { issuer: "https://warden.example.com".into(), lifetime: Duration::from_secs(300) },
-        limits: Limits::default(),
-        denied_status: 200,
-        auth_order: vec![AuthMethod::Mtls, AuthMethod::ApiKey],
-        audit_skip_allowed: Vec::new(),
-    };
-    Warden::new(policy, KeyRing::single(key), settings, Audit::disabled())
+    common::warden(200)
 }
 
 fn request(method: &str, headers: &[(&str, &str)], body: &str, app: Option<&str>, principal: &str) -> CheckRequest {
@@ -314,7 +270,7 @@ fn policy_reload_changes_decisions_and_drops_cached_tokens() {
     let w = warden();
     let req = request("POST", &[JSON, ("x-api-key", "foo")], &call("get_weather"), Some("bedrock-mcp"), "");
     let Outcome::Allow { set: before, .. } = check(&w, &req) else { panic!("allow") };
-    let stricter = POLICY.replace("'^get_.*$'", "'^get_time$'");
+    let stricter = common::POLICY.replace("'^get_.*$'", "'^get_time$'");
     w.replace_policy(Policy::load(&[Source::inline("v2.yaml", &stricter)]).expect("policy"));
     assert!(matches!(check(&w, &req), Outcome::Deny { .. }), "get_weather is no longer allowed");
     let time = request("POST", &[JSON, ("x-api-key", "foo")], &call("get_time"), Some("bedrock-mcp"), "");

@@ -29,16 +29,10 @@ use envoy_types::pb::google::protobuf::value::Kind;
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
 use http::{HeaderMap, Method, StatusCode};
-use mcp_warden::audit::Audit;
-use mcp_warden::authz::{SERVICE_NAME, Settings, Warden};
-use mcp_warden::config::{AuthMethod, ListFilterSettings, OnUnparseable};
+use mcp_warden::authz::{SERVICE_NAME, Warden};
+use mcp_warden::config::{ListFilterSettings, OnUnparseable};
 use mcp_warden::extproc::{EXT_AUTHZ_NAMESPACE, ListFilterService};
 use mcp_warden::grpc::{CHECK_PATH, MAX_CHECK_MESSAGE, Services, serve};
-use mcp_warden::keyring::KeyRing;
-use mcp_warden::keys::SigningKey;
-use mcp_warden::mcp::Limits;
-use mcp_warden::policy::{Policy, Source};
-use mcp_warden::token::TokenSettings;
 use prost::Message as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -49,38 +43,11 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-// ---------------------------------------------------------------------------------------
-// The warden under test (the policy of tests/check.rs)
-// ---------------------------------------------------------------------------------------
+mod common;
 
-const POLICY: &str = r#"
-app_service:
-  enabled: "yes"
-  apps:
-  - name: "bedrock-mcp"
-    uri: "mcp+https://gw.example.com/mcp"
-    public_addr: "mcp.example.com"
-    labels: {service: bedrock}
-    rewrite:
-      headers:
-      - "Authorization: Bearer {{internal.id_token}}"
-      - "X-Team: {{internal.team}}"
----
-kind: role
-version: v8
-metadata: {name: readonly}
-spec:
-  allow:
-    app_labels: {service: bedrock}
-    mcp: {tools: ['^get_.*$']}
----
-kind: user
-metadata: {name: alice}
-spec:
-  roles: [readonly]
-  traits: {team: [blue, green]}
-  api_keys: ['sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae'] # "foo"
-"#;
+// ---------------------------------------------------------------------------------------
+// The warden under test (tests/common: the policy of tests/check.rs)
+// ---------------------------------------------------------------------------------------
 
 /// Denials of a tool carry this HTTP status (distinct from the 400/413 of unreadable checks).
 const DENIED_STATUS: u16 = 403;
@@ -92,16 +59,7 @@ const LIST_FILTER: ListFilterSettings =
 const GUARD: Duration = Duration::from_secs(10);
 
 fn warden() -> Arc<Warden> {
-    let policy = Policy::load(&[Source::inline("grpc.yaml", POLICY)]).expect("policy");
-    let (key, _) = SigningKey::generate().expect("key");
-    let settings = Settings {
-        token: TokenSettings { issuer: "https://warden.example.com".into(), lifetime: Duration::from_secs(300) },
-        limits: Limits::default(),
-        denied_status: DENIED_STATUS,
-        auth_order: vec![AuthMethod::ApiKey],
-        audit_skip_allowed: Vec::new(),
-    };
-    Arc::new(Warden::new(policy, KeyRing::single(key), settings, Audit::disabled()))
+    Arc::new(common::warden(DENIED_STATUS))
 }
 
 /// Every service but `Check`, registered as `mcp_warden::server` does.

@@ -1,0 +1,58 @@
+//! What the in-process tests share: one policy (app `bedrock-mcp`, user `alice` with API
+//! key "foo" and an mTLS principal, role `readonly` allowing `^get_.*$`) and a `Warden`
+//! built on it with a fresh signing key.
+
+use std::time::Duration;
+
+use mcp_warden::audit::Audit;
+use mcp_warden::authz::{Settings, Warden};
+use mcp_warden::config::AuthMethod;
+use mcp_warden::keyring::KeyRing;
+use mcp_warden::keys::SigningKey;
+use mcp_warden::mcp::Limits;
+use mcp_warden::policy::{Policy, Source};
+use mcp_warden::token::TokenSettings;
+
+pub(crate) const POLICY: &str = r#"
+app_service:
+  enabled: "yes"
+  apps:
+  - name: "bedrock-mcp"
+    uri: "mcp+https://gw.example.com/mcp"
+    public_addr: "mcp.example.com"
+    labels: {service: bedrock}
+    rewrite:
+      headers:
+      - "Authorization: Bearer {{internal.id_token}}"
+      - "X-Team: {{internal.team}}"
+---
+kind: role
+version: v8
+metadata: {name: readonly}
+spec:
+  allow:
+    app_labels: {service: bedrock}
+    mcp: {tools: ['^get_.*$']}
+---
+kind: user
+metadata: {name: alice}
+spec:
+  roles: [readonly]
+  traits: {team: [blue, green]}
+  api_keys: ['sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae'] # "foo"
+  mtls_principals: ['spiffe://example.org/alice']
+"#;
+
+/// The warden; tool denials carry `denied_status`.
+pub(crate) fn warden(denied_status: u16) -> Warden {
+    let policy = Policy::load(&[Source::inline("common.yaml", POLICY)]).expect("policy");
+    let (key, _) = SigningKey::generate().expect("key");
+    let settings = Settings {
+        token: TokenSettings { issuer: "https://warden.example.com".into(), lifetime: Duration::from_secs(300) },
+        limits: Limits::default(),
+        denied_status,
+        auth_order: vec![AuthMethod::Mtls, AuthMethod::ApiKey],
+        audit_skip_allowed: Vec::new(),
+    };
+    Warden::new(policy, KeyRing::single(key), settings, Audit::disabled())
+}
