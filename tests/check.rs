@@ -242,6 +242,27 @@ fn list_filter_inputs_are_in_the_metadata_of_list_calls_only() {
     );
 }
 
+#[test]
+fn a_get_stream_goes_through_the_list_filter_and_a_delete_does_not() {
+    let w = warden();
+    let decide = |method: &str| {
+        let req =
+            request(method, &[("x-api-key", "foo"), ("accept", "text/event-stream")], "", Some("bedrock-mcp"), "");
+        let answer = w.check(&req);
+        let Some(HttpResponse::OkResponse(ok)) = answer.http_response else { panic!("{method} is allowed") };
+        let listed = ok.headers.iter().filter_map(|h| h.header.as_ref()).find(|h| h.key == "x-mcp-warden-list");
+        let fields = answer.dynamic_metadata.expect("metadata").fields;
+        let text = |k: &str| match fields.get(k).and_then(|v| v.kind.clone()) {
+            Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(s)) => Some(s),
+            _ => None,
+        };
+        (text("reason"), text("user_fingerprint").is_some(), listed.map(|h| h.value.clone()))
+    };
+    // A resuming server may replay a list answer on the GET stream: the filter reads it.
+    assert_eq!(decide("GET"), (Some("sse_stream".into()), true, Some("stream".into())));
+    assert_eq!(decide("DELETE"), (Some("session_end".into()), false, None));
+}
+
 fn http(r: &mut CheckRequest) -> &mut HttpRequest {
     r.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()).expect("http")
 }

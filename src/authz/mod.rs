@@ -77,6 +77,10 @@ const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", LIST_HEADER,
 /// Any client-sent copy is removed.
 pub const LIST_HEADER: &str = "x-mcp-warden-list";
 
+/// Decision reasons Envoy's list-filter matcher (and the filter) key on, besides list methods.
+pub const BATCH_ALLOWED: &str = "batch_allowed";
+pub const STREAM_ALLOWED: &str = "sse_stream";
+
 /// AgentCore Gateway's built-in semantic search tool: its result lists tool definitions.
 pub const AGENTCORE_SEARCH_TOOL: &str = "x_amz_bedrock_agentcore_search";
 
@@ -284,9 +288,19 @@ impl Warden {
             }
         };
         let allow = |audit: &mut AuditInfo<'s>| self.allow(snap, user, app, ctx.http.headers, audit);
-        let Inspection::Messages { body, .. } = inspection else {
-            audit.reason = "stream_or_session";
-            return allow(audit);
+        let body = match inspection {
+            Inspection::Messages { body, .. } => body,
+            Inspection::Stream => {
+                // A GET stream can replay earlier answers, list answers included (resumption
+                // with Last-Event-ID): the list filter reads every response on it.
+                audit.reason = STREAM_ALLOWED;
+                audit.list_method = Some("stream");
+                return allow(audit);
+            }
+            Inspection::EndSession => {
+                audit.reason = "session_end";
+                return allow(audit);
+            }
         };
         match body {
             Body::Single(msg) => {
@@ -342,7 +356,7 @@ impl Warden {
         for (msg, outcome) in msgs.iter().zip(&outcomes) {
             audit.batch_element(&self.audit, msg, outcome, any_denied);
         }
-        audit.reason = if any_denied { "batch_element_denied" } else { "batch_allowed" };
+        audit.reason = if any_denied { "batch_element_denied" } else { BATCH_ALLOWED };
         any_denied.then(|| Reply::batch_denied(msgs, &outcomes, self.settings.denied_status))
     }
 

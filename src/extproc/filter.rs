@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 
 use crate::mcp::jsonrpc::folds_to;
 
-use crate::authz::AGENTCORE_SEARCH_TOOL;
+use crate::authz::{AGENTCORE_SEARCH_TOOL, BATCH_ALLOWED, STREAM_ALLOWED};
 use crate::policy::engine::{Governed, check_name};
 use crate::policy::{App, User};
 
@@ -36,18 +36,22 @@ pub enum ListKind {
     Search,
     /// A batch with at least one list call: every response in it is filtered by shape.
     Batch,
+    /// A GET stream: it may replay any earlier answer, so every response on it is filtered
+    /// by shape, as in a batch.
+    Stream,
 }
 
 impl ListKind {
     /// The list a decision's metadata names, or `None` for a call that lists nothing.
-    pub fn from_decision(mcp_method: Option<&str>, tool: Option<&str>, batch: bool) -> Option<ListKind> {
+    pub fn from_decision(mcp_method: Option<&str>, tool: Option<&str>, reason: Option<&str>) -> Option<ListKind> {
         match mcp_method {
             Some("tools/list") => Some(ListKind::Tools),
             Some("prompts/list") => Some(ListKind::Prompts),
             Some("resources/list") => Some(ListKind::Resources),
             Some("resources/templates/list") => Some(ListKind::ResourceTemplates),
             Some("tools/call") if tool == Some(AGENTCORE_SEARCH_TOOL) => Some(ListKind::Search),
-            None if batch => Some(ListKind::Batch),
+            None if reason == Some(BATCH_ALLOWED) => Some(ListKind::Batch),
+            None if reason == Some(STREAM_ALLOWED) => Some(ListKind::Stream),
             _ => None,
         }
     }
@@ -60,6 +64,7 @@ impl ListKind {
             ListKind::ResourceTemplates => "resources/templates/list",
             ListKind::Search => "search",
             ListKind::Batch => "batch",
+            ListKind::Stream => "stream",
         }
     }
 }
@@ -172,7 +177,7 @@ fn filter_message(
         return Ok(None);
     };
     let is_target = match (kind, target_id, members.get("id")?) {
-        (ListKind::Batch, _, _) => false,
+        (ListKind::Batch | ListKind::Stream, _, _) => false,
         (_, Some(target), Some(id)) => same_id(target, id),
         _ => false,
     };
@@ -182,7 +187,7 @@ fn filter_message(
         ListKind::Resources => filter_list(view, result, RESOURCES, is_target)?,
         ListKind::ResourceTemplates => filter_list(view, result, TEMPLATES, is_target)?,
         ListKind::Search => filter_search(view, result)?,
-        ListKind::Batch => filter_any_shape(view, result)?,
+        ListKind::Batch | ListKind::Stream => filter_any_shape(view, result)?,
     };
     Ok(new_result.map(|r| members.write_replacing("result", &r)))
 }
@@ -687,13 +692,15 @@ spec: {roles: [mcp-user]}
 
     #[test]
     fn list_kinds_come_from_the_decision() {
-        assert_eq!(ListKind::from_decision(Some("tools/list"), None, false), Some(ListKind::Tools));
+        assert_eq!(ListKind::from_decision(Some("tools/list"), None, None), Some(ListKind::Tools));
         assert_eq!(
-            ListKind::from_decision(Some("tools/call"), Some(AGENTCORE_SEARCH_TOOL), false),
+            ListKind::from_decision(Some("tools/call"), Some(AGENTCORE_SEARCH_TOOL), None),
             Some(ListKind::Search)
         );
-        assert_eq!(ListKind::from_decision(Some("tools/call"), Some("get_weather"), false), None);
-        assert_eq!(ListKind::from_decision(None, None, true), Some(ListKind::Batch));
-        assert_eq!(ListKind::from_decision(Some("ping"), None, true), None);
+        assert_eq!(ListKind::from_decision(Some("tools/call"), Some("get_weather"), None), None);
+        assert_eq!(ListKind::from_decision(None, None, Some("batch_allowed")), Some(ListKind::Batch));
+        assert_eq!(ListKind::from_decision(Some("ping"), None, Some("batch_allowed")), None);
+        assert_eq!(ListKind::from_decision(None, None, Some("sse_stream")), Some(ListKind::Stream));
+        assert_eq!(ListKind::from_decision(None, None, Some("session_end")), None);
     }
 }

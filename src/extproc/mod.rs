@@ -142,8 +142,7 @@ impl Target {
         if field("decision") != Some("allow") {
             return Err(MetadataError::NotAllowed);
         }
-        let batch = field("reason") == Some("batch_allowed");
-        let Some(kind) = ListKind::from_decision(field("mcp_method"), field("tool"), batch) else {
+        let Some(kind) = ListKind::from_decision(field("mcp_method"), field("tool"), field("reason")) else {
             return Ok(None);
         };
         let user = field("user").ok_or(MetadataError::Field("user"))?;

@@ -58,8 +58,13 @@ fn warden() -> Arc<Warden> {
     Arc::new(Warden::new(policy, KeyRing::single(key), settings, Audit::disabled()))
 }
 
-/// What Envoy would forward to ext_proc after ext_authz allowed `body` for bob.
+/// What Envoy would forward to ext_proc after ext_authz allowed a POST of `body` for bob.
 fn decision(w: &Warden, body: &str) -> Metadata {
+    decision_of(w, "POST", body)
+}
+
+/// The same for an HTTP `method` (a GET carries no body).
+fn decision_of(w: &Warden, method: &str, body: &str) -> Metadata {
     let headers: HashMap<String, String> = [
         ("content-type", "application/json"),
         ("accept", "application/json, text/event-stream"),
@@ -73,7 +78,7 @@ fn decision(w: &Warden, body: &str) -> Metadata {
         attributes: Some(AttributeContext {
             request: Some(Request {
                 http: Some(HttpRequest {
-                    method: "POST".into(),
+                    method: method.into(),
                     host: "mcp.example.com".into(),
                     headers,
                     raw_body: body.as_bytes().to_vec(),
@@ -178,6 +183,29 @@ fn a_json_list_is_buffered_filtered_and_gets_its_content_length_corrected() {
     let b = body_response(s.handle(body(LISTED.as_bytes(), true)).expect("answer"));
     assert_eq!(sent(&b).as_deref(), Some(FILTERED.as_bytes()));
     assert_eq!(set_header(&b, "content-length"), Some(FILTERED.len().to_string()));
+}
+
+#[test]
+fn a_get_stream_filters_every_list_answer_on_it_and_passes_the_rest() {
+    let w = warden();
+    let mut s = Session::new(w.clone(), SETTINGS);
+    let r = s
+        .handle(response_headers(
+            Some(decision_of(&w, "GET", "")),
+            &[(":status", "200"), ("content-type", "text/event-stream")],
+        ))
+        .expect("answer");
+    assert_eq!(body_mode(&r), Some(BodySendMode::Streamed));
+    // A resumed stream: a notification, a replayed tools/list answer, a server request.
+    let notification = "id: 3\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+    let request = "id: 5\ndata: {\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"roots/list\"}\n\n";
+    let b = body_response(s.handle(body(notification.as_bytes(), false)).expect("answer"));
+    assert_eq!(sent(&b).as_deref(), Some(notification.as_bytes()));
+    let replayed = format!("id: 4\ndata: {LISTED}\n\n");
+    let b = body_response(s.handle(body(replayed.as_bytes(), false)).expect("answer"));
+    assert_eq!(sent(&b), Some(format!("id: 4\ndata: {FILTERED}\n\n").into_bytes()));
+    let b = body_response(s.handle(body(request.as_bytes(), true)).expect("answer"));
+    assert_eq!(sent(&b).as_deref(), Some(request.as_bytes()));
 }
 
 #[test]

@@ -230,7 +230,8 @@ def test_list_filter_runs_only_on_allowed_list_calls_and_fails_closed(name: str,
     wrapper = filters[1]["typed_config"]
     assert wrapper["@type"].endswith("envoy.extensions.common.matching.v3.ExtensionWithMatcher")
 
-    # skip unless (decision == allow AND (a list method OR the search tool OR an allowed batch))
+    # skip unless (decision == allow AND (a list method OR the search tool OR an allowed batch
+    # OR a GET stream))
     (matcher,) = wrapper["xds_matcher"]["matcher_list"]["matchers"]
     assert matcher["on_match"]["action"]["typed_config"]["@type"].endswith("SkipFilter")
     assert "on_no_match" not in wrapper["xds_matcher"], "no match must mean: run the filter"
@@ -242,8 +243,10 @@ def test_list_filter_runs_only_on_allowed_list_calls_and_fails_closed(name: str,
         ["tools/list", "prompts/list", "resources/list", "resources/templates/list"]
     )
     assert kinds["tool"] == {"exact": _rust_const("AGENTCORE_SEARCH_TOOL")}
-    assert kinds["reason"] == {"exact": "batch_allowed"}
-    assert '"batch_allowed"' in _authz_source(), "ext_authz no longer names allowed batches so"
+    reasons = re.fullmatch(r"\^\((.*)\)\$", kinds["reason"]["safe_regex"]["regex"])
+    assert reasons and sorted(reasons.group(1).split("|")) == ["batch_allowed", "sse_stream"]
+    assert _rust_const("BATCH_ALLOWED") == "batch_allowed", "ext_authz no longer names allowed batches so"
+    assert _rust_const("STREAM_ALLOWED") == "sse_stream", "ext_authz no longer names GET streams so"
 
     ext_proc = wrapper["extension_config"]["typed_config"]
     assert ext_proc["@type"].endswith("envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor")
