@@ -1,17 +1,21 @@
 """Support for test_list_filter.py: the policy with users of different roles, what each may
-see, the scripted upstream's stack, Envoy's ext_proc counters, and an SSE parser.
+see, the scripted and the resumable SDK upstream's stacks, Envoy's ext_proc counters, and an
+SSE parser (whole streams, or a live stream event by event).
 
 Everything else (processes, Envoy template, MCP client) comes from harness.py.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import harness
+import httpx
 import upstream
 
 LIST_UPSTREAM_SCRIPT = harness.E2E_DIR / "list_upstream.py"
@@ -163,6 +167,30 @@ def start_scripted_stack(
     return harness.Stack(upstream, warden, envoy, group)
 
 
+def start_resumable_stack(
+    group: harness.ProcessGroup, work_dir: Path, *, envoy_bin: Path, warden_bin: Path
+) -> harness.Stack:
+    """upstream.py (the SDK server, SSE answers, sessions, `--resumable`: an in-memory event
+    store, so a GET with Last-Event-ID replays) + mcp-warden (this module's policy) + Envoy."""
+    up_dir = work_dir / "upstream"
+    up_dir.mkdir(parents=True, exist_ok=True)
+    record = up_dir / "upstream.record.jsonl"
+    ready = up_dir / "upstream.ready.json"
+    argv = [sys.executable, str(harness.UPSTREAM_SCRIPT), "--record", str(record), "--ready-file", str(ready)]
+    proc = group.start("upstream", [*argv, "--resumable"], env={"PYTHONUNBUFFERED": "1"})
+    info = harness.wait_until(
+        lambda: harness.read_json_file(ready),
+        timeout=harness.UPSTREAM_READY_TIMEOUT,
+        what=f"waiting for {ready}",
+        procs=[proc],
+    )
+    assert info["resumable"] is True, info
+    up = harness.Upstream(proc, info["port"], info["url"], record, json_response=False, stateless=False)
+    warden = harness.start_warden(group, work_dir / "warden", warden_bin, policy(up.port))
+    envoy = harness.start_envoy(group, work_dir / "envoy", envoy_bin, warden, up)
+    return harness.Stack(up, warden, envoy, group)
+
+
 @dataclass
 class SseEvent:
     """One dispatched SSE event: its fields as a client sees them, and its raw lines."""
@@ -197,3 +225,59 @@ def parse_sse(text: str) -> list[SseEvent]:
             )
         )
     return events
+
+
+def _complete_events(text: str) -> str:
+    """The part of a stream read so far that ends with a blank line (complete events only)."""
+    normalized = text.replace("\r\n", "\n").replace("\r", "\n")
+    cut = normalized.rfind("\n\n")
+    return normalized[: cut + 2] if cut >= 0 else ""
+
+
+class SseReader:
+    """Reads a live event stream (an httpx streaming response) one complete event at a time,
+    without waiting for the stream to end. `text` holds every character read so far."""
+
+    def __init__(self, resp: httpx.Response) -> None:
+        self._chunks: Iterator[str] = resp.iter_text()
+        self._seen = 0
+        self.text = ""
+        self.ended = False
+
+    def next_event(self) -> SseEvent | None:
+        """The next complete event (comment-only blocks included); None once the stream has
+        ended without another one (a trailing incomplete event is never dispatched)."""
+        while True:
+            events = parse_sse(_complete_events(self.text))
+            if len(events) > self._seen:
+                self._seen += 1
+                return events[self._seen - 1]
+            if self.ended:
+                return None
+            try:
+                self.text += next(self._chunks)
+            except StopIteration:
+                self.ended = True
+
+    def events_until(self, done: Callable[[SseEvent], bool]) -> list[SseEvent]:
+        """Events up to and including the first for which `done(event)` is true; fails if the
+        stream ends first."""
+        out = []
+        while True:
+            event = self.next_event()
+            assert event is not None, f"the stream ended before the awaited event; read so far:\n{self.text}"
+            out.append(event)
+            if done(event):
+                return out
+
+
+def jsonrpc_answer_to(id: Any) -> Callable[[SseEvent], bool]:
+    """A predicate for SseReader.events_until: the event holding the JSON-RPC answer to `id`."""
+
+    def done(event: SseEvent) -> bool:
+        if not event.data:
+            return False
+        msg = json.loads(event.data)
+        return isinstance(msg, dict) and msg.get("id") == id and ("result" in msg or "error" in msg)
+
+    return done

@@ -17,6 +17,15 @@ The request header `x-list-scenario` picks how the answer is framed:
   bytes cut into chunks mid-line and mid-event (written with pauses, so Envoy sees them apart);
 - `broken`: a truncated JSON body; `gzip`: the JSON gzip-compressed (`content-encoding: gzip`).
 
+A GET at /mcp is the server-to-client stream (`text/event-stream`, LF line ends, one event a
+chunk, written with pauses). Without `Last-Event-ID` it holds one priming event (an id and
+empty data) and ends. With `Last-Event-ID` it "resumes" whatever id was sent, replaying
+(`replay_events()`): a notification, the answer to an earlier `tools/list` (JSON-RPC id 7,
+all twelve tools, one page) and a server-to-client `roots/list` request; with
+`x-list-scenario: hold` it then stays open and quiet for STREAM_HOLD seconds and sends one
+more `tools/list` answer (id 8) before it ends. A DELETE at /mcp (end of session) gets an
+empty 200.
+
 Every request is appended to the record file as one JSON line before it is answered (same
 format as upstream.py). Usage:
 
@@ -42,6 +51,8 @@ from upstream import TOOL_NAMES  # noqa: E402
 SEARCH_TOOL = "x_amz_bedrock_agentcore_search"
 PAGE_SIZE = 6
 CHUNK_PAUSE = 0.05
+# Longer than Envoy's ext_proc timeouts in envoy-test.yaml (grpc_service and message_timeout: 2s).
+STREAM_HOLD = 3.0
 
 
 def tool_def(name: str) -> dict[str, Any]:
@@ -97,6 +108,37 @@ def sse_chunks(body: str) -> list[bytes]:
     return [stream[:first], stream[first:second], stream[second:third], stream[third:]]
 
 
+def compact(msg: dict[str, Any]) -> str:
+    return json.dumps(msg, separators=(",", ":"))
+
+
+def full_list_answer(id: Any) -> dict[str, Any]:
+    """An earlier tools/list answer, all twelve tools on one page."""
+    return {"jsonrpc": "2.0", "id": id, "result": {"tools": [tool_def(n) for n in TOOL_NAMES]}}
+
+
+# The GET stream's events, exactly as written (see the module docstring).
+PRIMING_EVENT = "id: p-0\ndata: \n\n"
+REPLAYED_NOTIFICATION = {
+    "jsonrpc": "2.0",
+    "method": "notifications/message",
+    "params": {"level": "info", "data": "resumed"},
+}
+REPLAYED_SERVER_REQUEST = {"jsonrpc": "2.0", "id": "srv-1", "method": "roots/list", "params": {}}
+
+
+def replay_events() -> list[str]:
+    """What a GET with Last-Event-ID replays, one string per event."""
+    return [
+        f"id: r-1\nevent: message\ndata: {compact(REPLAYED_NOTIFICATION)}\n\n",
+        f"id: r-2\nevent: message\ndata: {compact(full_list_answer(7))}\n\n",
+        f"id: r-3\nevent: message\ndata: {compact(REPLAYED_SERVER_REQUEST)}\n\n",
+    ]
+
+
+HELD_EVENT = f"id: r-4\nevent: message\ndata: {compact(full_list_answer(8))}\n\n"
+
+
 class App:
     def __init__(self, record_path: str) -> None:
         self.record_path = record_path
@@ -136,6 +178,12 @@ class App:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         scenario = headers.get("x-list-scenario", "json")
 
+        if scope.get("path") == "/mcp" and scope.get("method") == "GET":
+            await self._stream(send, headers.get("last-event-id"), scenario)
+            return
+        if scope.get("path") == "/mcp" and scope.get("method") == "DELETE":
+            await self._send(send, 200, b"", "text/plain")
+            return
         if scope.get("method") != "POST" or scope.get("path") != "/mcp":
             await self._send(send, 405, b"", "text/plain")
             return
@@ -168,6 +216,25 @@ class App:
             await self._send(send, 200, gzip.compress(payload.encode()), "application/json", [(b"content-encoding", b"gzip")])
         else:
             await self._send(send, 200, payload.encode(), "application/json")
+
+    @staticmethod
+    async def _stream(send: Any, last_event_id: str | None, scenario: str) -> None:
+        """The GET stream: a priming event, or a replay after `last_event_id`."""
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+            }
+        )
+        events = replay_events() if last_event_id else [PRIMING_EVENT]
+        for event in events:
+            await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
+            await asyncio.sleep(CHUNK_PAUSE)
+        if last_event_id and scenario == "hold":
+            await asyncio.sleep(STREAM_HOLD)
+            await send({"type": "http.response.body", "body": HELD_EVENT.encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod
     async def _send(send: Any, status: int, body: bytes, content_type: str, extra: list[tuple[bytes, bytes]] = []) -> None:  # noqa: B006

@@ -250,7 +250,15 @@ def test_list_filter_runs_only_on_allowed_list_calls_and_fails_closed(name: str,
 
     ext_proc = wrapper["extension_config"]["typed_config"]
     assert ext_proc["@type"].endswith("envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor")
-    assert ext_proc["grpc_service"]["envoy_grpc"]["cluster_name"] == "mcp_warden_grpc"
+    # Its own cluster to the same mcp-warden port: a GET stream keeps its ext_proc stream open
+    # for the whole session, and open sessions must never use up the checks' request budget.
+    assert ext_proc["grpc_service"]["envoy_grpc"]["cluster_name"] == "mcp_warden_list"
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    checks, lists = clusters["mcp_warden_grpc"], clusters["mcp_warden_list"]
+    assert lists["load_assignment"]["endpoints"] == checks["load_assignment"]["endpoints"]
+    assert lists["typed_extension_protocol_options"] == checks["typed_extension_protocol_options"]
+    budget = {n: c["circuit_breakers"]["thresholds"][0]["max_requests"] for n, c in (("checks", checks), ("lists", lists))}
+    assert budget["lists"] >= 50 * budget["checks"] >= 50 * 1024, budget
     assert ext_proc["failure_mode_allow"] is False
     assert ext_proc["metadata_options"]["forwarding_namespaces"]["untyped"] == [EXT_AUTHZ]
     mode = ext_proc["processing_mode"]

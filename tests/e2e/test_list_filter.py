@@ -13,12 +13,16 @@ Contract under test (docs/configuration.md "List filter"):
 - nextCursor is kept and a filtered page may be empty;
 - an answer that cannot be filtered becomes a JSON-RPC error (-32603) unless
   `list_filter.on_unparseable: pass`;
-- non-list requests open no ext_proc stream at all (Envoy's counters say so).
+- non-list requests open no ext_proc stream at all (Envoy's counters say so);
+- an allowed GET (the server-to-client stream) is filtered too: a server resuming a stream
+  (Last-Event-ID) may replay an earlier list answer there; every other event passes byte for
+  byte, and the stream outlives Envoy's 2 s ext_proc timeouts. A DELETE is not filtered.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ from typing import Any
 import harness
 import httpx
 import list_support as ls
+import list_upstream as lu
 import pytest
 from harness import ERR_INVALID_PARAMS, bearer, jsonrpc, mcp_session, post_jsonrpc, run_async
 from mcp.shared.exceptions import MCPError
@@ -48,6 +53,11 @@ def scripted(procs: harness.ProcessGroup, tmp_path: Path, envoy_bin: Path, warde
 
 def _sdk_stack(stack_factory: Any, mode: str) -> harness.Stack:
     return stack_factory(policy=ls.policy, json_response=(mode == "json"))
+
+
+def _tool_names(answer: dict[str, Any]) -> list[str]:
+    """The tool names in a tools/list answer, in order."""
+    return [t["name"] for t in answer["result"]["tools"]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -121,7 +131,8 @@ def test_prompts_and_resources_are_filtered_only_for_users_whose_roles_govern_th
 
 def test_non_list_requests_open_no_ext_proc_stream(stack_factory: Any, http: httpx.Client) -> None:
     """The zero-cost gate: Envoy skips the list filter unless ext_authz's decision names an
-    allowed list call; denials, 401s and unchecked routes included."""
+    allowed list call (or an allowed GET stream, tested below); denials, 401s and unchecked
+    routes included."""
     stack = _sdk_stack(stack_factory, "json")
     envoy = stack.envoy
 
@@ -150,11 +161,10 @@ def test_non_list_requests_open_no_ext_proc_stream(stack_factory: Any, http: htt
     after_non_list = ls.ext_proc_counters(envoy)
     assert after_non_list == before, "a non-list request reached ext_proc"
 
-    async def one_list() -> None:
-        async with mcp_session(stack.mcp_url, bearer(ls.KEYS["bob"])) as session:
-            await session.list_tools()
-
-    run_async(one_list())
+    # One raw tools/list in the same session: the SDK client would also open its GET stream,
+    # which the filter reads too (see the GET stream tests below).
+    listed = post_jsonrpc(http, stack.mcp_url, jsonrpc("tools/list", {}, id=7), bob)
+    assert listed.status_code == 200 and _tool_names(listed.json()) == ls.visible_in_order("bob"), listed.text
     after_list = ls.ext_proc_counters(envoy)
     assert after_list["streams_started"] - before["streams_started"] == 1
     # Response headers, then the buffered body: two messages each way, nothing failed.
@@ -290,3 +300,157 @@ def test_on_unparseable_pass_lets_an_unparseable_list_through(
         "get_weather",
         "get_time",
     ]
+
+
+# ---------------------------------------------------------------------------------------
+# The server-to-client GET stream: replayed answers are filtered like any other
+# ---------------------------------------------------------------------------------------
+
+
+def _stream_headers(user: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A GET for the server-to-client stream, as `user`."""
+    return {**ls.headers(user), "accept": "text/event-stream", **(extra or {})}
+
+
+def test_a_list_answer_replayed_on_a_get_stream_is_filtered_and_the_rest_passes_byte_for_byte(
+    scripted: Callable[..., harness.Stack], http: httpx.Client
+) -> None:
+    """A GET with Last-Event-ID replays a notification, an earlier tools/list answer and a
+    server-to-client request. bob gets only his tools in the answer (whole definitions, the
+    event's id and type kept); alice's stream is exactly what the upstream wrote; the events
+    around the answer pass byte for byte. Each GET opens one ext_proc stream."""
+    stack = scripted()
+    before = ls.ext_proc_counters(stack.envoy)
+    texts = {}
+    for user in ("bob", "alice"):
+        resp = http.get(stack.mcp_url, headers=_stream_headers(user, {"last-event-id": "ev-41"}))
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["content-type"] == "text/event-stream"
+        texts[user] = resp.text
+    after = ls.ext_proc_counters(stack.envoy)
+
+    notification, _, server_request = lu.replay_events()
+    head = "id: r-2\nevent: message\ndata: "
+    for user, text in texts.items():
+        assert text.startswith(notification) and text.endswith(server_request), (user, text)
+        listed = text[len(notification) : len(text) - len(server_request)]
+        # One event: id and event lines as written, one data line, a blank line.
+        assert listed.startswith(head) and listed.endswith("\n\n") and listed.count("\n") == 4, (user, listed)
+        answer = json.loads(listed[len(head) : -2])
+        assert answer["id"] == 7 and "nextCursor" not in answer["result"]
+        assert answer["result"]["tools"] == [lu.tool_def(n) for n in ls.visible_in_order(user)], user
+    # alice may see every tool: nothing to rewrite, her stream is the upstream's bytes.
+    assert texts["alice"] == "".join(lu.replay_events())
+
+    assert after["streams_started"] - before["streams_started"] == 2
+    assert after["streams_failed"] == before["streams_failed"] == 0
+    # The upstream saw the client's resumption header on both GETs.
+    gets = [r for r in stack.upstream.records() if r["method"] == "GET"]
+    assert [harness.record_headers(r, "last-event-id") for r in gets] == [["ev-41"], ["ev-41"]]
+
+
+def test_a_plain_get_stream_passes_unchanged_and_a_delete_opens_no_ext_proc_stream(
+    scripted: Callable[..., harness.Stack], http: httpx.Client
+) -> None:
+    """A GET without Last-Event-ID (a priming event only) goes through the filter and arrives
+    as written; an unauthenticated GET and an allowed DELETE (end of session) never open an
+    ext_proc stream."""
+    stack = scripted()
+    before = ls.ext_proc_counters(stack.envoy)
+    resp = http.get(stack.mcp_url, headers=_stream_headers("bob"))
+    assert resp.status_code == 200 and resp.headers["content-type"] == "text/event-stream"
+    assert resp.text == lu.PRIMING_EVENT
+    after_get = ls.ext_proc_counters(stack.envoy)
+    assert after_get["streams_started"] - before["streams_started"] == 1
+
+    refused = http.get(stack.mcp_url, headers={"accept": "text/event-stream", "x-api-key": "wrong"})
+    assert refused.status_code == 401
+    deleted = http.delete(stack.mcp_url, headers=ls.headers("bob"))
+    assert deleted.status_code == 200 and deleted.content == b""
+    assert ls.ext_proc_counters(stack.envoy) == after_get
+    # The DELETE was allowed and reached the upstream; the refused GET did not.
+    assert [r["method"] for r in stack.upstream.records()] == ["GET", "DELETE"]
+
+
+def test_a_get_stream_open_longer_than_the_ext_proc_timeouts_is_still_filtered(
+    scripted: Callable[..., harness.Stack], http: httpx.Client
+) -> None:
+    """The upstream replays, stays quiet for STREAM_HOLD (3 s, longer than the ext_proc
+    grpc_service timeout and message_timeout of 2 s), then sends another tools/list answer.
+    The stream stays open, the late answer is filtered, the stream ends cleanly and Envoy
+    counts no failed ext_proc stream and no message timeout."""
+    stack = scripted()
+    before = ls.ext_proc_counters(stack.envoy)
+    headers = _stream_headers("bob", {"last-event-id": "r-0", "x-list-scenario": "hold"})
+    with http.stream("GET", stack.mcp_url, headers=headers) as resp:
+        assert resp.status_code == 200 and resp.headers["content-type"] == "text/event-stream"
+        reader = ls.SseReader(resp)
+        replayed = reader.events_until(lambda e: e.id == "r-3")
+        quiet_from = time.monotonic()
+        late = reader.next_event()
+        quiet = time.monotonic() - quiet_from
+        assert reader.next_event() is None  # the upstream ended the stream: a clean end, no reset
+    after = ls.ext_proc_counters(stack.envoy)
+
+    assert [e.id for e in replayed] == ["r-1", "r-2", "r-3"]
+    assert _tool_names(json.loads(replayed[1].data or "")) == ls.visible_in_order("bob")
+    assert late is not None and late.id == "r-4", reader.text
+    assert quiet >= lu.STREAM_HOLD - 0.5, quiet
+    answer = json.loads(late.data or "")
+    assert answer["id"] == 8 and _tool_names(answer) == ls.visible_in_order("bob")
+    assert after["streams_started"] - before["streams_started"] == 1
+    assert after["streams_failed"] == before["streams_failed"] == 0
+    assert after.get("message_timeouts", 0) == before.get("message_timeouts", 0)
+
+
+def test_a_resumed_sdk_stream_replays_the_list_answer_filtered(
+    procs: harness.ProcessGroup, tmp_path: Path, envoy_bin: Path, warden_bin: Path, http: httpx.Client
+) -> None:
+    """The attack against the real SDK server with an event store (upstream.py --resumable).
+    bob lists tools over SSE (filtered), then resumes that POST's stream on a GET with
+    Last-Event-ID set to its priming event: the SDK replays the stored, unfiltered answer
+    on the GET. Through Envoy bob still sees only his tools; straight to the upstream the
+    same replay holds all twelve (the test exercises a real replay). Ending the session with
+    DELETE opens no ext_proc stream."""
+    stack = ls.start_resumable_stack(procs, tmp_path / "resumable", envoy_bin=envoy_bin, warden_bin=warden_bin)
+    bob = ls.headers("bob")
+    init = post_jsonrpc(http, stack.mcp_url, harness.initialize_request(), bob)
+    assert init.status_code == 200 and init.headers["content-type"].startswith("text/event-stream"), init.text
+    session = init.headers["mcp-session-id"]
+    bob["mcp-session-id"] = session
+    initialized = post_jsonrpc(http, stack.mcp_url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, bob)
+    assert initialized.status_code == 202, initialized.text
+
+    listed = post_jsonrpc(http, stack.mcp_url, jsonrpc("tools/list", {}, id=2), bob)
+    assert listed.status_code == 200, listed.text
+    events = ls.parse_sse(listed.text)
+    # The SDK's stream for the call: a priming event (an id, empty data), then the answer.
+    assert len(events) == 2, listed.text
+    priming, answered = events
+    assert priming.id and priming.data == "" and answered.id and answered.id != priming.id, listed.text
+    assert _tool_names(json.loads(answered.data or "")) == ls.visible_in_order("bob")
+
+    def replay(url: str, headers: dict[str, str]) -> ls.SseEvent:
+        """GET with Last-Event-ID = the priming event; the replayed answer to id 2. The SDK
+        then keeps the stream open for live events: it is closed as soon as the answer is in."""
+        resume = {**headers, "accept": "text/event-stream", "last-event-id": priming.id or ""}
+        with http.stream("GET", url, headers=resume) as resp:
+            assert resp.status_code == 200, resp.read()
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            return ls.SseReader(resp).events_until(ls.jsonrpc_answer_to(2))[-1]
+
+    before = ls.ext_proc_counters(stack.envoy)
+    through_envoy = replay(stack.mcp_url, bob)
+    after_replay = ls.ext_proc_counters(stack.envoy)
+    direct = replay(stack.upstream.url, {"mcp-session-id": session, "mcp-protocol-version": "2025-11-25"})
+
+    # Both are the stored answer event (same event id); only Envoy's copy is filtered.
+    assert through_envoy.id == direct.id == answered.id
+    assert _tool_names(json.loads(direct.data or "")) == ls.ALL_TOOLS
+    assert _tool_names(json.loads(through_envoy.data or "")) == ls.visible_in_order("bob")
+    assert after_replay["streams_started"] - before["streams_started"] == 1
+    assert after_replay["streams_failed"] == before["streams_failed"] == 0
+
+    ended = http.delete(stack.mcp_url, headers=bob)
+    assert ended.status_code == 200, ended.text
+    assert ls.ext_proc_counters(stack.envoy)["streams_started"] == after_replay["streams_started"]

@@ -6,7 +6,11 @@ line (method, path, query, all headers, body as text), written and flushed *befo
 app handles it, so a test can assert exactly what did or did not get past Envoy.
 
 Usage:
-    python upstream.py --record FILE --ready-file FILE [--json-response] [--stateless]
+    python upstream.py --record FILE --ready-file FILE [--json-response] [--stateless] [--resumable]
+
+`--resumable` gives the session manager an in-memory event store (MemoryEventStore): every
+SSE stream then starts with a priming event (an id, empty data) and a client that sends
+`Last-Event-ID` on a GET gets the events stored after that id replayed on the GET stream.
 
 It binds 127.0.0.1:0 itself and writes `{"port": P, "url": "http://127.0.0.1:P/mcp"}` to the
 ready file (temp file + rename) only once uvicorn has started and is accepting.
@@ -26,7 +30,9 @@ from typing import Any
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
+from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import JSONRPCMessage
 
 # The tools, prompts and resources are deterministic so tests can assert results exactly.
 TOOL_NAMES = [
@@ -136,6 +142,33 @@ def build_server() -> MCPServer:
     return mcp
 
 
+class MemoryEventStore(EventStore):
+    """Every event of every stream, in memory, with ids "1", "2", ... in storage order.
+
+    `replay_events_after(id)` sends the later events of the stream `id` belongs to (priming
+    events, which carry no message, are not sent) and returns that stream's id; an unknown
+    id replays nothing.
+    """
+
+    def __init__(self) -> None:
+        self._events: list[tuple[EventId, StreamId, JSONRPCMessage | None]] = []
+
+    async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
+        event_id = str(len(self._events) + 1)
+        self._events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
+        index = next((i for i, (event_id, _, _) in enumerate(self._events) if event_id == last_event_id), None)
+        if index is None:
+            return None
+        stream_id = self._events[index][1]
+        for event_id, stream, message in self._events[index + 1 :]:
+            if stream == stream_id and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream_id
+
+
 class RecordMiddleware:
     """ASGI middleware: append one JSON line per HTTP request to a file, then hand it on.
 
@@ -216,6 +249,7 @@ async def serve(args: argparse.Namespace) -> None:
         streamable_http_path="/mcp",
         json_response=args.json_response,
         stateless_http=args.stateless,
+        event_store=MemoryEventStore() if args.resumable else None,
         # Requests arrive through Envoy with its listener's Host: no DNS-rebinding check.
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
@@ -253,6 +287,7 @@ async def serve(args: argparse.Namespace) -> None:
             "url": f"http://{args.host}:{port}/mcp",
             "json_response": args.json_response,
             "stateless": args.stateless,
+            "resumable": args.resumable,
             "pid": os.getpid(),
         },
     )
@@ -268,6 +303,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--json-response", action="store_true", help="answer with JSON instead of SSE")
     parser.add_argument("--stateless", action="store_true", help="stateless streamable HTTP (no session id)")
+    parser.add_argument(
+        "--resumable", action="store_true", help="keep every SSE event in memory and replay on Last-Event-ID"
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
 
