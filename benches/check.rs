@@ -39,16 +39,16 @@ fn checks(c: &mut Criterion) {
     let wire = |r: &CheckRequest| Bytes::from(r.encode_to_vec());
     let (call_b, denied_b, list_b) = (wire(&call), wire(&denied), wire(&list));
     let mut group = c.benchmark_group("check");
-    group.bench_function("tools_call_allowed_cached_300B", |b| b.iter(|| w.check_bytes(black_box(call_b.clone()))));
-    group.bench_function("tools_call_denied_300B", |b| b.iter(|| w.check_bytes(black_box(denied_b.clone()))));
-    group.bench_function("tools_list", |b| b.iter(|| w.check_bytes(black_box(list_b.clone()))));
+    group.bench_function("tools_call_allowed_cached_300B", |b| b.iter(|| w.check_bytes(black_box(&call_b))));
+    group.bench_function("tools_call_denied_300B", |b| b.iter(|| w.check_bytes(black_box(&denied_b))));
+    group.bench_function("tools_list", |b| b.iter(|| w.check_bytes(black_box(&list_b))));
 
     let dir = tempfile::tempdir().expect("temp dir");
     let audit = Audit::start(&AuditOutput::File(dir.path().join("audit.jsonl"))).expect("audit file");
     let audited = common::warden(common::load(&yaml), audit);
     assert!(allowed(&audited, &call));
     group.bench_function("tools_call_allowed_cached_300B_audit_file", |b| {
-        b.iter(|| audited.check_bytes(black_box(call_b.clone())))
+        b.iter(|| audited.check_bytes(black_box(&call_b)))
     });
     group.finish();
     let dropped = audited.audit_dropped();

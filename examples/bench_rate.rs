@@ -7,7 +7,11 @@
 //! stall is charged to every request it delayed (no coordinated omission).
 //!
 //! `bench_rate ADDR PATH RATE SECONDS CONNECTIONS BODY_FILE [HEADER...]` (ADDR = host:port,
-//! HEADER = "name: value"); after one second of warm-up, prints `N P50_MS P99_MS NON_200`.
+//! HEADER = "name: value"); after one second of warm-up, prints
+//! `N P50_MS P99_MS NON_200 SENT LATE_P99_MS`: requests recorded, latency percentiles, answers
+//! other than 200, requests sent in all (warm-up included), and the 99th percentile of how
+//! late the generator itself sent a request (its own sleep overshoot or CPU starvation: when
+//! that is a sizeable share of P99_MS, the run measured the generator).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -39,14 +43,12 @@ fn args() -> Result<Args, String> {
     request.push_str("\r\n");
     let mut request = request.into_bytes();
     request.extend_from_slice(&body);
-    let connections = connections.parse().map_err(|_| format!("connections: not a count: {connections}"))?;
-    Ok(Args {
-        addr: addr.clone(),
-        request,
-        rate: number(rate, "rate")?,
-        seconds: number(seconds, "seconds")?,
-        connections,
-    })
+    let connections: usize = connections.parse().map_err(|_| format!("connections: not a count: {connections}"))?;
+    let (rate, seconds) = (number(rate, "rate")?, number(seconds, "seconds")?);
+    if !(rate.is_finite() && rate > 0.0 && seconds.is_finite() && seconds > 0.0 && connections > 0) {
+        return Err("rate, seconds and connections must be positive".into());
+    }
+    Ok(Args { addr: addr.clone(), request, rate, seconds, connections })
 }
 
 /// One answer: its status; the body is read (by `content-length`) and dropped.
@@ -73,8 +75,11 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> Result<u16, String> {
     Ok(status)
 }
 
-/// Connection `index`'s share of the schedule; returns (latency µs, status) per recorded request.
-fn run(args: &Args, index: usize, start: Instant) -> Result<Vec<(u64, u16)>, String> {
+/// One recorded request: latency from when it was due, how late it was sent (µs), status.
+type Row = (u64, u64, u16);
+
+/// Connection `index`'s share of the schedule: the recorded rows, and how many were sent.
+fn run(args: &Args, index: usize, start: Instant) -> Result<(Vec<Row>, usize), String> {
     let stream = TcpStream::connect(&args.addr).map_err(|e| format!("connect {}: {e}", args.addr))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
@@ -83,19 +88,23 @@ fn run(args: &Args, index: usize, start: Instant) -> Result<Vec<(u64, u16)>, Str
     let end = start + WARM_UP + Duration::from_secs_f64(args.seconds);
     let mut due = start + Duration::from_secs_f64(index as f64 / args.rate);
     let mut out = Vec::with_capacity((args.seconds * args.rate / args.connections as f64) as usize + 1);
+    let mut sent = 0;
     while due < end {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            #[allow(clippy::disallowed_methods)] // pacing a plain thread: nanosleep is the precise tool
+            #[expect(clippy::disallowed_methods, reason = "pacing a plain thread: nanosleep is the precise tool")]
             std::thread::sleep(wait);
         }
+        let late = due.elapsed();
         writer.write_all(&args.request).map_err(|e| format!("write: {e}"))?;
         let status = read_response(&mut reader)?;
+        sent += 1;
         if due >= start + WARM_UP {
-            out.push((u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX), status));
+            let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            out.push((micros(due.elapsed()), micros(late), status));
         }
         due += interval;
     }
-    Ok(out)
+    Ok((out, sent))
 }
 
 fn main() {
@@ -107,7 +116,7 @@ fn main() {
         }
     };
     let start = Instant::now() + Duration::from_millis(100);
-    let results: Vec<Result<Vec<(u64, u16)>, String>> = std::thread::scope(|s| {
+    let results: Vec<Result<(Vec<Row>, usize), String>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..args.connections)
             .map(|i| {
                 let args = &args;
@@ -116,13 +125,15 @@ fn main() {
             .collect();
         workers.into_iter().map(|w| w.join().unwrap_or_else(|_| Err("a worker panicked".into()))).collect()
     });
-    let mut latencies = Vec::new();
-    let mut bad = 0usize;
+    let (mut latencies, mut lateness) = (Vec::new(), Vec::new());
+    let (mut bad, mut sent) = (0usize, 0usize);
     for r in results {
         match r {
-            Ok(rows) => {
-                bad += rows.iter().filter(|(_, s)| *s != 200).count();
-                latencies.extend(rows.into_iter().map(|(l, _)| l));
+            Ok((rows, n)) => {
+                sent += n;
+                bad += rows.iter().filter(|(_, _, s)| *s != 200).count();
+                latencies.extend(rows.iter().map(|(l, _, _)| *l));
+                lateness.extend(rows.iter().map(|(_, late, _)| *late));
             }
             Err(e) => {
                 eprintln!("bench_rate: {e}");
@@ -135,6 +146,8 @@ fn main() {
         std::process::exit(1);
     }
     latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] as f64 / 1000.0;
-    println!("{} {:.3} {:.3} {}", latencies.len(), at(0.50), at(0.99), bad);
+    lateness.sort_unstable();
+    let at = |v: &[u64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)] as f64 / 1000.0;
+    let (p50, p99, late) = (at(&latencies, 0.50), at(&latencies, 0.99), at(&lateness, 0.99));
+    println!("{} {p50:.3} {p99:.3} {bad} {sent} {late:.3}", latencies.len());
 }

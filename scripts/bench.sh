@@ -425,21 +425,21 @@ fixed_rate() { # CONFIG REP
   timeout $((DURATION + 30)) $LOAD_CPUS "$TARGET/examples/bench_rate" "127.0.0.1:${PORT[$cfg]}" /mcp "$RATE" \
     "$DURATION" "$RATE_CLIENTS" "${BODY[$cfg]}" 'content-type: application/json' \
     'accept: application/json, text/event-stream' 'mcp-protocol-version: 2025-11-25' "authorization: Bearer $KEY" \
-    >"$out" || die "($cfg) bench_rate failed; see $out"
+    >"$out" 2>"$out.err" || die "($cfg) bench_rate failed; see $out.err"
   e1="$(cpu_ticks "${ENVOY_PIDS[$cfg]}")"
   [ -n "${AUTHZ_PID[$cfg]:-}" ] && a1="$(cpu_ticks "${AUTHZ_PID[$cfg]}")"
-  local n p50 p99 bad
-  read -r n p50 p99 bad <"$out"
+  local n p50 p99 bad sent late
+  read -r n p50 p99 bad sent late <"$out"
   [ "$bad" -eq 0 ] || die "($cfg) $bad non-200 answers at the fixed rate"
   record rate "$cfg" p50_ms "$p50"
   record rate "$cfg" p99_ms "$p99"
-  # CPU over the whole run (one second of warm-up included) per request sent.
-  local sent=$(((DURATION + 1) * RATE))
+  record rate "$cfg" late_p99_ms "$late"
+  # CPU over the whole run (warm-up included) per request sent.
   record rate "$cfg" envoy_cpu_us "$(awk -v d=$((e1 - e0)) -v t="$CLK_TCK" -v n="$sent" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
   if [ -n "${AUTHZ_PID[$cfg]:-}" ]; then
     record rate "$cfg" authz_cpu_us "$(awk -v d=$((a1 - a0)) -v t="$CLK_TCK" -v n="$sent" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
   fi
-  printf '  (%s) rep %s at %s req/s: p50 %s ms, p99 %s ms\n' "$cfg" "$rep" "$RATE" "$p50" "$p99" >&2
+  printf '  (%s) rep %s at %s req/s: p50 %s ms, p99 %s ms (generator late p99 %s ms)\n' "$cfg" "$rep" "$RATE" "$p50" "$p99" "$late" >&2
 }
 
 busy_pct() { # whole-machine CPU busy % over 1 s (/proc/stat)
@@ -694,7 +694,8 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
 
 - (c)/(b) max req/s: **{c / b:.2f}**; (c)/(a): **{c / a:.2f}**; (b)/(a): {b / a:.2f}
 - Added latency of (c) vs (a) at {E['BENCH_RATE']} req/s: p50 {p50c - p50a:+.2f} ms, p99 {p99c - p99a:+.2f} ms
-  ((b) vs (a): p50 {med('rate', 'b', 'p50_ms') - p50a:+.2f} ms, p99 {med('rate', 'b', 'p99_ms') - p99a:+.2f} ms)
+  ((b) vs (a): p50 {med('rate', 'b', 'p50_ms') - p50a:+.2f} ms, p99 {med('rate', 'b', 'p99_ms') - p99a:+.2f} ms);
+  how late the generator itself sent, p99: {fmt(med('rate', 'c', 'late_p99_ms'), '{:.3f}')} ms in (c), {fmt(med('rate', 'a', 'late_p99_ms'), '{:.3f}')} ms in (a)
 - CPU per request at the fixed rate (no batching: every request wakes each process),
   Envoy / ext_authz server: {"; ".join(f"({x}) {fmt(med('rate', x, 'envoy_cpu_us'), '{:.0f}')} / {fmt(med('rate', x, 'authz_cpu_us'), '{:.0f}')} µs" for x in configs)}
 - mcp-warden's CPU per request against the do-nothing server's: (b) {fmt(med('max', 'b', 'authz_cpu_us'), '{:.1f}')} µs,

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use prost::Message as _;
 
@@ -27,6 +26,17 @@ use crate::policy::{App, Decision, Policy, User, ValuePart};
 use crate::reply::Reply;
 use crate::token::TokenSettings;
 
+mod record;
+mod snapshot;
+pub mod wire;
+
+use record::AuditInfo;
+pub use snapshot::Snapshot;
+use wire::View;
+
+/// The gRPC service name Envoy calls (and health checks name).
+pub const SERVICE_NAME: &str = "envoy.service.auth.v3.Authorization";
+
 /// Why a `Check` message could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unread {
@@ -35,16 +45,6 @@ pub enum Unread {
     /// Larger than the gRPC listener accepts.
     TooLarge,
 }
-
-mod record;
-mod snapshot;
-pub mod wire;
-
-use record::AuditInfo;
-/// The gRPC service name Envoy calls (and health checks name).
-pub const SERVICE_NAME: &str = "envoy.service.auth.v3.Authorization";
-pub use snapshot::Snapshot;
-use wire::View;
 
 /// Settings fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -73,13 +73,17 @@ pub struct Warden {
 /// or a body state only Envoy or mcp-warden may state.
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", LIST_HEADER, "x-envoy-auth-partial-body"];
 
-/// Set on allowed list calls only: Envoy runs the ext_proc list filter when it is present.
-/// Any client-sent copy is removed.
+/// A name reserved for mcp-warden, never set by it (the list filter is gated on decision
+/// metadata): a client-sent copy is removed here and by Envoy, so no upstream can be misled.
 pub const LIST_HEADER: &str = "x-mcp-warden-list";
 
-/// Decision reasons Envoy's list-filter matcher (and the filter) key on, besides list methods.
+/// The decision reason of an allowed batch; with a list call in it, its answer is filtered.
 pub const BATCH_ALLOWED: &str = "batch_allowed";
+/// The decision reason of an allowed GET (the server-to-client SSE stream): every answer on
+/// it is filtered, since a resuming server may replay a list answer there.
 pub const STREAM_ALLOWED: &str = "sse_stream";
+/// The decision reason of an allowed DELETE (end of session).
+pub const SESSION_END: &str = "session_end";
 
 /// AgentCore Gateway's built-in semantic search tool: its result lists tool definitions.
 pub const AGENTCORE_SEARCH_TOOL: &str = "x_amz_bedrock_agentcore_search";
@@ -185,14 +189,14 @@ impl Warden {
     /// Decides one ext_authz check given as Envoy's generated message (tests, tools): it is
     /// encoded and read back exactly as a check off the wire.
     pub fn check(&self, req: &CheckRequest) -> CheckResponse {
-        CheckResponse::decode(&*self.check_bytes(req.encode_to_vec().into())).unwrap_or_default()
+        CheckResponse::decode(&*self.check_bytes(&req.encode_to_vec())).unwrap_or_default()
     }
 
     /// Decides one ext_authz check from the encoded `CheckRequest`; the answer is the encoded
     /// `CheckResponse` (the gRPC service's path).
-    pub fn check_bytes(&self, bytes: Bytes) -> Vec<u8> {
+    pub fn check_bytes(&self, bytes: &[u8]) -> Vec<u8> {
         let started = Instant::now();
-        let view = match wire::view(&bytes) {
+        let view = match wire::view(bytes) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "refused a check request that cannot be read exactly");
@@ -298,7 +302,7 @@ impl Warden {
                 return allow(audit);
             }
             Inspection::EndSession => {
-                audit.reason = "session_end";
+                audit.reason = SESSION_END;
                 return allow(audit);
             }
         };
@@ -388,9 +392,6 @@ impl Warden {
                 Some(value) => set.push((rule.name.to_string(), value)),
                 None => remove.push(&rule.name),
             }
-        }
-        if let Some(method) = audit.list_method {
-            set.push((LIST_HEADER.to_owned(), method.to_owned()));
         }
         // Only what the request carries: Envoy sent every header it has (a removal of an
         // absent header is work for nothing).

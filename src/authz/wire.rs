@@ -90,9 +90,13 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, WireError> {
             _ => {}
         }
     }
+    if (legacy_headers && header_map.is_some()) || (!scalars.body.is_empty() && !scalars.raw_body.is_empty()) {
+        // Envoy sends headers one way and the body one way: both would be ambiguous.
+        return Err(WireError::Decode);
+    }
     let mut headers = Headers::new([]);
     match header_map {
-        Some(map) if !legacy_headers => {
+        Some(map) => {
             for field in Fields(map) {
                 if let (HEADER_MAP_HEADERS, v) = field? {
                     let [key, value, raw] = strings(v.bytes()?, [ENTRY_KEY, ENTRY_VALUE, HEADER_RAW_VALUE])?;
@@ -100,7 +104,7 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, WireError> {
                 }
             }
         }
-        _ => {
+        None => {
             for field in Fields(http) {
                 if let (HTTP_HEADERS, v) = field? {
                     let [key, value] = strings(v.bytes()?, [ENTRY_KEY, ENTRY_VALUE])?;
@@ -375,6 +379,12 @@ mod tests {
         long.pop();
         long.push(0x01);
         assert_eq!(refused(&long), Ok(()), "a 64-bit varint is fine");
+        // Headers both as a map and as raw lines, or a body both as text and as bytes.
+        let both = |a: &[u8], b: &[u8]| view(&nest(&[a, b].concat())).map(|_| ());
+        let (map_entry, raw_map) = ([0x1a, 4, 0x0a, 0, 0x12, 0], [0x6a, 0]);
+        assert_eq!(both(&map_entry, &raw_map), Err(WireError::Decode), "two header forms");
+        assert_eq!(both(&[0x5a, 1, b'a'], &[0x62, 1, b'b']), Err(WireError::Decode), "two body forms");
+        assert_eq!(both(&map_entry, &[0x62, 1, b'b']), Ok(()), "one of each is fine");
         // `attributes` twice would be merged by protobuf: refused instead.
         let twice = [nest(&[0x12, 1, b'A']), nest(&[0x12, 1, b'B'])].concat();
         assert_eq!(view(&twice).map(|_| ()), Err(WireError::Decode));

@@ -3,11 +3,12 @@
 //! `resources/templates/list` and AgentCore search results so a user sees only what
 //! [`crate::policy::engine::check_name`] lets it use.
 //!
-//! Envoy runs it only for requests ext_authz marked as list calls (the `x-mcp-warden-list`
-//! header gates it in Envoy, see `envoy/`), skips the request path, and sends the response
-//! headers with ext_authz's decision metadata. Who asked, on which app, with which JSON-RPC
-//! id, comes from that metadata, never from the body; the user is found again in the current
-//! policy snapshot by name and fingerprint. Then, by content type, the body is asked for
+//! Envoy runs it only for requests whose ext_authz decision metadata names an allowed list
+//! call or GET stream (see `envoy/`), skips the request path, and sends the response headers
+//! with that metadata. Who asked, on which app, with which JSON-RPC id, comes from the
+//! metadata, never from the body; the user is found again by name and fingerprint in the
+//! policy in force at each piece of the body (a GET stream lives as long as its session, and
+//! a reload meanwhile applies to it). Then, by content type, the body is asked for
 //! whole (`BUFFERED`, JSON) or chunk by chunk (`STREAMED`, SSE, re-framed by [`sse`]) and
 //! filtered by [`filter`].
 //!
@@ -109,7 +110,6 @@ impl Stream for Responses {
 /// The list call a response answers, as ext_authz decided it.
 #[derive(Debug)]
 struct Target {
-    snapshot: Arc<Snapshot>,
     user: String,
     fingerprint: u64,
     app: String,
@@ -130,7 +130,7 @@ enum MetadataError {
 
 impl Target {
     /// `Ok(None)`: the decision names no list call, so there is nothing to filter.
-    fn from_metadata(metadata: Option<&Metadata>, warden: &Warden) -> Result<Option<Target>, MetadataError> {
+    fn from_metadata(metadata: Option<&Metadata>) -> Result<Option<Target>, MetadataError> {
         let decision =
             metadata.and_then(|m| m.filter_metadata.get(EXT_AUTHZ_NAMESPACE)).ok_or(MetadataError::Missing)?;
         let field = |k: &str| -> Option<&str> {
@@ -151,21 +151,14 @@ impl Target {
             .ok_or(MetadataError::Field("user_fingerprint"))?;
         let app = field("app").ok_or(MetadataError::Field("app"))?;
         let id = field("jsonrpc_id").and_then(|raw| RawValue::from_string(raw.to_owned()).ok());
-        Ok(Some(Target {
-            snapshot: warden.snapshot(),
-            user: user.to_owned(),
-            fingerprint,
-            app: app.to_owned(),
-            kind,
-            id,
-        }))
+        Ok(Some(Target { user: user.to_owned(), fingerprint, app: app.to_owned(), kind, id }))
     }
 
-    /// The user and app, from the snapshot loaded with the response headers. `None` when the
-    /// policy changed since the check and no longer has this exact identity.
-    fn resolve(&self) -> Option<(UserRef<'_>, &App)> {
-        let user = self.snapshot.user_by_fingerprint(&self.user, self.fingerprint)?;
-        Some((user, self.snapshot.policy.app(&self.app)?))
+    /// The user and app in `snapshot` (the policy now in force). `None` when the policy
+    /// changed since the check and no longer has this exact identity.
+    fn resolve<'s>(&self, snapshot: &'s Snapshot) -> Option<(UserRef<'s>, &'s App)> {
+        let user = snapshot.user_by_fingerprint(&self.user, self.fingerprint)?;
+        Some((user, snapshot.policy.app(&self.app)?))
     }
 
     fn error_body(&self) -> String {
@@ -218,7 +211,7 @@ impl Session {
     }
 
     fn on_response_headers(&mut self, metadata: Option<&Metadata>, headers: &HttpHeaders) -> ProcessingResponse {
-        let target = match Target::from_metadata(metadata, &self.warden) {
+        let target = match Target::from_metadata(metadata) {
             Ok(Some(t)) => t,
             Ok(None) => {
                 tracing::debug!("list filter: the decision names no list call");
@@ -235,7 +228,7 @@ impl Session {
             tracing::debug!(status = status.as_deref().unwrap_or(""), "list filter: no list body to filter");
             return self.pass();
         }
-        if target.resolve().is_none() {
+        if target.resolve(&self.warden.snapshot()).is_none() {
             tracing::warn!(
                 user = %target.user,
                 app = %target.app,
@@ -316,7 +309,8 @@ impl Session {
             // An empty body lists nothing.
             return if held_back { replace_body(body, None) } else { BodyResponse::default() };
         }
-        let outcome = match (std::str::from_utf8(&body), target.resolve()) {
+        let snapshot = self.warden.snapshot();
+        let outcome = match (std::str::from_utf8(&body), target.resolve(&snapshot)) {
             (Ok(text), Some((user, app))) => {
                 filter::filter_payload(target.kind, &View { user: &user, app }, target.id.as_deref(), text)
             }
@@ -361,7 +355,8 @@ impl Session {
     fn sse_chunk(&mut self, target: Box<Target>, mut reframer: Reframer, chunk: &HttpBody) -> BodyResponse {
         let mut out = Vec::with_capacity(chunk.body.len() + reframer.pending());
         let on_unparseable = self.settings.on_unparseable;
-        let resolved = target.resolve();
+        let snapshot = self.warden.snapshot();
+        let resolved = target.resolve(&snapshot);
         let mut rewrite = |data: &str| -> Option<String> {
             // An event with empty data (the priming event servers send so a client can resume
             // with Last-Event-ID) carries nothing to filter.

@@ -287,6 +287,25 @@ fn a_policy_reloaded_under_the_user_withholds_the_list_with_the_request_id() {
 }
 
 #[test]
+fn a_long_lived_stream_is_filtered_by_the_policy_in_force_at_each_event() {
+    let w = warden();
+    let mut s = Session::new(w.clone(), SETTINGS);
+    s.handle(response_headers(
+        Some(decision_of(&w, "GET", "")),
+        &[(":status", "200"), ("content-type", "text/event-stream")],
+    ));
+    let event = format!("data: {LISTED}\n\n");
+    let before = body_response(s.handle(body(event.as_bytes(), false)).expect("answer"));
+    assert_eq!(sent(&before), Some(format!("data: {FILTERED}\n\n").into_bytes()));
+    // The role is narrowed while the stream is open (bob's identity is unchanged).
+    let narrowed = POLICY.replace("'^get_.*$'", "'^get_time$'");
+    w.replace_policy(Policy::load(&[Source::inline("extproc.yaml", &narrowed)]).expect("policy"));
+    let after = body_response(s.handle(body(event.as_bytes(), true)).expect("answer"));
+    let only_time = r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"get_time"}],"nextCursor":"n"}}"#;
+    assert_eq!(sent(&after), Some(format!("data: {only_time}\n\n").into_bytes()));
+}
+
+#[test]
 fn an_unparseable_json_list_becomes_an_error_unless_configured_to_pass() {
     let broken = br#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"delete_file"}"#;
     let w = warden();

@@ -1,5 +1,6 @@
 //! The ext_authz `Check` call on a bare HTTP/2 stream: read exactly one uncompressed gRPC
-//! message (zero-copy when it arrives in one DATA frame, as Envoy sends it), hand it to
+//! message (zero-copy when it arrives in one DATA frame, as a check of up to 16 KiB does),
+//! hand it to
 //! [`Warden::check_bytes`], and answer with headers, one DATA frame and `grpc-status: 0`.
 //!
 //! A message that cannot be read (compressed, cut short, followed by another, too large)
@@ -16,13 +17,21 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
 use crate::authz::{Unread, Warden};
+use crate::mcp::Limits;
 
 /// The one path this module serves.
 pub const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 
-/// The largest `CheckRequest` read (tonic's default limit): Envoy's buffered body
-/// (`max_request_bytes`, 1 MiB in the shipped configs) plus headers fits with room to spare.
-pub const MAX_CHECK_MESSAGE: usize = 4 << 20;
+/// Room in a `CheckRequest` beyond the body: headers (Envoy allows 60 KiB by default, 96 KiB
+/// at most) and the other attributes.
+const CHECK_HEADROOM: usize = 256 << 10;
+
+/// The largest `CheckRequest` read: the largest body a check accepts (`limits.max_body_bytes`;
+/// a larger one would be denied anyway) plus [`CHECK_HEADROOM`]. What a check holds in memory
+/// is bounded by this times the checks in flight (Envoy's `max_requests` for the cluster).
+pub fn max_check_message(limits: &Limits) -> usize {
+    limits.max_body_bytes.saturating_add(CHECK_HEADROOM)
+}
 
 /// gRPC message prefix: compressed flag and big-endian length.
 const PREFIX: usize = 5;
@@ -42,8 +51,8 @@ pub(super) async fn serve(warden: Arc<Warden>, request: Request<RecvStream>, mut
         return;
     }
     let started = Instant::now();
-    let answer = match read_message(request.into_body()).await {
-        Ok(message) => warden.check_bytes(message),
+    let answer = match read_message(request.into_body(), max_check_message(&warden.settings.limits)).await {
+        Ok(message) => warden.check_bytes(&message),
         Err(ReadError::Unread(why)) => {
             tracing::warn!(?why, "refused a check message that cannot be read");
             warden.refuse_unread(started, why)
@@ -66,14 +75,15 @@ fn grpc_request(request: &Request<RecvStream>) -> Result<(), StatusCode> {
     }
     let content_type = request.headers().get(CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
     match content_type.strip_prefix(b"application/grpc") {
-        Some([] | [b'+' | b';', ..]) => Ok(()),
+        Some([] | [b';', ..]) => Ok(()),
+        Some(codec) if codec.starts_with(b"+proto") && matches!(codec.get(6), None | Some(b';')) => Ok(()),
         _ => Err(StatusCode::UNSUPPORTED_MEDIA_TYPE),
     }
 }
 
 /// Reads the stream's one message, refusing as soon as the bytes so far cannot be one
 /// uncompressed message within the limit. Chunks are released to flow control as they arrive.
-async fn read_message(mut body: RecvStream) -> Result<Bytes, ReadError> {
+async fn read_message(mut body: RecvStream, max: usize) -> Result<Bytes, ReadError> {
     let mut next = async || match body.data().await {
         Some(Ok(chunk)) => {
             let _ = body.flow_control().release_capacity(chunk.len());
@@ -83,12 +93,12 @@ async fn read_message(mut body: RecvStream) -> Result<Bytes, ReadError> {
         None => Ok(None),
     };
     let first = next().await?.unwrap_or_default();
-    admit(&first)?;
+    admit(&first, max)?;
     let mut joined: Option<BytesMut> = None;
     while let Some(chunk) = next().await? {
         let buf = joined.get_or_insert_with(|| BytesMut::from(&first[..]));
         buf.extend_from_slice(&chunk);
-        admit(buf)?;
+        admit(buf, max)?;
     }
     let mut whole = joined.map_or(first, BytesMut::freeze);
     if whole.len() < PREFIX || whole.len() - PREFIX != declared_len(&whole) {
@@ -100,7 +110,7 @@ async fn read_message(mut body: RecvStream) -> Result<Bytes, ReadError> {
 }
 
 /// Whether the bytes received so far can still be the start of one acceptable message.
-fn admit(received: &[u8]) -> Result<(), ReadError> {
+fn admit(received: &[u8], max: usize) -> Result<(), ReadError> {
     if received.len() < PREFIX {
         return Ok(());
     }
@@ -109,7 +119,7 @@ fn admit(received: &[u8]) -> Result<(), ReadError> {
         return refuse(Unread::Invalid); // compressed: no encoding is negotiated
     }
     let declared = declared_len(received);
-    if declared > MAX_CHECK_MESSAGE {
+    if declared > max {
         return refuse(Unread::TooLarge);
     }
     if received.len() - PREFIX > declared {
@@ -128,7 +138,8 @@ fn send_answer(respond: &mut SendResponse<Bytes>, message: &[u8]) -> Result<(), 
     let mut stream = respond.send_response(head, false)?;
     let mut framed = Vec::with_capacity(PREFIX + message.len());
     framed.push(0);
-    framed.extend_from_slice(&u32::try_from(message.len()).unwrap_or(u32::MAX).to_be_bytes());
+    // An answer is a few KiB: its length always fits the prefix's 32 bits.
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
     framed.extend_from_slice(message);
     stream.send_data(framed.into(), false)?;
     let mut trailers = HeaderMap::with_capacity(1);
@@ -148,8 +159,10 @@ fn send_http_error(respond: &mut SendResponse<Bytes>, status: StatusCode) {
 mod tests {
     use super::*;
 
+    const MAX: usize = 1 << 20;
+
     fn verdict(bytes: &[u8]) -> Option<Unread> {
-        match admit(bytes) {
+        match admit(bytes, MAX) {
             Ok(()) => None,
             Err(ReadError::Unread(why)) => Some(why),
             Err(ReadError::Stream(_)) => unreachable!("admit never sees the stream"),
@@ -164,9 +177,20 @@ mod tests {
         assert_eq!(declared_len(&[0, 0, 0, 1, 2]), 258, "big-endian length");
         assert_eq!(verdict(&[1, 0, 0, 0, 1, 7]), Some(Unread::Invalid), "compressed");
         assert_eq!(verdict(&[0, 0, 0, 0, 1, 7, 0]), Some(Unread::Invalid), "a second message");
-        let over = u32::try_from(MAX_CHECK_MESSAGE + 1).expect("fits").to_be_bytes();
+        let over = u32::try_from(MAX + 1).expect("fits").to_be_bytes();
         assert_eq!(verdict(&[0, over[0], over[1], over[2], over[3]]), Some(Unread::TooLarge));
-        let max = u32::try_from(MAX_CHECK_MESSAGE).expect("fits").to_be_bytes();
+        let max = u32::try_from(MAX).expect("fits").to_be_bytes();
         assert_eq!(verdict(&[0, max[0], max[1], max[2], max[3]]), None);
+    }
+
+    #[test]
+    fn the_path_is_the_authorization_services_check() {
+        assert_eq!(CHECK_PATH, format!("/{}/Check", crate::authz::SERVICE_NAME));
+    }
+
+    #[test]
+    fn the_message_limit_follows_the_body_limit() {
+        let limits = Limits { max_body_bytes: 1 << 20, ..Limits::default() };
+        assert_eq!(max_check_message(&limits), (1 << 20) + CHECK_HEADROOM);
     }
 }

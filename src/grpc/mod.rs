@@ -24,10 +24,15 @@ use crate::coalesce::Coalesced;
 mod bridge;
 mod check;
 
-pub use check::{CHECK_PATH, MAX_CHECK_MESSAGE};
+pub use check::{CHECK_PATH, max_check_message};
 
 /// How long in-flight streams may run after a shutdown signal before connections are closed.
+/// Checks finish in microseconds; list-filter streams of open GET (SSE) streams last as long
+/// as their MCP session and are cut here (the client's stream is reset; it reconnects).
 const DRAIN: Duration = Duration::from_secs(5);
+
+/// How long a new connection may take to send the HTTP/2 preface and settings.
+const HANDSHAKE: Duration = Duration::from_secs(5);
 
 /// What the listener serves: the check handler and every other gRPC service.
 #[derive(Clone, Debug)]
@@ -61,7 +66,7 @@ pub async fn serve(listener: TcpListener, services: Services, shutdown: impl Fut
     drop(listener);
     let _ = stop_tx.send(true);
     if tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await.is_err() {
-        tracing::warn!(open = connections.len(), "closing gRPC connections still busy after the drain period");
+        tracing::info!(open = connections.len(), "closing gRPC connections still busy after the drain period");
         connections.abort_all();
     }
 }
@@ -73,14 +78,18 @@ async fn connection(stream: TcpStream, services: Services, mut stop: watch::Rece
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY on a gRPC connection");
     }
-    let mut conn = match settings().handshake::<_, Bytes>(Coalesced::new(stream)).await {
-        Ok(conn) => conn,
-        Err(e) => {
+    let handshake = tokio::time::timeout(HANDSHAKE, settings().handshake::<_, Bytes>(Coalesced::new(stream)));
+    let mut conn = match handshake.await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "gRPC connection ended during the HTTP/2 handshake");
             return;
         }
+        Err(_) => {
+            tracing::debug!("gRPC connection sent no HTTP/2 preface in time");
+            return;
+        }
     };
-    conn.set_target_window_size(WINDOW);
     let mut stopping = *stop.borrow();
     if stopping {
         conn.graceful_shutdown();
@@ -113,8 +122,8 @@ fn dispatch(services: &Services, request: Request<h2::RecvStream>, respond: Send
     }
 }
 
-/// Flow-control window per stream and per connection: a `CheckRequest` carrying a buffered
-/// body of up to 1 MiB arrives without waiting for window updates.
+/// Flow-control window per stream and per connection: one `CheckRequest` carrying a buffered
+/// body of up to 1 MiB arrives without waiting for a window update.
 const WINDOW: u32 = 2 << 20;
 
 fn settings() -> h2::server::Builder {
