@@ -27,7 +27,7 @@ pub const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 const CHECK_HEADROOM: usize = 256 << 10;
 
 /// The largest `CheckRequest` read: the largest body a check accepts (`limits.max_body_bytes`;
-/// a larger one would be denied anyway) plus [`CHECK_HEADROOM`]. What a check holds in memory
+/// a larger one would be denied anyway) plus 256 KiB for headers and attributes. What a check holds in memory
 /// is bounded by this times the checks in flight (Envoy's `max_requests` for the cluster).
 pub fn max_check_message(limits: &Limits) -> usize {
     limits.max_body_bytes.saturating_add(CHECK_HEADROOM)

@@ -1,6 +1,6 @@
 //! The gRPC listener, served straight on the h2 crate: each connection's streams are
-//! dispatched by path, `Check` to the ext_authz fast path ([`check`]) and everything else
-//! (the ext_proc list filter, health, reflection) to tonic's routes through [`bridge`].
+//! dispatched by path, `Check` to the ext_authz fast path (`check`) and everything else
+//! (the ext_proc list filter, health, reflection) to tonic's routes through `bridge`.
 //!
 //! Why not tonic's server for `Check` too: measured here, a do-nothing `Check` costs ≈ 25 µs
 //! of CPU per request through tonic/hyper on one runtime thread and ≈ 11 µs on bare h2, and
@@ -42,7 +42,7 @@ pub struct Services {
 }
 
 /// Accepts connections until `shutdown` completes, then lets in-flight streams finish (at
-/// most [`DRAIN`]) and returns.
+/// most 5 s) and returns.
 pub async fn serve(listener: TcpListener, services: Services, shutdown: impl Future<Output = ()>) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
