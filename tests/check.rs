@@ -3,38 +3,16 @@
 use std::collections::HashMap;
 
 use envoy_types::ext_authz::v3::pb::{CheckRequest, HeaderAppendAction, HttpResponse};
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use mcp_warden::authz::Warden;
 use mcp_warden::policy::{Policy, Source};
 
 mod common;
 
+use common::request;
+
 fn warden() -> Warden {
     common::warden(200)
-}
-
-fn request(method: &str, headers: &[(&str, &str)], body: &str, app: Option<&str>, principal: &str) -> CheckRequest {
-    let headers: HashMap<String, String> = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(Peer { principal: principal.to_owned(), ..Default::default() }),
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: method.to_owned(),
-                    host: "mcp.example.com".to_owned(),
-                    headers,
-                    raw_body: body.as_bytes().to_vec(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            context_extensions: app
-                .map(|a| [("app".to_owned(), a.to_owned())].into_iter().collect())
-                .unwrap_or_default(),
-            ..Default::default()
-        }),
-    }
 }
 
 fn call(tool: &str) -> String {

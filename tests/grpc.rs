@@ -16,9 +16,8 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 use envoy_types::ext_authz::v3::pb::HttpResponse;
 use envoy_types::pb::envoy::config::core::v3::{HeaderMap as EnvoyHeaders, HeaderValue as EnvoyHeader, Metadata};
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request as AttrRequest};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
+use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_client::ExternalProcessorClient;
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
 use envoy_types::pb::envoy::service::ext_proc::v3::{
@@ -125,31 +124,13 @@ const LIST: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#;
 
 /// What Envoy sends for an MCP POST from alice (API key "foo") to the bedrock-mcp app.
 fn check_request(body: &str) -> CheckRequest {
-    let headers: HashMap<String, String> = [
+    let headers = [
         ("content-type", "application/json"),
         ("accept", "application/json, text/event-stream"),
         ("mcp-protocol-version", "2025-11-25"),
         ("x-api-key", "foo"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(AttrRequest {
-                http: Some(HttpRequest {
-                    method: "POST".into(),
-                    host: "mcp.example.com".into(),
-                    headers,
-                    raw_body: body.as_bytes().to_vec(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            context_extensions: [("app".to_owned(), "bedrock-mcp".to_owned())].into_iter().collect(),
-            ..Default::default()
-        }),
-    }
+    ];
+    common::request("POST", &headers, body, Some("bedrock-mcp"), "")
 }
 
 /// Headers an allow sets (name → value) and the ones it removes.

@@ -117,6 +117,15 @@ fn response_headers(md: Option<Metadata>, headers: &[(&str, &str)]) -> Processin
     }
 }
 
+/// A session that has seen SSE response headers for the decision `md`, and its answer.
+fn sse_session(w: &Arc<Warden>, md: Metadata) -> (Session, ProcessingResponse) {
+    let mut s = Session::new(w.clone(), SETTINGS);
+    let r = s
+        .handle(response_headers(Some(md), &[(":status", "200"), ("content-type", "text/event-stream")]))
+        .expect("answer");
+    (s, r)
+}
+
 fn body(bytes: &[u8], end_of_stream: bool) -> ProcessingRequest {
     ProcessingRequest {
         request: Some(processing_request::Request::ResponseBody(HttpBody {
@@ -188,13 +197,7 @@ fn a_json_list_is_buffered_filtered_and_gets_its_content_length_corrected() {
 #[test]
 fn a_get_stream_filters_every_list_answer_on_it_and_passes_the_rest() {
     let w = warden();
-    let mut s = Session::new(w.clone(), SETTINGS);
-    let r = s
-        .handle(response_headers(
-            Some(decision_of(&w, "GET", "")),
-            &[(":status", "200"), ("content-type", "text/event-stream")],
-        ))
-        .expect("answer");
+    let (mut s, r) = sse_session(&w, decision_of(&w, "GET", ""));
     assert_eq!(body_mode(&r), Some(BodySendMode::Streamed));
     // A resumed stream: a notification, a replayed tools/list answer, a server request.
     let notification = "id: 3\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
@@ -211,13 +214,7 @@ fn a_get_stream_filters_every_list_answer_on_it_and_passes_the_rest() {
 #[test]
 fn an_event_stream_is_filtered_event_by_event_across_chunks() {
     let w = warden();
-    let mut s = Session::new(w.clone(), SETTINGS);
-    let r = s
-        .handle(response_headers(
-            Some(decision(&w, LIST)),
-            &[(":status", "200"), ("content-type", "text/event-stream")],
-        ))
-        .expect("answer");
+    let (mut s, r) = sse_session(&w, decision(&w, LIST));
     assert_eq!(body_mode(&r), Some(BodySendMode::Streamed));
     let stream = format!(
         "id: 0\ndata:\n\nid: 1\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{}}}}\n\n\
@@ -289,11 +286,7 @@ fn a_policy_reloaded_under_the_user_withholds_the_list_with_the_request_id() {
 #[test]
 fn a_long_lived_stream_is_filtered_by_the_policy_in_force_at_each_event() {
     let w = warden();
-    let mut s = Session::new(w.clone(), SETTINGS);
-    s.handle(response_headers(
-        Some(decision_of(&w, "GET", "")),
-        &[(":status", "200"), ("content-type", "text/event-stream")],
-    ));
+    let (mut s, _) = sse_session(&w, decision_of(&w, "GET", ""));
     let event = format!("data: {LISTED}\n\n");
     let before = body_response(s.handle(body(event.as_bytes(), false)).expect("answer"));
     assert_eq!(sent(&before), Some(format!("data: {FILTERED}\n\n").into_bytes()));
@@ -326,8 +319,7 @@ fn an_unparseable_json_list_becomes_an_error_unless_configured_to_pass() {
 #[test]
 fn an_unparseable_event_is_replaced_by_an_error_event() {
     let w = warden();
-    let mut s = Session::new(w.clone(), SETTINGS);
-    s.handle(response_headers(Some(decision(&w, LIST)), &[(":status", "200"), ("content-type", "text/event-stream")]));
+    let (mut s, _) = sse_session(&w, decision(&w, LIST));
     let b = body_response(
         s.handle(body(b"id: 3\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[\n\n", true))
             .expect("answer"),
@@ -342,8 +334,7 @@ fn an_unparseable_event_is_replaced_by_an_error_event() {
 #[test]
 fn an_event_too_large_to_hold_ends_the_stream_with_an_error() {
     let w = warden();
-    let mut s = Session::new(w.clone(), SETTINGS);
-    s.handle(response_headers(Some(decision(&w, LIST)), &[(":status", "200"), ("content-type", "text/event-stream")]));
+    let (mut s, _) = sse_session(&w, decision(&w, LIST));
     let big = format!("data: {}", "x".repeat(5000));
     let out = sent(&body_response(s.handle(body(big.as_bytes(), false)).expect("answer"))).expect("mutation");
     assert!(String::from_utf8_lossy(&out).starts_with("data: {\"jsonrpc\":\"2.0\",\"id\":7,\"error\""));

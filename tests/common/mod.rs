@@ -1,8 +1,13 @@
 //! What the in-process tests share: one policy (app `bedrock-mcp`, user `alice` with API
-//! key "foo" and an mTLS principal, role `readonly` allowing `^get_.*$`) and a `Warden`
-//! built on it with a fresh signing key.
+//! key "foo" and an mTLS principal, role `readonly` allowing `^get_.*$`), a `Warden` built on
+//! it with a fresh signing key, and the `CheckRequest` Envoy would send.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use envoy_types::ext_authz::v3::pb::CheckRequest;
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 
 use mcp_warden::audit::Audit;
 use mcp_warden::authz::{Settings, Warden};
@@ -55,4 +60,35 @@ pub(crate) fn warden(denied_status: u16) -> Warden {
         audit_skip_allowed: Vec::new(),
     };
     Warden::new(policy, KeyRing::single(key), settings, Audit::disabled())
+}
+
+/// What Envoy sends for `method` with these header lines and body, on the route naming `app`
+/// (if any), from the mTLS `principal` (empty: none).
+pub(crate) fn request(
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    app: Option<&str>,
+    principal: &str,
+) -> CheckRequest {
+    let headers: HashMap<String, String> = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(Peer { principal: principal.to_owned(), ..Default::default() }),
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: method.to_owned(),
+                    host: "mcp.example.com".to_owned(),
+                    headers,
+                    raw_body: body.as_bytes().to_vec(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            context_extensions: app
+                .map(|a| [("app".to_owned(), a.to_owned())].into_iter().collect())
+                .unwrap_or_default(),
+            ..Default::default()
+        }),
+    }
 }
