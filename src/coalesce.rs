@@ -8,40 +8,39 @@
 //! task is woken at once, so nothing waits on a timer): h2 then encodes the trailers, and
 //! any other answer that became ready meanwhile, before the bytes leave in one write.
 //!
-//! Owns no protocol logic; everything else is delegated to the TCP stream.
+//! Owns no protocol logic; everything else is delegated to the stream.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
-use tokio::net::TcpStream;
 
 /// Bytes held before a write goes through without waiting for a flush.
 const CAPACITY: usize = 32 * 1024;
 
-/// A TCP connection whose writes are held until the second flush in a row (or until 32 KiB
-/// are held).
+/// A connection (TCP or Unix socket) whose writes are held until the second flush in a row
+/// (or until 32 KiB are held).
 #[derive(Debug)]
-pub struct Coalesced {
-    inner: BufWriter<TcpStream>,
+pub struct Coalesced<S> {
+    inner: BufWriter<S>,
     /// A flush already yielded once for the bytes now held.
     yielded: bool,
 }
 
-impl Coalesced {
-    pub fn new(stream: TcpStream) -> Self {
+impl<S: AsyncWrite> Coalesced<S> {
+    pub fn new(stream: S) -> Self {
         Coalesced { inner: BufWriter::with_capacity(CAPACITY, stream), yielded: false }
     }
 }
 
-impl AsyncRead for Coalesced {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Coalesced<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for Coalesced {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
@@ -85,6 +84,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::{Wake, Waker};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     /// Writes before a flush reach the peer together, and only after the flush.
     #[tokio::test]

@@ -211,12 +211,29 @@ pub struct ListFilterSettings {
     pub max_event_bytes: usize,
 }
 
+/// Where the gRPC listener binds: `IP:port`, or `unix:PATH` for a Unix socket shared with an
+/// Envoy on the same host (a relative PATH is resolved against the config file's directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrpcListen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for GrpcListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GrpcListen::Tcp(a) => write!(f, "{a}"),
+            GrpcListen::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
 /// A validated service configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `None`: derived from the bound HTTP address at start.
     pub issuer: Option<String>,
-    pub grpc_listen: SocketAddr,
+    pub grpc_listen: GrpcListen,
     pub http_listen: SocketAddr,
     pub state_dir: PathBuf,
     pub signing_key: Option<PathBuf>,
@@ -374,7 +391,11 @@ impl Config {
         }
         Ok(Config {
             issuer,
-            grpc_listen: addr("listen.grpc", raw.listen.grpc, "127.0.0.1:9191")?,
+            grpc_listen: match raw.listen.grpc.as_deref().and_then(|g| g.strip_prefix("unix:")) {
+                Some("") => return Err(invalid("listen.grpc", "'unix:' needs a socket path".into())),
+                Some(path) => GrpcListen::Unix(resolve(path)),
+                None => GrpcListen::Tcp(addr("listen.grpc", raw.listen.grpc, "127.0.0.1:9191")?),
+            },
             http_listen: addr("listen.http", raw.listen.http, "127.0.0.1:9192")?,
             state_dir,
             signing_key: raw.signing_key.as_deref().map(resolve),
@@ -576,6 +597,22 @@ mod tests {
         let c = Config::parse("policy: [p/]\nstate_dir: s\n", "x", Path::new("/etc/warden")).expect("valid");
         assert_eq!(c.state_dir, Path::new("/etc/warden/s"));
         assert!(matches!(&c.policy[0], Source::Path(p) if p == Path::new("/etc/warden/p/")));
+    }
+
+    #[test]
+    fn the_grpc_listener_may_be_a_unix_socket() {
+        let at = |text: &str| Config::parse(text, "x", Path::new("/etc/warden")).map(|c| c.grpc_listen);
+        assert_eq!(
+            at("listen: {grpc: 'unix:/run/w/grpc.sock'}").expect("absolute"),
+            GrpcListen::Unix("/run/w/grpc.sock".into())
+        );
+        assert_eq!(
+            at("listen: {grpc: 'unix:run/grpc.sock'}").expect("relative"),
+            GrpcListen::Unix("/etc/warden/run/grpc.sock".into())
+        );
+        assert_eq!(at("listen: {grpc: 'unix:/s'}").expect("display").to_string(), "unix:/s");
+        assert!(at("listen: {grpc: 'unix:'}").expect_err("no path").to_string().contains("listen.grpc"));
+        assert!(at("listen: {grpc: '/run/w.sock'}").expect_err("no scheme").to_string().contains("not an IP:port"));
     }
 
     #[test]

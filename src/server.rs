@@ -26,7 +26,7 @@ use crate::token::TokenSettings;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr} ({what}): {source}")]
-    Bind { addr: SocketAddr, what: &'static str, source: std::io::Error },
+    Bind { addr: String, what: &'static str, source: std::io::Error },
     #[error(transparent)]
     Key(#[from] keys::KeyError),
     #[error("invalid policy:\n{0}")]
@@ -45,12 +45,17 @@ pub enum StartError {
 
 /// Runs until a shutdown signal.
 pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), StartError> {
-    let bind = |addr, what| async move {
-        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, what, source })
-    };
-    let grpc = bind(config.grpc_listen, "gRPC").await?;
-    let http = bind(config.http_listen, "HTTP").await?;
-    let grpc_addr = grpc.local_addr().map_err(|e| StartError::Serve(e.to_string()))?;
+    let grpc = crate::grpc::Listener::bind(&config.grpc_listen).await.map_err(|source| StartError::Bind {
+        addr: config.grpc_listen.to_string(),
+        what: "gRPC",
+        source,
+    })?;
+    let http = TcpListener::bind(config.http_listen).await.map_err(|source| StartError::Bind {
+        addr: config.http_listen.to_string(),
+        what: "HTTP",
+        source,
+    })?;
+    let grpc_addr = grpc.local().map_err(|e| StartError::Serve(e.to_string()))?;
     let http_addr = http.local_addr().map_err(|e| StartError::Serve(e.to_string()))?;
     let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{http_addr}"));
 
@@ -119,7 +124,7 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
 
     tracing::info!(grpc = %grpc_addr, http = %http_addr, issuer = %issuer, "mcp-warden listening");
     if let Some(path) = ready_file {
-        write_ready_file(path, grpc_addr, http_addr, &issuer)
+        write_ready_file(path, &grpc_addr, http_addr, &issuer)
             .map_err(|source| StartError::ReadyFile { path: path.to_owned(), source })?;
     }
     let ((), h) = tokio::join!(grpc_server, async { http_server.await });
@@ -154,8 +159,8 @@ async fn start_jwks(warden: &Arc<Warden>, verifier: &Verifier) -> Result<(), Sta
     Ok(())
 }
 
-fn write_ready_file(path: &Path, grpc: SocketAddr, http: SocketAddr, issuer: &str) -> std::io::Result<()> {
-    let body = serde_json::json!({ "grpc": grpc.to_string(), "http": http.to_string(), "issuer": issuer }).to_string();
+fn write_ready_file(path: &Path, grpc: &str, http: SocketAddr, issuer: &str) -> std::io::Result<()> {
+    let body = serde_json::json!({ "grpc": grpc, "http": http.to_string(), "issuer": issuer }).to_string();
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, body)?;
     std::fs::rename(tmp, path)

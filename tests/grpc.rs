@@ -31,7 +31,7 @@ use http::{HeaderMap, Method, StatusCode};
 use mcp_warden::authz::{SERVICE_NAME, Warden};
 use mcp_warden::config::{ListFilterSettings, OnUnparseable};
 use mcp_warden::extproc::{EXT_AUTHZ_NAMESPACE, ListFilterService};
-use mcp_warden::grpc::{CHECK_PATH, Services, max_check_message, serve};
+use mcp_warden::grpc::{CHECK_PATH, Listener, Services, max_check_message, serve};
 use mcp_warden::mcp::Limits;
 use prost::Message as _;
 use tokio::net::{TcpListener, TcpStream};
@@ -87,7 +87,7 @@ async fn start() -> Server {
     let warden = warden();
     let services = Services { warden: warden.clone(), routes: routes(&warden).await };
     let (stop, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn(serve(listener, services, async move {
+    let serving = tokio::spawn(serve(Listener::Tcp(listener), services, async move {
         let _ = stopped.await;
     }));
     Server { addr, warden, stop: Some(stop), serving }

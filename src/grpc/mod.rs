@@ -5,7 +5,8 @@
 //! Why not tonic's server for `Check` too: measured here, a do-nothing `Check` costs ≈ 25 µs
 //! of CPU per request through tonic/hyper on one runtime thread and ≈ 11 µs on bare h2, and
 //! Envoy itself spends ≈ 40 µs less per request on the bare h2 answers (fewer frames to read).
-//! Owns connection lifetime (TCP_NODELAY, HTTP/2 settings, graceful shutdown); no decisions.
+//! Owns connection lifetime (TCP or Unix socket, TCP_NODELAY, HTTP/2 settings, graceful
+//! shutdown); no decisions.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use http::Request;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -23,8 +24,11 @@ use crate::coalesce::Coalesced;
 
 mod bridge;
 mod check;
+mod listen;
 
 pub use check::{CHECK_PATH, max_check_message};
+use listen::Accepted;
+pub use listen::{Listener, SocketFile};
 
 /// How long in-flight streams may run after a shutdown signal before connections are closed.
 /// Checks finish in microseconds; list-filter streams of open GET (SSE) streams last as long
@@ -43,16 +47,25 @@ pub struct Services {
 
 /// Accepts connections until `shutdown` completes, then lets in-flight streams finish (at
 /// most 5 s) and returns.
-pub async fn serve(listener: TcpListener, services: Services, shutdown: impl Future<Output = ()>) {
+pub async fn serve(listener: Listener, services: Services, shutdown: impl Future<Output = ()>) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok(stream) => {
                     while connections.try_join_next().is_some() {}
-                    connections.spawn(connection(stream, services.clone(), stop_rx.clone()));
+                    match stream {
+                        Accepted::Tcp(stream) => {
+                            // Without TCP_NODELAY a check waits out Nagle + delayed ACK (tens of ms).
+                            if let Err(e) = stream.set_nodelay(true) {
+                                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a gRPC connection");
+                            }
+                            connections.spawn(connection(stream, services.clone(), stop_rx.clone()))
+                        }
+                        Accepted::Unix(stream) => connections.spawn(connection(stream, services.clone(), stop_rx.clone())),
+                    };
                 }
                 Err(e) => {
                     // Out of descriptors or a connection reset before accept: keep serving.
@@ -63,7 +76,7 @@ pub async fn serve(listener: TcpListener, services: Services, shutdown: impl Fut
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
+    drop(listener); // a Unix socket's file goes with it
     let _ = stop_tx.send(true);
     if tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await.is_err() {
         tracing::info!(open = connections.len(), "closing gRPC connections still busy after the drain period");
@@ -73,11 +86,10 @@ pub async fn serve(listener: TcpListener, services: Services, shutdown: impl Fut
 
 /// Serves one HTTP/2 connection until the peer closes it (or, after shutdown, until its
 /// in-flight streams are done).
-async fn connection(stream: TcpStream, services: Services, mut stop: watch::Receiver<bool>) {
-    // Without TCP_NODELAY a check waits out Nagle + delayed ACK (tens of milliseconds).
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY on a gRPC connection");
-    }
+async fn connection<S>(stream: S, services: Services, mut stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let handshake = tokio::time::timeout(HANDSHAKE, settings().handshake::<_, Bytes>(Coalesced::new(stream)));
     let mut conn = match handshake.await {
         Ok(Ok(conn)) => conn,
