@@ -6,8 +6,9 @@
 #   (b) Envoy + ext_authz -> allow_all   (examples/allow_all.rs: tonic defaults, OK, no mutations)
 #   (b1) the same allow_all on a current-thread runtime (reference: a tonic server's floor here)
 #   (c) Envoy + ext_authz -> mcp-warden  (one app, a user whose role allows the tool, tokens cached)
+#   (c2) (c) with audit.envoy_metadata: list_filter (no metadata on allowed calls; no access log reads it)
 #   (d) (c) + the ext_proc list filter on tools/list calls (only when src/extproc exists)
-#   and (b) against (c) head to head: both loaded at the same moment (the VM's speed drifts)
+#   and (b) against (c), (b) against (c2) head to head: loaded at the same moment (the VM's speed drifts)
 #
 # The Envoy configs are derived from envoy/envoy-test.yaml (the e2e template): same listener,
 # routes and ext_authz filter; the access log is dropped in all of them, (a) drops ext_authz,
@@ -50,7 +51,7 @@ for arg in "$@"; do
     --no-micro) MICRO=0 ;;
     --no-big) BIG=0 ;;
     --serve) SERVE=1 ;;
-    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     *) die "unknown argument: $arg (see --help)" ;;
   esac
 done
@@ -171,14 +172,14 @@ ALLOW_CT_PORT="${ALLOW_CT_PORT##*:}"
 UPSTREAM_URI="mcp+http://127.0.0.1:$UPSTREAM_PORT/mcp"
 KEY="bench-key-00000" # user-00000 of the generated policies
 
-start_warden() { # NAME POLICY_FILE -> WARDEN_PID, WARDEN_GRPC, WARDEN_HTTP
-  local name="$1" policy="$2"
+start_warden() { # NAME POLICY_FILE [AUDIT_SETTINGS] -> WARDEN_PID, WARDEN_GRPC, WARDEN_HTTP
+  local name="$1" policy="$2" audit="${3:+, $3}"
   mkdir -p "$WORK/$name"
   cat >"$WORK/$name/config.yaml" <<EOF
 listen: {grpc: "127.0.0.1:0", http: "127.0.0.1:0"}
 state_dir: "$WORK/$name/state"
 policy: ["$policy"]
-audit: {output: "$WORK/$name/audit.jsonl"}
+audit: {output: "$WORK/$name/audit.jsonl"$audit}
 log: {level: warn}
 EOF
   start "$name" "$WARDEN_BIN" serve --config "$WORK/$name/config.yaml" --ready-file "$WORK/$name/ready.json"
@@ -198,6 +199,10 @@ start_warden warden "$WORK/policy-small/policy.yaml"
 SMALL_PID=$WARDEN_PID
 SMALL_GRPC=$WARDEN_GRPC
 SMALL_HTTP=$WARDEN_HTTP
+# (c′): the same, with decision metadata only where the list filter reads it.
+start_warden warden-lean "$WORK/policy-small/policy.yaml" "envoy_metadata: list_filter"
+LEAN_PID=$WARDEN_PID
+LEAN_GRPC=$WARDEN_GRPC
 
 # ------------------------------------------------------------------------------------------
 # Envoy (a)-(d), derived from envoy/envoy-test.yaml
@@ -223,7 +228,7 @@ def kind(f):
     return "ext_proc" if "ext_proc.v3" in t else "ext_authz" if "ext_authz.v3.ExtAuthz" in t else "other"
 
 keep = {"a": {"other"}, "b": {"other", "ext_authz"}, "b1": {"other", "ext_authz"}, "c": {"other", "ext_authz"},
-        "d": {"other", "ext_authz", "ext_proc"}}[variant]
+        "c2": {"other", "ext_authz"}, "d": {"other", "ext_authz", "ext_proc"}}[variant]
 found = set()
 for listener in cfg["static_resources"]["listeners"]:
     for chain in listener["filter_chains"]:
@@ -268,21 +273,24 @@ start_envoy() { # NAME CONFIG -> ENVOY_PID, ENVOY_PORT
   [ -n "$ENVOY_PORT" ] && [ "$ENVOY_PORT" != null ] || die "$name: no mcp_ingress listener"
 }
 
-CONFIGS=(a b b1 c)
+CONFIGS=(a b b1 c c2)
 [ "$HAVE_EXTPROC" = 1 ] && CONFIGS+=(d)
 declare -A PORT ENVOY_PIDS AUTHZ_PID DESC BODY
 DESC[a]="Envoy alone"
 DESC[b]="Envoy + ext_authz → allow-all (tonic defaults)"
 DESC[b1]="(b) on a current-thread runtime"
 DESC[c]="Envoy + ext_authz → mcp-warden"
+DESC[c2]="(c) with audit.envoy_metadata: list_filter"
 DESC[d]="(c) + ext_proc list filter, tools/list"
 envoy_config a "$ALLOW_PORT" "$SMALL_HTTP" "$WORK/envoy-a.json"
 envoy_config b "$ALLOW_PORT" "$SMALL_HTTP" "$WORK/envoy-b.json"
 envoy_config b1 "$ALLOW_CT_PORT" "$SMALL_HTTP" "$WORK/envoy-b1.json"
 envoy_config c "$SMALL_GRPC" "$SMALL_HTTP" "$WORK/envoy-c.json"
+envoy_config c2 "$LEAN_GRPC" "$SMALL_HTTP" "$WORK/envoy-c2.json"
 AUTHZ_PID[b]=$ALLOW_PID
 AUTHZ_PID[b1]=$ALLOW_CT_PID
 AUTHZ_PID[c]=$SMALL_PID
+AUTHZ_PID[c2]=$LEAN_PID
 if [ "$HAVE_EXTPROC" = 1 ]; then
   envoy_config d "$SMALL_GRPC" "$SMALL_HTTP" "$WORK/envoy-d.json"
   AUTHZ_PID[d]=$SMALL_PID
@@ -323,7 +331,7 @@ PY
 }
 make_body "$WORK/call.json" tools/call search_docs 300
 make_body "$WORK/list.json" tools/list "" 120
-for cfg in a b b1 c; do BODY[$cfg]="$WORK/call.json"; done
+for cfg in a b b1 c c2; do BODY[$cfg]="$WORK/call.json"; done
 BODY[d]="$WORK/list.json"
 
 cat >"$WORK/post.lua" <<'LUA'
@@ -482,39 +490,42 @@ done
 # Head to head: (b) and (c) loaded at the same moment, so both see the same machine. On a VM
 # whose speed drifts between runs this compares them where alternating runs cannot: whichever
 # hop costs less CPU in total (Envoy's share included) gets more of the shared cores.
-duel() { # REP
-  local rep="$1" cfg e0=() e1=() a0=() a1=() pids=() rps=()
-  for cfg in b c; do
+duel() { # CONFIG REP: (b) and CONFIG at the same moment
+  local x="$1" rep="$2" cfg e0=() e1=() a0=() a1=() pids=() rps=()
+  for cfg in b "$x"; do
     e0+=("$(cpu_ticks "${ENVOY_PIDS[$cfg]}")")
     a0+=("$(cpu_ticks "${AUTHZ_PID[$cfg]}")")
   done
-  run_wrk b "$DURATION" "$WORK/duel-b-$rep.txt" &
+  run_wrk b "$DURATION" "$WORK/duel-$x-b-$rep.txt" &
   pids+=("$!")
-  run_wrk c "$DURATION" "$WORK/duel-c-$rep.txt" &
+  run_wrk "$x" "$DURATION" "$WORK/duel-$x-$x-$rep.txt" &
   pids+=("$!")
-  for cfg in "${pids[@]}"; do wait "$cfg" || die "wrk failed head to head (see $WORK/duel-*-$rep.txt)"; done
-  for cfg in b c; do
+  for cfg in "${pids[@]}"; do wait "$cfg" || die "wrk failed head to head (see $WORK/duel-$x-*-$rep.txt)"; done
+  for cfg in b "$x"; do
     e1+=("$(cpu_ticks "${ENVOY_PIDS[$cfg]}")")
     a1+=("$(cpu_ticks "${AUTHZ_PID[$cfg]}")")
   done
   local i=0 out reqs bad
-  for cfg in b c; do
-    out="$WORK/duel-$cfg-$rep.txt"
+  for cfg in b "$x"; do
+    out="$WORK/duel-$x-$cfg-$rep.txt"
     bad="$(failed_requests "$out")"
     [ "$bad" -eq 0 ] || die "($cfg) $bad failed requests head to head; see $out"
     reqs="$(awk '/requests in/ {print $1}' "$out")"
     rps+=("$(awk '/^Requests\/sec:/ {print $2}' "$out")")
-    record duel "$cfg" rps "${rps[$i]}"
-    record duel "$cfg" envoy_cpu_us "$(awk -v d=$((e1[i] - e0[i])) -v t="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
-    record duel "$cfg" authz_cpu_us "$(awk -v d=$((a1[i] - a0[i])) -v t="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
+    record "duel_$x" "$cfg" rps "${rps[$i]}"
+    record "duel_$x" "$cfg" envoy_cpu_us "$(awk -v d=$((e1[i] - e0[i])) -v t="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
+    record "duel_$x" "$cfg" authz_cpu_us "$(awk -v d=$((a1[i] - a0[i])) -v t="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
     i=$((i + 1))
   done
-  record duel c_over_b ratio "$(awk -v b="${rps[0]}" -v c="${rps[1]}" 'BEGIN {printf "%.3f", c / b}')"
-  printf '  rep %s: (b) %s req/s, (c) %s req/s at the same time\n' "$rep" "${rps[0]}" "${rps[1]}" >&2
+  record "duel_$x" over_b ratio "$(awk -v b="${rps[0]}" -v c="${rps[1]}" 'BEGIN {printf "%.3f", c / b}')"
+  printf '  rep %s: (b) %s req/s, (%s) %s req/s at the same time\n' "$rep" "${rps[0]}" "$x" "${rps[1]}" >&2
 }
 
-log "head to head: (b) and (c) each under wrk -t1 -c $CONNS at the same time, ${DURATION}s, $REPS repetitions"
-for rep in $(seq "$REPS"); do duel "$rep"; done
+log "head to head: (b) and (c), then (b) and (c′), each under wrk -t1 -c $CONNS at the same time, ${DURATION}s, $REPS repetitions"
+for rep in $(seq "$REPS"); do
+  duel c "$rep"
+  duel c2 "$rep"
+done
 
 wait_quiet before_rate
 log "fixed rate: bench_rate, $RATE req/s evenly spaced over $RATE_CLIENTS connections, ${DURATION}s"
@@ -614,7 +625,9 @@ def fmt(x, spec="{:.0f}", none="—"):
 configs = E["BENCH_CONFIGS"].split()
 desc = {"a": "(a) Envoy alone", "b": "(b) Envoy + ext_authz → allow-all (tonic defaults)",
         "b1": "(b′) allow-all on a current-thread runtime (reference)",
-        "c": "(c) Envoy + ext_authz → mcp-warden", "d": "(d) (c) + ext_proc list filter (`tools/list`)"}
+        "c": "(c) Envoy + ext_authz → mcp-warden",
+        "c2": "(c′) (c) with `audit.envoy_metadata: list_filter`",
+        "d": "(d) (c) + ext_proc list filter (`tools/list`)"}
 rows = ["| configuration | max req/s | p50 @ {r} req/s | p99 @ {r} req/s | ext_authz server CPU µs/req | Envoy CPU µs/req |".format(r=E["BENCH_RATE"]),
         "| --- | ---: | ---: | ---: | ---: | ---: |"]
 for c in configs:
@@ -635,14 +648,27 @@ load_ms = med("big", "load", "check_ms")
 def verdict(ok):
     return "**hit**" if ok else "**miss**"
 
-duel = med("duel", "c_over_b", "ratio")
-duel_reps = " / ".join(f"{r:.2f}" for r in vals.get(("duel", "c_over_b", "ratio"), []))
+c2 = med("max", "c2", "rps")
+p50c2, p99c2 = med("rate", "c2", "p50_ms"), med("rate", "c2", "p99_ms")
+duel, duel2 = med("duel_c", "over_b", "ratio"), med("duel_c2", "over_b", "ratio")
+
+def duel_line(x, name):
+    runs = " / ".join(f"{r:.2f}" for r in vals.get((f"duel_{x}", "over_b", "ratio"), []))
+    d = f"duel_{x}"
+    return (f"{name}/(b) req/s **{med(d, 'over_b', 'ratio'):.2f}** (runs: {runs}); CPU µs per request, Envoy / server: "
+            f"(b) {fmt(med(d, 'b', 'envoy_cpu_us'), '{:.1f}')} / {fmt(med(d, 'b', 'authz_cpu_us'), '{:.1f}')}, "
+            f"{name} {fmt(med(d, x, 'envoy_cpu_us'), '{:.1f}')} / {fmt(med(d, x, 'authz_cpu_us'), '{:.1f}')}")
+
 targets = [
     ("mcp-warden CPU per request at max load", "≤ 25 µs", f"{cpu_c:.1f} µs", cpu_c <= 25),
     ("(c)/(b) max req/s, alternating runs", "≥ 1.00", f"{c / b:.2f}", c / b >= 1.0),
     ("(c)/(b) max req/s, head to head (same moment)", "≥ 1.00", f"{duel:.2f}", duel >= 1.0),
+    ("(c′)/(b) max req/s, alternating runs", "≥ 1.00", f"{c2 / b:.2f}", c2 / b >= 1.0),
+    ("(c′)/(b) max req/s, head to head (same moment)", "≥ 1.00", f"{duel2:.2f}", duel2 >= 1.0),
     ("added p50 vs (a) at {} req/s".format(E["BENCH_RATE"]), "≤ +0.45 ms", f"{p50c - p50a:+.2f} ms", p50c - p50a <= 0.45),
     ("added p99 vs (a) at {} req/s".format(E["BENCH_RATE"]), "≤ +1.2 ms", f"{p99c - p99a:+.2f} ms", p99c - p99a <= 1.2),
+    ("(c′) added p50 / p99 vs (a)", "≤ +0.45 / +1.2 ms", f"{p50c2 - p50a:+.2f} / {p99c2 - p99a:+.2f} ms",
+     p50c2 - p50a <= 0.45 and p99c2 - p99a <= 1.2),
 ]
 if big_hwm is not None:
     targets += [
@@ -698,13 +724,15 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
 
 ## Method
 
-- Five configurations, everything on 127.0.0.1: (a) Envoy alone; (b) Envoy + ext_authz (body
+- Six configurations, everything on 127.0.0.1: (a) Envoy alone; (b) Envoy + ext_authz (body
   buffering, the same filter config as mcp-warden's) → `examples/allow_all.rs`, a tonic server
   built the default way (multi-threaded runtime) that answers OK with no mutations; (b′) the same
   server on a current-thread runtime, for reference (the floor of a tonic server here); (c) Envoy +
   ext_authz → mcp-warden (release build, default config: one runtime thread, audit to a file,
   policy: one app, one user whose role of 20 patterns allows the tool; after the first request
-  every token comes from the cache); (d) (c) plus the ext_proc list filter on `tools/list`.
+  every token comes from the cache); (c′) the same with `audit.envoy_metadata: list_filter`: an
+  allowed call the list filter does not read carries no decision metadata (which only an access
+  log would read, and these configs have none); (d) (c) plus the ext_proc list filter on `tools/list`.
   The Envoy configs are all derived from `envoy/envoy-test.yaml` (access log removed in all;
   (a) without ext_authz), Envoy `--concurrency {E['BENCH_ENVOY_CONCURRENCY']}`.
 - Upstream: `examples/bench_upstream.rs` (axum, {E['BENCH_UPSTREAM_THREADS']} runtime thread(s)), a fixed small JSON-RPC result.
@@ -717,7 +745,8 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
   requests. (wrk2 is not packaged here, and `h2load --rps`, used before, fires each tick's
   requests together — 20 within 35 µs every 10 ms — which measured how long a burst took to drain.)
 - {E['BENCH_REPS']} repetitions, configurations alternating (a b c … then … c b a); the table shows medians.
-  Then (b) and (c) head to head: each under the same wrk load at the same moment, {E['BENCH_REPS']} times.
+  Then head to head: (b) and (c), then (b) and (c′), each under the same wrk load at the same
+  moment, {E['BENCH_REPS']} times.
 - CPU per request: utime+stime deltas of the process (all threads, `/proc/PID/stat`) over the
   max-throughput run ÷ requests completed (the table's CPU columns); at the fixed rate, over the
   run ÷ requests sent (the line below the table). Peak RSS: `VmHWM` of `/proc/PID/status`.
@@ -735,11 +764,11 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
 {chr(10).join(rows)}
 
 - (c)/(b) max req/s: **{c / b:.2f}**; (c)/(a): **{c / a:.2f}**; (b)/(a): {b / a:.2f}
-- Head to head, (b) and (c) under load at the same moment ({E['BENCH_REPS']} runs of {E['BENCH_DURATION']} s; both share
-  the machine, so the hop that costs less CPU in total gets more of it, and a drift in the
-  VM's speed hits both alike): (c)/(b) req/s **{duel:.2f}** (runs: {duel_reps}); (b) {fmt(med('duel', 'b', 'rps'))} and (c) {fmt(med('duel', 'c', 'rps'))} req/s;
-  CPU µs per request, Envoy / server: (b) {fmt(med('duel', 'b', 'envoy_cpu_us'), '{:.1f}')} / {fmt(med('duel', 'b', 'authz_cpu_us'), '{:.1f}')},
-  (c) {fmt(med('duel', 'c', 'envoy_cpu_us'), '{:.1f}')} / {fmt(med('duel', 'c', 'authz_cpu_us'), '{:.1f}')}
+- (c′)/(b) max req/s: **{c2 / b:.2f}**; added latency of (c′) vs (a): p50 {p50c2 - p50a:+.2f} ms, p99 {p99c2 - p99a:+.2f} ms
+- Head to head ({E['BENCH_REPS']} runs of {E['BENCH_DURATION']} s each; the two Envoys share the machine and a drift in
+  the VM's speed hits both alike; each Envoy is one thread, so the split follows mostly
+  Envoy's own work per request): {duel_line("c", "(c)")};
+  {duel_line("c2", "(c′)")}
 - Added latency of (c) vs (a) at {E['BENCH_RATE']} req/s: p50 {p50c - p50a:+.2f} ms, p99 {p99c - p99a:+.2f} ms
   ((b) vs (a): p50 {med('rate', 'b', 'p50_ms') - p50a:+.2f} ms, p99 {med('rate', 'b', 'p99_ms') - p99a:+.2f} ms);
   how late the generator itself sent, p99: {fmt(med('rate', 'c', 'late_p99_ms'), '{:.3f}')} ms in (c), {fmt(med('rate', 'a', 'late_p99_ms'), '{:.3f}')} ms in (a)

@@ -140,6 +140,7 @@ struct RawAudit {
     output: Option<String>,
     #[serde(default)]
     skip_allowed_methods: Vec<String>,
+    envoy_metadata: Option<EnvoyMetadata>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +191,19 @@ pub enum LogFormat {
 pub enum AuditOutput {
     Stdout,
     File(PathBuf),
+}
+
+/// Which checks carry decision metadata for Envoy (`audit.envoy_metadata`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvoyMetadata {
+    /// Every check: Envoy's access log can show the user, app, method and tool of each request.
+    #[default]
+    All,
+    /// Only what the list filter's matcher reads (allowed list calls, batches and GET streams)
+    /// and denials: an allowed `tools/call` carries none, which saves Envoy parsing and storing
+    /// six fields per request. The audit log still has every decision.
+    ListFilter,
 }
 
 /// What the list filter does with a list response it cannot parse or filter.
@@ -250,6 +264,7 @@ pub struct Config {
     pub audit: AuditOutput,
     /// MCP methods whose *allowed* requests are not audited (e.g. `tools/list`, `ping`).
     pub audit_skip_allowed: Vec<String>,
+    pub envoy_metadata: EnvoyMetadata,
     pub list_filter: ListFilterSettings,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -412,6 +427,7 @@ impl Config {
                 Some(p) => AuditOutput::File(resolve(p)),
             },
             audit_skip_allowed: raw.audit.skip_allowed_methods,
+            envoy_metadata: raw.audit.envoy_metadata.unwrap_or_default(),
             list_filter,
             log_level,
             log_format: raw.log.format.unwrap_or_default(),
@@ -597,6 +613,15 @@ mod tests {
         let c = Config::parse("policy: [p/]\nstate_dir: s\n", "x", Path::new("/etc/warden")).expect("valid");
         assert_eq!(c.state_dir, Path::new("/etc/warden/s"));
         assert!(matches!(&c.policy[0], Source::Path(p) if p == Path::new("/etc/warden/p/")));
+    }
+
+    #[test]
+    fn envoy_metadata_defaults_to_all_and_reads_list_filter() {
+        assert_eq!(Config::embedded_default().envoy_metadata, EnvoyMetadata::All);
+        let c = Config::parse("audit: {envoy_metadata: list_filter}", "x", Path::new(".")).expect("valid");
+        assert_eq!(c.envoy_metadata, EnvoyMetadata::ListFilter);
+        let e = Config::parse("audit: {envoy_metadata: some}", "x", Path::new(".")).expect_err("unknown value");
+        assert!(e.to_string().contains("envoy_metadata"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use envoy_types::ext_authz::v3::pb::{CheckRequest, HeaderAppendAction, HttpResponse};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use mcp_warden::authz::Warden;
+use mcp_warden::config::EnvoyMetadata;
 use mcp_warden::policy::{Policy, Source};
 
 mod common;
@@ -12,7 +13,7 @@ mod common;
 use common::request;
 
 fn warden() -> Warden {
-    common::warden(200)
+    common::warden(200, EnvoyMetadata::All)
 }
 
 fn call(tool: &str) -> String {
@@ -205,10 +206,11 @@ fn only_credential_headers_the_request_carries_are_removed() {
 }
 
 #[test]
-fn list_filter_inputs_are_in_the_metadata_of_list_calls_only() {
+fn list_filter_inputs_are_in_the_metadata_of_what_the_list_filter_reads_only() {
     let w = warden();
     let keys = |body: &str| {
-        let req = request("POST", &[JSON, ("x-api-key", "foo")], body, Some("bedrock-mcp"), "");
+        let headers = [JSON, ("x-api-key", "foo"), ("mcp-protocol-version", "2025-03-26")];
+        let req = request("POST", &headers, body, Some("bedrock-mcp"), "");
         let mut k: Vec<String> = w.check(&req).dynamic_metadata.expect("metadata").fields.into_keys().collect();
         k.sort();
         k
@@ -218,6 +220,9 @@ fn list_filter_inputs_are_in_the_metadata_of_list_calls_only() {
         keys(r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#),
         ["app", "decision", "jsonrpc_id", "mcp_method", "protocol_version", "reason", "user", "user_fingerprint"]
     );
+    // Envoy's matcher sends every allowed batch through the filter, list call or not.
+    let batch = format!(r#"[{{"jsonrpc":"2.0","id":1,"method":"ping"}},{}]"#, call("get_a"));
+    assert_eq!(keys(&batch), ["app", "decision", "protocol_version", "reason", "user", "user_fingerprint"]);
 }
 
 #[test]
@@ -240,6 +245,33 @@ fn a_get_stream_goes_through_the_list_filter_and_a_delete_does_not() {
     // (Envoy's matcher keys on this reason; the fingerprint finds the user again).
     assert_eq!(decide("GET"), (Some("sse_stream".into()), true));
     assert_eq!(decide("DELETE"), (Some("session_end".into()), false));
+}
+
+/// With `envoy_metadata: list_filter`, an allowed call that the list filter does not read
+/// carries no metadata at all (Envoy's matcher then skips the filter, as it does for a call
+/// with metadata); list calls, GET streams, batches and denials keep theirs.
+#[test]
+fn list_filter_metadata_mode_sends_metadata_only_where_the_list_filter_or_a_denial_needs_it() {
+    let w = common::warden(200, EnvoyMetadata::ListFilter);
+    let reason = |method: &str, accept: &str, body: &str| {
+        let req = request(method, &[JSON, ("accept", accept), ("x-api-key", "foo")], body, Some("bedrock-mcp"), "");
+        let fields = w.check(&req).dynamic_metadata.map(|m| m.fields).unwrap_or_default();
+        match fields.get("reason").and_then(|v| v.kind.clone()) {
+            Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(s)) => Some(s),
+            _ if fields.is_empty() => None,
+            other => panic!("metadata without a reason: {other:?}"),
+        }
+    };
+    let json = "application/json, text/event-stream";
+    assert_eq!(reason("POST", json, &call("get_a")), None, "an allowed tools/call carries none");
+    assert_eq!(reason("POST", json, r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), None);
+    assert_eq!(
+        reason("POST", json, r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#).as_deref(),
+        Some("not_governed")
+    );
+    assert_eq!(reason("GET", "text/event-stream", "").as_deref(), Some("sse_stream"));
+    assert_eq!(reason("DELETE", json, "").as_deref(), None, "ending a session is not filtered");
+    assert_eq!(reason("POST", json, &call("delete_file")).as_deref(), Some("not_allowed_by_any_role"));
 }
 
 fn http(r: &mut CheckRequest) -> &mut HttpRequest {

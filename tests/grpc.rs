@@ -29,7 +29,7 @@ use h2::client::{ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
 use http::{HeaderMap, Method, StatusCode};
 use mcp_warden::authz::{SERVICE_NAME, Warden};
-use mcp_warden::config::{ListFilterSettings, OnUnparseable};
+use mcp_warden::config::{EnvoyMetadata, ListFilterSettings, OnUnparseable};
 use mcp_warden::extproc::{EXT_AUTHZ_NAMESPACE, ListFilterService};
 use mcp_warden::grpc::{CHECK_PATH, Listener, Services, max_check_message, serve};
 use mcp_warden::mcp::Limits;
@@ -59,7 +59,7 @@ const LIST_FILTER: ListFilterSettings =
 const GUARD: Duration = Duration::from_secs(10);
 
 fn warden() -> Arc<Warden> {
-    Arc::new(common::warden(DENIED_STATUS))
+    Arc::new(common::warden(DENIED_STATUS, EnvoyMetadata::All))
 }
 
 /// Every service but `Check`, registered as `mcp_warden::server` does.

@@ -125,6 +125,7 @@ pub(crate) fn warden(policy: Policy, audit: Audit) -> Warden {
         denied_status: 200,
         auth_order: vec![AuthMethod::Mtls, AuthMethod::ApiKey],
         audit_skip_allowed: Vec::new(),
+        envoy_metadata: mcp_warden::config::EnvoyMetadata::All,
     };
     Warden::new(policy, KeyRing::single(key), settings, audit)
 }

@@ -16,7 +16,7 @@ use prost::Message as _;
 
 use crate::audit::{self, Audit, Event};
 use crate::authn;
-use crate::config::AuthMethod;
+use crate::config::{AuthMethod, EnvoyMetadata};
 use crate::headers::Headers;
 use crate::keyring::KeyRing;
 use crate::mcp::{self, Body, Inspection, Limits, Message, Rejection};
@@ -55,6 +55,8 @@ pub struct Settings {
     pub auth_order: Vec<AuthMethod>,
     /// MCP methods whose allowed requests are not audited.
     pub audit_skip_allowed: Vec<String>,
+    /// Which checks carry decision metadata for Envoy.
+    pub envoy_metadata: EnvoyMetadata,
 }
 
 /// The shared state behind both gRPC services and the HTTP endpoint.
@@ -218,6 +220,9 @@ impl Warden {
         }
         let mut fingerprint = String::new();
         let allowed = reply.is_allow();
+        if allowed && self.settings.envoy_metadata == EnvoyMetadata::ListFilter && !audit.read_by_list_filter() {
+            return reply.encode(&[]);
+        }
         reply.encode(&audit.metadata(allowed, &mut fingerprint))
     }
 

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::value::RawValue;
 
-use super::Context;
+use super::{BATCH_ALLOWED, Context, STREAM_ALLOWED};
 use crate::audit::{self, Audit, Event};
 use crate::mcp::{self, Message, Rejection};
 use crate::policy::{App, Decision, User};
@@ -131,12 +131,20 @@ impl<'a> AuditInfo<'a> {
         one.write(sink, allowed);
     }
 
+    /// Whether Envoy's list-filter matcher runs ext_proc for this check once it is allowed
+    /// (see the `mcp_warden.list_filter` matcher in the shipped Envoy configs).
+    pub(super) fn read_by_list_filter(&self) -> bool {
+        self.list_method.is_some() || self.reason == BATCH_ALLOWED || self.reason == STREAM_ALLOWED
+    }
+
     /// What later Envoy filters (ext_proc, access log) learn about this decision. The list
     /// filter's inputs (fingerprint, JSON-RPC id, version, session) are sent only when the
     /// answer goes through it: Envoy parses and stores every field of every check.
     /// `fingerprint` is scratch space for the hex fingerprint.
     pub(super) fn metadata<'s>(&'s self, allowed: bool, fingerprint: &'s mut String) -> Vec<(&'static str, &'s str)> {
-        let filtered = allowed && self.list_method.is_some();
+        // Everything Envoy's matcher sends through the list filter needs the filter's inputs
+        // (an allowed batch with no list call in it too: its answers pass by shape).
+        let filtered = allowed && self.read_by_list_filter();
         let mut fields: Vec<(&'static str, &'s str)> = Vec::with_capacity(10);
         fields.push(("decision", if allowed { "allow" } else { "deny" }));
         fields.push(("reason", self.reason));

@@ -54,6 +54,7 @@ fn warden() -> Arc<Warden> {
         denied_status: 200,
         auth_order: vec![AuthMethod::ApiKey],
         audit_skip_allowed: Vec::new(),
+        envoy_metadata: crate::config::EnvoyMetadata::All,
     };
     Arc::new(Warden::new(policy, KeyRing::single(key), settings, Audit::disabled()))
 }

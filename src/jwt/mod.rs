@@ -1179,6 +1179,7 @@ spec: {allow: {app_labels: {service: none}}}
             denied_status: 200,
             auth_order: vec![AuthMethod::Mtls, AuthMethod::ApiKey, AuthMethod::Jwt],
             audit_skip_allowed: Vec::new(),
+            envoy_metadata: crate::config::EnvoyMetadata::All,
         };
         Warden::new(policy, KeyRing::single(key), settings, Audit::disabled()).with_jwt(Arc::new(testkit::verifier()))
     }

@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, 
 
 use mcp_warden::audit::Audit;
 use mcp_warden::authz::{Settings, Warden};
-use mcp_warden::config::AuthMethod;
+use mcp_warden::config::{AuthMethod, EnvoyMetadata};
 use mcp_warden::keyring::KeyRing;
 use mcp_warden::keys::SigningKey;
 use mcp_warden::mcp::Limits;
@@ -48,8 +48,9 @@ spec:
   mtls_principals: ['spiffe://example.org/alice']
 "#;
 
-/// The warden; tool denials carry `denied_status`.
-pub(crate) fn warden(denied_status: u16) -> Warden {
+/// The warden; tool denials carry `denied_status`; `envoy_metadata` says which checks carry
+/// decision metadata.
+pub(crate) fn warden(denied_status: u16, envoy_metadata: EnvoyMetadata) -> Warden {
     let policy = Policy::load(&[Source::inline("common.yaml", POLICY)]).expect("policy");
     let (key, _) = SigningKey::generate().expect("key");
     let settings = Settings {
@@ -58,6 +59,7 @@ pub(crate) fn warden(denied_status: u16) -> Warden {
         denied_status,
         auth_order: vec![AuthMethod::Mtls, AuthMethod::ApiKey],
         audit_skip_allowed: Vec::new(),
+        envoy_metadata,
     };
     Warden::new(policy, KeyRing::single(key), settings, Audit::disabled())
 }

@@ -16,13 +16,18 @@ Contract under test (docs/configuration.md "List filter"):
 - non-list requests open no ext_proc stream at all (Envoy's counters say so);
 - an allowed GET (the server-to-client stream) is filtered too: a server resuming a stream
   (Last-Event-ID) may replay an earlier list answer there; every other event passes byte for
-  byte, and the stream outlives Envoy's 2 s ext_proc timeouts. A DELETE is not filtered.
+  byte, and the stream outlives Envoy's 2 s ext_proc timeouts. A DELETE is not filtered;
+- with `audit.envoy_metadata: list_filter` the views are the same, an allowed call of an
+  ordinary tool (and initialize, DELETE) carries no decision metadata (Envoy's access log
+  shows `-`), denials and everything the list filter reads keep it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,7 @@ import list_upstream as lu
 import pytest
 from harness import ERR_INVALID_PARAMS, bearer, jsonrpc, mcp_session, post_jsonrpc, run_async
 from mcp.shared.exceptions import MCPError
+from opsupport import complete_lines, read_json_lines
 
 
 @pytest.fixture
@@ -275,6 +281,23 @@ def test_a_batch_with_a_list_call_is_filtered(scripted: Callable[..., harness.St
     assert answers[2]["result"] == {}
 
 
+@pytest.mark.parametrize("envoy_metadata", ["all", "list_filter"])
+def test_a_batch_with_no_list_call_passes_through_the_list_filter_unchanged(
+    scripted: Callable[..., harness.Stack], http: httpx.Client, envoy_metadata: str
+) -> None:
+    """Envoy's matcher sends every allowed batch through the list filter; one holding no list
+    call must come back as the upstream wrote it (it once got a 500 after the tool had run,
+    the filter's inputs missing from the decision metadata)."""
+    stack = scripted(config_extra={"audit": {"envoy_metadata": envoy_metadata}})
+    batch = [jsonrpc("ping", {}, id=1), jsonrpc("tools/call", {"name": "get_time", "arguments": {}}, id=2)]
+    resp = post_jsonrpc(http, stack.mcp_url, batch, ls.headers("bob", "json", version="2025-03-26"))
+    assert resp.status_code == 200, resp.text
+    answers = {a["id"]: a for a in resp.json()}
+    assert sorted(answers) == [1, 2], resp.text
+    assert all("result" in a and "error" not in a for a in answers.values()), resp.text
+    assert stack.upstream.tool_calls() == ["get_time"]
+
+
 @pytest.mark.parametrize("scenario", ["broken", "gzip"])
 def test_a_list_that_cannot_be_filtered_is_an_error_not_the_full_list(
     scripted: Callable[..., harness.Stack], http: httpx.Client, scenario: str
@@ -454,3 +477,234 @@ def test_a_resumed_sdk_stream_replays_the_list_answer_filtered(
     ended = http.delete(stack.mcp_url, headers=bob)
     assert ended.status_code == 200, ended.text
     assert ls.ext_proc_counters(stack.envoy)["streams_started"] == after_replay["streams_started"]
+
+
+# ---------------------------------------------------------------------------------------
+# audit.envoy_metadata: list_filter — decision metadata only where the list filter reads it
+# ---------------------------------------------------------------------------------------
+
+LIST_FILTER_METADATA = {"audit": {"envoy_metadata": "list_filter"}}
+
+# The decision fields envoy/envoy-test.yaml's access log prints as ` key=value` (`-` when the
+# check set none).
+ACCESS_LOG_FIELDS = ("decision", "reason", "user", "app", "mcp_method", "tool")
+_ACCESS_LOG_KV = re.compile(r"(?:^|\s)(request_id|" + "|".join(ACCESS_LOG_FIELDS) + r")=(\S*)")
+NO_METADATA = dict.fromkeys(ACCESS_LOG_FIELDS, "-")
+
+
+def _raw_session(http: httpx.Client, stack: harness.Stack, user: str, request_id: str | None = None) -> dict[str, str]:
+    """initialize and notifications/initialized as `user`, raw (the SDK client would also list
+    tools and open its GET stream); the headers for the rest of the session. `request_id`
+    goes on the initialize request."""
+    first = {**ls.headers(user), **({"x-request-id": request_id} if request_id else {})}
+    init = post_jsonrpc(http, stack.mcp_url, harness.initialize_request(), first)
+    assert init.status_code == 200, init.text
+    headers = {**ls.headers(user), "mcp-session-id": init.headers["mcp-session-id"]}
+    initialized = post_jsonrpc(http, stack.mcp_url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, headers)
+    assert initialized.status_code == 202, initialized.text
+    return headers
+
+
+def _access_log(envoy: harness.Envoy, request_ids: list[str]) -> dict[str, dict[str, str]]:
+    """The decision fields of Envoy's access-log line (its stdout) for each request id. Envoy
+    flushes the log every few seconds: waits (deadline) until every id has a complete line."""
+
+    def rows() -> dict[str, list[dict[str, str]]]:
+        found: dict[str, list[dict[str, str]]] = {rid: [] for rid in request_ids}
+        for line in complete_lines(envoy.proc.stdout_path):
+            row = dict(_ACCESS_LOG_KV.findall(line))
+            if row.get("request_id") in found:
+                found[row["request_id"]].append(row)
+        return found
+
+    def complete() -> dict[str, list[dict[str, str]]] | None:
+        found = rows()
+        return found if all(found.values()) else None
+
+    found = harness.wait_until(
+        complete,
+        timeout=30,
+        what="waiting for Envoy's access log",
+        procs=[envoy.proc],
+    )
+    for rid, lines in found.items():
+        assert len(lines) == 1, (rid, lines)
+    return {rid: {f: lines[0].get(f, "<absent>") for f in ACCESS_LOG_FIELDS} for rid, lines in found.items()}
+
+
+@pytest.mark.parametrize("mode", ["json", "sse"])
+def test_with_list_filter_metadata_each_user_still_sees_exactly_what_it_may_use(stack_factory: Any, mode: str) -> None:
+    """The views of test_each_user_sees_exactly_the_tools_it_may_call and
+    test_prompts_and_resources_are_filtered_only_for_users_whose_roles_govern_them (default
+    metadata), unchanged: every list call keeps its metadata. An allowed call of a permitted
+    tool in the same SDK session (no metadata now) still gets its result."""
+    stack = stack_factory(policy=ls.policy, json_response=(mode == "json"), config_extra=LIST_FILTER_METADATA)
+
+    async def view_as(user: str) -> tuple[list[str], list[str], list[str], list[str], str]:
+        async with mcp_session(stack.mcp_url, bearer(ls.KEYS[user])) as session:
+            listed = await session.list_tools()
+            assert listed.next_cursor is None
+            prompts = [p.name for p in (await session.list_prompts()).prompts]
+            resources = [str(r.uri) for r in (await session.list_resources()).resources]
+            templates = [t.uri_template for t in (await session.list_resource_templates()).resource_templates]
+            called = await session.call_tool("get_time", {"timezone": "UTC"})
+            assert not called.is_error, called
+            return [t.name for t in listed.tools], prompts, resources, templates, harness.tool_text(called)
+
+    seen = {user: run_async(view_as(user)) for user in ("alice", "bob", "dana")}
+    for user, (tools, _, _, _, called) in seen.items():
+        assert tools == ls.visible_in_order(user), f"{user} ({mode}) saw {tools}"
+        assert called == "2026-01-01T12:00:00 UTC", (user, called)
+    assert [len(seen[u][0]) for u in ("alice", "bob", "dana")] == [12, 2, 5]
+    # bob's roles govern no prompt or resource: he sees them all; dana's govern both.
+    _, bob_prompts, bob_resources, bob_templates, _ = seen["bob"]
+    assert sorted(bob_prompts) == ["code_review", "summarize"]
+    assert sorted(bob_resources) == ["config://app", "file:///docs/readme.md"]
+    assert bob_templates == ["users://{user_id}/profile"]
+    assert seen["dana"][1:4] == (["summarize"], ["file:///docs/readme.md"], [])
+    # The upstream answered the full list every time, and ran every call.
+    assert sum(1 for m in stack.upstream.jsonrpc_messages() if m.get("method") == "tools/list") == 3
+    assert stack.upstream.tool_calls() == ["get_time"] * 3
+
+
+@pytest.mark.parametrize("mode", ["json", "sse"])
+def test_with_list_filter_metadata_an_allowed_call_opens_no_ext_proc_stream_and_a_denied_call_is_still_denied(
+    stack_factory: Any, http: httpx.Client, mode: str
+) -> None:
+    """bob's allowed tools/call reaches the upstream and succeeds without any ext_proc stream;
+    his denied call is answered -32602 with its id and never forwarded; his tools/list opens
+    exactly one stream and is filtered."""
+    stack = stack_factory(policy=ls.policy, json_response=(mode == "json"), config_extra=LIST_FILTER_METADATA)
+    bob = _raw_session(http, stack, "bob")
+    before = ls.ext_proc_counters(stack.envoy)
+    assert before, "the list filter's ext_proc stats are missing"
+
+    call = jsonrpc("tools/call", {"name": "get_time", "arguments": {"timezone": "Europe/Oslo"}}, id="call-1")
+    called = _answer(post_jsonrpc(http, stack.mcp_url, call, bob))
+    assert called["id"] == "call-1" and "error" not in called, called
+    assert called["result"]["content"][0]["text"] == "2026-01-01T12:00:00 Europe/Oslo", called
+    assert stack.upstream.tool_calls() == ["get_time"]
+    assert ls.ext_proc_counters(stack.envoy) == before, "an allowed tools/call reached ext_proc"
+
+    forwarded = len(stack.upstream.records())
+    deny = jsonrpc("tools/call", {"name": "delete_file", "arguments": {"path": "/x"}}, id="deny-2")
+    denied = post_jsonrpc(http, stack.mcp_url, deny, bob)
+    assert denied.status_code == 200 and denied.headers["content-type"].startswith("application/json"), denied.text
+    body = denied.json()
+    assert body["id"] == "deny-2" and body["error"]["code"] == ERR_INVALID_PARAMS, body
+    assert "denied by policy" in body["error"]["message"], body
+    assert len(stack.upstream.records()) == forwarded, "a denied call reached the upstream"
+    assert stack.upstream.tool_calls() == ["get_time"]
+    assert ls.ext_proc_counters(stack.envoy) == before, "a denial reached ext_proc"
+
+    listed = _answer(post_jsonrpc(http, stack.mcp_url, jsonrpc("tools/list", {}, id=3), bob))
+    assert listed["id"] == 3 and _tool_names(listed) == ls.visible_in_order("bob"), listed
+    after_list = ls.ext_proc_counters(stack.envoy)
+    assert after_list["streams_started"] - before["streams_started"] == 1
+    assert after_list["streams_failed"] == before["streams_failed"] == 0
+
+
+@pytest.mark.parametrize("envoy_metadata", ["all", "list_filter"])
+def test_envoy_access_log_shows_decision_metadata_only_where_envoy_metadata_keeps_it(
+    stack_factory: Any, http: httpx.Client, tmp_path: Path, envoy_metadata: str
+) -> None:
+    """One raw session of bob's. With `all` every access-log line names the decision; with
+    `list_filter` the allowed initialize, tools/call and DELETE lines show `-` for every
+    decision field, the denial and the tools/list still show them. The audit log records every
+    decision in both modes, under the same x-request-id."""
+    audit_path = tmp_path / "audit.jsonl"
+    stack = stack_factory(
+        policy=ls.policy,
+        json_response=True,
+        config_extra={"audit": {"envoy_metadata": envoy_metadata, "output": str(audit_path)}},
+    )
+    rid = {label: f"e2e-meta-{label}-{uuid.uuid4()}" for label in ("initialize", "call", "denied", "list", "delete")}
+    bob = _raw_session(http, stack, "bob", request_id=rid["initialize"])
+
+    def post(label: str, message: dict[str, Any]) -> dict[str, Any]:
+        resp = post_jsonrpc(http, stack.mcp_url, message, {**bob, "x-request-id": rid[label]})
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    called = post("call", jsonrpc("tools/call", {"name": "get_time", "arguments": {}}, id=2))
+    assert called["result"]["content"][0]["text"] == "2026-01-01T12:00:00 UTC", called
+    denied = post("denied", jsonrpc("tools/call", {"name": "delete_file", "arguments": {}}, id=3))
+    assert denied["id"] == 3 and denied["error"]["code"] == ERR_INVALID_PARAMS, denied
+    assert _tool_names(post("list", jsonrpc("tools/list", {}, id=4))) == ls.visible_in_order("bob")
+    ended = http.delete(stack.mcp_url, headers={**bob, "x-request-id": rid["delete"]})
+    assert ended.status_code == 200, ended.text
+
+    def bobs(decision: str, reason: str, mcp_method: str, tool: str) -> dict[str, str]:
+        return {"decision": decision, "reason": reason, "user": "bob", "app": "demo"} | {
+            "mcp_method": mcp_method,
+            "tool": tool,
+        }
+
+    full = {
+        "initialize": bobs("allow", "not_governed", "initialize", "-"),
+        "call": bobs("allow", "allowed_by_role", "tools/call", "get_time"),
+        "denied": bobs("deny", "not_allowed_by_any_role", "tools/call", "delete_file"),
+        "list": bobs("allow", "not_governed", "tools/list", "-"),
+        "delete": bobs("allow", "session_end", "-", "-"),
+    }
+    want = dict(full)
+    if envoy_metadata == "list_filter":
+        want.update(initialize=NO_METADATA, call=NO_METADATA, delete=NO_METADATA)
+    logged = _access_log(stack.envoy, list(rid.values()))
+    assert {label: logged[r] for label, r in rid.items()} == want
+
+    # The audit log has every decision either way, with the access log's request id.
+    harness.wait_until(
+        lambda: {e.get("request_id") for e in read_json_lines(audit_path)} >= set(rid.values()),
+        timeout=15,
+        what=f"waiting for the audit events in {audit_path}",
+        procs=[stack.warden.proc],
+    )
+    events = {e.get("request_id"): e for e in read_json_lines(audit_path)}
+    for label, r in rid.items():
+        event = events[r]
+        assert (event["decision"], event["reason"], event.get("user")) == (
+            full[label]["decision"],
+            full[label]["reason"],
+            "bob",
+        ), (label, event)
+
+
+def test_with_list_filter_metadata_search_batches_and_get_streams_are_still_filtered(
+    scripted: Callable[..., harness.Stack], http: httpx.Client
+) -> None:
+    """The other checks the list filter reads keep their metadata: AgentCore's search result,
+    a 2025-03-26 batch holding a tools/list and a GET stream replaying a list answer are each
+    filtered for bob through one ext_proc stream; his allowed call of an ordinary tool opens
+    none."""
+    stack = scripted(config_extra=LIST_FILTER_METADATA)
+    counters = [ls.ext_proc_counters(stack.envoy)]
+
+    def streams_opened() -> int:
+        counters.append(ls.ext_proc_counters(stack.envoy))
+        return counters[-1]["streams_started"] - counters[-2]["streams_started"]
+
+    plain_call = jsonrpc("tools/call", {"name": "get_time"}, id="t-1")
+    plain = _answer(post_jsonrpc(http, stack.mcp_url, plain_call, ls.headers("bob")))
+    assert plain == {"jsonrpc": "2.0", "id": "t-1", "result": {}}
+    assert streams_opened() == 0
+
+    search = jsonrpc("tools/call", {"name": ls.SEARCH_TOOL, "arguments": {"query": "weather"}}, id="s-1")
+    result = _answer(post_jsonrpc(http, stack.mcp_url, search, ls.headers("bob")))["result"]
+    assert [t["name"] for t in result["structuredContent"]["tools"]] == ls.visible_in_order("bob")
+    assert [t["name"] for t in json.loads(result["content"][0]["text"])["tools"]] == ls.visible_in_order("bob")
+    assert streams_opened() == 1
+
+    batch = [jsonrpc("tools/list", {}, id=1), jsonrpc("ping", {}, id=2)]
+    resp = post_jsonrpc(http, stack.mcp_url, batch, ls.headers("bob", "json", version="2025-03-26"))
+    assert resp.status_code == 200, resp.text
+    answers = {a["id"]: a for a in resp.json()}
+    assert _tool_names(answers[1]) == ls.visible_in_order("bob") and answers[2]["result"] == {}, answers
+    assert streams_opened() == 1
+
+    replayed = http.get(stack.mcp_url, headers=_stream_headers("bob", {"last-event-id": "ev-41"}))
+    assert replayed.status_code == 200 and replayed.headers["content-type"] == "text/event-stream", replayed.text
+    on_stream = [json.loads(e.data) for e in ls.parse_sse(replayed.text) if e.data]
+    assert [_tool_names(m) for m in on_stream if "result" in m] == [ls.visible_in_order("bob")], replayed.text
+    assert streams_opened() == 1
+    assert counters[-1]["streams_failed"] == counters[0]["streams_failed"] == 0
