@@ -361,6 +361,21 @@ def test_a_stale_socket_file_is_replaced_at_start(
     _verify_id_tokens(stack, [record], ALICE_KEY, "alice")
 
 
+def _refused_leaving_the_socket_alone(
+    procs: harness.ProcessGroup, tmp_path: Path, sock_dir: Path, warden_bin: Path, sock: Path, error: str
+) -> None:
+    """`mcp-warden serve` on a live listener's path fails naming `error`, and the listener's
+    socket file is left exactly as it was (same inode and mode, no temporary name beside it)."""
+    before = os.stat(sock)
+    stderr = _failed_start(
+        procs, tmp_path / "warden", warden_bin, harness.default_policy(NO_UPSTREAM_PORT), _listen_unix(f"unix:{sock}")
+    )
+    assert f"cannot listen on unix:{sock} (gRPC){error}" in stderr, stderr
+    after = os.stat(sock)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode), "the live socket file was touched"
+    assert _listing(sock_dir) == ["grpc.sock"], "a temporary socket name was left behind"
+
+
 def test_a_live_listener_on_the_path_is_a_start_up_error_and_is_left_alone(
     procs: harness.ProcessGroup, tmp_path: Path, sock_dir: Path, warden_bin: Path
 ) -> None:
@@ -369,16 +384,7 @@ def test_a_live_listener_on_the_path_is_a_start_up_error_and_is_left_alone(
         listener.bind(str(sock))
         listener.listen(8)
         listener.settimeout(5)
-        before = os.stat(sock)
-
-        stderr = _failed_start(
-            procs, tmp_path / "warden", warden_bin, harness.default_policy(NO_UPSTREAM_PORT), _listen_unix(f"unix:{sock}")
-        )
-        assert f"cannot listen on unix:{sock} (gRPC)" in stderr, stderr
-
-        after = os.stat(sock)
-        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode), "the live socket file was touched"
-        assert _listing(sock_dir) == ["grpc.sock"], "a temporary socket name was left behind"
+        _refused_leaving_the_socket_alone(procs, tmp_path, sock_dir, warden_bin, sock, "")
         # Still the Python listener's: a connection is accepted on the same file.
         assert _connects(sock)
 
@@ -396,16 +402,9 @@ def test_a_live_listener_with_a_full_accept_queue_is_a_start_up_error_and_is_lef
         listener.listen(0)
         queued = _fill_accept_queue(sock, cleanup)
         assert queued >= 1, "precondition: connections waiting in the accept queue"
-        before = os.stat(sock)
-
-        stderr = _failed_start(
-            procs, tmp_path / "warden", warden_bin, harness.default_policy(NO_UPSTREAM_PORT), _listen_unix(f"unix:{sock}")
+        _refused_leaving_the_socket_alone(
+            procs, tmp_path, sock_dir, warden_bin, sock, ": cannot tell whether the socket is in use"
         )
-        assert f"cannot listen on unix:{sock} (gRPC): cannot tell whether the socket is in use" in stderr, stderr
-
-        after = os.stat(sock)
-        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode), "the live socket file was touched"
-        assert _listing(sock_dir) == ["grpc.sock"], "a temporary socket name was left behind"
         # Still the Python listener's: once its queue is drained, it accepts on the same file.
         listener.settimeout(5)
         for _ in range(queued):
