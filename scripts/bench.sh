@@ -12,7 +12,7 @@
 #
 # The Envoy configs are derived from envoy/envoy-test.yaml (the e2e template): same listener,
 # routes and ext_authz filter; the access log is dropped in all of them, (a) drops ext_authz,
-# (a)-(c) drop ext_proc. Everything listens on 127.0.0.1, ports from the kernel.
+# (a)-(c2) drop ext_proc. Everything listens on 127.0.0.1, ports from the kernel.
 #
 # Usage: scripts/bench.sh [--quick] [--no-micro] [--no-big]
 #   --quick     3 s runs, 1 repetition (a smoke test of the script; numbers are noisy)
@@ -373,11 +373,13 @@ log "preflight: every path answers, and mcp-warden really enforces"
 for cfg in "${CONFIGS[@]}"; do
   post "${PORT[$cfg]}" "${BODY[$cfg]}" | grep -q '"result"' || die "($cfg) did not reach the upstream"
 done
-code="$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
-  -H 'authorization: Bearer wrong-key' --data-binary "@$WORK/call.json" "http://127.0.0.1:${PORT[c]}/mcp")"
-[ "$code" = 401 ] || die "(c) let a wrong API key through (HTTP $code)"
 make_body "$WORK/denied.json" tools/call drop_everything 300
-post "${PORT[c]}" "$WORK/denied.json" | grep -q '"code":-32602' || die "(c) did not deny a tool outside the role"
+for cfg in c c2; do
+  code="$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+    -H 'authorization: Bearer wrong-key' --data-binary "@$WORK/call.json" "http://127.0.0.1:${PORT[$cfg]}/mcp")"
+  [ "$code" = 401 ] || die "($cfg) let a wrong API key through (HTTP $code)"
+  post "${PORT[$cfg]}" "$WORK/denied.json" | grep -q '"code":-32602' || die "($cfg) did not deny a tool outside the role"
+done
 
 if [ "$SERVE" = 1 ]; then
   for cfg in "${CONFIGS[@]}"; do
@@ -500,7 +502,10 @@ duel() { # CONFIG REP: (b) and CONFIG at the same moment
   pids+=("$!")
   run_wrk "$x" "$DURATION" "$WORK/duel-$x-$x-$rep.txt" &
   pids+=("$!")
-  for cfg in "${pids[@]}"; do wait "$cfg" || die "wrk failed head to head (see $WORK/duel-$x-*-$rep.txt)"; done
+  local pid
+  for pid in "${pids[@]}"; do
+    wait "$pid" || { kill "${pids[@]}" 2>/dev/null; die "wrk failed head to head (see $WORK/duel-$x-*-$rep.txt)"; }
+  done
   for cfg in b "$x"; do
     e1+=("$(cpu_ticks "${ENVOY_PIDS[$cfg]}")")
     a1+=("$(cpu_ticks "${AUTHZ_PID[$cfg]}")")

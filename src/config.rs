@@ -200,9 +200,9 @@ pub enum EnvoyMetadata {
     /// Every check: Envoy's access log can show the user, app, method and tool of each request.
     #[default]
     All,
-    /// Only what the list filter's matcher reads (allowed list calls, batches and GET streams)
-    /// and denials: an allowed `tools/call` carries none, which saves Envoy parsing and storing
-    /// six fields per request. The audit log still has every decision.
+    /// Only what the list filter's matcher reads (allowed list calls, AgentCore search calls,
+    /// batches and GET streams) and denials: any other allowed check carries none, which saves
+    /// Envoy parsing and storing six fields per request. The audit log still has the decision.
     ListFilter,
 }
 

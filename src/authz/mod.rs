@@ -79,7 +79,8 @@ const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", LIST_HEADER,
 /// metadata): a client-sent copy is removed here and by Envoy, so no upstream can be misled.
 pub const LIST_HEADER: &str = "x-mcp-warden-list";
 
-/// The decision reason of an allowed batch; with a list call in it, its answer is filtered.
+/// The decision reason of an allowed batch: Envoy sends every answer of one through the list
+/// filter, which rewrites the list answers in it (by shape) and passes the rest unchanged.
 pub const BATCH_ALLOWED: &str = "batch_allowed";
 /// The decision reason of an allowed GET (the server-to-client SSE stream): every answer on
 /// it is filtered, since a resuming server may replay a list answer there.

@@ -1,14 +1,17 @@
 //! Where the gRPC listener accepts: TCP, or a Unix socket shared with an Envoy on the same
 //! host. Whoever can connect can ask for signed tokens in any identity a `CheckRequest`
-//! claims, so a Unix socket is made mode 0660 (owner and group, Envoy's) before anyone can
-//! reach it by name.
+//! claims, so a Unix socket is created mode 0660 (owner and group, Envoy's): it never exists
+//! with wider permissions. Its directory must be writable by mcp-warden's user only (whoever
+//! can replace the file can stand in for mcp-warden): docs/configuration.md says so.
 //!
-//! Owns binding and the socket file's lifetime; serving connections is `super`'s.
+//! Owns binding, accepting (TCP_NODELAY) and the socket file's lifetime; serving
+//! connections is `super`'s.
 
 use std::io::{Error, ErrorKind};
-use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::Mode;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::config::GrpcListen;
@@ -30,41 +33,15 @@ pub(super) enum Accepted {
 }
 
 impl Listener {
-    /// Binds `at`. For a Unix socket: a socket file left by an earlier run is replaced when
-    /// connecting to it is refused (nothing listens); a live listener, a path that is not a
-    /// socket, or one whose state cannot be told is an error, as a busy TCP port is. The
-    /// socket is bound under a temporary name, made 0660, then renamed into place, so it is
-    /// never reachable at `path` with wider permissions.
+    /// Binds `at` (start-up only: the Unix socket's file-system calls block). For a Unix
+    /// socket: a socket file left by an earlier run is removed when connecting to it is
+    /// refused (nothing listens); a live listener, a path that is not a socket, or one whose
+    /// state cannot be told is an error, as a busy TCP port is. The bind itself never
+    /// replaces a file: whatever appeared at the path meanwhile makes it fail.
     pub async fn bind(at: &GrpcListen) -> std::io::Result<Listener> {
-        let path = match at {
-            GrpcListen::Tcp(addr) => return Ok(Listener::Tcp(TcpListener::bind(addr).await?)),
-            GrpcListen::Unix(path) => path,
-        };
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if !m.file_type().is_socket() => {
-                return Err(Error::new(ErrorKind::AlreadyExists, "the path exists and is not a socket"));
-            }
-            Ok(_) => match UnixStream::connect(path).await {
-                Ok(_) => return Err(Error::new(ErrorKind::AddrInUse, "a listener answers on this socket")),
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {} // stale: replaced below
-                Err(e) => return Err(Error::new(e.kind(), format!("cannot tell whether the socket is in use: {e}"))),
-            },
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let name = path.file_name().ok_or_else(|| Error::new(ErrorKind::InvalidInput, "no file name"))?;
-        let tmp = path.with_file_name(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let listener = UnixListener::bind(&tmp)?;
-        let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(SOCKET_MODE))
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .and_then(|()| std::fs::symlink_metadata(path));
-        match placed {
-            Ok(m) => Ok(Listener::Unix(listener, SocketFile { path: path.clone(), ino: m.ino() })),
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
-            }
+        match at {
+            GrpcListen::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).await?)),
+            GrpcListen::Unix(path) => bind_unix(path).await,
         }
     }
 
@@ -76,37 +53,80 @@ impl Listener {
         })
     }
 
+    /// The next connection; TCP ones with `TCP_NODELAY` set (without it a check waits out
+    /// Nagle + delayed ACK, tens of milliseconds).
     pub(super) async fn accept(&self) -> std::io::Result<Accepted> {
         Ok(match self {
-            Listener::Tcp(l) => Accepted::Tcp(l.accept().await?.0),
+            Listener::Tcp(l) => {
+                let (stream, _) = l.accept().await?;
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY on a gRPC connection");
+                }
+                Accepted::Tcp(stream)
+            }
             Listener::Unix(l, _) => Accepted::Unix(l.accept().await?.0),
         })
     }
 }
 
-/// The socket file this process placed; removed when the listener is dropped (shutdown, or
+async fn bind_unix(path: &Path) -> std::io::Result<Listener> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_socket() => {
+            return Err(Error::new(ErrorKind::AlreadyExists, "the path exists and is not a socket"));
+        }
+        // A non-blocking probe: a live listener with a full accept queue answers EAGAIN at
+        // once (a blocking connect would wait for it forever).
+        Ok(m) => match UnixStream::connect(path).await {
+            Ok(_) => return Err(Error::new(ErrorKind::AddrInUse, "a listener answers on this socket")),
+            // Stale: removed, unless another file took its place since it was looked at.
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                if same_socket(path, (m.dev(), m.ino())) {
+                    std::fs::remove_file(path)?;
+                }
+            }
+            Err(e) => return Err(Error::new(e.kind(), format!("cannot tell whether the socket is in use: {e}"))),
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // Created with mode 0660 rather than narrowed after the fact: the umask is the only way
+    // to set a socket's mode at `bind`. It is process-wide, and this runs at start-up before
+    // anything else creates files (keys, audit output).
+    let umask = rustix::process::umask(Mode::from_raw_mode(0o777 & !SOCKET_MODE));
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    rustix::process::umask(umask);
+    let bound = bound?;
+    let file = SocketFile { path: path.to_owned(), id: std::fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()))? };
+    bound.set_nonblocking(true)?;
+    Ok(Listener::Unix(UnixListener::from_std(bound)?, file))
+}
+
+/// The socket file this process bound; removed when the listener is dropped (shutdown, or
 /// a start-up that fails later on), unless the path now names another file.
 #[derive(Debug)]
 pub struct SocketFile {
     path: PathBuf,
-    ino: u64,
+    /// Device and inode.
+    id: (u64, u64),
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        if still_ours(&self.path, self.ino) {
+        if same_socket(&self.path, self.id) {
             let _ = std::fs::remove_file(&self.path);
         }
     }
 }
 
-fn still_ours(path: &Path, ino: u64) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket() && m.ino() == ino)
+/// Whether `path` is still the socket file with this device and inode.
+fn same_socket(path: &Path, id: (u64, u64)) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     fn unix(path: &Path) -> GrpcListen {
         GrpcListen::Unix(path.to_owned())
@@ -135,6 +155,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let stale = dir.path().join("stale.sock");
         drop(std::os::unix::net::UnixListener::bind(&stale).expect("stale"));
+        // A second name keeps the stale inode alive, so a new socket cannot reuse its number.
+        std::fs::hard_link(&stale, dir.path().join("kept")).expect("link");
         let old = std::fs::symlink_metadata(&stale).expect("stat").ino();
         let replaced = Listener::bind(&unix(&stale)).await.expect("a stale socket is replaced");
         assert_ne!(std::fs::symlink_metadata(&stale).expect("stat").ino(), old);

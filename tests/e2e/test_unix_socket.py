@@ -9,8 +9,8 @@ Contract under test (docs/configuration.md, "Who may connect to the gRPC port ca
   instead of the API key, a denied tool is a -32602 JSON-RPC error echoing the id, list
   answers show only what the user may call;
 - the socket file is a socket of mode 0660 whatever the umask;
-- it is bound under a temporary hidden name (`.NAME.PID.tmp`) in the same directory, then
-  renamed into place: no temporary name outlives start-up, successful or not;
+- it is created with that mode (never wider, not narrowed after the fact) and nothing else is
+  left in its directory, start-up successful or not;
 - it is removed on SIGTERM, and when start-up fails after the gRPC bind (HTTP port taken,
   invalid policy) — but only while the path still names this process's socket: a file put
   in its place meanwhile stays;
@@ -170,7 +170,7 @@ def _fill_accept_queue(path: Path, cleanup: contextlib.ExitStack) -> int:
 
 
 def _listing(directory: Path) -> list[str]:
-    """Every name in `directory`, hidden ones (a leftover `.NAME.PID.tmp`) included."""
+    """Every name in `directory`, hidden ones included."""
     return sorted(os.listdir(directory))
 
 
@@ -365,7 +365,7 @@ def _refused_leaving_the_socket_alone(
     procs: harness.ProcessGroup, tmp_path: Path, sock_dir: Path, warden_bin: Path, sock: Path, error: str
 ) -> None:
     """`mcp-warden serve` on a live listener's path fails naming `error`, and the listener's
-    socket file is left exactly as it was (same inode and mode, no temporary name beside it)."""
+    socket file is left exactly as it was (same inode and mode, nothing new beside it)."""
     before = os.stat(sock)
     stderr = _failed_start(
         procs, tmp_path / "warden", warden_bin, harness.default_policy(NO_UPSTREAM_PORT), _listen_unix(f"unix:{sock}")
@@ -373,7 +373,7 @@ def _refused_leaving_the_socket_alone(
     assert f"cannot listen on unix:{sock} (gRPC){error}" in stderr, stderr
     after = os.stat(sock)
     assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode), "the live socket file was touched"
-    assert _listing(sock_dir) == ["grpc.sock"], "a temporary socket name was left behind"
+    assert _listing(sock_dir) == ["grpc.sock"], "something was left beside the socket"
 
 
 def test_a_live_listener_on_the_path_is_a_start_up_error_and_is_left_alone(
@@ -440,7 +440,7 @@ def test_a_path_that_is_not_a_socket_is_a_start_up_error_and_is_left_alone(
     assert sock.read_bytes() == content
     if kind != "regular file":
         assert os.readlink(sock) == str(data)
-    assert _listing(sock_dir) == expected, "a temporary socket name was left behind"
+    assert _listing(sock_dir) == expected, "something was left beside the socket"
 
 
 # ---------------------------------------------------------------------------------------
@@ -450,10 +450,10 @@ def test_a_path_that_is_not_a_socket_is_a_start_up_error_and_is_left_alone(
 
 def _assert_bound_then_removed(sock_dir: Path, stderr: str, failure: str) -> None:
     """The start-up failed with `failure`, which comes after the gRPC bind in start-up order,
-    and the directory is as it was: no socket at the path, no temporary name."""
+    and the directory is as it was: no socket at the path, nothing else."""
     assert failure in stderr, stderr
     assert "(gRPC)" not in stderr, f"the gRPC bind itself failed:\n{stderr}"
-    assert _listing(sock_dir) == [], "the socket file (or its temporary name) outlived the failed start"
+    assert _listing(sock_dir) == [], "the socket file outlived the failed start"
 
 
 def test_a_start_up_failing_on_a_taken_http_port_removes_the_socket_file(
@@ -496,7 +496,7 @@ def test_sigterm_leaves_a_file_that_replaced_the_socket_alone(
     warden = harness.start_warden(
         procs, tmp_path / "warden", warden_bin, harness.default_policy(NO_UPSTREAM_PORT), config_extra=_listen_unix(f"unix:{sock}")
     )
-    assert _listing(sock_dir) == ["grpc.sock"], "a temporary socket name outlived start-up"
+    assert _listing(sock_dir) == ["grpc.sock"], "something was left beside the socket"
     ours = os.stat(sock)
     assert stat.S_ISSOCK(ours.st_mode)
 
@@ -524,4 +524,4 @@ def test_sigterm_leaves_a_file_that_replaced_the_socket_alone(
             assert sock.read_bytes() == content
         else:
             assert _connects(sock)
-        assert _listing(sock_dir) == ["grpc.sock"], "a temporary socket name was left behind"
+        assert _listing(sock_dir) == ["grpc.sock"], "something was left beside the socket"
