@@ -91,18 +91,6 @@ pub const SESSION_END: &str = "session_end";
 /// AgentCore Gateway's built-in semantic search tool: its result lists tool definitions.
 pub const AGENTCORE_SEARCH_TOOL: &str = "x_amz_bedrock_agentcore_search";
 
-/// Whether the response to `msg` lists things a user may not be allowed to use.
-fn lists_governed(msg: &Message<'_>) -> Option<&'static str> {
-    match msg.method.as_deref()? {
-        "tools/list" => Some("tools/list"),
-        "prompts/list" => Some("prompts/list"),
-        "resources/list" => Some("resources/list"),
-        "resources/templates/list" => Some("resources/templates/list"),
-        "tools/call" if matches!(&msg.params.name, Some(Ok(n)) if n == AGENTCORE_SEARCH_TOOL) => Some("tools/call"),
-        _ => None,
-    }
-}
-
 impl Warden {
     pub fn new(policy: Policy, keys: KeyRing, settings: Settings, audit: Audit) -> Self {
         let metrics = Metrics::default();
@@ -304,7 +292,6 @@ impl Warden {
                 // A GET stream can replay earlier answers, list answers included (resumption
                 // with Last-Event-ID): the list filter reads every response on it.
                 audit.reason = STREAM_ALLOWED;
-                audit.list_method = Some("stream");
                 return allow(audit);
             }
             Inspection::EndSession => {
@@ -314,7 +301,6 @@ impl Warden {
         };
         match body {
             Body::Single(msg) => {
-                audit.list_method = lists_governed(&msg);
                 if app.audit_arguments && msg.method.as_deref() == Some("tools/call") {
                     audit.arguments = tool_arguments(ctx.http.body);
                 }
@@ -329,10 +315,7 @@ impl Warden {
                     }
                 }
             }
-            Body::Batch(msgs) => {
-                audit.list_method = msgs.iter().find_map(lists_governed).map(|_| "batch");
-                self.check_batch(user, app, &msgs, audit).unwrap_or_else(|| allow(audit))
-            }
+            Body::Batch(msgs) => self.check_batch(user, app, &msgs, audit).unwrap_or_else(|| allow(audit)),
         }
     }
 

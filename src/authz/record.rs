@@ -6,8 +6,9 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::value::RawValue;
 
-use super::{BATCH_ALLOWED, Context, STREAM_ALLOWED};
+use super::Context;
 use crate::audit::{self, Audit, Event};
+use crate::extproc::filter::ListKind;
 use crate::mcp::{self, Message, Rejection};
 use crate::policy::{App, Decision, User};
 use crate::reply::Reply;
@@ -33,8 +34,6 @@ pub(super) struct AuditInfo<'a> {
     pub(super) role: Option<String>,
     pub(super) rule: Option<String>,
     pub(super) token_cached: Option<bool>,
-    /// Set when the response needs the list filter.
-    pub(super) list_method: Option<&'static str>,
     /// `tools/call` arguments, only for apps with `audit_arguments: true`.
     pub(super) arguments: Option<serde_json::Value>,
     /// Batches are audited element by element.
@@ -60,7 +59,6 @@ impl<'a> AuditInfo<'a> {
             role: None,
             rule: None,
             token_cached: None,
-            list_method: None,
             arguments: None,
             batch: false,
         }
@@ -110,7 +108,6 @@ impl<'a> AuditInfo<'a> {
             role: None,
             rule: None,
             token_cached: None,
-            list_method: None,
             arguments: None,
             batch: false,
         };
@@ -131,10 +128,15 @@ impl<'a> AuditInfo<'a> {
         one.write(sink, allowed);
     }
 
-    /// Whether Envoy's list-filter matcher runs ext_proc for this check once it is allowed
-    /// (see the `mcp_warden.list_filter` matcher in the shipped Envoy configs).
+    /// Whether Envoy's list-filter matcher runs ext_proc for this check once it is allowed:
+    /// the list filter's own reading of the metadata (`ListKind::from_decision`), which the
+    /// `mcp_warden.list_filter` matcher of the shipped Envoy configs mirrors.
     pub(super) fn read_by_list_filter(&self) -> bool {
-        self.list_method.is_some() || self.reason == BATCH_ALLOWED || self.reason == STREAM_ALLOWED
+        let tool = match &self.name {
+            Some(("tool", name)) => Some(name.as_str()),
+            _ => None,
+        };
+        ListKind::from_decision(self.mcp_method.as_deref(), tool, Some(self.reason)).is_some()
     }
 
     /// What later Envoy filters (ext_proc, access log) learn about this decision. The list
