@@ -8,6 +8,7 @@
 //! a caller that is not speaking gRPC at all gets a plain HTTP error.
 
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Instant;
 
 use bytes::{Buf as _, Bytes, BytesMut};
@@ -15,6 +16,7 @@ use h2::RecvStream;
 use h2::server::SendResponse;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
+use tokio::runtime::{Handle, RuntimeFlavor};
 
 use crate::authz::{Unread, Warden};
 use crate::mcp::Limits;
@@ -45,13 +47,35 @@ enum ReadError {
     Stream(h2::Error),
 }
 
-pub(super) async fn serve(warden: Arc<Warden>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+/// Serves one `Check` stream. When its whole message came with the headers (a check of up
+/// to 16 KiB does) and the runtime has one thread, it is answered at once, in the
+/// connection's task: on one thread a task of its own would run on the same thread anyway,
+/// only later and at the cost of spawning it. Otherwise a task waits for the rest.
+pub(super) fn serve(warden: &Arc<Warden>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
     if let Err(status) = grpc_request(&request) {
         send_http_error(&mut respond, status);
         return;
     }
     let started = Instant::now();
-    let answer = match read_message(request.into_body(), max_check_message(&warden.settings.limits)).await {
+    let mut message = Message::new(request.into_body(), max_check_message(&warden.settings.limits));
+    if Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread {
+        // Only what already arrived: the no-op waker is replaced by the task's own below if
+        // the message is still incomplete.
+        let mut now = Context::from_waker(Waker::noop());
+        match message.poll_whole(&mut now) {
+            Poll::Ready(read) => return answer(warden, started, read, respond),
+            Poll::Pending => {}
+        }
+    }
+    let warden = warden.clone();
+    tokio::spawn(async move {
+        let read = std::future::poll_fn(|cx| message.poll_whole(cx)).await;
+        answer(&warden, started, read, respond);
+    });
+}
+
+fn answer(warden: &Warden, started: Instant, read: Result<Bytes, ReadError>, mut respond: SendResponse<Bytes>) {
+    let answer = match read {
         Ok(message) => warden.check_bytes(&message),
         Err(ReadError::Unread(why)) => {
             tracing::warn!(?why, "refused a check message that cannot be read");
@@ -81,32 +105,56 @@ fn grpc_request(request: &Request<RecvStream>) -> Result<(), StatusCode> {
     }
 }
 
-/// Reads the stream's one message, refusing as soon as the bytes so far cannot be one
-/// uncompressed message within the limit. Chunks are released to flow control as they arrive.
-async fn read_message(mut body: RecvStream, max: usize) -> Result<Bytes, ReadError> {
-    let mut next = async || match body.data().await {
-        Some(Ok(chunk)) => {
-            let _ = body.flow_control().release_capacity(chunk.len());
-            Ok(Some(chunk))
+/// The stream's one message, read as it arrives; refused as soon as the bytes so far cannot
+/// be one uncompressed message within the limit. Chunks are released to flow control as
+/// they arrive.
+struct Message {
+    body: RecvStream,
+    max: usize,
+    /// The first chunk, as it came (zero-copy)…
+    first: Bytes,
+    /// …or everything so far, once a second chunk came.
+    joined: Option<BytesMut>,
+}
+
+impl Message {
+    fn new(body: RecvStream, max: usize) -> Self {
+        Message { body, max, first: Bytes::new(), joined: None }
+    }
+
+    fn poll_whole(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, ReadError>> {
+        loop {
+            let chunk = match ready!(self.body.poll_data(cx)) {
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => return Poll::Ready(Err(ReadError::Stream(e))),
+                None => return Poll::Ready(self.finish()),
+            };
+            let _ = self.body.flow_control().release_capacity(chunk.len());
+            if self.first.is_empty() {
+                self.first = chunk;
+            } else {
+                let joined = self.joined.get_or_insert_with(|| BytesMut::from(&self.first[..]));
+                joined.extend_from_slice(&chunk);
+            }
+            if let Err(e) = admit(self.joined.as_deref().unwrap_or(&self.first), self.max) {
+                return Poll::Ready(Err(e));
+            }
+            if self.body.is_end_stream() {
+                return Poll::Ready(self.finish());
+            }
         }
-        Some(Err(e)) => Err(ReadError::Stream(e)),
-        None => Ok(None),
-    };
-    let first = next().await?.unwrap_or_default();
-    admit(&first, max)?;
-    let mut joined: Option<BytesMut> = None;
-    while let Some(chunk) = next().await? {
-        let buf = joined.get_or_insert_with(|| BytesMut::from(&first[..]));
-        buf.extend_from_slice(&chunk);
-        admit(buf, max)?;
     }
-    let mut whole = joined.map_or(first, BytesMut::freeze);
-    if whole.len() < PREFIX || whole.len() - PREFIX != declared_len(&whole) {
-        // Empty or cut short: a unary call carries exactly one whole message.
-        return Err(ReadError::Unread(Unread::Invalid));
+
+    /// The message once the stream has ended: exactly one whole message, prefix removed.
+    fn finish(&mut self) -> Result<Bytes, ReadError> {
+        let mut whole = self.joined.take().map_or_else(|| std::mem::take(&mut self.first), BytesMut::freeze);
+        if whole.len() < PREFIX || whole.len() - PREFIX != declared_len(&whole) {
+            // Empty or cut short: a unary call carries exactly one whole message.
+            return Err(ReadError::Unread(Unread::Invalid));
+        }
+        whole.advance(PREFIX);
+        Ok(whole)
     }
-    whole.advance(PREFIX);
-    Ok(whole)
 }
 
 /// Whether the bytes received so far can still be the start of one acceptable message.

@@ -123,7 +123,7 @@ where
 
 fn dispatch(services: &Services, request: Request<h2::RecvStream>, respond: SendResponse<Bytes>) {
     if request.uri().path() == CHECK_PATH {
-        tokio::spawn(check::serve(services.warden.clone(), request, respond));
+        check::serve(&services.warden, request, respond);
     } else {
         tokio::spawn(bridge::serve(services.routes.clone(), request, respond));
     }
