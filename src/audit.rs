@@ -187,13 +187,24 @@ pub fn rfc3339(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    let year = u64::try_from(year).unwrap_or(0);
+    // By hand, not `format!`: this runs once per audit event. (RFC 3339 years have four
+    // digits; a clock past 9999 is not representable.)
+    let mut out = String::with_capacity(24);
+    let mut put = |n: u64, width: u32, then: char| {
+        for place in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10u64.pow(place) % 10) as u8));
+        }
+        out.push(then);
+    };
+    put(year, 4, '-');
+    put(month as u64, 2, '-');
+    put(day as u64, 2, 'T');
+    put(rem / 3600, 2, ':');
+    put(rem % 3600 / 60, 2, ':');
+    put(rem % 60, 2, '.');
+    put(u64::from(d.subsec_millis()), 3, 'Z');
+    out
 }
 
 #[cfg(test)]
@@ -251,5 +262,7 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_764_390_896_123)), "2025-11-29T04:34:56.123Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(253_402_300_799_999)), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_798_761_599_007)), "2026-12-31T23:59:59.007Z");
     }
 }

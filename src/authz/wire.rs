@@ -99,8 +99,16 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, WireError> {
         Some(map) => {
             for field in Fields(map) {
                 if let (HEADER_MAP_HEADERS, v) = field? {
-                    let [key, value, raw] = strings(v.bytes()?, [ENTRY_KEY, ENTRY_VALUE, HEADER_RAW_VALUE])?;
-                    add_header(&mut headers, key, if raw.is_empty() { value } else { raw })?;
+                    let entry = v.bytes()?;
+                    let [key, value, raw] = strings(entry, [ENTRY_KEY, ENTRY_VALUE, HEADER_RAW_VALUE])?;
+                    let value = if raw.is_empty() { value } else { raw };
+                    // One UTF-8 check for the whole entry where it passes (its framing bytes
+                    // are ASCII when the value is under 128 bytes), else one per field.
+                    let (key, value) = match std::str::from_utf8(entry) {
+                        Ok(whole) => (within(whole, entry, key)?, within(whole, entry, value)?),
+                        Err(_) => (text(key)?, text(value)?),
+                    };
+                    add_header_text(&mut headers, key, value)?;
                 }
             }
         }
@@ -136,11 +144,25 @@ struct HttpScalars<'r> {
 
 /// One header line into `headers`; names must be lower-case, names and values UTF-8.
 fn add_header<'a>(headers: &mut Headers<'a>, key: &'a [u8], value: &'a [u8]) -> Result<(), WireError> {
-    if key.iter().any(u8::is_ascii_uppercase) {
+    add_header_text(headers, text(key)?, text(value)?)
+}
+
+fn add_header_text<'a>(headers: &mut Headers<'a>, key: &'a str, value: &'a str) -> Result<(), WireError> {
+    if key.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(WireError::HeaderCase);
     }
-    headers.push(text(key)?, text(value)?);
+    headers.push(key, value);
     Ok(())
+}
+
+/// `part`, a slice of `bytes`, as the same slice of `whole` (`bytes` as text). A slice that
+/// would split a character is not text: refused.
+fn within<'a>(whole: &'a str, bytes: &[u8], part: &[u8]) -> Result<&'a str, WireError> {
+    if part.is_empty() {
+        return Ok("");
+    }
+    let start = (part.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+    start.checked_add(part.len()).and_then(|end| whole.get(start..end)).ok_or(WireError::NotUtf8)
 }
 
 fn text(b: &[u8]) -> Result<&str, WireError> {
@@ -341,6 +363,49 @@ mod tests {
         assert_eq!(view(encode(with(vec![raw("X-Api-Key", b"k")]), "", &[])), Err(WireError::HeaderCase));
         assert_eq!(view(Bytes::from_static(b"\x0a\x05\x22")), Err(WireError::Decode));
         assert_eq!(view(CheckRequest::default().encode_to_vec().into()), Err(WireError::NoHttp));
+    }
+
+    /// Header text is checked per entry where the entry is text as a whole and per field
+    /// otherwise (a value of 128 bytes or more has a non-ASCII length byte): both ways must
+    /// accept and refuse the same values, whatever sits at the edges of a field.
+    #[test]
+    fn header_text_is_accepted_and_refused_alike_for_short_and_long_entries() {
+        let raw = |k: &str, v: &[u8]| HeaderValue { key: k.into(), raw_value: v.to_vec(), ..Default::default() };
+        let value_of = |value: &[u8]| {
+            let http = HttpRequest {
+                header_map: Some(HeaderMap { headers: vec![raw("x-h", value), raw("accept", b"*/*")] }),
+                ..Default::default()
+            };
+            let bytes = encode(http, "", &[]);
+            view(&bytes).map(|v| v.headers.get("x-h").map(str::to_owned))
+        };
+        for pad in [0, 200] {
+            let padded = |core: &[u8]| [&b"a".repeat(pad)[..], core].concat();
+            for text in ["é", "café", "日本", "x", ""] {
+                let bytes = padded(text.as_bytes());
+                let expected = std::str::from_utf8(&bytes).expect("text").to_owned();
+                let got = value_of(&bytes);
+                assert_eq!(got, Ok(Some(expected)), "{text:?} after {pad} bytes");
+            }
+            for bad in [&b"\xff"[..], b"\xc3", b"\xa9", b"ok\xe6\x97", b"\x80ok"] {
+                assert_eq!(value_of(&padded(bad)), Err(WireError::NotUtf8), "{bad:?} after {pad} bytes");
+            }
+        }
+        let key = |k: &[u8]| {
+            let http = HttpRequest {
+                header_map: Some(HeaderMap {
+                    headers: vec![HeaderValue {
+                        key: String::from_utf8_lossy(k).into_owned(),
+                        raw_value: b"v".to_vec(),
+                        ..Default::default()
+                    }],
+                }),
+                ..Default::default()
+            };
+            view(&encode(http, "", &[])).map(|_| ())
+        };
+        assert_eq!(key("x-é".as_bytes()), Ok(()));
+        assert_eq!(key(b"X-A"), Err(WireError::HeaderCase));
     }
 
     /// `CheckRequest { attributes { request { http { <http> } } } }` by hand.
