@@ -20,7 +20,7 @@
 #   --no-big    skip the large-policy phase (its rows then read "not run")
 #   --serve     start everything, print the ports and PIDs, and wait (for profiling by hand)
 # Tunables (environment): BENCH_DURATION (s, default 10), BENCH_REPS (3), BENCH_CONNECTIONS (32),
-#   BENCH_RATE (2000 req/s), BENCH_RATE_CLIENTS (20), BENCH_ENVOY_CONCURRENCY (1),
+#   BENCH_RATE (2000 req/s), BENCH_RATE_CLIENTS (20), BENCH_IDLE_RATE (200 req/s), BENCH_ENVOY_CONCURRENCY (1),
 #   BENCH_UPSTREAM_THREADS (1), BENCH_PIN (0; 1 = load generator on CPU 1, servers on CPU 0 — see
 #   BENCHMARKS.md), BENCH_KEEP (1: keep the work directory), BENCH_OUT (the report; default
 #   BENCHMARKS.md: point it elsewhere for experiments).
@@ -36,6 +36,7 @@ REPS="${BENCH_REPS:-3}"
 CONNS="${BENCH_CONNECTIONS:-32}"
 RATE="${BENCH_RATE:-2000}"
 RATE_CLIENTS="${BENCH_RATE_CLIENTS:-20}"
+IDLE_RATE="${BENCH_IDLE_RATE:-200}"
 ENVOY_CONCURRENCY="${BENCH_ENVOY_CONCURRENCY:-1}"
 UPSTREAM_THREADS="${BENCH_UPSTREAM_THREADS:-1}"
 PIN="${BENCH_PIN:-0}"
@@ -429,28 +430,29 @@ max_load() { # CONFIG REP
   printf '  (%s) rep %s: %s req/s\n' "$cfg" "$rep" "$rps" >&2
 }
 
-fixed_rate() { # CONFIG REP
-  local cfg="$1" rep="$2" out="$WORK/rate-$1-$2.txt" e0 e1 a0=0 a1=0
+fixed_rate() { # CONFIG REP [PHASE RATE CLIENTS SECONDS]
+  local cfg="$1" rep="$2" phase="${3:-rate}" rate="${4:-$RATE}" clients="${5:-$RATE_CLIENTS}" secs="${6:-$DURATION}"
+  local out="$WORK/$phase-$1-$2.txt" e0 e1 a0=0 a1=0
   e0="$(cpu_ticks "${ENVOY_PIDS[$cfg]}")"
   [ -n "${AUTHZ_PID[$cfg]:-}" ] && a0="$(cpu_ticks "${AUTHZ_PID[$cfg]}")"
-  timeout $((DURATION + 30)) $LOAD_CPUS "$TARGET/examples/bench_rate" "127.0.0.1:${PORT[$cfg]}" /mcp "$RATE" \
-    "$DURATION" "$RATE_CLIENTS" "${BODY[$cfg]}" 'content-type: application/json' \
+  timeout $((secs + 30)) $LOAD_CPUS "$TARGET/examples/bench_rate" "127.0.0.1:${PORT[$cfg]}" /mcp "$rate" \
+    "$secs" "$clients" "${BODY[$cfg]}" 'content-type: application/json' \
     'accept: application/json, text/event-stream' 'mcp-protocol-version: 2025-11-25' "authorization: Bearer $KEY" \
     >"$out" 2>"$out.err" || die "($cfg) bench_rate failed; see $out.err"
   e1="$(cpu_ticks "${ENVOY_PIDS[$cfg]}")"
   [ -n "${AUTHZ_PID[$cfg]:-}" ] && a1="$(cpu_ticks "${AUTHZ_PID[$cfg]}")"
   local n p50 p99 bad sent late
   read -r n p50 p99 bad sent late <"$out"
-  [ "$bad" -eq 0 ] || die "($cfg) $bad non-200 answers at the fixed rate"
-  record rate "$cfg" p50_ms "$p50"
-  record rate "$cfg" p99_ms "$p99"
-  record rate "$cfg" late_p99_ms "$late"
+  [ "$bad" -eq 0 ] || die "($cfg) $bad non-200 answers at $rate req/s"
+  record "$phase" "$cfg" p50_ms "$p50"
+  record "$phase" "$cfg" p99_ms "$p99"
+  record "$phase" "$cfg" late_p99_ms "$late"
   # CPU over the whole run (warm-up included) per request sent.
-  record rate "$cfg" envoy_cpu_us "$(awk -v d=$((e1 - e0)) -v t="$CLK_TCK" -v n="$sent" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
+  record "$phase" "$cfg" envoy_cpu_us "$(awk -v d=$((e1 - e0)) -v t="$CLK_TCK" -v n="$sent" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
   if [ -n "${AUTHZ_PID[$cfg]:-}" ]; then
-    record rate "$cfg" authz_cpu_us "$(awk -v d=$((a1 - a0)) -v t="$CLK_TCK" -v n="$sent" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
+    record "$phase" "$cfg" authz_cpu_us "$(awk -v d=$((a1 - a0)) -v t="$CLK_TCK" -v n="$sent" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
   fi
-  printf '  (%s) rep %s at %s req/s: p50 %s ms, p99 %s ms (generator late p99 %s ms)\n' "$cfg" "$rep" "$RATE" "$p50" "$p99" "$late" >&2
+  printf '  (%s) rep %s at %s req/s: p50 %s ms, p99 %s ms (generator late p99 %s ms)\n' "$cfg" "$rep" "$rate" "$p50" "$p99" "$late" >&2
 }
 
 busy_pct() { # whole-machine CPU busy % over 1 s (/proc/stat)
@@ -539,6 +541,12 @@ for rep in $(seq "$REPS"); do
   if ((rep % 2 == 0)); then mapfile -t order < <(printf '%s\n' "${CONFIGS[@]}" | tac); fi
   for cfg in "${order[@]}"; do fixed_rate "$cfg" "$rep"; done
 done
+log "idle hop: bench_rate, $IDLE_RATE req/s over 2 connections, $((DURATION / 2))s (nothing queues: the cost of each hop)"
+for rep in $(seq "$REPS"); do
+  order=("${CONFIGS[@]}")
+  if ((rep % 2 == 1)); then mapfile -t order < <(printf '%s\n' "${CONFIGS[@]}" | tac); fi
+  for cfg in "${order[@]}"; do fixed_rate "$cfg" "$rep" idle "$IDLE_RATE" 2 $((DURATION / 2)); done
+done
 record mem c warden_hwm_kb "$(vm_kb "$SMALL_PID" VmHWM)"
 record mem c allow_all_hwm_kb "$(vm_kb "$ALLOW_PID" VmHWM)"
 record tokens c minted "$(curl -sf "http://127.0.0.1:$SMALL_HTTP/metrics" | awk '$1 == "mcp_warden_tokens_minted_total" {print $2}')"
@@ -602,7 +610,7 @@ export BENCH_KERNEL="$(uname -r)" BENCH_DATE="$(date -u +%Y-%m-%dT%H:%MZ)"
 export BENCH_RUSTC="$(rustc --version)" BENCH_ENVOY="$("$ENVOY" --version 2>/dev/null | awk -F'version: ' 'NF > 1 {print $2; exit}')"
 export BENCH_WRK="$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
 export BENCH_GIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (with uncommitted src changes)')"
-export BENCH_DURATION="$DURATION" BENCH_REPS="$REPS" BENCH_CONNECTIONS="$CONNS" BENCH_RATE="$RATE"
+export BENCH_DURATION="$DURATION" BENCH_REPS="$REPS" BENCH_CONNECTIONS="$CONNS" BENCH_RATE="$RATE" BENCH_IDLE_RATE="$IDLE_RATE"
 export BENCH_RATE_CLIENTS="$RATE_CLIENTS" BENCH_ENVOY_CONCURRENCY="$ENVOY_CONCURRENCY"
 export BENCH_UPSTREAM_THREADS="$UPSTREAM_THREADS" BENCH_PIN="$PIN" BENCH_HAVE_EXTPROC="$HAVE_EXTPROC"
 export BENCH_BIG_USERS="$BIG_USERS" BENCH_BIG_ROLES="$BIG_ROLES" BENCH_CRITERION_DIR="$(target_dir)/criterion"
@@ -749,6 +757,8 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
   latency counted from when each request was due (no coordinated omission), p50/p99 over all
   requests. (wrk2 is not packaged here, and `h2load --rps`, used before, fires each tick's
   requests together — 20 within 35 µs every 10 ms — which measured how long a burst took to drain.)
+  The same generator at {E['BENCH_IDLE_RATE']} req/s over 2 connections for {int(E['BENCH_DURATION']) // 2} s per run measures the
+  hop alone: nothing queues, so the added p50 is what each ext_authz round trip costs.
 - {E['BENCH_REPS']} repetitions, configurations alternating (a b c … then … c b a); the table shows medians.
   Then head to head: (b) and (c), then (b) and (c′), each under the same wrk load at the same
   moment, {E['BENCH_REPS']} times.
@@ -777,6 +787,8 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
 - Added latency of (c) vs (a) at {E['BENCH_RATE']} req/s: p50 {p50c - p50a:+.2f} ms, p99 {p99c - p99a:+.2f} ms
   ((b) vs (a): p50 {med('rate', 'b', 'p50_ms') - p50a:+.2f} ms, p99 {med('rate', 'b', 'p99_ms') - p99a:+.2f} ms);
   how late the generator itself sent, p99: {fmt(med('rate', 'c', 'late_p99_ms'), '{:.3f}')} ms in (c), {fmt(med('rate', 'a', 'late_p99_ms'), '{:.3f}')} ms in (a)
+- The hop alone, at {E['BENCH_IDLE_RATE']} req/s over 2 connections (nothing queues; every request wakes each
+  process from idle), p50 / p99 and added p50 vs (a): {"; ".join(f"({x}) {fmt(med('idle', x, 'p50_ms'), '{:.2f}')} / {fmt(med('idle', x, 'p99_ms'), '{:.2f}')} ms" + ("" if x == "a" or med('idle', x, 'p50_ms') is None else f" ({med('idle', x, 'p50_ms') - med('idle', 'a', 'p50_ms'):+.2f})") for x in configs)}
 - CPU per request at the fixed rate (no batching: every request wakes each process),
   Envoy / ext_authz server: {"; ".join(f"({x}) {fmt(med('rate', x, 'envoy_cpu_us'), '{:.0f}')} / {fmt(med('rate', x, 'authz_cpu_us'), '{:.0f}')} µs" for x in configs)}
 - mcp-warden's CPU per request against the do-nothing server's: (b) {fmt(med('max', 'b', 'authz_cpu_us'), '{:.1f}')} µs,
