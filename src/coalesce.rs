@@ -11,9 +11,12 @@
 //!
 //! This bends `poll_flush`'s contract (Ready before the bytes are written), which is safe
 //! for h2 alone: every poll of an open h2 connection ends with a flush of its codec, and a
-//! holding flush wakes the task, so held bytes wait one scheduler round at most. (During
-//! the handshake the server's SETTINGS are held until the connection is first polled, right
-//! after the client's preface, which a client sends without waiting.)
+//! holding flush wakes the task, so held bytes wait until a poll that adds nothing new (one
+//! scheduler round, unless other tasks keep queueing frames) or until 32 KiB are held. A
+//! connection that closes writes them first (h2 shuts the codec down; a read that finds the
+//! peer gone or failing tries too). During the handshake the server's SETTINGS are held
+//! until the connection is first polled, right after the client's preface, which a client
+//! sends without waiting.
 //!
 //! Owns no protocol logic; everything else is delegated to the stream.
 
@@ -43,7 +46,19 @@ impl<S: AsyncWrite> Coalesced<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Coalesced<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let (before, room) = (buf.filled().len(), buf.remaining() > 0);
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let ended = match &read {
+            Poll::Ready(Ok(())) => room && buf.filled().len() == before,
+            Poll::Ready(Err(_)) => true,
+            Poll::Pending => false,
+        };
+        if ended && !self.inner.buffer().is_empty() {
+            // The peer closed or the read failed: h2 gives up on the connection without
+            // another flush, so what is held goes now if the socket takes it.
+            let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        }
+        read
     }
 }
 
@@ -130,6 +145,24 @@ mod tests {
         // With nothing held a flush is a no-op.
         assert!(Pin::new(&mut out).poll_flush(&mut cx).is_ready());
         assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+    }
+
+    /// Held bytes are written when a read finds that the peer has closed its side: h2 then
+    /// drops the connection without flushing again.
+    #[tokio::test]
+    async fn held_bytes_go_out_when_the_peer_closes() {
+        let (mut out, mut peer) = pair().await;
+        let waker = Waker::from(Arc::new(Wakes::default()));
+        let mut cx = Context::from_waker(&waker);
+        out.write_all(b"last answer").await.expect("write");
+        assert!(Pin::new(&mut out).poll_flush(&mut cx).is_ready());
+        assert!(nothing_arrived(&peer));
+        peer.shutdown().await.expect("FIN");
+        assert_eq!(out.read(&mut [0u8; 16]).await.expect("read"), 0, "end of stream");
+        let mut got = [0u8; 11];
+        let arrived = tokio::time::timeout(std::time::Duration::from_secs(5), peer.read_exact(&mut got)).await;
+        arrived.expect("the held bytes arrive").expect("read");
+        assert_eq!(&got, b"last answer");
     }
 
     #[derive(Default)]

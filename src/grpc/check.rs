@@ -16,7 +16,6 @@ use h2::RecvStream;
 use h2::server::SendResponse;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use tokio::runtime::{Handle, RuntimeFlavor};
 
 use crate::authz::{Unread, Warden};
 use crate::mcp::Limits;
@@ -48,17 +47,21 @@ enum ReadError {
 }
 
 /// Serves one `Check` stream. When its whole message came with the headers (a check of up
-/// to 16 KiB does) and the runtime has one thread, it is answered at once, in the
-/// connection's task: on one thread a task of its own would run on the same thread anyway,
-/// only later and at the cost of spawning it. Otherwise a task waits for the rest.
-pub(super) fn serve(warden: &Arc<Warden>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+/// to 16 KiB does) and `inline` (the runtime has one thread), it is answered at once, in the
+/// connection's task, without spawning one of its own. Otherwise a task waits for the rest.
+pub(super) fn serve(
+    warden: &Arc<Warden>,
+    inline: bool,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
     if let Err(status) = grpc_request(&request) {
         send_http_error(&mut respond, status);
         return;
     }
     let started = Instant::now();
     let mut message = Message::new(request.into_body(), max_check_message(&warden.settings.limits));
-    if Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread {
+    if inline {
         // Only what already arrived: the no-op waker is replaced by the task's own below if
         // the message is still incomplete.
         let mut now = Context::from_waker(Waker::noop());

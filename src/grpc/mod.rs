@@ -17,6 +17,7 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use http::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -98,6 +99,8 @@ where
             return;
         }
     };
+    // On one runtime thread a spawned task would run on this thread anyway, only later.
+    let inline = Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread;
     let mut stopping = *stop.borrow();
     if stopping {
         conn.graceful_shutdown();
@@ -105,7 +108,7 @@ where
     loop {
         tokio::select! {
             next = conn.accept() => match next {
-                Some(Ok((request, respond))) => dispatch(&services, request, respond),
+                Some(Ok((request, respond))) => dispatch(&services, inline, request, respond),
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "gRPC connection error");
                     return;
@@ -122,9 +125,9 @@ where
     }
 }
 
-fn dispatch(services: &Services, request: Request<h2::RecvStream>, respond: SendResponse<Bytes>) {
+fn dispatch(services: &Services, inline: bool, request: Request<h2::RecvStream>, respond: SendResponse<Bytes>) {
     if request.uri().path() == CHECK_PATH {
-        check::serve(&services.warden, request, respond);
+        check::serve(&services.warden, inline, request, respond);
     } else {
         tokio::spawn(bridge::serve(services.routes.clone(), request, respond));
     }
