@@ -208,11 +208,8 @@ impl Warden {
             audit.finish(&self.audit, &reply);
         }
         let mut fingerprint = String::new();
-        let allowed = reply.is_allow();
-        if allowed && self.settings.envoy_metadata == EnvoyMetadata::ListFilter && !audit.read_by_list_filter() {
-            return reply.encode(&[]);
-        }
-        reply.encode(&audit.metadata(allowed, &mut fingerprint))
+        let metadata = audit.metadata(reply.is_allow(), self.settings.envoy_metadata, &mut fingerprint);
+        reply.encode(&metadata)
     }
 
     /// Answers a `Check` whose message could not be read (see [`Unread`]) with an audited

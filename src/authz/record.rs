@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 
 use super::Context;
 use crate::audit::{self, Audit, Event};
+use crate::config::EnvoyMetadata;
 use crate::extproc::filter::ListKind;
 use crate::mcp::{self, Message, Rejection};
 use crate::policy::{App, Decision, User};
@@ -142,11 +143,20 @@ impl<'a> AuditInfo<'a> {
     /// What later Envoy filters (ext_proc, access log) learn about this decision. The list
     /// filter's inputs (fingerprint, JSON-RPC id, version, session) are sent only when the
     /// answer goes through it: Envoy parses and stores every field of every check.
-    /// `fingerprint` is scratch space for the hex fingerprint.
-    pub(super) fn metadata<'s>(&'s self, allowed: bool, fingerprint: &'s mut String) -> Vec<(&'static str, &'s str)> {
+    /// With `EnvoyMetadata::ListFilter` an allowed check the list filter does not read
+    /// carries none. `fingerprint` is scratch space for the hex fingerprint.
+    pub(super) fn metadata<'s>(
+        &'s self,
+        allowed: bool,
+        mode: EnvoyMetadata,
+        fingerprint: &'s mut String,
+    ) -> Vec<(&'static str, &'s str)> {
         // Everything Envoy's matcher sends through the list filter needs the filter's inputs
         // (an allowed batch with no list call in it too: its answers pass by shape).
         let filtered = allowed && self.read_by_list_filter();
+        if allowed && !filtered && mode == EnvoyMetadata::ListFilter {
+            return Vec::new();
+        }
         let mut fields: Vec<(&'static str, &'s str)> = Vec::with_capacity(10);
         fields.push(("decision", if allowed { "allow" } else { "deny" }));
         fields.push(("reason", self.reason));

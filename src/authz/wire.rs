@@ -108,7 +108,7 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, WireError> {
                         Ok(whole) => (within(whole, entry, key)?, within(whole, entry, value)?),
                         Err(_) => (text(key)?, text(value)?),
                     };
-                    add_header_text(&mut headers, key, value)?;
+                    add_header(&mut headers, key, value)?;
                 }
             }
         }
@@ -116,7 +116,7 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, WireError> {
             for field in Fields(http) {
                 if let (HTTP_HEADERS, v) = field? {
                     let [key, value] = strings(v.bytes()?, [ENTRY_KEY, ENTRY_VALUE])?;
-                    add_header(&mut headers, key, value)?;
+                    add_header(&mut headers, text(key)?, text(value)?)?;
                 }
             }
         }
@@ -142,12 +142,8 @@ struct HttpScalars<'r> {
     raw_body: &'r [u8],
 }
 
-/// One header line into `headers`; names must be lower-case, names and values UTF-8.
-fn add_header<'a>(headers: &mut Headers<'a>, key: &'a [u8], value: &'a [u8]) -> Result<(), WireError> {
-    add_header_text(headers, text(key)?, text(value)?)
-}
-
-fn add_header_text<'a>(headers: &mut Headers<'a>, key: &'a str, value: &'a str) -> Result<(), WireError> {
+/// One header line into `headers`; names must be lower-case.
+fn add_header<'a>(headers: &mut Headers<'a>, key: &'a str, value: &'a str) -> Result<(), WireError> {
     if key.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(WireError::HeaderCase);
     }
