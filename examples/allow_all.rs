@@ -3,21 +3,68 @@
 //! defaults, tokio's multi-threaded runtime), so it is the baseline an authorization hop is
 //! compared against.
 //!
-//! `cargo run --release --example allow_all -- --ready-file PATH [--current-thread]` binds
-//! 127.0.0.1 on a port the kernel picks and writes `{"grpc":"127.0.0.1:PORT"}` to PATH once it
-//! listens. `--current-thread` runs it on one runtime thread, as mcp-warden runs by default:
-//! the cost floor of a tonic server on this machine, for reference.
+//! `cargo run --release --example allow_all -- --ready-file PATH [--current-thread]
+//! [--same-answer]` binds 127.0.0.1 on a port the kernel picks and writes
+//! `{"grpc":"127.0.0.1:PORT"}` to PATH once it listens. `--current-thread` runs it on one
+//! runtime thread, as mcp-warden runs by default: the cost floor of a tonic server on this
+//! machine, for reference. `--same-answer` (configuration (b″)) answers what mcp-warden
+//! answers the bench's request: an `Authorization` header as long as its ID token and the same
+//! six decision-metadata fields. Envoy's work on an answer depends on what the answer holds,
+//! so (c) against (b″) compares the two servers with that work equal.
 
 use std::path::PathBuf;
 
+use envoy_types::pb::envoy::config::core::v3::{
+    HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction,
+};
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::{Authorization, AuthorizationServer};
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse, OkHttpResponse};
+use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc::Status;
 use tokio::net::TcpListener;
 
-#[derive(Debug, Default)]
-struct AllowAll;
+/// The length of mcp-warden's ID token for the bench's user and app (RS256, 2048-bit key).
+const TOKEN_LEN: usize = 780;
+
+/// The decision metadata mcp-warden sends for the bench's allowed `tools/call`.
+const METADATA: [(&str, &str); 6] = [
+    ("decision", "allow"),
+    ("reason", "allowed_by_role"),
+    ("user", "user-00000"),
+    ("app", "demo"),
+    ("mcp_method", "tools/call"),
+    ("tool", "search_docs"),
+];
+
+#[derive(Debug)]
+struct AllowAll {
+    answer: CheckResponse,
+}
+
+impl AllowAll {
+    fn new(same_answer: bool) -> AllowAll {
+        let mut ok = OkHttpResponse::default();
+        let mut answer = CheckResponse { status: Some(Status { code: 0, ..Default::default() }), ..Default::default() };
+        if same_answer {
+            ok.headers.push(HeaderValueOption {
+                header: Some(HeaderValue {
+                    key: "authorization".into(),
+                    value: format!("Bearer {}", "x".repeat(TOKEN_LEN)),
+                    ..Default::default()
+                }),
+                append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+                ..Default::default()
+            });
+            let fields = METADATA
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Value { kind: Some(Kind::StringValue((*v).to_owned())) }));
+            answer.dynamic_metadata = Some(Struct { fields: fields.collect() });
+        }
+        answer.http_response = Some(HttpResponse::OkResponse(ok));
+        AllowAll { answer }
+    }
+}
 
 #[tonic::async_trait]
 impl Authorization for AllowAll {
@@ -25,11 +72,7 @@ impl Authorization for AllowAll {
         &self,
         _request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        Ok(tonic::Response::new(CheckResponse {
-            status: Some(Status { code: 0, ..Default::default() }),
-            http_response: Some(HttpResponse::OkResponse(OkHttpResponse::default())),
-            ..Default::default()
-        }))
+        Ok(tonic::Response::new(self.answer.clone()))
     }
 }
 
@@ -62,7 +105,7 @@ async fn serve() {
     }
     eprintln!("allow_all: listening on {addr}");
     tonic::transport::Server::builder()
-        .add_service(AuthorizationServer::new(AllowAll))
+        .add_service(AuthorizationServer::new(AllowAll::new(std::env::args().any(|a| a == "--same-answer"))))
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await
         .expect("serve");

@@ -5,10 +5,13 @@
 #   (a) Envoy alone                      -> upstream
 #   (b) Envoy + ext_authz -> allow_all   (examples/allow_all.rs: tonic defaults, OK, no mutations)
 #   (b1) the same allow_all on a current-thread runtime (reference: a tonic server's floor here)
+#   (b2) allow_all --same-answer: what mcp-warden answers (a token-sized Authorization header and
+#        the six decision-metadata fields), so Envoy's work on the answer is the same as in (c)
 #   (c) Envoy + ext_authz -> mcp-warden  (one app, a user whose role allows the tool, tokens cached)
 #   (c2) (c) with audit.envoy_metadata: list_filter (no metadata on allowed calls; no access log reads it)
 #   (d) (c) + the ext_proc list filter on tools/list calls (only when src/extproc exists)
-#   and (b) against (c), (b) against (c2) head to head: loaded at the same moment (the VM's speed drifts)
+#   and (b) against (c), (b) against (c2), (b2) against (c) head to head: loaded at the same moment
+#   (the VM's speed drifts)
 #
 # The Envoy configs are derived from envoy/envoy-test.yaml (the e2e template): same listener,
 # routes and ext_authz filter; the access log is dropped in all of them, (a) drops ext_authz,
@@ -174,6 +177,12 @@ wait_for "allow_all --current-thread" "$ALLOW_CT_PID" test -s "$WORK/allow_all_c
 ALLOW_CT_PORT="$(jq -r .grpc "$WORK/allow_all_ct.json")"
 ALLOW_CT_PORT="${ALLOW_CT_PORT##*:}"
 
+start allow_all_same "$TARGET/examples/allow_all" --same-answer --ready-file "$WORK/allow_all_same.json"
+ALLOW_SAME_PID=$LAST_PID
+wait_for "allow_all --same-answer" "$ALLOW_SAME_PID" test -s "$WORK/allow_all_same.json"
+ALLOW_SAME_PORT="$(jq -r .grpc "$WORK/allow_all_same.json")"
+ALLOW_SAME_PORT="${ALLOW_SAME_PORT##*:}"
+
 UPSTREAM_URI="mcp+http://127.0.0.1:$UPSTREAM_PORT/mcp"
 KEY="bench-key-00000" # user-00000 of the generated policies
 
@@ -232,7 +241,8 @@ def kind(f):
     t = json.dumps(f)
     return "ext_proc" if "ext_proc.v3" in t else "ext_authz" if "ext_authz.v3.ExtAuthz" in t else "other"
 
-keep = {"a": {"other"}, "b": {"other", "ext_authz"}, "b1": {"other", "ext_authz"}, "c": {"other", "ext_authz"},
+keep = {"a": {"other"}, "b": {"other", "ext_authz"}, "b1": {"other", "ext_authz"}, "b2": {"other", "ext_authz"},
+        "c": {"other", "ext_authz"},
         "c2": {"other", "ext_authz"}, "d": {"other", "ext_authz", "ext_proc"}}[variant]
 found = set()
 for listener in cfg["static_resources"]["listeners"]:
@@ -278,22 +288,25 @@ start_envoy() { # NAME CONFIG -> ENVOY_PID, ENVOY_PORT
   [ -n "$ENVOY_PORT" ] && [ "$ENVOY_PORT" != null ] || die "$name: no mcp_ingress listener"
 }
 
-CONFIGS=(a b b1 c c2)
+CONFIGS=(a b b1 b2 c c2)
 [ "$HAVE_EXTPROC" = 1 ] && CONFIGS+=(d)
 declare -A PORT ENVOY_PIDS AUTHZ_PID DESC BODY
 DESC[a]="Envoy alone"
 DESC[b]="Envoy + ext_authz → allow-all (tonic defaults)"
 DESC[b1]="(b) on a current-thread runtime"
+DESC[b2]="(b) answering what mcp-warden answers (token-sized header, six metadata fields)"
 DESC[c]="Envoy + ext_authz → mcp-warden"
 DESC[c2]="(c) with audit.envoy_metadata: list_filter"
 DESC[d]="(c) + ext_proc list filter, tools/list"
 envoy_config a "$ALLOW_PORT" "$SMALL_HTTP" "$WORK/envoy-a.json"
 envoy_config b "$ALLOW_PORT" "$SMALL_HTTP" "$WORK/envoy-b.json"
 envoy_config b1 "$ALLOW_CT_PORT" "$SMALL_HTTP" "$WORK/envoy-b1.json"
+envoy_config b2 "$ALLOW_SAME_PORT" "$SMALL_HTTP" "$WORK/envoy-b2.json"
 envoy_config c "$SMALL_GRPC" "$SMALL_HTTP" "$WORK/envoy-c.json"
 envoy_config c2 "$LEAN_GRPC" "$SMALL_HTTP" "$WORK/envoy-c2.json"
 AUTHZ_PID[b]=$ALLOW_PID
 AUTHZ_PID[b1]=$ALLOW_CT_PID
+AUTHZ_PID[b2]=$ALLOW_SAME_PID
 AUTHZ_PID[c]=$SMALL_PID
 AUTHZ_PID[c2]=$LEAN_PID
 if [ "$HAVE_EXTPROC" = 1 ]; then
@@ -336,7 +349,7 @@ PY
 }
 make_body "$WORK/call.json" tools/call search_docs 300
 make_body "$WORK/list.json" tools/list "" 120
-for cfg in a b b1 c c2; do BODY[$cfg]="$WORK/call.json"; done
+for cfg in a b b1 b2 c c2; do BODY[$cfg]="$WORK/call.json"; done
 BODY[d]="$WORK/list.json"
 
 cat >"$WORK/post.lua" <<'LUA'
@@ -504,47 +517,48 @@ for rep in $(seq "$REPS"); do
   for cfg in "${order[@]}"; do max_load "$cfg" "$rep"; done
 done
 
-# Head to head: (b) and (c) loaded at the same moment, so both see the same machine. On a VM
-# whose speed drifts between runs this compares them where alternating runs cannot: whichever
-# hop costs less CPU in total (Envoy's share included) gets more of the shared cores.
-duel() { # CONFIG REP: (b) and CONFIG at the same moment
-  local x="$1" rep="$2" cfg e0=() e1=() a0=() a1=() pids=() rps=()
-  for cfg in b "$x"; do
+# Head to head: a baseline and (c) loaded at the same moment, so both see the same machine. On
+# a VM whose speed drifts between runs this compares them where alternating runs cannot:
+# whichever hop costs less CPU in total (Envoy's share included) gets more of the shared cores.
+duel() { # BASE CONFIG REP: BASE and CONFIG at the same moment (phase duel_BASE_CONFIG)
+  local base="$1" x="$2" rep="$3" phase="duel_$1_$2" cfg e0=() e1=() a0=() a1=() pids=() rps=()
+  for cfg in "$base" "$x"; do
     e0+=("$(cpu_ticks "${ENVOY_PIDS[$cfg]}")")
     a0+=("$(cpu_ticks "${AUTHZ_PID[$cfg]}")")
   done
-  run_wrk b "$DURATION" "$WORK/duel-$x-b-$rep.txt" &
+  run_wrk "$base" "$DURATION" "$WORK/$phase-$base-$rep.txt" &
   pids+=("$!")
-  run_wrk "$x" "$DURATION" "$WORK/duel-$x-$x-$rep.txt" &
+  run_wrk "$x" "$DURATION" "$WORK/$phase-$x-$rep.txt" &
   pids+=("$!")
   local pid
   for pid in "${pids[@]}"; do
-    wait "$pid" || { kill "${pids[@]}" 2>/dev/null; die "wrk failed head to head (see $WORK/duel-$x-*-$rep.txt)"; }
+    wait "$pid" || { kill "${pids[@]}" 2>/dev/null; die "wrk failed head to head (see $WORK/$phase-*-$rep.txt)"; }
   done
-  for cfg in b "$x"; do
+  for cfg in "$base" "$x"; do
     e1+=("$(cpu_ticks "${ENVOY_PIDS[$cfg]}")")
     a1+=("$(cpu_ticks "${AUTHZ_PID[$cfg]}")")
   done
   local i=0 out reqs bad
-  for cfg in b "$x"; do
-    out="$WORK/duel-$x-$cfg-$rep.txt"
+  for cfg in "$base" "$x"; do
+    out="$WORK/$phase-$cfg-$rep.txt"
     bad="$(failed_requests "$out")"
     [ "$bad" -eq 0 ] || die "($cfg) $bad failed requests head to head; see $out"
     reqs="$(awk '/requests in/ {print $1}' "$out")"
     rps+=("$(awk '/^Requests\/sec:/ {print $2}' "$out")")
-    record "duel_$x" "$cfg" rps "${rps[$i]}"
-    record "duel_$x" "$cfg" envoy_cpu_us "$(awk -v d=$((e1[i] - e0[i])) -v t="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
-    record "duel_$x" "$cfg" authz_cpu_us "$(awk -v d=$((a1[i] - a0[i])) -v t="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
+    record "$phase" "$cfg" rps "${rps[$i]}"
+    record "$phase" "$cfg" envoy_cpu_us "$(awk -v d=$((e1[i] - e0[i])) -v t="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
+    record "$phase" "$cfg" authz_cpu_us "$(awk -v d=$((a1[i] - a0[i])) -v t="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d * 1e6 / t / n}')"
     i=$((i + 1))
   done
-  record "duel_$x" over_b ratio "$(awk -v b="${rps[0]}" -v c="${rps[1]}" 'BEGIN {printf "%.3f", c / b}')"
-  printf '  rep %s: (b) %s req/s, (%s) %s req/s at the same time\n' "$rep" "${rps[0]}" "$x" "${rps[1]}" >&2
+  record "$phase" over_base ratio "$(awk -v b="${rps[0]}" -v c="${rps[1]}" 'BEGIN {printf "%.3f", c / b}')"
+  printf '  rep %s: (%s) %s req/s, (%s) %s req/s at the same time\n' "$rep" "$base" "${rps[0]}" "$x" "${rps[1]}" >&2
 }
 
-log "head to head: (b) and (c), then (b) and (c′), each under wrk -t1 -c $CONNS at the same time, ${DURATION}s, $REPS repetitions"
+log "head to head: (b) and (c), (b) and (c′), (b″) and (c), each under wrk -t1 -c $CONNS at the same time, ${DURATION}s, $REPS repetitions"
 for rep in $(seq "$REPS"); do
-  duel c "$rep"
-  duel c2 "$rep"
+  duel b c "$rep"
+  duel b c2 "$rep"
+  duel b2 c "$rep"
 done
 
 wait_quiet before_rate
@@ -651,6 +665,7 @@ def fmt(x, spec="{:.0f}", none="—"):
 configs = E["BENCH_CONFIGS"].split()
 desc = {"a": "(a) Envoy alone", "b": "(b) Envoy + ext_authz → allow-all (tonic defaults)",
         "b1": "(b′) allow-all on a current-thread runtime (reference)",
+        "b2": "(b″) allow-all answering what mcp-warden answers",
         "c": "(c) Envoy + ext_authz → mcp-warden",
         "c2": "(c′) (c) with `audit.envoy_metadata: list_filter`",
         "d": "(d) (c) + ext_proc list filter (`tools/list`)"}
@@ -676,14 +691,16 @@ def verdict(ok):
 
 c2 = med("max", "c2", "rps")
 p50c2, p99c2 = med("rate", "c2", "p50_ms"), med("rate", "c2", "p99_ms")
-duel, duel2 = med("duel_c", "over_b", "ratio"), med("duel_c2", "over_b", "ratio")
+b2 = med("max", "b2", "rps")
+duel, duel2, duel_same = (med(f"duel_{p}", "over_base", "ratio") for p in ("b_c", "b_c2", "b2_c"))
+name = {"b": "(b)", "b2": "(b″)", "c": "(c)", "c2": "(c′)"}
 
-def duel_line(x, name):
-    runs = " / ".join(f"{r:.2f}" for r in vals.get((f"duel_{x}", "over_b", "ratio"), []))
-    d = f"duel_{x}"
-    return (f"{name}/(b) req/s **{med(d, 'over_b', 'ratio'):.2f}** (runs: {runs}); CPU µs per request, Envoy / server: "
-            f"(b) {fmt(med(d, 'b', 'envoy_cpu_us'), '{:.1f}')} / {fmt(med(d, 'b', 'authz_cpu_us'), '{:.1f}')}, "
-            f"{name} {fmt(med(d, x, 'envoy_cpu_us'), '{:.1f}')} / {fmt(med(d, x, 'authz_cpu_us'), '{:.1f}')}")
+def duel_line(base, x):
+    d = f"duel_{base}_{x}"
+    runs = " / ".join(f"{r:.2f}" for r in vals.get((d, "over_base", "ratio"), []))
+    return (f"{name[x]}/{name[base]} req/s **{med(d, 'over_base', 'ratio'):.2f}** (runs: {runs}); CPU µs per request, "
+            f"Envoy / server: {name[base]} {fmt(med(d, base, 'envoy_cpu_us'), '{:.1f}')} / {fmt(med(d, base, 'authz_cpu_us'), '{:.1f}')}, "
+            f"{name[x]} {fmt(med(d, x, 'envoy_cpu_us'), '{:.1f}')} / {fmt(med(d, x, 'authz_cpu_us'), '{:.1f}')}")
 
 targets = [
     ("mcp-warden CPU per request at max load", "≤ 25 µs", f"{cpu_c:.1f} µs", cpu_c <= 25),
@@ -691,6 +708,8 @@ targets = [
     ("(c)/(b) max req/s, head to head (same moment)", "≥ 1.00", f"{duel:.2f}", duel >= 1.0),
     ("(c′)/(b) max req/s, alternating runs", "≥ 1.00", f"{c2 / b:.2f}", c2 / b >= 1.0),
     ("(c′)/(b) max req/s, head to head (same moment)", "≥ 1.00", f"{duel2:.2f}", duel2 >= 1.0),
+    ("(c)/(b″), the same answer from both: alternating / head to head", "≥ 1.00", f"{c / b2:.2f} / {duel_same:.2f}",
+     c / b2 >= 1.0 and duel_same >= 1.0),
     ("added p50 vs (a) at {} req/s".format(E["BENCH_RATE"]), "≤ +0.45 ms", f"{p50c - p50a:+.2f} ms", p50c - p50a <= 0.45),
     ("added p99 vs (a) at {} req/s".format(E["BENCH_RATE"]), "≤ +1.2 ms", f"{p99c - p99a:+.2f} ms", p99c - p99a <= 1.2),
     ("(c′) added p50 / p99 vs (a)", "≤ +0.45 / +1.2 ms", f"{p50c2 - p50a:+.2f} / {p99c2 - p99a:+.2f} ms",
@@ -750,10 +769,13 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
 
 ## Method
 
-- Six configurations, everything on 127.0.0.1: (a) Envoy alone; (b) Envoy + ext_authz (body
+- Seven configurations, everything on 127.0.0.1: (a) Envoy alone; (b) Envoy + ext_authz (body
   buffering, the same filter config as mcp-warden's) → `examples/allow_all.rs`, a tonic server
   built the default way (multi-threaded runtime) that answers OK with no mutations; (b′) the same
-  server on a current-thread runtime, for reference (the floor of a tonic server here); (c) Envoy +
+  server on a current-thread runtime, for reference (the floor of a tonic server here); (b″) the
+  (b) server answering what mcp-warden answers this request (`--same-answer`: an `Authorization`
+  header as long as mcp-warden's ID token, the same six decision-metadata fields), so that
+  Envoy's work on the answer is the same as in (c) and (c)/(b″) compares the servers alone; (c) Envoy +
   ext_authz → mcp-warden (release build, default config: one runtime thread, audit to a file,
   policy: one app, one user whose role of 20 patterns allows the tool; after the first request
   every token comes from the cache); (c′) the same with `audit.envoy_metadata: list_filter`: an
@@ -776,8 +798,8 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
   The same generator at {E['BENCH_IDLE_RATE']} req/s over 2 connections for {int(E['BENCH_DURATION']) // 2} s per run measures the
   hop alone: nothing queues, so the added p50 is what each ext_authz round trip costs.
 - {E['BENCH_REPS']} repetitions, configurations alternating (a b c … then … c b a); the table shows medians.
-  Then head to head: (b) and (c), then (b) and (c′), each under the same wrk load at the same
-  moment, {E['BENCH_REPS']} times.
+  Then head to head: (b) and (c), (b) and (c′), (b″) and (c), each under the same wrk load at
+  the same moment, {E['BENCH_REPS']} times.
 - CPU per request: utime+stime deltas of the process (all threads, `/proc/PID/stat`) over the
   max-throughput run ÷ requests completed (the table's CPU columns); at the fixed rate, over the
   run ÷ requests sent (the line below the table). Peak RSS: `VmHWM` of `/proc/PID/status`.
@@ -796,10 +818,11 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
 
 - (c)/(b) max req/s: **{c / b:.2f}**; (c)/(a): **{c / a:.2f}**; (b)/(a): {b / a:.2f}
 - (c′)/(b) max req/s: **{c2 / b:.2f}**; added latency of (c′) vs (a): p50 {p50c2 - p50a:+.2f} ms, p99 {p99c2 - p99a:+.2f} ms
+- (c)/(b″), both giving the same answer: **{c / b2:.2f}**; (b″)/(b): {b2 / b:.2f} (what that answer costs Envoy)
 - Head to head ({E['BENCH_REPS']} runs of {E['BENCH_DURATION']} s each; the two Envoys share the machine and a drift in
   the VM's speed hits both alike; each Envoy is one thread, so the split follows mostly
-  Envoy's own work per request): {duel_line("c", "(c)")};
-  {duel_line("c2", "(c′)")}
+  Envoy's own work per request): {duel_line("b", "c")};
+  {duel_line("b", "c2")}; {duel_line("b2", "c")}
 - Added latency of (c) vs (a) at {E['BENCH_RATE']} req/s: p50 {p50c - p50a:+.2f} ms, p99 {p99c - p99a:+.2f} ms
   ((b) vs (a): p50 {med('rate', 'b', 'p50_ms') - p50a:+.2f} ms, p99 {med('rate', 'b', 'p99_ms') - p99a:+.2f} ms);
   how late the generator itself sent, p99: {fmt(med('rate', 'c', 'late_p99_ms'), '{:.3f}')} ms in (c), {fmt(med('rate', 'a', 'late_p99_ms'), '{:.3f}')} ms in (a)

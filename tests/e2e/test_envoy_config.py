@@ -137,7 +137,7 @@ def test_envoy_config_fails_closed_and_checks_every_upstream_route(name: str, tm
     }
     assert authz["include_peer_certificate"] is True
     assert authz.get("encode_raw_headers") is True, "header lines as received: mcp-warden joins repeats itself"
-    assert authz["grpc_service"]["envoy_grpc"]["cluster_name"] == "mcp_warden_grpc"
+    assert authz["grpc_service"]["envoy_grpc"] == {"cluster_name": "mcp_warden_grpc", "skip_envoy_headers": True}
 
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     grpc = clusters["mcp_warden_grpc"]
@@ -252,7 +252,7 @@ def test_list_filter_runs_only_on_allowed_list_calls_and_fails_closed(name: str,
     assert ext_proc["@type"].endswith("envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor")
     # Its own cluster to the same mcp-warden port: a GET stream keeps its ext_proc stream open
     # for the whole session, and open sessions must never use up the checks' request budget.
-    assert ext_proc["grpc_service"]["envoy_grpc"]["cluster_name"] == "mcp_warden_list"
+    assert ext_proc["grpc_service"]["envoy_grpc"] == {"cluster_name": "mcp_warden_list", "skip_envoy_headers": True}
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     checks, lists = clusters["mcp_warden_grpc"], clusters["mcp_warden_list"]
     assert lists["load_assignment"]["endpoints"] == checks["load_assignment"]["endpoints"]
