@@ -10,7 +10,9 @@
 //! machine, for reference. `--same-answer` (configuration (b″)) answers what mcp-warden
 //! answers the bench's request: an `Authorization` header as long as its ID token and the same
 //! six decision-metadata fields. Envoy's work on an answer depends on what the answer holds,
-//! so (c) against (b″) compares the two servers with that work equal.
+//! so (c) against (b″) compares the two servers with that work equal. The ready file then
+//! also carries those fields (`"metadata"`), and `bench.sh` checks them against mcp-warden's
+//! audit event for the same request.
 
 use std::path::PathBuf;
 
@@ -24,10 +26,12 @@ use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc::Status;
 use tokio::net::TcpListener;
 
-/// The length of mcp-warden's ID token for the bench's user and app (RS256, 2048-bit key).
+/// The length of mcp-warden's ID token for the bench's user and app (RS256, 2048-bit key; read
+/// off the request Envoy forwards upstream).
 const TOKEN_LEN: usize = 780;
 
-/// The decision metadata mcp-warden sends for the bench's allowed `tools/call`.
+/// The decision metadata mcp-warden sends for the bench's allowed `tools/call` (user and app
+/// of `examples/bench_policy.rs`).
 const METADATA: [(&str, &str); 6] = [
     ("decision", "allow"),
     ("reason", "allowed_by_role"),
@@ -96,16 +100,23 @@ fn main() {
 }
 
 async fn serve() {
+    let same_answer = std::env::args().any(|a| a == "--same-answer");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("bound address");
     if let Some(path) = ready_file() {
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{{\"grpc\":\"{addr}\"}}")).expect("write the ready file");
+        let mut ready = format!("{{\"grpc\":\"{addr}\"");
+        if same_answer {
+            let fields: Vec<String> = METADATA.iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect();
+            ready.push_str(&format!(",\"metadata\":{{{}}}", fields.join(",")));
+        }
+        ready.push('}');
+        std::fs::write(&tmp, ready).expect("write the ready file");
         std::fs::rename(&tmp, &path).expect("publish the ready file");
     }
     eprintln!("allow_all: listening on {addr}");
     tonic::transport::Server::builder()
-        .add_service(AuthorizationServer::new(AllowAll::new(std::env::args().any(|a| a == "--same-answer"))))
+        .add_service(AuthorizationServer::new(AllowAll::new(same_answer)))
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await
         .expect("serve");

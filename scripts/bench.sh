@@ -398,6 +398,14 @@ for cfg in c c2; do
   [ "$code" = 401 ] || die "($cfg) let a wrong API key through (HTTP $code)"
   post "${PORT[$cfg]}" "$WORK/denied.json" | grep -q '"code":-32602' || die "($cfg) did not deny a tool outside the role"
 done
+# (b″) must answer what mcp-warden answered the same request: its metadata against (c)'s audit.
+same_answer() {
+  jq -e -s --argjson want "$(jq -c .metadata "$WORK/allow_all_same.json")" \
+    'map(select(.event == "request.allowed" and .tool == "search_docs")) | last
+     | {decision, reason, user, app, mcp_method, tool} == $want' "$WORK/warden/audit.jsonl"
+}
+wait_for "(c)'s audit event of the preflight request" "$SMALL_PID" test -s "$WORK/warden/audit.jsonl"
+wait_for "(b″) metadata = mcp-warden's (examples/allow_all.rs METADATA; see $WORK/warden/audit.jsonl)" "$SMALL_PID" same_answer
 
 if [ "$SERVE" = 1 ]; then
   for cfg in "${CONFIGS[@]}"; do
