@@ -11,7 +11,8 @@
 #   (c2) (c) with audit.envoy_metadata: list_filter (no metadata on allowed calls; no access log reads it)
 #   (d) (c) + the ext_proc list filter on tools/list calls (only when src/extproc exists)
 #   and (b) against (c), (b) against (c2), (b2) against (c) head to head: loaded at the same moment
-#   (the VM's speed drifts)
+#   (the VM's speed drifts); and (a), (b), (c) again with Envoy at its default concurrency (one
+#   worker per core, as the issue's own baseline was measured)
 #
 # The Envoy configs are derived from envoy/envoy-test.yaml (the e2e template): same listener,
 # routes and ext_authz filter; the access log is dropped in all of them, (a) drops ext_authz,
@@ -274,10 +275,10 @@ PY
 
 BASE_ID=$(((($$ % 5000) + 1) * 10))
 ENVOY_INDEX=0
-start_envoy() { # NAME CONFIG -> ENVOY_PID, ENVOY_PORT
+start_envoy() { # NAME CONFIG [CONCURRENCY] -> ENVOY_PID, ENVOY_PORT
   local name="$1" config="$2" admin
   ENVOY_INDEX=$((ENVOY_INDEX + 1))
-  start "$name" "$ENVOY" -c "$config" --base-id $((BASE_ID + ENVOY_INDEX)) --concurrency "$ENVOY_CONCURRENCY" \
+  start "$name" "$ENVOY" -c "$config" --base-id $((BASE_ID + ENVOY_INDEX)) --concurrency "${3:-$ENVOY_CONCURRENCY}" \
     --admin-address-path "$WORK/$name.admin" --log-level warn
   ENVOY_PID=$LAST_PID
   wait_for "$name admin" "$ENVOY_PID" test -s "$WORK/$name.admin"
@@ -525,6 +526,29 @@ for rep in $(seq "$REPS"); do
   for cfg in "${order[@]}"; do max_load "$cfg" "$rep"; done
 done
 
+# The issue's own baseline (Envoy alone ≈ 31k req/s, + allow-all 0.39×) was measured with
+# Envoy's default concurrency, one worker per core. With one worker, Envoy's CPU per request
+# alone sets max req/s; with one per core, everything on the path shares the cores.
+ALL_CORES="$(nproc)"
+log "max throughput with Envoy at its default concurrency ($ALL_CORES workers): (a), (b), (c), $REPS alternating repetitions"
+ALL_CONFIGS=()
+for cfg in a b c; do
+  start_envoy "envoy-$cfg-all" "$WORK/envoy-$cfg.json" "$ALL_CORES"
+  PORT[${cfg}_all]=$ENVOY_PORT
+  ENVOY_PIDS[${cfg}_all]=$ENVOY_PID
+  [ -n "${AUTHZ_PID[$cfg]:-}" ] && AUTHZ_PID[${cfg}_all]=${AUTHZ_PID[$cfg]}
+  BODY[${cfg}_all]=${BODY[$cfg]}
+  post "$ENVOY_PORT" "${BODY[$cfg]}" | grep -q '"result"' || die "($cfg, all cores) did not reach the upstream"
+  run_wrk "${cfg}_all" 2 "$WORK/warmup-${cfg}_all.txt"
+  ALL_CONFIGS+=("${cfg}_all")
+done
+for rep in $(seq "$REPS"); do
+  order=("${ALL_CONFIGS[@]}")
+  if ((rep % 2 == 0)); then mapfile -t order < <(printf '%s\n' "${ALL_CONFIGS[@]}" | tac); fi
+  for cfg in "${order[@]}"; do max_load "$cfg" "$rep"; done
+done
+for cfg in "${ALL_CONFIGS[@]}"; do kill "${ENVOY_PIDS[$cfg]}" 2>/dev/null || true; done
+
 # Head to head: a baseline and (c) loaded at the same moment, so both see the same machine. On
 # a VM whose speed drifts between runs this compares them where alternating runs cannot:
 # whichever hop costs less CPU in total (Envoy's share included) gets more of the shared cores.
@@ -646,7 +670,7 @@ export BENCH_RUSTC="$(rustc --version)" BENCH_ENVOY="$("$ENVOY" --version 2>/dev
 export BENCH_WRK="$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
 export BENCH_GIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (with uncommitted src changes)')"
 export BENCH_DURATION="$DURATION" BENCH_REPS="$REPS" BENCH_CONNECTIONS="$CONNS" BENCH_RATE="$RATE" BENCH_IDLE_RATE="$IDLE_RATE" BENCH_LATE_MAX="$LATE_MAX" BENCH_RATE_RETRIES="$RATE_RETRIES"
-export BENCH_RATE_CLIENTS="$RATE_CLIENTS" BENCH_ENVOY_CONCURRENCY="$ENVOY_CONCURRENCY"
+export BENCH_RATE_CLIENTS="$RATE_CLIENTS" BENCH_ENVOY_CONCURRENCY="$ENVOY_CONCURRENCY" BENCH_ALL_CORES="$ALL_CORES"
 export BENCH_UPSTREAM_THREADS="$UPSTREAM_THREADS" BENCH_PIN="$PIN" BENCH_HAVE_EXTPROC="$HAVE_EXTPROC"
 export BENCH_BIG_USERS="$BIG_USERS" BENCH_BIG_ROLES="$BIG_ROLES" BENCH_CRITERION_DIR="$(target_dir)/criterion"
 export BENCH_CONFIGS="${CONFIGS[*]}"
@@ -676,6 +700,10 @@ def paired(x, base):
     ratio, where it does not out of a ratio of medians."""
     r = [p / q for p, q in zip(vals[("max", x, "rps")], vals[("max", base, "rps")])]
     return statistics.median(r)
+
+def busy(x):
+    """Envoy's CPU at max load, in cores: CPU µs per request × req/s."""
+    return med("max", x, "envoy_cpu_us") * med("max", x, "rps") / 1e6
 
 def path_cpu(x):
     """Envoy's and the ext_authz server's CPU µs per request at max load, together."""
@@ -712,6 +740,7 @@ c2 = med("max", "c2", "rps")
 p50c2, p99c2 = med("rate", "c2", "p50_ms"), med("rate", "c2", "p99_ms")
 b2 = med("max", "b2", "rps")
 pc_b, pc2_b, pc_b2 = paired("c", "b"), paired("c2", "b"), paired("c", "b2")
+pc_all = paired("c_all", "b_all")
 duel, duel2, duel_same = (med(f"duel_{p}", "over_base", "ratio") for p in ("b_c", "b_c2", "b2_c"))
 name = {"b": "(b)", "b2": "(b″)", "c": "(c)", "c2": "(c′)"}
 
@@ -732,6 +761,8 @@ targets = [
     ("(c′)/(b) max req/s, head to head (same moment)", "≥ 1.00", f"{duel2:.2f}", duel2 >= 1.0),
     ("(c)/(b″), the same answer from both: alternating (per-repetition median) / head to head", "≥ 1.00",
      f"{pc_b2:.2f} / {duel_same:.2f}", pc_b2 >= 1.0 and duel_same >= 1.0),
+    ("(c)/(b) max req/s, Envoy at its default concurrency: per-repetition median (ratio of medians)", "≥ 1.00",
+     f"{pc_all:.2f} ({med('max', 'c_all', 'rps') / med('max', 'b_all', 'rps'):.2f})", pc_all >= 1.0),
     ("added p50 vs (a) at {} req/s".format(E["BENCH_RATE"]), "≤ +0.45 ms", f"{p50c - p50a:+.2f} ms", p50c - p50a <= 0.45),
     ("added p99 vs (a) at {} req/s".format(E["BENCH_RATE"]), "≤ +1.2 ms", f"{p99c - p99a:+.2f} ms", p99c - p99a <= 1.2),
     ("(c′) added p50 / p99 vs (a)", "≤ +0.45 / +1.2 ms", f"{p50c2 - p50a:+.2f} / {p99c2 - p99a:+.2f} ms",
@@ -776,6 +807,28 @@ if big_hwm is not None:
 """
 else:
     big_section = "### Large policy\n\nNot run (`--no-big`).\n"
+
+all_rows = []
+for x in ("a", "b", "c"):
+    k = f"{x}_all"
+    all_rows.append("| {} | {} | {} | {} | {:.2f} |".format(
+        desc[x], fmt(med("max", k, "rps")), fmt(med("max", k, "envoy_cpu_us"), "{:.1f}"),
+        fmt(med("max", k, "authz_cpu_us"), "{:.1f}"), busy(k)))
+ra, rb, rc = (med("max", f"{x}_all", "rps") for x in "abc")
+all_section = f"""### Envoy at its default concurrency ({E['BENCH_ALL_CORES']} workers, one per core)
+
+The issue's own baseline (Envoy alone ≈ 31k req/s, + allow-all ≈ 0.39×) was measured this way.
+Everything on the path (wrk, Envoy, the ext_authz server, the upstream) then shares the
+{E['BENCH_ALL_CORES']} cores. Same load, {E['BENCH_REPS']} alternating repetitions, medians.
+
+| configuration | max req/s | Envoy CPU µs/req | ext_authz server CPU µs/req | Envoy CPU, cores |
+| --- | ---: | ---: | ---: | ---: |
+{chr(10).join(all_rows)}
+
+- (c)/(b): per-repetition median **{paired("c_all", "b_all"):.2f}** (runs: {" / ".join(f"{p / q:.2f}" for p, q in zip(vals[("max", "c_all", "rps")], vals[("max", "b_all", "rps")]))}), ratio of medians {rc / rb:.2f};
+  (c)/(a) {rc / ra:.2f}; (b)/(a) {rb / ra:.2f}
+- Envoy + ext_authz server CPU µs per request, together: (b) {path_cpu("b_all"):.1f}; (c) {path_cpu("c_all"):.1f}
+"""
 
 pin = ("wrk/bench_rate on CPU 1, Envoy, the upstream and the ext_authz server on CPU 0 (`taskset`)"
        if E["BENCH_PIN"] == "1" else "no CPU pinning")
@@ -823,7 +876,8 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
   Throughput ratios are given as the median of the per-repetition ratios (robust to the VM's
   drift) and as the ratio of the medians.
   Then head to head: (b) and (c), (b) and (c′), (b″) and (c), each under the same wrk load at
-  the same moment, {E['BENCH_REPS']} times.
+  the same moment, {E['BENCH_REPS']} times. And (a), (b), (c) once more with Envoy at its default
+  concurrency, one worker per core (its own section below).
 - CPU per request: utime+stime deltas of the process (all threads, `/proc/PID/stat`) over the
   max-throughput run ÷ requests completed (the table's CPU columns); at the fixed rate, over the
   run ÷ requests sent (the line below the table). Peak RSS: `VmHWM` of `/proc/PID/status`.
@@ -844,8 +898,12 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
 - Per-repetition ratios (each repetition runs every configuration within about a minute, so a
   slow drift of the VM's speed cancels out of each ratio), median and runs:
   {"; ".join(f"{n} **{paired(x, y):.2f}** (" + " / ".join(f"{p / q:.2f}" for p, q in zip(vals[("max", x, "rps")], vals[("max", y, "rps")])) + ")" for n, x, y in (("(c)/(b)", "c", "b"), ("(c′)/(b)", "c2", "b"), ("(c)/(b″)", "c", "b2"), ("(b″)/(b)", "b2", "b")))}
-- Envoy + ext_authz server CPU µs per request at max load, together (the cores are saturated,
-  so max req/s follows what each request costs the whole path): {"; ".join(f"({x}) {path_cpu(x):.1f}" for x in configs if x != "a")};
+- Envoy's CPU at max load, in cores (CPU per request × req/s): {"; ".join(f"({x}) {busy(x):.2f}" for x in configs)}.
+  Each Envoy here has {E['BENCH_ENVOY_CONCURRENCY']} worker thread(s), kept nearly busy: max req/s is about 1 ÷ Envoy's CPU per
+  request, so (c)/(b) follows Envoy's work on each answer (Envoy CPU per request, (b) over (c):
+  {med("max", "b", "envoy_cpu_us") / med("max", "c", "envoy_cpu_us"):.2f}; max req/s (c)/(b): {c / b:.2f}), and the ext_authz server's own CPU counts only
+  where the rest of the path runs short of cores.
+- Envoy + ext_authz server CPU µs per request at max load, together: {"; ".join(f"({x}) {path_cpu(x):.1f}" for x in configs if x != "a")};
   (b)/(c): {path_cpu("b") / path_cpu("c"):.2f}, (b″)/(c): {path_cpu("b2") / path_cpu("c"):.2f}
 - (c′)/(b) max req/s: **{c2 / b:.2f}**; added latency of (c′) vs (a): p50 {p50c2 - p50a:+.2f} ms, p99 {p99c2 - p99a:+.2f} ms
 - (c)/(b″), both giving the same answer: **{c / b2:.2f}**; (b″)/(b): {b2 / b:.2f} (what that answer costs Envoy)
@@ -866,6 +924,7 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
 - mcp-warden peak RSS (small policy, after all runs): {hwm_small / 1024:.1f} MiB; allow-all: {med('mem', 'c', 'allow_all_hwm_kb') / 1024:.1f} MiB
 - Tokens (small policy): {fmt(med('tokens', 'c', 'minted'))} minted, {fmt(med('tokens', 'c', 'cache_hits'))} cache hits
 
+{all_section}
 {big_section}
 ### Targets (issue 8)
 
