@@ -126,7 +126,7 @@ pub fn authenticate<'p>(
                         AuthError::Token(r)
                     })?;
                     let user = snapshot.dynamic_user(&id.username, &id.roles, id.traits).map_err(|e| {
-                        tracing::warn!(user = %id.username, error = %e, "identity-provider user does not fit the policy");
+                        tracing::warn!(error = %e, "identity-provider user does not fit the policy");
                         AuthError::Unusable
                     })?;
                     accept(UserRef::Dynamic(user), AuthMethod::Jwt)?;

@@ -275,8 +275,8 @@ pub struct Config {
     pub path: Option<PathBuf>,
 }
 
-/// The longest token lifetime accepted.
-const MAX_LIFETIME: Duration = Duration::from_secs(3600);
+/// The longest token lifetime accepted: the reference system mints for at most 10 minutes.
+const MAX_LIFETIME: Duration = Duration::from_secs(600);
 /// The largest list event the filter may be told to hold (its gRPC messages stay under 64 MiB).
 pub const MAX_LIST_EVENT_BYTES: usize = 48 << 20;
 /// serde_json's own recursion limit bounds what depth can be configured.
@@ -322,7 +322,7 @@ impl Config {
             Some(s) => parse_duration(&s).map_err(|m| invalid("token.lifetime", m))?,
         };
         if token_lifetime < Duration::from_secs(30) || token_lifetime > MAX_LIFETIME {
-            return Err(invalid("token.lifetime", "must be between 30s and 1h".into()));
+            return Err(invalid("token.lifetime", "must be between 30s and 10m".into()));
         }
         let dur = |field: &'static str, v: Option<String>, default: Duration| -> Result<Duration, ConfigError> {
             v.map_or(Ok(default), |s| parse_duration(&s).map_err(|m| invalid(field, m)))
@@ -715,6 +715,7 @@ mod tests {
         for (text, field) in [
             ("token: {lifetime: 5d}\n", "token.lifetime"),
             ("token: {lifetime: 2h}\n", "token.lifetime"),
+            ("token: {lifetime: 11m}\n", "token.lifetime"),
             ("inspection: {denied_status: 500}\n", "inspection.denied_status"),
             ("listen: {http: nowhere}\n", "listen.http"),
             ("inspection: {max_depth: 1000}\n", "inspection.max_depth"),

@@ -53,11 +53,20 @@ pub fn router(warden: Arc<Warden>, max_age: std::time::Duration) -> Router {
         .route("/.well-known/jwks-oidc", get(jwks))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route(RESOURCE_METADATA_PATH, get(resource_metadata_handler))
         .route(&format!("{RESOURCE_METADATA_PATH}/{{*path}}"), get(resource_metadata_handler))
         .with_state(AppState { warden, discovery, max_age: max_age.as_secs() })
+}
+
+/// Ready only while a key can sign: without one every allowed call is refused (503).
+async fn readyz(State(s): State<AppState>) -> Response {
+    if s.warden.key_ring().active(std::time::SystemTime::now()).is_some() {
+        "ready\n".into_response()
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no signing key is active\n").into_response()
+    }
 }
 
 fn json_response(body: String, max_age: u64) -> Response {

@@ -281,15 +281,27 @@ impl KeyDir {
         let Some(i) = manifest.keys.iter().position(|k| k.kid == kid) else {
             return Err(self.err(&self.manifest_path(), format!("no key with kid '{kid}'")));
         };
-        let others_can_sign = manifest
-            .keys
-            .iter()
-            .enumerate()
-            .any(|(j, k)| j != i && k.active_from <= t && k.retired_at.is_none_or(|r| r > t));
-        if !others_can_sign {
-            return Err(
-                self.err(&self.manifest_path(), format!("'{kid}' is the only key that can sign now; rotate first"))
-            );
+        // The key that would sign instead: the latest-scheduled other one that may sign now. It
+        // must still be published: a key superseded longer than `retain` ago has left the
+        // JWKS, and verifiers would refuse its tokens until they fetched it again.
+        let may_sign = |k: &Entry| k.active_from <= t && k.retired_at.is_none_or(|r| r > t);
+        let successor = (manifest.keys.iter().enumerate())
+            .filter(|&(j, k)| j != i && may_sign(k))
+            .max_by_key(|(_, k)| k.active_from)
+            .map(|(_, k)| k);
+        let published = successor.is_some_and(|k| {
+            let superseded = (manifest.keys.iter())
+                .filter(|l| l.active_from > k.active_from && l.active_from <= t)
+                .filter(|l| l.retired_at.is_none_or(|r| r > l.active_from))
+                .map(|l| l.active_from)
+                .min();
+            superseded.is_none_or(|s| t < s + self.retain.as_secs())
+        });
+        if !published {
+            return Err(self.err(
+                &self.manifest_path(),
+                format!("'{kid}' is the only published key that can sign now; rotate first"),
+            ));
         }
         manifest.keys[i].retired_at = Some(t);
         self.write_manifest(&manifest)
@@ -390,6 +402,22 @@ mod tests {
         let (ring, _) = d.load_or_init(at(0)).expect("init");
         let kid = ring.active(at(0)).expect("active").kid().to_owned();
         assert!(d.retire(&kid, at(1)).is_err());
+    }
+
+    #[test]
+    fn retiring_the_new_key_brings_the_old_one_back_only_while_it_is_still_published() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = dir(tmp.path());
+        let (ring, _) = d.load_or_init(at(0)).expect("init");
+        let old = ring.active(at(0)).expect("active").kid().to_owned();
+        let new = d.rotate(at(100)).expect("rotate"); // signs from 160; old published until 760
+        // Long after the old key left the JWKS: it must not sign again at once.
+        let err = d.retire(&new, at(2000)).expect_err("old key is unpublished");
+        assert!(err.to_string().contains("only published key"), "{err}");
+        assert_eq!(d.load(Seen::Manifest).expect("load").active(at(2000)).map(|k| k.kid()), Some(new.as_str()));
+        // Within the retention time it is still published, so it may take over.
+        d.retire(&new, at(700)).expect("old key is still published");
+        assert_eq!(d.load(Seen::Manifest).expect("load").active(at(701)).map(|k| k.kid()), Some(old.as_str()));
     }
 
     #[test]

@@ -309,3 +309,65 @@ fn policy_reload_changes_decisions_and_drops_cached_tokens() {
     let Outcome::Allow { set: after, .. } = check(&w, &time) else { panic!("allow") };
     assert_ne!(before["authorization"].0, after["authorization"].0, "a new generation mints anew");
 }
+
+/// A ring whose only key signs an hour from now: nothing can sign yet.
+fn ring_with_no_active_key(dir: &std::path::Path) -> mcp_warden::keyring::KeyRing {
+    let keys = mcp_warden::keyring::KeyDir {
+        dir: dir.join("keys"),
+        read_only: false,
+        propagation: std::time::Duration::from_secs(60),
+        retain: std::time::Duration::from_secs(600),
+    };
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    let (ring, _) = keys.load_or_init(later).expect("key ring");
+    assert!(ring.active(std::time::SystemTime::now()).is_none());
+    ring
+}
+
+#[test]
+fn without_a_key_that_can_sign_an_allowed_call_is_refused_never_forwarded_bare() {
+    let w = warden();
+    let tmp = tempfile::tempdir().expect("tmp");
+    w.replace_keys(ring_with_no_active_key(tmp.path()));
+    let req = request("POST", &[JSON, ("x-api-key", "foo")], &call("get_weather"), Some("bedrock-mcp"), "");
+    let Outcome::Deny { status, body, .. } = check(&w, &req) else { panic!("no token: must not be allowed") };
+    assert_eq!(status, 503);
+    assert_eq!(
+        (body["id"].clone(), body["error"]["code"].clone()),
+        (serde_json::json!("req-1"), serde_json::json!(-32603))
+    );
+    let metrics = w.metrics.render(0);
+    assert!(metrics.contains(r#"reason="token_unavailable""#), "{metrics}");
+}
+
+#[test]
+fn a_trait_value_that_would_break_a_header_line_is_never_sent() {
+    let w = warden();
+    let injected =
+        common::POLICY.replace("traits: {team: [blue, green]}", r#"traits: {team: ["blue\r\nx-injected: 1"]}"#);
+    w.replace_policy(Policy::load(&[Source::inline("v2.yaml", &injected)]).expect("policy"));
+    let req = request(
+        "POST",
+        &[JSON, ("x-api-key", "foo"), ("x-team", "client")],
+        &call("get_weather"),
+        Some("bedrock-mcp"),
+        "",
+    );
+    let Outcome::Allow { set, remove } = check(&w, &req) else { panic!("allow") };
+    assert!(set["authorization"].0.starts_with("Bearer ey"));
+    assert!(!set.contains_key("x-team"), "{set:?}");
+    assert!(remove.contains(&"x-team".to_owned()), "the client's own x-team is not forwarded either: {remove:?}");
+}
+
+#[tokio::test]
+async fn readyz_answers_ready_only_while_a_key_can_sign() {
+    let w = std::sync::Arc::new(warden());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/readyz", listener.local_addr().expect("addr"));
+    let router = mcp_warden::http::router(w.clone(), std::time::Duration::from_secs(60));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    assert_eq!(reqwest::get(&url).await.expect("GET").status(), 200);
+    let tmp = tempfile::tempdir().expect("tmp");
+    w.replace_keys(ring_with_no_active_key(tmp.path()));
+    assert_eq!(reqwest::get(&url).await.expect("GET").status(), 503);
+}

@@ -282,7 +282,7 @@ impl Warden {
                 return Reply::rejection(&r);
             }
         };
-        let allow = |audit: &mut AuditInfo<'s>| self.allow(snap, user, app, ctx.http.headers, audit);
+        let allow = |audit: &mut AuditInfo<'s>| self.allow(snap, user, app, ctx.http.headers, echo_id, audit);
         let body = match inspection {
             Inspection::Messages { body, .. } => body,
             Inspection::Stream => {
@@ -369,14 +369,20 @@ impl Warden {
         user: &User,
         app: &App,
         headers: &Headers<'_>,
+        id: Option<&serde_json::value::RawValue>,
         audit: &mut AuditInfo<'_>,
     ) -> Reply {
         let mut set = Vec::with_capacity(app.rewrite.len());
         let mut remove: Vec<&str> = Vec::new();
         for rule in &app.rewrite {
             match self.render(snap, user, app, &rule.value, audit) {
-                Some(value) => set.push((rule.name.to_string(), value)),
-                None => remove.push(&rule.name),
+                Ok(value) => set.push((rule.name.to_string(), value)),
+                Err(Unfilled::Remove) => remove.push(&rule.name),
+                Err(Unfilled::NoToken) => {
+                    // Never forwarded without the identity the upstream verifies.
+                    audit.reason = TOKEN_UNAVAILABLE;
+                    return Reply::error(503, id, -32603, "no identity token can be signed right now; try again later");
+                }
             }
         }
         // Only what the request carries: Envoy sent every header it has (a removal of an
@@ -389,8 +395,7 @@ impl Warden {
         Reply::allow(set, remove.into_iter().map(str::to_owned).collect())
     }
 
-    /// A header value from its template; `None` when a part cannot be filled (the header is
-    /// then removed rather than forwarded from the client).
+    /// A header value from its template (see [`Unfilled`] for when there is none).
     fn render(
         &self,
         snap: &Snapshot,
@@ -398,7 +403,7 @@ impl Warden {
         app: &App,
         parts: &[ValuePart],
         audit: &mut AuditInfo<'_>,
-    ) -> Option<String> {
+    ) -> Result<String, Unfilled> {
         let mut out = String::new();
         for part in parts {
             match part {
@@ -408,7 +413,7 @@ impl Warden {
                     let ring = self.keys.load();
                     let Some(key) = ring.active(now) else {
                         tracing::error!("no signing key is active");
-                        return None;
+                        return Err(Unfilled::NoToken);
                     };
                     match snap.tokens.get_or_mint(&self.settings.token, key, user, app, now) {
                         Ok((token, source)) => {
@@ -417,15 +422,41 @@ impl Warden {
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "signing failed");
-                            return None;
+                            return Err(Unfilled::NoToken);
                         }
                     }
                 }
-                ValuePart::Trait(_, name) => out.push_str(&user.traits.get(&**name)?.join(",")),
+                ValuePart::Trait(_, name) => {
+                    let values = user.traits.get(&**name).ok_or(Unfilled::Remove)?;
+                    // A trait may come from an identity provider's claim: a control character
+                    // in it would split or smuggle a header line.
+                    if values.iter().any(|v| !valid_header_text(v)) {
+                        tracing::warn!(trait_name = &**name, "a trait value is not valid in a header; header removed");
+                        return Err(Unfilled::Remove);
+                    }
+                    out.push_str(&values.join(","));
+                }
             }
         }
-        Some(out)
+        Ok(out)
     }
+}
+
+/// Why a header of an app's `rewrite` gets no value.
+enum Unfilled {
+    /// A trait the user lacks, or one that is not valid in a header: the header is removed
+    /// rather than forwarded from the client.
+    Remove,
+    /// No ID token can be signed (no active key, or signing failed): the call is refused.
+    NoToken,
+}
+
+/// The decision reason when an allowed call is refused for want of an ID token.
+const TOKEN_UNAVAILABLE: &str = "token_unavailable";
+
+/// Text allowed in a header value (RFC 9110 §5.5): no control character but horizontal tab.
+fn valid_header_text(s: &str) -> bool {
+    !s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
 }
 
 /// `params.arguments` of a `tools/call` body, for apps that opted into auditing them. The

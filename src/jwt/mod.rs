@@ -19,6 +19,10 @@
 //! 6. `exp` present and not past, `nbf` and `iat` not in the future (each with the clock
 //!    skew), and a lifetime no longer than `max_lifetime`;
 //! 7. a non-empty username claim (and `email_verified` not `false` when it is `email`).
+//!
+//! An `email` the token itself says is unverified (`email_verified: false`, or the string
+//! `"false"` some providers send) names nobody: it is refused as the username and ignored by
+//! `claims_to_roles` and traits, so an address a user typed but never proved grants nothing.
 
 pub mod jwks;
 
@@ -223,10 +227,10 @@ impl RoleMapping {
 
     /// The roles for a verified claim set: every rule with a claim value matching its
     /// pattern contributes its roles, in order, without duplicates.
-    fn map(&self, claims: &Map<String, Value>) -> Result<Vec<String>, Rejected> {
+    fn map<'c>(&self, claim: impl Fn(&str) -> Option<&'c Value>) -> Result<Vec<String>, Rejected> {
         let mut out: Vec<String> = Vec::new();
-        for (claim, set, roles) in &self.rules {
-            let Some(value) = claims.get(&**claim) else { continue };
+        for (name, set, roles) in &self.rules {
+            let Some(value) = claim(name) else { continue };
             let mut hit = false;
             for_each_value(value, |v| hit = hit || set.is_match(v))?;
             if hit {
@@ -557,16 +561,18 @@ impl Verifier {
     }
 
     fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, Rejected> {
-        let username = match claims.get(&self.config.username_claim) {
+        let unverified = matches!(claims.get("email_verified"), Some(Value::Bool(false)))
+            || matches!(claims.get("email_verified"), Some(Value::String(s)) if s.eq_ignore_ascii_case("false"));
+        // The claims identity is drawn from: an unverified `email` is not one of them.
+        let claim = |name: &str| if unverified && name == "email" { None } else { claims.get(name) };
+        let username = match claim(&self.config.username_claim) {
             Some(Value::String(s)) if valid_username(s) => s.clone(),
+            _ if unverified && self.config.username_claim == "email" => return Err(Rejected::EmailUnverified),
             _ => return Err(Rejected::Username),
         };
-        if self.config.username_claim == "email" && claims.get("email_verified") == Some(&Value::Bool(false)) {
-            return Err(Rejected::EmailUnverified);
-        }
         let mut traits = Traits::new();
-        for (name, claim) in &self.config.traits {
-            let Some(value) = claims.get(claim) else { continue };
+        for (name, claim_name) in &self.config.traits {
+            let Some(value) = claim(claim_name) else { continue };
             let mut values: Vec<String> = Vec::new();
             for_each_value(value, |v| {
                 if !values.iter().any(|x| x == v) {
@@ -577,7 +583,7 @@ impl Verifier {
                 traits.entry(name.clone()).or_default().extend(values);
             }
         }
-        let roles = self.roles.map(claims)?;
+        let roles = self.roles.map(claim)?;
         Ok(Identity { username, roles, traits })
     }
 }
@@ -998,10 +1004,31 @@ mod tests {
         assert_eq!(verify(&v, &token("RS256", &with(claims(), "email", json!(["a"])))), Err(Rejected::Username));
         let unverified = with(claims(), "email_verified", json!(false));
         assert_eq!(verify(&v, &token("RS256", &unverified)), Err(Rejected::EmailUnverified));
+        let unverified_text = with(claims(), "email_verified", json!("false"));
+        assert_eq!(verify(&v, &token("RS256", &unverified_text)), Err(Rejected::EmailUnverified));
         let mut config = config();
         config.username_claim = "sub".into();
         let by_sub = verifier_with(config, &jwks());
         assert_eq!(verify(&by_sub, &token("RS256", &unverified)).map(|i| i.username), Ok("u-123".into()));
+    }
+
+    #[test]
+    fn an_unverified_email_grants_no_role_and_no_trait() {
+        let mut config = config();
+        config.username_claim = "sub".into();
+        config.traits.push(("mail".into(), "email".into()));
+        let v = verifier_with(config, &jwks());
+        let verified = verify(&v, &token("RS256", &claims())).expect("valid");
+        assert!(verified.roles.iter().any(|r| r == "employee"), "the email rule applies: {:?}", verified.roles);
+        assert_eq!(verified.traits["mail"], ["alice@example.com"]);
+        for flag in [json!(false), json!("false"), json!("FALSE")] {
+            let id = verify(&v, &token("RS256", &with(claims(), "email_verified", flag.clone()))).expect("valid");
+            assert!(!id.roles.iter().any(|r| r == "employee"), "{flag}: {:?}", id.roles);
+            assert!(!id.traits.contains_key("mail"), "{flag}: {:?}", id.traits);
+            assert_eq!(id.username, "u-123");
+        }
+        let id = verify(&v, &token("RS256", &with(claims(), "email_verified", json!(true)))).expect("valid");
+        assert!(id.roles.iter().any(|r| r == "employee"));
     }
 
     #[test]
