@@ -371,3 +371,17 @@ async fn readyz_answers_ready_only_while_a_key_can_sign() {
     w.replace_keys(ring_with_no_active_key(tmp.path()));
     assert_eq!(reqwest::get(&url).await.expect("GET").status(), 503);
 }
+
+#[test]
+fn the_search_tool_cannot_be_called_as_a_task_whose_result_would_skip_the_list_filter() {
+    let w = warden();
+    let search = r#"{"jsonrpc":"2.0","id":"req-1","method":"tools/call","params":{"name":"x_amz_bedrock_agentcore_search","arguments":{"query":"x"},"task":{"ttl":60000}}}"#;
+    let req = request("POST", &[JSON, ("x-api-key", "foo")], search, Some("bedrock-mcp"), "");
+    let Outcome::Deny { status, body, .. } = check(&w, &req) else { panic!("refused") };
+    assert_eq!((status, body["id"].clone(), body["error"]["code"].clone()), (400, "req-1".into(), (-32602).into()));
+    assert!(w.metrics.render(0).contains(r#"reason="search_task_not_allowed""#));
+    // Any other tool may run as a task (its answer lists no tools).
+    let task = r#"{"jsonrpc":"2.0","id":"req-2","method":"tools/call","params":{"name":"get_weather","task":{}}}"#;
+    let req = request("POST", &[JSON, ("x-api-key", "foo")], task, Some("bedrock-mcp"), "");
+    assert!(matches!(check(&w, &req), Outcome::Allow { .. }));
+}

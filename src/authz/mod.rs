@@ -324,6 +324,15 @@ impl Warden {
         msg: &'m Message<'m>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
         match mcp::governed(msg)? {
+            // A task-augmented call answers through `tasks/result`, which the list filter does
+            // not read: the tool definitions this tool returns would reach the client unfiltered.
+            Some(crate::policy::Governed::Tool(AGENTCORE_SEARCH_TOOL)) if msg.params.has_task => Err(Rejection {
+                status: 400,
+                code: -32602,
+                message: "the search tool cannot be called as a task".into(),
+                reason: "search_task_not_allowed",
+                id: msg.id,
+            }),
             Some(g) => Ok(check_name(user, app, g)),
             None => Ok(Decision { allowed: true, reason: crate::policy::Reason::NotGoverned, role: None, rule: None }),
         }

@@ -125,10 +125,22 @@ pub fn protocol_version<'a>(req: &HttpRequest<'a>) -> Result<ProtocolVersion, Re
     }
 }
 
+/// Headers some frameworks read as the request's real method.
+const METHOD_OVERRIDES: &[&str] = &["x-http-method-override", "x-http-method", "x-method-override"];
+
 /// Runs every fail-closed check and parses the body.
 pub fn inspect<'a>(req: &HttpRequest<'a>, limits: &Limits) -> Result<Inspection<'a>, Rejection<'a>> {
+    // A server honouring one would act on a method the check did not see.
+    if METHOD_OVERRIDES.iter().any(|h| req.header(h).is_some()) {
+        return Err(Rejection::new(400, -32600, "method_override", "method-override headers are not allowed"));
+    }
     match req.method {
         "POST" => {}
+        // Their bodies are never inspected, so they may not have one: a server that read it
+        // would run what no check saw.
+        "GET" | "DELETE" if !req.body.is_empty() || req.header("x-envoy-auth-partial-body").is_some() => {
+            return Err(Rejection::new(400, -32600, "body_not_allowed", "a GET or DELETE request has no body"));
+        }
         "GET" => return Ok(Inspection::Stream),
         "DELETE" => return Ok(Inspection::EndSession),
         _ => return Err(Rejection::new(405, -32600, "method_not_allowed", "HTTP method not allowed")),
@@ -269,8 +281,17 @@ pub fn governed<'m, 'a>(msg: &'m Message<'a>) -> Result<Option<Governed<'m>>, Re
         return Ok(None);
     };
     let invalid = |what: &'static str| Rejection { id: msg.id, ..Rejection::new(400, -32600, "missing_name", what) };
+    // No name or URI holds a control character: a glob's `*` would match across one where
+    // the reference system's does not (and a line break in a name is never meant).
+    let named = |s: &'m str| match s.chars().any(char::is_control) {
+        false => Ok(s),
+        true => Err(Rejection {
+            id: msg.id,
+            ..Rejection::new(400, -32602, "invalid_name", "a name or URI holds a control character")
+        }),
+    };
     let required = |v: &'m Option<Result<Cow<'a, str>, ()>>, what| match v {
-        Some(Ok(s)) if !s.is_empty() => Ok(&**s),
+        Some(Ok(s)) if !s.is_empty() => named(s),
         _ => Err(invalid(what)),
     };
     Ok(Some(match method {
@@ -282,8 +303,8 @@ pub fn governed<'m, 'a>(msg: &'m Message<'a>) -> Result<Option<Governed<'m>>, Re
         "completion/complete" => {
             let r = msg.params.reference.as_ref().ok_or_else(|| invalid("completion/complete needs params.ref"))?;
             match (r.kind.as_deref(), r.name.as_deref(), r.uri.as_deref()) {
-                (Some("ref/prompt"), Some(n), _) if !n.is_empty() => Governed::Prompt(n),
-                (Some("ref/resource"), _, Some(u)) if !u.is_empty() => Governed::Resource(u),
+                (Some("ref/prompt"), Some(n), _) if !n.is_empty() => Governed::Prompt(named(n)?),
+                (Some("ref/resource"), _, Some(u)) if !u.is_empty() => Governed::Resource(named(u)?),
                 _ => return Err(invalid("completion/complete has an unrecognised params.ref")),
             }
         }
@@ -430,6 +451,23 @@ mod tests {
     }
 
     #[test]
+    fn a_get_or_delete_with_a_body_and_any_method_override_are_refused() {
+        let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"delete_all"}}"#;
+        let json = headers(&[("content-type", "application/json")]);
+        for method in ["GET", "DELETE"] {
+            let r = run(method, &json, call).expect_err("a body no check reads");
+            assert_eq!((r.status, r.reason), (400, "body_not_allowed"), "{method}");
+            let partial = headers(&[("x-envoy-auth-partial-body", "true")]);
+            assert_eq!(run(method, &partial, "").expect_err("cut body").reason, "body_not_allowed", "{method}");
+        }
+        for name in METHOD_OVERRIDES {
+            let h = headers(&[("content-type", "application/json"), (name, "DELETE")]);
+            assert_eq!(run("POST", &h, call).expect_err("override").reason, "method_override", "{name}");
+            assert_eq!(run("GET", &headers(&[(name, "POST")]), "").expect_err("override").reason, "method_override");
+        }
+    }
+
+    #[test]
     fn governed_names_and_missing_names() {
         let body = jsonrpc::parse(br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":""}}"#, 8)
             .expect("parses");
@@ -441,5 +479,19 @@ mod tests {
                 .expect("parses");
         let Body::Single(m) = body else { panic!() };
         assert_eq!(governed(&m).expect("ok"), Some(Governed::Resource("file:///x")));
+    }
+
+    #[test]
+    fn names_and_uris_with_control_characters_are_refused() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get_x\ndelete_all"}}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"prompts/get","params":{"name":"p\u0000"}}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"file:///a\tb"}}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p\r"}}}"#,
+        ] {
+            let Body::Single(m) = jsonrpc::parse(body.as_bytes(), 8).expect("parses") else { panic!() };
+            let r = governed(&m).expect_err(body);
+            assert_eq!((r.reason, r.code, r.id.map(|i| i.get())), ("invalid_name", -32602, Some("4")), "{body}");
+        }
     }
 }

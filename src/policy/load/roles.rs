@@ -116,7 +116,7 @@ impl RawRules {
         for (key, values) in c.app_labels {
             let values = values.into_vec();
             if key == "*" {
-                if values.iter().all(|v| v == "*") {
+                if !values.is_empty() && values.iter().all(|v| v == "*") {
                     out.any_app = true;
                 } else {
                     errors.push((format!("{prefix}.app_labels"), "the '*' key only accepts the value '*'".into()));
@@ -251,6 +251,9 @@ mod tests {
     #[test]
     fn wildcard_label_key_needs_wildcard_value() {
         let e = errors("kind: role\nversion: v8\nmetadata: {name: r}\nspec:\n  allow:\n    app_labels: {'*': dev}\n");
+        assert!(e.contains("'*' key"), "{e}");
+        // An empty list is no wildcard: it would otherwise grant every app.
+        let e = errors("kind: role\nversion: v8\nmetadata: {name: r}\nspec:\n  allow:\n    app_labels: {'*': []}\n");
         assert!(e.contains("'*' key"), "{e}");
     }
 }
