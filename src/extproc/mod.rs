@@ -8,9 +8,10 @@
 //! with that metadata. Who asked, on which app, with which JSON-RPC id, comes from the
 //! metadata, never from the body; the user is found again by name and fingerprint in the
 //! policy in force at each piece of the body (a GET stream lives as long as its session, and
-//! a reload meanwhile applies to it). Then, by content type, the body is asked for
-//! whole (`BUFFERED`, JSON) or chunk by chunk (`STREAMED`, SSE, re-framed by [`sse`]) and
-//! filtered by [`filter`].
+//! a reload meanwhile applies to it). Then the body is asked for whole (`BUFFERED`: JSON of
+//! a known length up to [`JSON_BUFFERED_MAX`], whose `content-length` is then corrected) or
+//! chunk by chunk (`STREAMED`: larger or unsized JSON, held here up to `max_event_bytes`,
+//! and SSE, re-framed by [`sse`]), and filtered by [`filter`].
 //!
 //! Fails closed: no usable decision, a user the current policy no longer knows, a compressed
 //! body or a list that cannot be parsed gives the client a JSON-RPC error (-32603) instead
@@ -166,14 +167,19 @@ impl Target {
     }
 }
 
+/// The largest JSON list (by `content-length`) asked for whole: well inside Envoy's default
+/// per-connection buffer limit (1 MiB), which a `BUFFERED` body may not exceed.
+pub const JSON_BUFFERED_MAX: u64 = 512 * 1024;
+
 #[derive(Debug)]
 enum State {
     /// Waiting for the response headers.
     Start,
     /// Nothing to filter: the rest of the response passes as it is.
     Pass,
-    /// Collecting a JSON body (Envoy buffers it; more than one chunk is handled all the same).
-    Json { target: Box<Target>, body: Vec<u8>, chunks: usize },
+    /// Collecting a JSON body: Envoy buffers it, or (`streamed`) sends it in pieces that are
+    /// held back here until the whole can be judged.
+    Json { target: Box<Target>, body: Vec<u8>, chunks: usize, streamed: bool },
     /// Re-framing an event stream.
     Sse { target: Box<Target>, reframer: Reframer },
     /// An event stream was given up on in `error` mode: the rest is dropped.
@@ -261,8 +267,17 @@ impl Session {
             )
         } else {
             // Anything else that claims success is treated as JSON: a client may parse it.
-            self.state = State::Json { target, body: Vec::new(), chunks: 0 };
-            (BodySendMode::Buffered, None)
+            // Envoy buffers a body only up to its buffer limit (a larger one fails, or stalls
+            // when it arrived with the headers): past that, or of unknown length, it streams.
+            let length = header(headers, "content-length").and_then(|l| l.trim().parse::<u64>().ok());
+            let streamed = length.is_none_or(|n| n > JSON_BUFFERED_MAX);
+            self.state = State::Json { target, body: Vec::new(), chunks: 0, streamed };
+            if streamed {
+                let mutation = HeaderMutation { remove_headers: vec!["content-length".into()], ..Default::default() };
+                (BodySendMode::Streamed, Some(mutation))
+            } else {
+                (BodySendMode::Buffered, None)
+            }
         };
         ProcessingResponse {
             response: Some(processing_response::Response::ResponseHeaders(HeadersResponse {
@@ -288,23 +303,28 @@ impl Session {
                 self.state = State::Drop;
                 replace_chunk(Vec::new())
             }
-            State::Json { target, mut body, chunks } => {
+            State::Json { target, mut body, chunks, streamed } => {
                 body.extend_from_slice(&chunk.body);
+                if body.len() > self.settings.max_event_bytes {
+                    return self.give_up_json(&target, streamed);
+                }
                 if !chunk.end_of_stream {
-                    if body.len() > self.settings.max_event_bytes {
-                        return self.give_up_json(&target);
-                    }
                     // Hold every byte back until the whole body can be judged.
-                    self.state = State::Json { target, body, chunks: chunks + 1 };
+                    self.state = State::Json { target, body, chunks: chunks + 1, streamed };
                     return replace_chunk(Vec::new());
                 }
-                self.finish_json(&target, body, chunks > 0)
+                self.finish_json(&target, body, chunks > 0, streamed)
             }
             State::Sse { target, reframer } => self.sse_chunk(target, reframer, &chunk),
         }
     }
 
-    fn finish_json(&mut self, target: &Target, body: Vec<u8>, held_back: bool) -> BodyResponse {
+    fn finish_json(&mut self, target: &Target, body: Vec<u8>, held_back: bool, streamed: bool) -> BodyResponse {
+        // Streamed, the headers are gone: only the bytes can be replaced.
+        let replace_body = |body: Vec<u8>, content_type| match streamed {
+            true => replace_chunk(body),
+            false => replace_body(body, content_type),
+        };
         if body.iter().all(u8::is_ascii_whitespace) {
             // An empty body lists nothing.
             return if held_back { replace_body(body, None) } else { BodyResponse::default() };
@@ -340,8 +360,8 @@ impl Session {
         }
     }
 
-    /// A JSON body too large to judge, arriving in pieces.
-    fn give_up_json(&mut self, target: &Target) -> BodyResponse {
+    /// A JSON body too large to judge.
+    fn give_up_json(&mut self, target: &Target, streamed: bool) -> BodyResponse {
         tracing::warn!(
             kind = target.kind.as_str(),
             limit = self.settings.max_event_bytes,
@@ -349,7 +369,10 @@ impl Session {
         );
         self.state = State::Drop;
         // What was held back is never sent.
-        replace_body(target.error_body().into_bytes(), Some("application/json"))
+        match streamed {
+            true => replace_chunk(target.error_body().into_bytes()),
+            false => replace_body(target.error_body().into_bytes(), Some("application/json")),
+        }
     }
 
     fn sse_chunk(&mut self, target: Box<Target>, mut reframer: Reframer, chunk: &HttpBody) -> BodyResponse {

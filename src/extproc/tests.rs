@@ -196,6 +196,44 @@ fn a_json_list_is_buffered_filtered_and_gets_its_content_length_corrected() {
 }
 
 #[test]
+fn a_large_or_unsized_json_list_is_streamed_held_back_and_filtered_whole() {
+    let w = warden();
+    let big = (JSON_BUFFERED_MAX + 1).to_string();
+    for length in [Some(big.as_str()), None] {
+        let mut s = Session::new(w.clone(), SETTINGS);
+        let mut headers = vec![(":status", "200"), ("content-type", "application/json")];
+        headers.extend(length.map(|l| ("content-length", l)));
+        let r = s.handle(response_headers(Some(decision(&w, LIST)), &headers)).expect("answer");
+        assert_eq!(body_mode(&r), Some(BodySendMode::Streamed), "{length:?}");
+        let Some(processing_response::Response::ResponseHeaders(h)) = &r.response else { panic!("headers") };
+        let removed = &h.response.as_ref().and_then(|c| c.header_mutation.as_ref()).expect("mutation").remove_headers;
+        assert_eq!(removed, &["content-length"], "the length changes");
+        let (head, tail) = LISTED.as_bytes().split_at(20);
+        let b = body_response(s.handle(body(head, false)).expect("answer"));
+        assert_eq!(sent(&b).as_deref(), Some(&b""[..]), "nothing leaves before the whole is judged");
+        let b = body_response(s.handle(body(tail, true)).expect("answer"));
+        assert_eq!(sent(&b).as_deref(), Some(FILTERED.as_bytes()));
+        assert_eq!(set_header(&b, "content-length"), None, "headers are gone when streaming");
+    }
+}
+
+#[test]
+fn a_streamed_json_list_over_the_limit_becomes_an_error_and_nothing_of_it_leaves() {
+    let w = warden();
+    let settings = ListFilterSettings { max_event_bytes: 64, ..SETTINGS };
+    let mut s = Session::new(w.clone(), settings);
+    s.handle(response_headers(Some(decision(&w, LIST)), &[(":status", "200"), ("content-type", "application/json")]))
+        .expect("answer");
+    let b = body_response(s.handle(body(&LISTED.as_bytes()[..60], false)).expect("answer"));
+    assert_eq!(sent(&b).as_deref(), Some(&b""[..]));
+    let b = body_response(s.handle(body(&LISTED.as_bytes()[60..], false)).expect("answer"));
+    let error: serde_json::Value = serde_json::from_slice(&sent(&b).expect("error body")).expect("JSON");
+    assert_eq!((error["id"].clone(), error["error"]["code"].clone()), (7.into(), (-32603).into()));
+    let b = body_response(s.handle(body(b"]}}", true)).expect("answer"));
+    assert_eq!(sent(&b).as_deref(), Some(&b""[..]), "the rest is dropped");
+}
+
+#[test]
 fn a_get_stream_filters_every_list_answer_on_it_and_passes_the_rest() {
     let w = warden();
     let (mut s, r) = sse_session(&w, decision_of(&w, "GET", ""));
@@ -303,8 +341,10 @@ fn a_long_lived_stream_is_filtered_by_the_policy_in_force_at_each_event() {
 fn an_unparseable_json_list_becomes_an_error_unless_configured_to_pass() {
     let broken = br#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"delete_file"}"#;
     let w = warden();
+    let len = broken.len().to_string();
+    let sized = [(":status", "200"), ("content-type", "application/json"), ("content-length", len.as_str())];
     let mut s = Session::new(w.clone(), SETTINGS);
-    s.handle(response_headers(Some(decision(&w, LIST)), &[(":status", "200"), ("content-type", "application/json")]));
+    s.handle(response_headers(Some(decision(&w, LIST)), &sized));
     let b = body_response(s.handle(body(broken, true)).expect("answer"));
     let v: serde_json::Value = serde_json::from_slice(&sent(&b).expect("replaced")).expect("JSON error");
     assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (serde_json::json!(7), serde_json::json!(-32603)));
@@ -312,7 +352,7 @@ fn an_unparseable_json_list_becomes_an_error_unless_configured_to_pass() {
 
     let pass = ListFilterSettings { on_unparseable: OnUnparseable::Pass, ..SETTINGS };
     let mut s = Session::new(w.clone(), pass);
-    s.handle(response_headers(Some(decision(&w, LIST)), &[(":status", "200"), ("content-type", "application/json")]));
+    s.handle(response_headers(Some(decision(&w, LIST)), &sized));
     let b = body_response(s.handle(body(broken, true)).expect("answer"));
     assert_eq!(sent(&b), None, "passed as it was");
 }

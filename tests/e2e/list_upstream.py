@@ -15,7 +15,10 @@ The request header `x-list-scenario` picks how the answer is framed:
 - `sse`: `text/event-stream` with CRLF line ends, a comment, `retry:`, event ids, a
   notification before the answer, the answer's data split over two `data:` lines, and the
   bytes cut into chunks mid-line and mid-event (written with pauses, so Envoy sees them apart);
-- `broken`: a truncated JSON body; `gzip`: the JSON gzip-compressed (`content-encoding: gzip`).
+- `broken`: a truncated JSON body; `gzip`: the JSON gzip-compressed (`content-encoding: gzip`);
+- `large`: each tool's description padded so the JSON answer is LARGE_BYTES (with its
+  content-length), sent with the headers; `large-late`: the same, its body LARGE_PAUSE after the
+  headers (Envoy meets the two cases differently).
 
 A GET at /mcp is the server-to-client stream (`text/event-stream`, LF line ends, one event a
 chunk, written with pauses). Without `Last-Event-ID` it holds one priming event (an id and
@@ -53,6 +56,22 @@ PAGE_SIZE = 6
 CHUNK_PAUSE = 0.05
 # Longer than Envoy's ext_proc timeouts in envoy-test.yaml (grpc_service and message_timeout: 2s).
 STREAM_HOLD = 3.0
+# Past Envoy's default buffer limit (1 MiB) and twice it, under list_filter.max_event_bytes (8 MiB).
+LARGE_BYTES = 3 * 1024 * 1024
+LARGE_PAUSE = 0.3
+
+
+def padded(answer: dict[str, Any]) -> bytes:
+    """A tools/list answer whose descriptions are padded to LARGE_BYTES in all."""
+    tools = answer["result"]["tools"]
+    for t in tools:
+        t["description"] = ""
+    room = LARGE_BYTES - len(json.dumps(answer, separators=(",", ":")))
+    for i, t in enumerate(tools):
+        t["description"] = "x" * (room // len(tools) + (room % len(tools) if i == 0 else 0))
+    body = json.dumps(answer, separators=(",", ":")).encode()
+    assert len(body) == LARGE_BYTES
+    return body
 
 
 def tool_def(name: str) -> dict[str, Any]:
@@ -212,6 +231,13 @@ class App:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         elif scenario == "broken":
             await self._send(send, 200, payload.encode()[: len(payload) // 2], "application/json")
+        elif scenario in ("large", "large-late"):
+            body = padded(json.loads(payload))
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            if scenario == "large-late":
+                await asyncio.sleep(LARGE_PAUSE)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
         elif scenario == "gzip":
             await self._send(send, 200, gzip.compress(payload.encode()), "application/json", [(b"content-encoding", b"gzip")])
         else:

@@ -192,6 +192,24 @@ def test_a_forged_upstream_token_from_the_client_is_overwritten(stack: harness.S
         assert records == []
 
 
+def test_client_sent_envoy_control_headers_and_accept_encoding_never_reach_the_upstream(
+    stack: harness.Stack, http: httpx.Client
+) -> None:
+    """An external client cannot ask Envoy to retry (replaying an allowed call), nor the
+    upstream to compress (a compressed list answer cannot be filtered)."""
+    control = {"x-envoy-retry-on": "5xx", "x-envoy-max-retries": "3", "x-envoy-upstream-rq-timeout-ms": "1"}
+    resp = post_jsonrpc(
+        http,
+        stack.mcp_url,
+        initialize_request(id=1),
+        {"x-api-key": ALICE_KEY, "accept-encoding": "gzip, br", **control},
+    )
+    assert resp.status_code == 200, resp.text
+    (rec,) = stack.upstream.records()
+    sent = {k.lower() for k, _ in rec["headers"]}
+    assert not sent & {*control, "accept-encoding"}, sorted(sent)
+
+
 def test_discovery_and_jwks_are_public_through_envoy(stack: harness.Stack, http: httpx.Client) -> None:
     resp = http.get(stack.envoy.url("/.well-known/openid-configuration"))
     assert resp.status_code == 200, resp.text

@@ -139,6 +139,13 @@ def test_envoy_config_fails_closed_and_checks_every_upstream_route(name: str, tm
     assert authz.get("encode_raw_headers") is True, "header lines as received: mcp-warden joins repeats itself"
     assert authz["grpc_service"]["envoy_grpc"] == {"cluster_name": "mcp_warden_grpc", "skip_envoy_headers": True}
 
+    # Who is external is decided by the peer's address, so a client can neither send Envoy's
+    # own control headers (retries would replay allowed calls) nor pick what the upstream
+    # receives compressed (a compressed list cannot be filtered).
+    assert hcm.get("use_remote_address") is True, name
+    for vh in hcm["route_config"]["virtual_hosts"]:
+        assert {"x-mcp-warden-list", "accept-encoding"} <= set(vh["request_headers_to_remove"]), name
+
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     grpc = clusters["mcp_warden_grpc"]
     assert "http2_protocol_options" in str(grpc["typed_extension_protocol_options"])

@@ -298,6 +298,35 @@ def test_a_batch_with_no_list_call_passes_through_the_list_filter_unchanged(
     assert stack.upstream.tool_calls() == ["get_time"]
 
 
+@pytest.mark.parametrize("scenario", ["large", "large-late"])
+def test_a_list_of_megabytes_is_filtered_whole_whenever_its_body_arrives(
+    scripted: Callable[..., harness.Stack], http: httpx.Client, scenario: str
+) -> None:
+    # Larger than Envoy buffers: streamed to mcp-warden, held back there, and sent filtered.
+    stack = scripted()
+    resp = _list_page(http, stack, "bob", scenario, None, id="big-1")
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.headers["content-type"].startswith("application/json")
+    assert "content-length" not in resp.headers or int(resp.headers["content-length"]) == len(resp.content)
+    answer = resp.json()
+    names = [t["name"] for t in answer["result"]["tools"]]
+    page_one = lu.TOOL_NAMES[: lu.PAGE_SIZE]
+    assert names == [n for n in ls.visible_in_order("bob") if n in page_one], names
+    assert answer["id"] == "big-1" and answer["result"]["nextCursor"] == "page-2"
+    assert len(answer["result"]["tools"][0]["description"]) > 100_000, "the padding arrived whole"
+
+
+def test_a_list_over_max_event_bytes_is_an_error_not_a_stall(
+    scripted: Callable[..., harness.Stack], http: httpx.Client
+) -> None:
+    stack = scripted(config_extra={"list_filter": {"max_event_bytes": 1024 * 1024}})
+    for scenario in ("large", "large-late"):
+        resp = _list_page(http, stack, "bob", scenario, None, id="big-2")
+        assert resp.status_code == 200, resp.text[:300]
+        assert resp.json() == {"jsonrpc": "2.0", "id": "big-2", "error": {"code": ls.ERR_INTERNAL, "message": ls.UNFILTERABLE}}
+        assert "delete_file" not in resp.text
+
+
 @pytest.mark.parametrize("scenario", ["broken", "gzip"])
 def test_a_list_that_cannot_be_filtered_is_an_error_not_the_full_list(
     scripted: Callable[..., harness.Stack], http: httpx.Client, scenario: str
