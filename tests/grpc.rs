@@ -296,11 +296,17 @@ fn request_headers() -> ProcessingRequest {
 }
 
 /// The upstream's response headers, with ext_authz's decision metadata as Envoy forwards it.
-fn response_headers(decision: &CheckResponse) -> ProcessingRequest {
+/// The upstream's response headers for a JSON body of `length` bytes.
+fn response_headers(decision: &CheckResponse, length: usize) -> ProcessingRequest {
     let md = decision.dynamic_metadata.clone().expect("decision metadata");
+    let length = length.to_string();
     ProcessingRequest {
         request: Some(processing_request::Request::ResponseHeaders(HttpHeaders {
-            headers: Some(envoy_headers(&[(":status", "200"), ("content-type", "application/json")])),
+            headers: Some(envoy_headers(&[
+                (":status", "200"),
+                ("content-type", "application/json"),
+                ("content-length", &length),
+            ])),
             end_of_stream: false,
             ..Default::default()
         })),
@@ -367,7 +373,7 @@ async fn filter_list(channel: Channel, listed: &str) -> Vec<u8> {
         matches!(first.response, Some(processing_response::Response::RequestHeaders(_))),
         "request headers are answered harmlessly: {first:?}"
     );
-    to_filter.send(response_headers(&decision)).await.expect("queued");
+    to_filter.send(response_headers(&decision, listed.len())).await.expect("queued");
     let headers = next().await;
     assert!(matches!(headers.response, Some(processing_response::Response::ResponseHeaders(_))), "{headers:?}");
     let mode = headers.mode_override.as_ref().map(|m| m.response_body_mode);
