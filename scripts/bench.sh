@@ -657,6 +657,26 @@ if [ "$MICRO" = 1 ]; then
     cargo bench --quiet --bench "$b" -- --warm-up-time 1 --measurement-time 3 >"$WORK/criterion-$b.log" 2>&1 ||
       die "cargo bench --bench $b failed: $(tail -20 "$WORK/criterion-$b.log")"
   done
+  # Instructions per check, counted by callgrind inside `check_bytes` only: the same on every
+  # run, so a change to the check is weighed without the VM's drift. N checks minus none
+  # (the first check, which mints the token, is in both).
+  if command -v valgrind >/dev/null; then
+    log "instructions per check (callgrind)"
+    cargo bench --quiet --bench instructions --no-run >"$WORK/instructions.log" 2>&1 ||
+      die "cargo bench --bench instructions failed: $(tail -20 "$WORK/instructions.log")"
+    IBIN="$(cargo bench --bench instructions --no-run --message-format=json 2>/dev/null |
+      jq -r 'select(.reason == "compiler-artifact" and .target.name == "instructions") | .executable // empty' | tail -1)"
+    [ -x "$IBIN" ] || die "no instructions bench binary"
+    ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect='*Warden::check_bytes*' "$IBIN" "$1" "$2" 2>&1 |
+      awk '/Collected/ {print $4}'; }
+    for c in call denied list; do
+      i0="$(ir "$c" 0)"; i1="$(ir "$c" 1000)"
+      [ -n "$i0" ] && [ -n "$i1" ] || die "callgrind gave no count for $c"
+      record instructions "$c" per_check "$(((i1 - i0) / 1000))"
+    done
+  else
+    log "no valgrind: instruction counts skipped"
+  fi
 fi
 
 # ------------------------------------------------------------------------------------------
@@ -786,6 +806,8 @@ check_ns = next((m for f, m, _ in micro if f == "check/tools_call_allowed_cached
 if check_ns is not None:
     targets.insert(0, ("in-process `Check`, cached-token `tools/call`", "≤ 10 µs", f"{check_ns / 1000:.2f} µs",
                        check_ns <= 10_000))
+
+instr = {c: med("instructions", c, "per_check") for c in ("call", "denied", "list")}
 
 def human(ns):
     return f"{ns / 1e6:.2f} ms" if ns >= 1e6 else f"{ns / 1e3:.2f} µs" if ns >= 1e3 else f"{ns:.0f} ns"
@@ -939,6 +961,11 @@ Last run: {E['BENCH_DATE']}, commit {E['BENCH_GIT']}.
 | bench | median | 95% CI |
 | --- | ---: | ---: |
 """ + "\n".join(f"| `{f}` | {human(m)} | {human(ci['lower_bound'])} – {human(ci['upper_bound'])} |" for f, m, ci in micro) + f"""
+
+Instructions per check (`benches/instructions.rs` under callgrind, counted inside
+`Warden::check_bytes` only; the same on every run, whatever the VM's speed):
+cached-token `tools/call` {fmt(instr["call"])}; denied `tools/call` {fmt(instr["denied"])};
+`tools/list` {fmt(instr["list"])}.
 
 ## Notes
 

@@ -18,7 +18,7 @@ use crate::config::AuditOutput;
 /// One decision, as written to the audit log.
 #[derive(Debug, Serialize)]
 pub struct Event<'a> {
-    pub time: String,
+    pub time: Timestamp,
     pub event: &'static str,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub request_id: &'a str,
@@ -172,8 +172,31 @@ impl Audit {
     }
 }
 
+/// An RFC 3339 UTC time with milliseconds (`2026-11-29T04:34:56.123Z`), kept on the stack:
+/// one per audit event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp([u8; 24]);
+
+impl Timestamp {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default() // ASCII digits and separators
+    }
+}
+
+impl std::fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// RFC 3339 UTC time with milliseconds, without a date library.
-pub fn rfc3339(t: SystemTime) -> String {
+pub fn rfc3339(t: SystemTime) -> Timestamp {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
@@ -190,21 +213,24 @@ pub fn rfc3339(t: SystemTime) -> String {
     let year = u64::try_from(year).unwrap_or(0);
     // By hand, not `format!`: this runs once per audit event. (RFC 3339 years have four
     // digits; a clock past 9999 is not representable.)
-    let mut out = String::with_capacity(24);
-    let mut put = |n: u64, width: u32, then: char| {
+    let mut out = [0u8; 24];
+    let mut at = 0;
+    let mut put = |n: u64, width: u32, then: u8| {
         for place in (0..width).rev() {
-            out.push(char::from(b'0' + (n / 10u64.pow(place) % 10) as u8));
+            out[at] = b'0' + (n / 10u64.pow(place) % 10) as u8;
+            at += 1;
         }
-        out.push(then);
+        out[at] = then;
+        at += 1;
     };
-    put(year, 4, '-');
-    put(month as u64, 2, '-');
-    put(day as u64, 2, 'T');
-    put(rem / 3600, 2, ':');
-    put(rem % 3600 / 60, 2, ':');
-    put(rem % 60, 2, '.');
-    put(u64::from(d.subsec_millis()), 3, 'Z');
-    out
+    put(year, 4, b'-');
+    put(month as u64, 2, b'-');
+    put(day as u64, 2, b'T');
+    put(rem / 3600, 2, b':');
+    put(rem % 3600 / 60, 2, b':');
+    put(rem % 60, 2, b'.');
+    put(u64::from(d.subsec_millis()), 3, b'Z');
+    Timestamp(out)
 }
 
 #[cfg(test)]
@@ -259,10 +285,13 @@ mod tests {
 
     #[test]
     fn formats_rfc3339_utc() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_764_390_896_123)), "2025-11-29T04:34:56.123Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(253_402_300_799_999)), "9999-12-31T23:59:59.999Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_798_761_599_007)), "2026-12-31T23:59:59.007Z");
+        assert_eq!(rfc3339(UNIX_EPOCH).as_str(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_764_390_896_123)).as_str(), "2025-11-29T04:34:56.123Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)).as_str(), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(253_402_300_799_999)).as_str(),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_798_761_599_007)).as_str(), "2026-12-31T23:59:59.007Z");
     }
 }

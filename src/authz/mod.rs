@@ -385,7 +385,7 @@ impl Warden {
         let mut remove: Vec<&str> = Vec::new();
         for rule in &app.rewrite {
             match self.render(snap, user, app, &rule.value, audit) {
-                Ok(value) => set.push((rule.name.to_string(), value)),
+                Ok(value) => set.push((rule.name.clone(), value)),
                 Err(Unfilled::Remove) => remove.push(&rule.name),
                 Err(Unfilled::NoToken) => {
                     // Never forwarded without the identity the upstream verifies.
@@ -397,11 +397,31 @@ impl Warden {
         // Only what the request carries: Envoy sent every header it has (a removal of an
         // absent header is work for nothing).
         for h in CREDENTIAL_HEADERS {
-            if headers.contains_key(h) && !set.iter().any(|(n, _)| n == h) && !remove.contains(h) {
+            if headers.contains_key(h) && !set.iter().any(|(n, _)| **n == **h) && !remove.contains(h) {
                 remove.push(h);
             }
         }
         Reply::allow(set, remove.into_iter().map(str::to_owned).collect())
+    }
+
+    /// The ID token for `user` at `app`: cached, else minted with the active key.
+    fn token(&self, snap: &Snapshot, user: &User, app: &App, audit: &mut AuditInfo<'_>) -> Result<Arc<str>, Unfilled> {
+        let now = SystemTime::now();
+        let ring = self.keys.load();
+        let Some(key) = ring.active(now) else {
+            tracing::error!("no signing key is active");
+            return Err(Unfilled::NoToken);
+        };
+        match snap.tokens.get_or_mint(&self.settings.token, key, user, app, now) {
+            Ok((token, source)) => {
+                audit.token_cached = Some(source == crate::token::Source::Cache);
+                Ok(token)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "signing failed");
+                Err(Unfilled::NoToken)
+            }
+        }
     }
 
     /// A header value from its template (see [`Unfilled`] for when there is none).
@@ -413,28 +433,24 @@ impl Warden {
         parts: &[ValuePart],
         audit: &mut AuditInfo<'_>,
     ) -> Result<String, Unfilled> {
-        let mut out = String::new();
+        // The token first, so that the value is allocated once at its size.
+        let token = match parts.iter().any(|p| matches!(p, ValuePart::IdToken)) {
+            true => Some(self.token(snap, user, app, audit)?),
+            false => None,
+        };
+        let size = parts
+            .iter()
+            .map(|p| match p {
+                ValuePart::Text(t) => t.len(),
+                ValuePart::IdToken => token.as_deref().map_or(0, str::len),
+                ValuePart::Trait(..) => 0,
+            })
+            .sum();
+        let mut out = String::with_capacity(size);
         for part in parts {
             match part {
                 ValuePart::Text(t) => out.push_str(t),
-                ValuePart::IdToken => {
-                    let now = SystemTime::now();
-                    let ring = self.keys.load();
-                    let Some(key) = ring.active(now) else {
-                        tracing::error!("no signing key is active");
-                        return Err(Unfilled::NoToken);
-                    };
-                    match snap.tokens.get_or_mint(&self.settings.token, key, user, app, now) {
-                        Ok((token, source)) => {
-                            audit.token_cached = Some(source == crate::token::Source::Cache);
-                            out.push_str(&token);
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "signing failed");
-                            return Err(Unfilled::NoToken);
-                        }
-                    }
-                }
+                ValuePart::IdToken => out.push_str(token.as_deref().unwrap_or_default()),
                 ValuePart::Trait(_, name) => {
                     let values = user.traits.get(&**name).ok_or(Unfilled::Remove)?;
                     // A trait may come from an identity provider's claim: a control character

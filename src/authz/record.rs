@@ -1,6 +1,7 @@
 //! What one check records: the audit event(s) and the decision metadata handed to Envoy.
 //! Collected while the check runs, written once at its end (batches element by element).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -27,8 +28,8 @@ pub(super) struct AuditInfo<'a> {
     pub(super) user: Option<AuditUser>,
     pub(super) fingerprint: Option<u64>,
     pub(super) app: Option<&'a App>,
-    pub(super) mcp_method: Option<String>,
-    pub(super) jsonrpc_id: Option<Box<RawValue>>,
+    pub(super) mcp_method: Option<Cow<'a, str>>,
+    pub(super) jsonrpc_id: Option<&'a RawValue>,
     pub(super) name: Option<(&'static str, String)>,
     pub(super) protocol_version: Option<&'static str>,
     pub(super) reason: &'static str,
@@ -70,9 +71,9 @@ impl<'a> AuditInfo<'a> {
         self.fingerprint = Some(user.fingerprint);
     }
 
-    pub(super) fn set_message(&mut self, msg: &Message<'_>) {
-        self.mcp_method = msg.method.as_deref().map(str::to_owned);
-        self.jsonrpc_id = msg.id.map(ToOwned::to_owned);
+    pub(super) fn set_message(&mut self, msg: &Message<'a>) {
+        self.mcp_method.clone_from(&msg.method);
+        self.jsonrpc_id = msg.id;
         if let Ok(Some(g)) = mcp::governed(msg) {
             self.name = Some((g.kind(), g.name().to_owned()));
         }
@@ -88,7 +89,7 @@ impl<'a> AuditInfo<'a> {
     pub(super) fn batch_element(
         &self,
         sink: &Audit,
-        msg: &Message<'_>,
+        msg: &Message<'a>,
         outcome: &Result<Decision<'_>, Rejection<'_>>,
         batch_denied: bool,
     ) {
@@ -217,7 +218,7 @@ impl<'a> AuditInfo<'a> {
             app: self.app.map(|a| &*a.name),
             http_method: self.http_method,
             mcp_method: self.mcp_method.as_deref(),
-            jsonrpc_id: self.jsonrpc_id.as_deref(),
+            jsonrpc_id: self.jsonrpc_id,
             tool,
             prompt,
             resource,

@@ -97,17 +97,14 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, WireError> {
     let mut headers = Headers::new([]);
     match header_map {
         Some(map) => {
+            // One UTF-8 check for the whole map: see `line`.
+            let prefix =
+                std::str::from_utf8(map).or_else(|e| std::str::from_utf8(&map[..e.valid_up_to()])).unwrap_or_default();
             for field in Fields(map) {
                 if let (HEADER_MAP_HEADERS, v) = field? {
                     let entry = v.bytes()?;
                     let [key, value, raw] = strings(entry, [ENTRY_KEY, ENTRY_VALUE, HEADER_RAW_VALUE])?;
-                    let value = if raw.is_empty() { value } else { raw };
-                    // One UTF-8 check for the whole entry where it passes (its framing bytes
-                    // are ASCII when the value is under 128 bytes), else one per field.
-                    let (key, value) = match std::str::from_utf8(entry) {
-                        Ok(whole) => (within(whole, entry, key)?, within(whole, entry, value)?),
-                        Err(_) => (text(key)?, text(value)?),
-                    };
+                    let (key, value) = line(prefix, map, entry, key, if raw.is_empty() { value } else { raw })?;
                     add_header(&mut headers, key, value)?;
                 }
             }
@@ -151,14 +148,37 @@ fn add_header<'a>(headers: &mut Headers<'a>, key: &'a str, value: &'a str) -> Re
     Ok(())
 }
 
-/// `part`, a slice of `bytes`, as the same slice of `whole` (`bytes` as text). A slice that
-/// would split a character is not text: refused.
-fn within<'a>(whole: &'a str, bytes: &[u8], part: &[u8]) -> Result<&'a str, WireError> {
+/// A header line's name and value as text. `prefix` is the longest text prefix of the
+/// header `map`: lines within it need no check of their own (the framing bytes are ASCII
+/// while a line is under 128 bytes; a longer one, such as a JWT's, ends the prefix). Past it,
+/// the entry is checked whole, else each field alone (a slice of text on character
+/// boundaries is text; one that splits a character is not).
+fn line<'a>(
+    prefix: &'a str,
+    map: &'a [u8],
+    entry: &'a [u8],
+    key: &'a [u8],
+    value: &'a [u8],
+) -> Result<(&'a str, &'a str), WireError> {
+    if let (Some(k), Some(v)) = (within(prefix, map, key), within(prefix, map, value)) {
+        return Ok((k, v));
+    }
+    if let Ok(whole) = std::str::from_utf8(entry)
+        && let (Some(k), Some(v)) = (within(whole, entry, key), within(whole, entry, value))
+    {
+        return Ok((k, v));
+    }
+    Ok((text(key)?, text(value)?))
+}
+
+/// `part`, a slice of `bytes`, as the same slice of `whole` (a text prefix of `bytes`); none
+/// where it lies past `whole` or splits a character.
+fn within<'a>(whole: &'a str, bytes: &[u8], part: &[u8]) -> Option<&'a str> {
     if part.is_empty() {
-        return Ok("");
+        return Some("");
     }
     let start = (part.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
-    start.checked_add(part.len()).and_then(|end| whole.get(start..end)).ok_or(WireError::NotUtf8)
+    start.checked_add(part.len()).and_then(|end| whole.get(start..end))
 }
 
 fn text(b: &[u8]) -> Result<&str, WireError> {
@@ -187,6 +207,7 @@ fn single_message(message: &[u8], number: u32) -> Result<Option<&[u8]>, WireErro
 
 /// String/bytes fields of a small message, by number; the last occurrence wins, as in
 /// protobuf, and a field not present reads as empty.
+#[inline]
 fn strings<const N: usize>(message: &[u8], numbers: [u32; N]) -> Result<[&[u8]; N], WireError> {
     let mut out = [&[][..]; N];
     for field in Fields(message) {
@@ -220,6 +241,7 @@ struct Fields<'r>(&'r [u8]);
 impl<'r> Iterator for Fields<'r> {
     type Item = Result<(u32, Value<'r>), WireError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.0.is_empty() {
             return None;
@@ -233,6 +255,7 @@ impl<'r> Iterator for Fields<'r> {
 }
 
 impl<'r> Fields<'r> {
+    #[inline(always)]
     fn field(&mut self) -> Result<(u32, Value<'r>), WireError> {
         let key = self.varint()?;
         let number = u32::try_from(key >> 3).map_err(|_| WireError::Decode)?;
@@ -252,7 +275,15 @@ impl<'r> Fields<'r> {
         Ok((number, value))
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Tags and most lengths here are one byte.
+        if let Some((&byte, rest)) = self.0.split_first()
+            && byte & 0x80 == 0
+        {
+            self.0 = rest;
+            return Ok(u64::from(byte));
+        }
         let mut value = 0u64;
         for (i, &byte) in self.0.iter().enumerate().take(10) {
             value |= u64::from(byte & 0x7f) << (7 * i);
@@ -267,6 +298,7 @@ impl<'r> Fields<'r> {
         Err(WireError::Decode)
     }
 
+    #[inline]
     fn take(&mut self, len: usize) -> Result<&'r [u8], WireError> {
         if len > self.0.len() {
             return Err(WireError::Decode);
@@ -367,24 +399,28 @@ mod tests {
     #[test]
     fn header_text_is_accepted_and_refused_alike_for_short_and_long_entries() {
         let raw = |k: &str, v: &[u8]| HeaderValue { key: k.into(), raw_value: v.to_vec(), ..Default::default() };
-        let value_of = |value: &[u8]| {
-            let http = HttpRequest {
-                header_map: Some(HeaderMap { headers: vec![raw("x-h", value), raw("accept", b"*/*")] }),
-                ..Default::default()
-            };
+        // `lead`: a long line first ends the map's text prefix (its length needs two bytes),
+        // so the line under test is checked on its own.
+        let value_in = |lead: bool, value: &[u8]| {
+            let mut headers = vec![raw("x-h", value), raw("accept", b"*/*")];
+            if lead {
+                headers.insert(0, raw("x-long", &b"l".repeat(300)));
+            }
+            let http = HttpRequest { header_map: Some(HeaderMap { headers }), ..Default::default() };
             let bytes = encode(http, "", &[]);
             view(&bytes).map(|v| v.headers.get("x-h").map(str::to_owned))
         };
-        for pad in [0, 200] {
+        for (pad, lead) in [(0, false), (200, false), (0, true), (200, true)] {
+            let value_of = |value: &[u8]| value_in(lead, value);
             let padded = |core: &[u8]| [&b"a".repeat(pad)[..], core].concat();
             for text in ["é", "café", "日本", "x", ""] {
                 let bytes = padded(text.as_bytes());
                 let expected = std::str::from_utf8(&bytes).expect("text").to_owned();
                 let got = value_of(&bytes);
-                assert_eq!(got, Ok(Some(expected)), "{text:?} after {pad} bytes");
+                assert_eq!(got, Ok(Some(expected)), "{text:?} after {pad} bytes, lead {lead}");
             }
             for bad in [&b"\xff"[..], b"\xc3", b"\xa9", b"ok\xe6\x97", b"\x80ok"] {
-                assert_eq!(value_of(&padded(bad)), Err(WireError::NotUtf8), "{bad:?} after {pad} bytes");
+                assert_eq!(value_of(&padded(bad)), Err(WireError::NotUtf8), "{bad:?} after {pad} bytes, lead {lead}");
             }
         }
         let key = |k: &[u8]| {

@@ -127,16 +127,32 @@ fn classify_key<E: de::Error>(key: &str, known: &[&str], slot: Failure<'_>) -> R
     Ok(None)
 }
 
-/// Records keys of one object and rejects a repeat.
-#[derive(Default)]
-struct SeenKeys<'a>(Vec<Cow<'a, str>>);
+/// Records keys of one object and rejects a repeat. The first keys are kept inline (no
+/// allocation): this runs for every object of every body, and most have a few keys.
+struct SeenKeys<'a> {
+    inline: [Cow<'a, str>; INLINE_KEYS],
+    len: usize,
+    more: Vec<Cow<'a, str>>,
+}
+
+const INLINE_KEYS: usize = 8;
+
+impl Default for SeenKeys<'_> {
+    fn default() -> Self {
+        SeenKeys { inline: std::array::from_fn(|_| Cow::Borrowed("")), len: 0, more: Vec::new() }
+    }
+}
 
 impl<'a> SeenKeys<'a> {
     fn insert<E: de::Error>(&mut self, key: Cow<'a, str>, slot: Failure<'_>) -> Result<(), E> {
-        if self.0.contains(&key) {
+        if self.inline[..self.len.min(INLINE_KEYS)].contains(&key) || self.more.contains(&key) {
             return Err(fail(slot, JsonRpcError::DuplicateKey(key.into_owned())));
         }
-        self.0.push(key);
+        match self.inline.get_mut(self.len) {
+            Some(free) => *free = key,
+            None => self.more.push(key),
+        }
+        self.len += 1;
         Ok(())
     }
 }
@@ -652,6 +668,25 @@ mod tests {
             err(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":1,"x":2}}}"#),
             JsonRpcError::DuplicateKey(_)
         ));
+    }
+
+    #[test]
+    fn a_repeat_is_found_among_many_keys_wherever_it_falls() {
+        // Past the keys kept inline, a repeat of an early key and of a late one.
+        let keys: Vec<String> = (0..12).map(|i| format!("\"k{i}\":{i}")).collect();
+        let args = |extra: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{{{},{extra}}}}}}}"#,
+                keys.join(",")
+            )
+        };
+        for extra in [r#""k0":0"#, r#""k10":0"#, r#""k11":0"#] {
+            assert_eq!(
+                err(&args(extra)),
+                JsonRpcError::DuplicateKey(extra[1..extra.find(':').unwrap_or(0) - 1].into())
+            );
+        }
+        assert_eq!(one(&args(r#""k12":0"#)).method.as_deref(), Some("tools/call"), "twelve distinct keys pass");
     }
 
     #[test]

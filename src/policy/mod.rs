@@ -41,7 +41,7 @@ pub struct App {
 /// One `rewrite.headers` entry: a lower-cased header name and a value template.
 #[derive(Debug)]
 pub struct HeaderRewrite {
-    pub name: Box<str>,
+    pub name: Arc<str>,
     pub value: Vec<ValuePart>,
 }
 
