@@ -1,6 +1,6 @@
 //! Instructions per check, counted rather than timed: the cached-token `tools/call` (300 B),
 //! the denied one and a `tools/list` through `Warden::check_bytes`, each `N` times (audit
-//! disabled). Run under callgrind collecting inside `check_bytes` only, the count is the same
+//! to a file, as `serve` does; the writer thread's work is not counted). Run under callgrind collecting inside `check_bytes` only, the count is the same
 //! on every run and every machine of one architecture, whatever the VM's speed is doing:
 //! `scripts/bench.sh` does so, and a change to the check can be weighed before a load run.
 //!
@@ -12,6 +12,7 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use mcp_warden::audit::Audit;
+use mcp_warden::config::AuditOutput;
 use prost::Message as _;
 
 fn main() {
@@ -27,7 +28,9 @@ fn main() {
         other => panic!("unknown case {other:?} (call, denied, list)"),
     };
     let request = Bytes::from(common::check_request(&users[0].key, &body).encode_to_vec());
-    let w = common::warden(common::load(&yaml), Audit::disabled());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let audit = Audit::start(&AuditOutput::File(dir.path().join("audit.jsonl"))).expect("audit file");
+    let w = common::warden(common::load(&yaml), audit);
     // The first check mints the token; every later one is the cached path that is counted.
     let first = w.check_bytes(&request);
     for _ in 0..n {

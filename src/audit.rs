@@ -15,7 +15,8 @@ use serde_json::value::RawValue;
 
 use crate::config::AuditOutput;
 
-/// One decision, as written to the audit log.
+/// One decision, as written to the audit log by [`Event::write_json`]. The derived
+/// `Serialize` is the reference form: the tests check `write_json` against it byte for byte.
 #[derive(Debug, Serialize)]
 pub struct Event<'a> {
     pub time: Timestamp,
@@ -58,6 +59,110 @@ pub struct Event<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kid: Option<&'a str>,
     pub latency_us: u64,
+}
+
+impl Event<'_> {
+    /// The event as one JSON object, appended to `out`: keys are constants, and a string
+    /// value that needs no escape (nearly all) is copied as it is.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let mut w = Object(out, false);
+        w.str("time", self.time.as_str());
+        w.str("event", self.event);
+        w.str_unless_empty("request_id", self.request_id);
+        w.opt_str("user", self.user);
+        if let Some(roles) = self.roles {
+            w.key("roles");
+            w.0.push(b'[');
+            for (i, role) in roles.iter().enumerate() {
+                if i > 0 {
+                    w.0.push(b',');
+                }
+                json_str(w.0, role);
+            }
+            w.0.push(b']');
+        }
+        w.opt_str("app", self.app);
+        w.str_unless_empty("http_method", self.http_method);
+        w.opt_str("mcp_method", self.mcp_method);
+        if let Some(id) = self.jsonrpc_id {
+            w.key("jsonrpc_id");
+            w.0.extend_from_slice(id.get().as_bytes());
+        }
+        w.opt_str("tool", self.tool);
+        w.opt_str("prompt", self.prompt);
+        w.opt_str("resource", self.resource);
+        w.opt_str("session_id", self.session_id);
+        w.opt_str("protocol_version", self.protocol_version);
+        w.str_unless_empty("decision", self.decision);
+        w.str("reason", self.reason);
+        w.opt_str("role", self.role);
+        w.opt_str("rule", self.rule);
+        if let Some(arguments) = self.arguments {
+            w.key("arguments");
+            // A `Value` always serialises (its map keys are strings).
+            let _ = serde_json::to_writer(&mut *w.0, arguments);
+        }
+        w.opt_str("kid", self.kid);
+        w.key("latency_us");
+        w.0.extend_from_slice(itoa(self.latency_us, &mut [0; 20]));
+        w.0.push(b'}');
+    }
+}
+
+/// A JSON object being written: `{` before the first key, `,` before every later one.
+struct Object<'o>(&'o mut Vec<u8>, bool);
+
+impl Object<'_> {
+    fn key(&mut self, key: &'static str) {
+        self.0.push(if self.1 { b',' } else { b'{' });
+        self.1 = true;
+        self.0.push(b'"');
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, key: &'static str, value: &str) {
+        self.key(key);
+        json_str(self.0, value);
+    }
+
+    fn str_unless_empty(&mut self, key: &'static str, value: &str) {
+        if !value.is_empty() {
+            self.str(key, value);
+        }
+    }
+
+    fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.str(key, v);
+        }
+    }
+}
+
+/// `s` as a JSON string: copied between quotes when nothing in it needs an escape, else
+/// escaped by serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // A fold rather than `all`: without an early exit the compiler vectorises it.
+    if s.bytes().fold(true, |clean, b| clean & (b >= 0x20) & (b != b'"') & (b != b'\\')) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(out, s); // writing to a Vec cannot fail
+    }
+}
+
+/// `n` in decimal, written into `buf`.
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
 }
 
 /// The audit sink. Cloning shares the writer thread.
@@ -145,10 +250,7 @@ impl Audit {
             return;
         }
         let before = pending.len();
-        if serde_json::to_writer(&mut *pending, event).is_err() {
-            pending.truncate(before);
-            return;
-        }
+        event.write_json(&mut pending);
         pending.push(b'\n');
         // The first event after a write wakes the idle writer; a full buffer wakes it early.
         if before == 0 || pending.len() >= WAKE_AT {
@@ -281,6 +383,72 @@ mod tests {
             })
             .collect();
         assert_eq!(reasons, ["r0", "r1", "r2"]);
+    }
+
+    /// Every field set and every one unset, with strings that need each kind of escape.
+    #[test]
+    fn the_written_line_is_what_serde_writes() {
+        let roles: Vec<Arc<str>> = vec!["mcp-user".into(), "a\"b".into()];
+        let id = RawValue::from_string("\"x\\\"y\"".to_owned()).expect("raw");
+        let arguments = serde_json::json!({"q": "ü\n", "n": [1, 2.5, null]});
+        let texts =
+            ["plain", "", "quote \" here", "back\\slash", "line\nbreak\ttab\u{1}", "üñí \u{2028} 日本", "\u{7f}"];
+        for text in texts {
+            let full = Event {
+                time: rfc3339(UNIX_EPOCH + Duration::from_millis(1_764_390_896_123)),
+                event: "request.allowed",
+                request_id: text,
+                user: Some(text),
+                roles: Some(&roles),
+                app: Some(text),
+                http_method: "POST",
+                mcp_method: Some(text),
+                jsonrpc_id: Some(&id),
+                tool: Some(text),
+                prompt: Some(text),
+                resource: Some(text),
+                session_id: Some(text),
+                protocol_version: Some("2025-11-25"),
+                decision: "allow",
+                reason: text,
+                role: Some(text),
+                rule: Some(text),
+                arguments: Some(&arguments),
+                kid: Some(text),
+                latency_us: u64::MAX,
+            };
+            let bare = Event {
+                request_id: "",
+                user: None,
+                roles: None,
+                app: None,
+                http_method: "",
+                mcp_method: None,
+                jsonrpc_id: None,
+                tool: None,
+                prompt: None,
+                resource: None,
+                session_id: None,
+                protocol_version: None,
+                decision: "",
+                role: None,
+                rule: None,
+                arguments: None,
+                kid: None,
+                latency_us: 0,
+                ..full
+            };
+            for event in [&full, &bare] {
+                let mut ours = b"earlier line\n".to_vec();
+                event.write_json(&mut ours);
+                let theirs = serde_json::to_vec(event).expect("serde");
+                assert_eq!(
+                    String::from_utf8_lossy(&ours["earlier line\n".len()..]),
+                    String::from_utf8_lossy(&theirs),
+                    "{text:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -159,6 +159,7 @@ fn field_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
+#[inline]
 fn put_len(tag: u32, len: usize, buf: &mut Vec<u8>) {
     encode_key(tag, WireType::LengthDelimited, buf);
     put_varint(len as u64, buf);
@@ -174,6 +175,7 @@ fn put_varint(mut v: u64, buf: &mut Vec<u8>) {
     buf.push(v as u8);
 }
 
+#[inline]
 fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
     put_len(tag, s.len(), buf);
     buf.extend_from_slice(s.as_bytes());

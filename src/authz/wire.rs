@@ -103,8 +103,14 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, WireError> {
             for field in Fields(map) {
                 if let (HEADER_MAP_HEADERS, v) = field? {
                     let entry = v.bytes()?;
-                    let [key, value, raw] = strings(entry, [ENTRY_KEY, ENTRY_VALUE, HEADER_RAW_VALUE])?;
-                    let (key, value) = line(prefix, map, entry, key, if raw.is_empty() { value } else { raw })?;
+                    let (key, value) = match key_and_raw_value(entry) {
+                        Some(pair) => pair,
+                        None => {
+                            let [key, value, raw] = strings(entry, [ENTRY_KEY, ENTRY_VALUE, HEADER_RAW_VALUE])?;
+                            (key, if raw.is_empty() { value } else { raw })
+                        }
+                    };
+                    let (key, value) = line(prefix, map, entry, key, value)?;
                     add_header(&mut headers, key, value)?;
                 }
             }
@@ -146,6 +152,23 @@ fn add_header<'a>(headers: &mut Headers<'a>, key: &'a str, value: &'a str) -> Re
     }
     headers.push(key, value);
     Ok(())
+}
+
+/// A `HeaderValue` as Envoy writes it with `encode_raw_headers`: `key` then `raw_value`,
+/// each under 128 bytes, and nothing else (read without the general field loop; any other
+/// shape goes through it).
+#[inline]
+fn key_and_raw_value(entry: &[u8]) -> Option<(&[u8], &[u8])> {
+    const KEY_TAG: u8 = (ENTRY_KEY << 3) as u8 | 2;
+    const RAW_VALUE_TAG: u8 = (HEADER_RAW_VALUE << 3) as u8 | 2;
+    let [KEY_TAG, key_len @ 0..0x80, rest @ ..] = entry else { return None };
+    let (key, rest) = rest.split_at_checked(usize::from(*key_len))?;
+    match rest {
+        [RAW_VALUE_TAG, value_len @ 0..0x80, value @ ..] if value.len() == usize::from(*value_len) => {
+            Some((key, value))
+        }
+        _ => None,
+    }
 }
 
 /// A header line's name and value as text. `prefix` is the longest text prefix of the

@@ -84,9 +84,10 @@ const PARAMS_KEYS: &[&str] = &["name", "uri", "arguments", "_meta", "task", "ref
 const REF_KEYS: &[&str] = &["type", "name", "uri"];
 const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
-/// Parses `body` (already known to be UTF-8) with at most `max_depth` levels of nesting.
-pub fn parse(body: &[u8], max_depth: usize) -> Result<Body<'_>, JsonRpcError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+/// Parses `body` with at most `max_depth` levels of nesting. Text in, so that its strings
+/// are not checked for UTF-8 one by one again.
+pub fn parse(body: &str, max_depth: usize) -> Result<Body<'_>, JsonRpcError> {
+    let mut de = serde_json::Deserializer::from_str(body);
     let mut failure = None;
     let result = TopSeed { max_depth, failure: &mut failure }.deserialize(&mut de).and_then(|b| de.end().map(|()| b));
     match (result, failure) {
@@ -623,14 +624,14 @@ mod tests {
     use super::*;
 
     fn one(body: &str) -> Message<'_> {
-        match parse(body.as_bytes(), 32).expect("valid") {
+        match parse(body, 32).expect("valid") {
             Body::Single(m) => m,
             Body::Batch(_) => panic!("expected a single message"),
         }
     }
 
     fn err(body: &str) -> JsonRpcError {
-        parse(body.as_bytes(), 8).expect_err("must be rejected")
+        parse(body, 8).expect_err("must be rejected")
     }
 
     #[test]
@@ -700,7 +701,7 @@ mod tests {
             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\",\"tas\u{212A}\":{}}}",
             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"param\u{17F}\":{}}",
         ] {
-            assert!(matches!(parse(body.as_bytes(), 8), Err(JsonRpcError::CaseVariant(_))), "{body}");
+            assert!(matches!(parse(body, 8), Err(JsonRpcError::CaseVariant(_))), "{body}");
         }
     }
 
@@ -712,7 +713,7 @@ mod tests {
             "]".repeat(10)
         );
         assert_eq!(err(&deep), JsonRpcError::TooDeep(8));
-        assert!(parse(deep.as_bytes(), 32).is_ok());
+        assert!(parse(&deep, 32).is_ok());
     }
 
     #[test]
@@ -739,7 +740,7 @@ mod tests {
 
     #[test]
     fn reads_batches_and_responses() {
-        let b = parse(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":"s","result":{}}]"#, 8)
+        let b = parse(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":"s","result":{}}]"#, 8)
             .expect("valid");
         let Body::Batch(msgs) = b else { panic!("batch expected") };
         assert_eq!(msgs.len(), 2);

@@ -163,10 +163,10 @@ pub fn inspect<'a>(req: &HttpRequest<'a>, limits: &Limits) -> Result<Inspection<
     if req.body.len() > limits.max_body_bytes {
         return Err(Rejection::new(413, -32600, "body_too_large", "request body too large"));
     }
-    if std::str::from_utf8(req.body).is_err() {
+    let Ok(text) = std::str::from_utf8(req.body) else {
         return Err(Rejection::new(400, -32700, "not_utf8", "request body is not UTF-8"));
-    }
-    let body = jsonrpc::parse(req.body, limits.max_depth).map_err(|e| {
+    };
+    let body = jsonrpc::parse(text, limits.max_depth).map_err(|e| {
         let reason = match e {
             JsonRpcError::Syntax(_) => "invalid_json",
             JsonRpcError::DuplicateKey(_) => "duplicate_key",
@@ -469,13 +469,13 @@ mod tests {
 
     #[test]
     fn governed_names_and_missing_names() {
-        let body = jsonrpc::parse(br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":""}}"#, 8)
+        let body = jsonrpc::parse(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":""}}"#, 8)
             .expect("parses");
         let Body::Single(m) = body else { panic!() };
         let r = governed(&m).expect_err("empty name");
         assert_eq!((r.code, r.id.map(|i| i.get())), (-32600, Some("3")));
         let body =
-            jsonrpc::parse(br#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}"#, 8)
+            jsonrpc::parse(r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}"#, 8)
                 .expect("parses");
         let Body::Single(m) = body else { panic!() };
         assert_eq!(governed(&m).expect("ok"), Some(Governed::Resource("file:///x")));
@@ -489,7 +489,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"file:///a\tb"}}"#,
             r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p\r"}}}"#,
         ] {
-            let Body::Single(m) = jsonrpc::parse(body.as_bytes(), 8).expect("parses") else { panic!() };
+            let Body::Single(m) = jsonrpc::parse(body, 8).expect("parses") else { panic!() };
             let r = governed(&m).expect_err(body);
             assert_eq!((r.reason, r.code, r.id.map(|i| i.get())), ("invalid_name", -32602, Some("4")), "{body}");
         }
