@@ -61,7 +61,35 @@ pub struct Event<'a> {
     pub latency_us: u64,
 }
 
-impl Event<'_> {
+impl<'a> Event<'a> {
+    /// An event about no request (a reload, a key switch): the time now, `event` and
+    /// `reason`, nothing else. Other events set their fields over it.
+    pub fn bare(event: &'static str, reason: &'a str) -> Self {
+        Event {
+            time: rfc3339(SystemTime::now()),
+            event,
+            request_id: "",
+            user: None,
+            roles: None,
+            app: None,
+            http_method: "",
+            mcp_method: None,
+            jsonrpc_id: None,
+            tool: None,
+            prompt: None,
+            resource: None,
+            session_id: None,
+            protocol_version: None,
+            decision: "",
+            reason,
+            role: None,
+            rule: None,
+            arguments: None,
+            kid: None,
+            latency_us: 0,
+        }
+    }
+
     /// The event as one JSON object, appended to `out`: keys are constants, and a string
     /// value that needs no escape (nearly all) is copied as it is.
     pub fn write_json(&self, out: &mut Vec<u8>) {
@@ -348,27 +376,11 @@ mod tests {
         for i in 0..3 {
             let reason = format!("r{i}");
             audit.emit(&Event {
-                time: rfc3339(SystemTime::now()),
-                event: "request.allowed",
-                request_id: "",
                 user: Some("alice"),
-                roles: None,
-                app: None,
                 http_method: "POST",
-                mcp_method: None,
-                jsonrpc_id: None,
-                tool: None,
-                prompt: None,
-                resource: None,
-                session_id: None,
-                protocol_version: None,
                 decision: "allow",
-                reason: &reason,
-                role: None,
-                rule: None,
-                arguments: None,
-                kid: None,
                 latency_us: 1,
+                ..Event::bare("request.allowed", &reason)
             });
         }
         audit.close();
@@ -417,27 +429,7 @@ mod tests {
                 kid: Some(text),
                 latency_us: u64::MAX,
             };
-            let bare = Event {
-                request_id: "",
-                user: None,
-                roles: None,
-                app: None,
-                http_method: "",
-                mcp_method: None,
-                jsonrpc_id: None,
-                tool: None,
-                prompt: None,
-                resource: None,
-                session_id: None,
-                protocol_version: None,
-                decision: "",
-                role: None,
-                rule: None,
-                arguments: None,
-                kid: None,
-                latency_us: 0,
-                ..full
-            };
+            let bare = Event { time: full.time, ..Event::bare(full.event, full.reason) };
             for event in [&full, &bare] {
                 let mut ours = b"earlier line\n".to_vec();
                 event.write_json(&mut ours);

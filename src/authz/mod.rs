@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use prost::Message as _;
 
-use crate::audit::{self, Audit, Event};
+use crate::audit::{Audit, Event};
 use crate::authn;
 use crate::config::{AuthMethod, EnvoyMetadata};
 use crate::headers::Headers;
@@ -152,29 +152,7 @@ impl Warden {
     /// Writes an audit event that is not a check (reloads, key switches); `kid` names the
     /// signing key a key event is about.
     pub fn audit_event(&self, event: &'static str, reason: &str, kid: Option<&str>) {
-        self.audit.emit(&Event {
-            time: audit::rfc3339(SystemTime::now()),
-            event,
-            request_id: "",
-            user: None,
-            roles: None,
-            app: None,
-            http_method: "",
-            mcp_method: None,
-            jsonrpc_id: None,
-            tool: None,
-            prompt: None,
-            resource: None,
-            session_id: None,
-            protocol_version: None,
-            decision: "",
-            reason,
-            role: None,
-            rule: None,
-            arguments: None,
-            kid,
-            latency_us: 0,
-        });
+        self.audit.emit(&Event { kid, ..Event::bare(event, reason) });
     }
 
     /// Decides one ext_authz check given as Envoy's generated message (tests, tools): it is
