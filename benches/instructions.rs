@@ -1,8 +1,9 @@
 //! Instructions per check, counted rather than timed: the cached-token `tools/call` (300 B),
 //! the denied one and a `tools/list` through `Warden::check_bytes`, each `N` times (audit
-//! to a file, as `serve` does; the writer thread's work is not counted). Run under callgrind collecting inside `check_bytes` only, the count is the same
-//! on every run and every machine of one architecture, whatever the VM's speed is doing:
-//! `scripts/bench.sh` does so, and a change to the check can be weighed before a load run.
+//! to a file, as `serve` does; the writer thread's work is not counted). Run under callgrind
+//! collecting inside `check_bytes` only, the count is the same on every run and every
+//! machine of one architecture, whatever the VM's speed is doing: `scripts/bench.sh` does
+//! so, and a change to the check can be weighed before a load run.
 //!
 //! `cargo bench --bench instructions -- CASE N` (CASE: call, denied, list).
 

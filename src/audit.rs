@@ -132,7 +132,7 @@ impl<'a> Event<'a> {
         }
         w.opt_str("kid", self.kid);
         w.key("latency_us");
-        w.0.extend_from_slice(itoa(self.latency_us, &mut [0; 20]));
+        let _ = serde_json::to_writer(&mut *w.0, &self.latency_us);
         w.0.push(b'}');
     }
 }
@@ -177,19 +177,6 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
         out.push(b'"');
     } else {
         let _ = serde_json::to_writer(out, s); // writing to a Vec cannot fail
-    }
-}
-
-/// `n` in decimal, written into `buf`.
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
     }
 }
 

@@ -4,14 +4,14 @@
 //! Owns the wire shape of every answer a client can see. Messages are fixed strings or name
 //! only what the client itself sent; nothing internal (roles, rules, errors) is included.
 
+use std::sync::Arc;
+
 use envoy_types::ext_authz::v3::pb::{
     CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus,
 };
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use prost::Message as _;
-use std::sync::Arc;
-
 use prost::encoding::{WireType, encode_key, encoded_len_varint, key_len};
 use serde::Serialize;
 use serde_json::value::RawValue;
