@@ -119,7 +119,13 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, WireError> {
             for field in Fields(http) {
                 if let (HTTP_HEADERS, v) = field? {
                     let [key, value] = strings(v.bytes()?, [ENTRY_KEY, ENTRY_VALUE])?;
-                    add_header(&mut headers, text(key)?, text(value)?)?;
+                    let key = text(key)?;
+                    if headers.contains_key(key) {
+                        // A map key twice: protobuf keeps the last, a header reader would join
+                        // both. Envoy writes each name once (values joined), so it is refused.
+                        return Err(WireError::Decode);
+                    }
+                    add_header(&mut headers, key, text(value)?)?;
                 }
             }
         }

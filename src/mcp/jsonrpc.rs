@@ -117,6 +117,19 @@ pub(crate) fn folds_to(key: &str, canonical: &str) -> bool {
     key.chars().map(fold).eq(canonical.chars().map(fold))
 }
 
+/// An `id` is kept as sent, but read once as what it is: `Err(None)` unless it is a string or
+/// a number; `Err(Some(_))` for a string with an invalid escape (a lone surrogate) or a number
+/// out of range (`1e999`), as either would fail anywhere else in the body.
+pub(crate) fn read_id(raw: &RawValue) -> Result<(), Option<serde_json::Error>> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') if text.contains('\\') => serde_json::from_str::<String>(text).map(drop).map_err(Some),
+        Some(b'"') => Ok(()),
+        Some(b'-' | b'0'..=b'9') => serde_json::from_str::<serde_json::Number>(text).map(drop).map_err(Some),
+        _ => Err(None),
+    }
+}
+
 /// Checks a key against a set of known keys: exact → its index; a case variant → error.
 fn classify_key<E: de::Error>(key: &str, known: &[&str], slot: Failure<'_>) -> Result<Option<usize>, E> {
     if let Some(i) = known.iter().position(|k| *k == key) {
@@ -396,14 +409,12 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
                 }
                 Some(1) => {
                     let raw: &'de RawValue = map.next_value()?;
-                    let first = raw.get().as_bytes().first().copied().unwrap_or(b' ');
-                    if !(first == b'"' || first == b'-' || first.is_ascii_digit()) {
-                        return Err(fail(self.failure, JsonRpcError::Invalid("'id' must be a string or a number")));
-                    }
-                    if first == b'"' && raw.get().contains('\\') {
-                        // Escapes are decoded once so an invalid one (a lone surrogate) fails here.
-                        serde_json::from_str::<String>(raw.get())
-                            .map_err(|e| fail(self.failure, JsonRpcError::Syntax(e.to_string())))?;
+                    match read_id(raw) {
+                        Ok(()) => {}
+                        Err(None) => {
+                            return Err(fail(self.failure, JsonRpcError::Invalid("'id' must be a string or a number")));
+                        }
+                        Err(Some(e)) => return Err(fail(self.failure, JsonRpcError::Syntax(e.to_string()))),
                     }
                     msg.id = Some(raw);
                 }
@@ -650,6 +661,17 @@ mod tests {
         assert_eq!(m.id.map(|r| r.get()), Some(r#""a\"b""#));
         let m = one(r#"{"jsonrpc":"2.0","id":1.50,"method":"ping"}"#);
         assert_eq!(m.id.map(|r| r.get()), Some("1.50"));
+        let m = one(r#"{"jsonrpc":"2.0","id":-1E300,"method":"ping"}"#);
+        assert_eq!(m.id.map(|r| r.get()), Some("-1E300"));
+    }
+
+    #[test]
+    fn refuses_an_id_out_of_range_as_any_other_number() {
+        for id in ["1e999", "-1E400"] {
+            let e = err(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#));
+            assert!(matches!(e, JsonRpcError::Syntax(_)), "{id}: {e:?}");
+            assert_eq!(e.code(), -32700);
+        }
     }
 
     #[test]

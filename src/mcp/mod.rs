@@ -198,7 +198,8 @@ pub fn inspect<'a>(req: &HttpRequest<'a>, limits: &Limits) -> Result<Inspection<
 
 /// The `id` of a body the strict reader refused, for the error answer only: read leniently
 /// from a single top-level object, and only when it is one unambiguous string or number
-/// (a duplicate `id` or an unparseable body yields none, and the answer carries `null`).
+/// that reads as one (a duplicate `id`, an unparseable body or an id out of range yields
+/// none, and the answer carries `null`).
 fn probe_id(body: &[u8]) -> Option<&RawValue> {
     #[derive(serde::Deserialize)]
     struct Probe<'a> {
@@ -206,8 +207,7 @@ fn probe_id(body: &[u8]) -> Option<&RawValue> {
         id: Option<&'a RawValue>,
     }
     let id = serde_json::from_slice::<Probe<'_>>(body).ok()?.id?;
-    let first = id.get().as_bytes().first().copied()?;
-    (first == b'"' || first == b'-' || first.is_ascii_digit()).then_some(id)
+    jsonrpc::read_id(id).is_ok().then_some(id)
 }
 
 /// `application/json`, case-insensitive, parameters allowed.
@@ -406,6 +406,9 @@ mod tests {
         assert_eq!(id(r#"{"id":1,"id":2,"jsonrpc":"2.0","method":"ping"}"#), None, "ambiguous: null");
         assert_eq!(id(r#"{"id":1,"#), None, "unparseable: null");
         assert_eq!(id(r#"{"id":null,"jsonrpc":"2.0","method":"ping"}"#), None);
+        assert_eq!(id(r#"{"id":1e999,"jsonrpc":"2.0","method":"ping"}"#), None, "out of range: null");
+        assert_eq!(id(r#"{"id":"\ud800","jsonrpc":"2.0","method":"ping"}"#), None, "lone surrogate: null");
+        assert_eq!(id(r#"{"id":-2E3,"jsonrpc":"1.0","method":"ping"}"#).as_deref(), Some("-2E3"));
     }
 
     #[test]

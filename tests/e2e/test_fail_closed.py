@@ -184,6 +184,12 @@ CASES = [
          "invalid_json", id=None),
     Case("trailing-comma", _b('{"jsonrpc":"2.0","id":13,"method":"ping",}'), 400, ERR_PARSE, "invalid_json", id=None),
     Case("not-json-at-all", b"method=tools/call&name=delete_file", 400, ERR_PARSE, "invalid_json", id=None),
+    # an id readers disagree on (Python inf, JavaScript Infinity, Go and serde_json an error),
+    # or one with an escape no reader can decode: refused, and not echoed
+    Case("id-out-of-range", _b('{"jsonrpc":"2.0","id":1e999,"method":"tools/call","params":{"name":"echo",'
+         '"arguments":{"message":"x"}}}'), 400, ERR_PARSE, "invalid_json", id=None),
+    Case("id-lone-surrogate", _b('{"jsonrpc":"2.0","id":"\\ud800","method":"tools/call","params":{"name":"echo",'
+         '"arguments":{"message":"x"}}}'), 400, ERR_PARSE, "invalid_json", id=None),
     # --- JSON, but not a JSON-RPC message
     Case("json-string", _b('"tools/call"'), 400, ERR_INVALID_REQUEST, None, id=None),
     Case("empty-batch", b"[]", 400, ERR_INVALID_REQUEST, None, id=None),
