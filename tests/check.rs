@@ -385,3 +385,27 @@ fn the_search_tool_cannot_be_called_as_a_task_whose_result_would_skip_the_list_f
     let req = request("POST", &[JSON, ("x-api-key", "foo")], task, Some("bedrock-mcp"), "");
     assert!(matches!(check(&w, &req), Outcome::Allow { .. }));
 }
+
+#[test]
+fn a_check_that_failed_is_a_500_denial_counted_by_its_reason() {
+    use prost::Message as _;
+    let w = warden();
+    let answer = w.refuse_failed(std::time::Instant::now());
+    let response = envoy_types::ext_authz::v3::pb::CheckResponse::decode(&answer[..]).expect("a CheckResponse");
+    let Some(HttpResponse::DeniedResponse(d)) = response.http_response else { panic!("must be a denial") };
+    assert_eq!(d.status.expect("status").code, 500);
+    let body: serde_json::Value = serde_json::from_str(&d.body).expect("JSON body");
+    assert_eq!(
+        (body["id"].clone(), body["error"]["code"].clone()),
+        (serde_json::Value::Null, serde_json::json!(-32603))
+    );
+    assert_eq!(response.dynamic_metadata.expect("metadata").fields["decision"], string_value("deny"));
+    let metrics = w.metrics.render(0);
+    assert!(metrics.contains(r#"reason="internal_error""#), "{metrics}");
+}
+
+fn string_value(s: &str) -> envoy_types::pb::google::protobuf::Value {
+    envoy_types::pb::google::protobuf::Value {
+        kind: Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(s.into())),
+    }
+}

@@ -14,99 +14,16 @@
 //! anywhere else in a body (the test at the end).
 
 use std::borrow::Cow;
-use std::fmt;
 use std::panic::catch_unwind;
 
 use mcp_warden::mcp::jsonrpc::{Body, JsonRpcError, Message, parse};
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+#[path = "fuzz/json.rs"]
+mod json;
 #[path = "fuzz/rng.rs"]
 mod rng;
+use json::{J, READERS, Reader, Step, read};
 use rng::Rng;
-
-/// A JSON value that keeps every object member, in order (`serde_json::Value` drops repeats).
-/// `null`, booleans and numbers are kept as text (numbers as serde_json reads them).
-#[derive(Debug, Clone, PartialEq)]
-enum J {
-    Atom(String),
-    Str(String),
-    Arr(Vec<J>),
-    Obj(Vec<(String, J)>),
-}
-
-impl<'de> Deserialize<'de> for J {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<J, D::Error> {
-        d.deserialize_any(TreeVisitor)
-    }
-}
-
-struct TreeVisitor;
-
-macro_rules! atoms {
-    ($($visit:ident: $t:ty),*) => {$(
-        fn $visit<E>(self, v: $t) -> Result<J, E> {
-            Ok(J::Atom(format!("{v:?}")))
-        }
-    )*};
-}
-
-impl<'de> Visitor<'de> for TreeVisitor {
-    type Value = J;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    atoms!(visit_bool: bool, visit_u64: u64, visit_i64: i64, visit_f64: f64);
-    fn visit_unit<E>(self) -> Result<J, E> {
-        Ok(J::Atom("null".into()))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<J, E> {
-        Ok(J::Str(v.to_owned()))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<J, A::Error> {
-        std::iter::from_fn(|| seq.next_element().transpose()).collect::<Result<_, _>>().map(J::Arr)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<J, A::Error> {
-        std::iter::from_fn(|| map.next_entry().transpose()).collect::<Result<_, _>>().map(J::Obj)
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Reader {
-    /// Exact keys, the first repeat wins (some streaming readers).
-    ExactFirst,
-    /// Exact keys, the last repeat wins: Python `json`, JavaScript `JSON.parse`.
-    ExactLast,
-    /// Go `encoding/json` into structs: case-folded keys, every match decoded in order into
-    /// the same field (a repeated object merges into the earlier one), so the last leaf wins.
-    Go,
-}
-
-const READERS: [Reader; 3] = [Reader::ExactFirst, Reader::ExactLast, Reader::Go];
-
-/// Go's key folding (`appendFoldedName`), as far as comparing with ASCII keys goes: ASCII
-/// case, and the two runes whose case orbit holds an ASCII letter (`ı` and `İ` are their own
-/// orbits in Go's tables, so they do not fold to `i`).
-fn go_fold(key: &str) -> String {
-    key.replace('\u{17F}', "S").replace('\u{212A}', "K").to_ascii_uppercase()
-}
-
-/// A path step: the key, and whether Go matches it as a struct field (folded) or a map key.
-type Step<'a> = (&'a str, bool);
-
-fn read<'j>(reader: Reader, j: &'j J, path: &[Step<'_>]) -> Option<&'j J> {
-    let Some(((key, folded), rest)) = path.split_first() else { return Some(j) };
-    let J::Obj(members) = j else { return None };
-    let matches = |k: &String| match reader {
-        Reader::Go if *folded => go_fold(k) == go_fold(key),
-        _ => k == key,
-    };
-    let mut hits = members.iter().filter(|(k, _)| matches(k)).map(|(_, v)| v);
-    match reader {
-        Reader::ExactFirst => read(reader, hits.next()?, rest),
-        Reader::ExactLast => read(reader, hits.next_back()?, rest),
-        Reader::Go => hits.filter_map(|v| read(reader, v, rest)).next_back(),
-    }
-}
 
 /// A governed field as a decision sees it: absent, present but not a string, or a string.
 type Field = Option<Option<String>>;
@@ -402,25 +319,8 @@ impl Gen {
         format!("{}{inner}{}", self.ws(), self.ws())
     }
 
-    /// One or two edits of single chars, copied spans or tricky tokens; always valid UTF-8.
     fn mutate(&mut self, body: &str) -> String {
-        let mut chars: Vec<char> = body.chars().collect();
-        for _ in 0..1 + self.rng.below(2) {
-            let at = self.rng.below(chars.len() + 1);
-            match self.rng.below(5) {
-                0 if at < chars.len() => _ = chars.remove(at),
-                1 => chars.insert(at, self.rng.pick(CHARS)),
-                2 => {
-                    let from = self.rng.below(chars.len() + 1);
-                    let span: Vec<char> = chars[from..(from + 1 + self.rng.below(16)).min(chars.len())].to_vec();
-                    drop(chars.splice(at..at, span));
-                }
-                3 => drop(chars.splice(at..at, self.rng.pick(TOKENS).chars())),
-                _ if at < chars.len() => chars[at] = self.rng.pick(CHARS),
-                _ => {}
-            }
-        }
-        chars.into_iter().collect()
+        json::mutate(&mut self.rng, body, CHARS, TOKENS)
     }
 }
 

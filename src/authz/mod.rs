@@ -193,13 +193,21 @@ impl Warden {
     /// Answers a `Check` whose message could not be read (see [`Unread`]) with an audited
     /// denial: there is no request id to echo.
     pub fn refuse_unread(&self, started: Instant, why: Unread) -> Vec<u8> {
-        let (status, reason, message) = match why {
-            Unread::Invalid => (400, "invalid_check_request", "invalid request"),
-            Unread::TooLarge => (413, "check_request_too_large", "request too large"),
-        };
+        match why {
+            Unread::Invalid => self.refuse(started, 400, -32600, "invalid_check_request", "invalid request"),
+            Unread::TooLarge => self.refuse(started, 413, -32600, "check_request_too_large", "request too large"),
+        }
+    }
+
+    /// Answers a `Check` whose check failed (a bug: it panicked) with an audited denial.
+    pub fn refuse_failed(&self, started: Instant) -> Vec<u8> {
+        self.refuse(started, 500, -32603, "internal_error", "internal error")
+    }
+
+    fn refuse(&self, started: Instant, status: u16, code: i32, reason: &'static str, message: &str) -> Vec<u8> {
         self.audit_event("request.denied", reason, None);
         self.metrics.check(false, reason, started.elapsed());
-        Reply::error(status, None, -32600, message).encode(&[("decision", "deny")])
+        Reply::error(status, None, code, message).encode(&[("decision", "deny")])
     }
 
     fn decide<'s>(&self, snap: &'s Snapshot, ctx: &Context<'s>, audit: &mut AuditInfo<'s>) -> Reply

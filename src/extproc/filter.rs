@@ -197,7 +197,7 @@ fn filter_list(view: &View<'_>, result: &RawValue, shape: Shape, strict: bool) -
     let members = match Members::parse(result.get()) {
         Ok(m) => m,
         Err(e) if strict => return Err(e),
-        Err(_) => return Ok(None),
+        Err(e) => return unshaped(e),
     };
     let Some(list) = members.get(shape.key)? else {
         return if strict { Err(FilterError::MissingList(shape.key)) } else { Ok(None) };
@@ -230,8 +230,9 @@ fn filter_any_shape(view: &View<'_>, result: &RawValue) -> Result<Option<String>
 /// `structuredContent.tools`, and/or a text content block holding `{"tools": [...]}`. Both
 /// are filtered; a result in neither shape is left as it is.
 fn filter_search(view: &View<'_>, result: &RawValue) -> Result<Option<String>, FilterError> {
-    let Ok(members) = Members::parse(result.get()) else {
-        return Ok(None);
+    let members = match Members::parse(result.get()) {
+        Ok(m) => m,
+        Err(e) => return unshaped(e),
     };
     let mut structured = None;
     if let Some(sc) = members.get("structuredContent")? {
@@ -270,8 +271,9 @@ fn filter_search(view: &View<'_>, result: &RawValue) -> Result<Option<String>, F
 /// A `{"type":"text","text":"{\"tools\":[...]}"}` block, filtered; `None` when the block is
 /// anything else.
 fn filter_text_block(view: &View<'_>, block: &RawValue) -> Result<Option<String>, FilterError> {
-    let Ok(members) = Members::parse(block.get()) else {
-        return Ok(None);
+    let members = match Members::parse(block.get()) {
+        Ok(m) => m,
+        Err(e) => return unshaped(e),
     };
     let Some(text) = members.get("text")? else {
         return Ok(None);
@@ -279,14 +281,27 @@ fn filter_text_block(view: &View<'_>, block: &RawValue) -> Result<Option<String>
     let Some(text) = json_str(text) else {
         return Ok(None);
     };
-    let Ok(inner) = serde_json::from_str::<&RawValue>(&text) else {
-        return Ok(None);
+    let inner = match serde_json::from_str::<&RawValue>(&text) {
+        Ok(inner) => inner,
+        // Text that opens an object but is not JSON (`NaN`, a trailing comma) reads as one to
+        // lenient readers such as Python's: it cannot be left as it is.
+        Err(e) if text.trim_start().starts_with('{') => return Err(FilterError::NotJson(e.to_string())),
+        Err(_) => return Ok(None),
     };
     let Some(new_inner) = filter_list(view, inner, TOOLS, false)? else {
         return Ok(None);
     };
     let new_text = serde_json::to_string(&new_inner).map_err(|e| FilterError::NotJson(e.to_string()))?;
     Ok(Some(members.write_replacing("text", &new_text)))
+}
+
+/// Outside the awaited response, a value that is not of a list's shape is left as it is; but
+/// one with a duplicate key is refused, since readers differ on which copy they see.
+fn unshaped(e: FilterError) -> Result<Option<String>, FilterError> {
+    match e {
+        FilterError::Ambiguous(_) => Err(e),
+        _ => Ok(None),
+    }
 }
 
 /// The entries of `list` the user may use, as a JSON array; `None` when all may stay.
@@ -673,6 +688,19 @@ spec: {roles: [mcp-user]}
     fn an_unrecognised_search_result_is_left_as_it_is() {
         let body = r#"{"jsonrpc":"2.0","id":"s","result":{"content":[{"type":"text","text":"3 tools found"}]}}"#;
         assert_eq!(filter("bob", ListKind::Search, Some("\"s\""), body), Ok(Filtered::Unchanged));
+    }
+
+    #[test]
+    fn search_text_that_opens_an_object_but_is_not_json_is_refused() {
+        // Python's json.loads reads NaN and Infinity: it would see delete_file.
+        for text in [r#"{"tools":[{"name":"delete_file"}],"score":NaN}"#, r#"{"tools":[{"name":"delete_file"}],}"#] {
+            let body = serde_json::json!({"jsonrpc": "2.0", "id": "s", "result": {"content": [{"type": "text", "text": text}]}})
+                .to_string();
+            assert!(
+                matches!(filter("bob", ListKind::Search, Some("\"s\""), &body), Err(FilterError::NotJson(_))),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -194,6 +194,12 @@ where
                     out.extend_from_slice(eol);
                 }
                 written = true;
+            } else if out.last() == Some(&b'\r') {
+                // Dropping this line would put a lone CR before what follows; an LF there
+                // (the closing blank line) would read as one CRLF, and the event would not end.
+                // An empty comment keeps the line count.
+                out.push(b':');
+                out.extend_from_slice(term);
             }
             continue;
         }

@@ -5,8 +5,10 @@
 //!
 //! A message that cannot be read (compressed, cut short, followed by another, too large)
 //! is answered with an audited denial from [`Warden::refuse_unread`], never with an allow;
-//! a caller that is not speaking gRPC at all gets a plain HTTP error.
+//! a check that panics (a bug), with one from [`Warden::refuse_failed`]; a caller that is
+//! not speaking gRPC at all gets a plain HTTP error.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Instant;
@@ -79,7 +81,15 @@ pub(super) fn serve(
 
 fn answer(warden: &Warden, started: Instant, read: Result<Bytes, ReadError>, mut respond: SendResponse<Bytes>) {
     let answer = match read {
-        Ok(message) => warden.check_bytes(&message),
+        // A panic in the check is a bug; it is still a denial, audited, never a reset stream
+        // that takes the connection's other checks with it.
+        Ok(message) => match std::panic::catch_unwind(AssertUnwindSafe(|| warden.check_bytes(&message))) {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::error!("the check panicked (a bug); the request is refused");
+                warden.refuse_failed(started)
+            }
+        },
         Err(ReadError::Unread(why)) => {
             tracing::warn!(?why, "refused a check message that cannot be read");
             warden.refuse_unread(started, why)
