@@ -221,7 +221,7 @@ pub enum OnUnparseable {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListFilterSettings {
     pub on_unparseable: OnUnparseable,
-    /// The largest SSE event (or JSON body arriving in pieces) held while it is filtered.
+    /// The largest SSE event or JSON body held while it is filtered.
     pub max_event_bytes: usize,
 }
 

@@ -228,7 +228,8 @@ fn filter_any_shape(view: &View<'_>, result: &RawValue) -> Result<Option<String>
 
 /// AgentCore's search result, as AWS's own client reads it: tool definitions in
 /// `structuredContent.tools`, and/or a text content block holding `{"tools": [...]}`. Both
-/// are filtered; a result in neither shape is left as it is.
+/// are filtered; a result in neither shape is left as it is (one with a repeated key is
+/// refused, see [`unshaped`]).
 fn filter_search(view: &View<'_>, result: &RawValue) -> Result<Option<String>, FilterError> {
     let members = match Members::parse(result.get()) {
         Ok(m) => m,

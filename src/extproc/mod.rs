@@ -306,7 +306,7 @@ impl Session {
             State::Json { target, mut body, chunks, streamed } => {
                 body.extend_from_slice(&chunk.body);
                 if body.len() > self.settings.max_event_bytes {
-                    return self.give_up_json(&target, streamed);
+                    return self.give_up_json(&target, body, streamed);
                 }
                 if !chunk.end_of_stream {
                     // Hold every byte back until the whole body can be judged.
@@ -360,18 +360,24 @@ impl Session {
         }
     }
 
-    /// A JSON body too large to judge.
-    fn give_up_json(&mut self, target: &Target, streamed: bool) -> BodyResponse {
+    /// A JSON body too large to judge: the error, or with `on_unparseable: pass` what was held
+    /// back and the rest as they come.
+    fn give_up_json(&mut self, target: &Target, held: Vec<u8>, streamed: bool) -> BodyResponse {
         tracing::warn!(
             kind = target.kind.as_str(),
             limit = self.settings.max_event_bytes,
             "list filter: list response too large"
         );
-        self.state = State::Drop;
-        // What was held back is never sent.
-        match streamed {
-            true => replace_chunk(target.error_body().into_bytes()),
-            false => replace_body(target.error_body().into_bytes(), Some("application/json")),
+        match (self.settings.on_unparseable, streamed) {
+            (OnUnparseable::Pass, true) => replace_chunk(held),
+            (OnUnparseable::Pass, false) => BodyResponse::default(),
+            (OnUnparseable::Error, streamed) => {
+                self.state = State::Drop;
+                match streamed {
+                    true => replace_chunk(target.error_body().into_bytes()),
+                    false => replace_body(target.error_body().into_bytes(), Some("application/json")),
+                }
+            }
         }
     }
 

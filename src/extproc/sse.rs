@@ -24,17 +24,21 @@ pub enum SseError {
 pub struct Reframer {
     /// Bytes received but not yet emitted: the start of an incomplete event.
     buf: Vec<u8>,
-    /// Where in `buf` the next unscanned line starts.
-    scan: usize,
+    /// Where in `buf` the unfinished line starts…
+    line: usize,
+    /// …and where the search for its end goes on: each byte is looked at once, however many
+    /// chunks a long line comes in.
+    searched: usize,
     /// Whether the stream's first bytes were checked for a BOM.
     started: bool,
     max_event_bytes: usize,
 }
 
 impl Reframer {
-    /// A re-framer that refuses to hold an incomplete event larger than `max_event_bytes`.
+    /// A re-framer that refuses an event larger than `max_event_bytes`, complete or not, so
+    /// that the answer does not depend on how the stream was cut into chunks.
     pub fn new(max_event_bytes: usize) -> Self {
-        Reframer { buf: Vec::new(), scan: 0, started: false, max_event_bytes }
+        Reframer { buf: Vec::new(), line: 0, searched: 0, started: false, max_event_bytes }
     }
 
     /// Takes the next chunk and appends to `out` every event it completes. `rewrite` gets the
@@ -55,7 +59,7 @@ impl Reframer {
                 self.buf.drain(..BOM.len());
             }
         }
-        self.drain_events(out, rewrite, false);
+        self.drain_events(out, rewrite, false)?;
         if self.buf.len() > self.max_event_bytes {
             return Err(SseError::EventTooLarge { limit: self.max_event_bytes });
         }
@@ -70,12 +74,13 @@ impl Reframer {
         F: FnMut(&str) -> Option<String>,
     {
         self.started = true;
-        self.drain_events(out, rewrite, true);
+        // What is held is within the limit (`push` saw to it), so no event here is over it.
+        let _ = self.drain_events(out, rewrite, true);
         if !self.buf.is_empty() {
             let tail = std::mem::take(&mut self.buf);
             emit_event(&tail, out, rewrite);
         }
-        self.scan = 0;
+        (self.line, self.searched) = (0, 0);
     }
 
     /// Bytes held back, waiting for the rest of their event.
@@ -85,19 +90,26 @@ impl Reframer {
 
     /// The raw bytes held back (used when giving up on re-framing).
     pub fn take_pending(&mut self) -> Vec<u8> {
-        self.scan = 0;
+        (self.line, self.searched) = (0, 0);
         std::mem::take(&mut self.buf)
     }
 
-    fn drain_events<F>(&mut self, out: &mut Vec<u8>, rewrite: &mut F, at_end: bool)
+    /// Emits every complete event held; refuses one over the limit (what came before it is
+    /// emitted, and it stays held, with what follows).
+    fn drain_events<F>(&mut self, out: &mut Vec<u8>, rewrite: &mut F, at_end: bool) -> Result<(), SseError>
     where
         F: FnMut(&str) -> Option<String>,
     {
         let buf = &self.buf;
         let mut event_start = 0;
-        let mut line_start = self.scan;
-        while let Some(rel) = buf[line_start..].iter().position(|&b| b == b'\r' || b == b'\n') {
-            let end = line_start + rel;
+        let mut line_start = self.line;
+        let mut from = self.searched;
+        let result = loop {
+            let Some(rel) = buf[from..].iter().position(|&b| b == b'\r' || b == b'\n') else {
+                from = buf.len();
+                break Ok(());
+            };
+            let end = from + rel;
             let term = if buf[end] == b'\n' {
                 1
             } else if end + 1 < buf.len() {
@@ -106,17 +118,24 @@ impl Reframer {
                 1
             } else {
                 // A CR at the end of what we have: it may be the first half of a CRLF.
-                break;
+                from = end;
+                break Ok(());
             };
             let next = end + term;
             if end == line_start {
+                if next - event_start > self.max_event_bytes {
+                    break Err(SseError::EventTooLarge { limit: self.max_event_bytes });
+                }
                 emit_event(&buf[event_start..next], out, rewrite);
                 event_start = next;
             }
             line_start = next;
-        }
+            from = next;
+        };
         self.buf.drain(..event_start);
-        self.scan = line_start - event_start;
+        self.line = line_start - event_start;
+        self.searched = from - event_start;
+        result
     }
 }
 
@@ -341,9 +360,34 @@ mod tests {
             r.push(b"data: 0123456789abcdef", &mut out, &mut upper_list),
             Err(SseError::EventTooLarge { limit: 16 })
         );
-        // Complete events never count against the limit.
-        let mut r = Reframer::new(16);
-        r.push(b"data: 0123456789\n\ndata: 0123456789\n\n", &mut out, &mut upper_list).expect("ok");
+        // A complete event counts too, so cutting the stream elsewhere gives the same answer;
+        // the events before it are emitted.
+        let mut r = Reframer::new(18);
+        let mut out = Vec::new();
+        assert_eq!(
+            r.push(b"data: 0123456789\n\ndata: 0123456789a\n\n", &mut out, &mut upper_list),
+            Err(SseError::EventTooLarge { limit: 18 })
+        );
+        assert_eq!(out, b"data: 0123456789\n\n");
+        assert_eq!(r.take_pending(), b"data: 0123456789a\n\n");
+    }
+
+    #[test]
+    fn a_long_line_in_many_chunks_is_searched_once() {
+        let mut r = Reframer::new(1 << 20);
+        let mut out = Vec::new();
+        r.push(b"data: ", &mut out, &mut upper_list).expect("ok");
+        for _ in 0..1000 {
+            r.push(&[b'a'; 100], &mut out, &mut upper_list).expect("ok");
+            assert_eq!(r.searched, r.buf.len(), "no byte is searched twice");
+        }
+        r.push(b"\r", &mut out, &mut upper_list).expect("ok");
+        assert_eq!(r.searched, r.buf.len() - 1, "a CR at the end is looked at again");
+        r.push(b"\n\n", &mut out, &mut upper_list).expect("ok");
+        let mut expected = b"data: ".to_vec();
+        expected.extend_from_slice(&[b'a'; 100_000]);
+        expected.extend_from_slice(b"\r\n\n");
+        assert_eq!(out, expected);
     }
 
     #[test]

@@ -234,6 +234,21 @@ fn a_streamed_json_list_over_the_limit_becomes_an_error_and_nothing_of_it_leaves
 }
 
 #[test]
+fn with_pass_a_streamed_json_list_over_the_limit_goes_through_unfiltered() {
+    let w = warden();
+    let settings = ListFilterSettings { on_unparseable: OnUnparseable::Pass, max_event_bytes: 64 };
+    let mut s = Session::new(w.clone(), settings);
+    s.handle(response_headers(Some(decision(&w, LIST)), &[(":status", "200"), ("content-type", "application/json")]))
+        .expect("answer");
+    let b = body_response(s.handle(body(&LISTED.as_bytes()[..60], false)).expect("answer"));
+    assert_eq!(sent(&b).as_deref(), Some(&b""[..]), "held back while it may still be judged");
+    let b = body_response(s.handle(body(&LISTED.as_bytes()[60..100], false)).expect("answer"));
+    assert_eq!(sent(&b).as_deref(), Some(&LISTED.as_bytes()[..100]), "what was held, released");
+    let b = body_response(s.handle(body(&LISTED.as_bytes()[100..], true)).expect("answer"));
+    assert_eq!(sent(&b), None, "the rest passes as it comes");
+}
+
+#[test]
 fn a_get_stream_filters_every_list_answer_on_it_and_passes_the_rest() {
     let w = warden();
     let (mut s, r) = sse_session(&w, decision_of(&w, "GET", ""));
