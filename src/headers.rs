@@ -56,6 +56,16 @@ impl<'a> Headers<'a> {
         self.entries.iter().find(|(n, _)| *n == name).map(|(_, v)| &**v)
     }
 
+    /// True when `name` came as more than one line (its values were joined with `,`): a
+    /// reader that takes the first or the last line would see something else.
+    pub fn is_joined(&self, name: &str) -> bool {
+        if self.names & bit(name) == 0 {
+            return false;
+        }
+        // Only `push` joining lines makes an owned value.
+        self.entries.iter().any(|(n, v)| *n == name && matches!(v, Cow::Owned(_)))
+    }
+
     pub fn contains_key(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
@@ -81,6 +91,11 @@ mod tests {
         assert_eq!(h.get("authorization"), Some("Bearer a,Bearer b"));
         assert_eq!(h.get("accept"), Some("x"));
         assert_eq!(h.iter().count(), 2);
+        assert!(h.is_joined("authorization"));
+        assert!(!h.is_joined("accept"), "one line");
+        assert!(!h.is_joined("mcp-name"), "absent");
+        let one = Headers::new([("mcp-name", "a,b")]);
+        assert!(!one.is_joined("mcp-name"), "a comma in one line is not a join");
     }
 
     #[test]

@@ -22,6 +22,13 @@ use crate::keys;
 use crate::policy::Policy;
 use crate::token::TokenSettings;
 
+/// What an ext_proc message may hold beyond `max_event_bytes`. A buffered JSON list comes as
+/// one message; a streamed chunk is as large as Envoy makes it, which is more than its buffer
+/// limit when upstream bytes arrive faster than the filter answers (2 MiB seen with the
+/// default 1 MiB). A message refused here resets the response mid-stream, so the bound is
+/// generous: the listener is meant for Envoy alone (loopback or a private Unix socket).
+const ENVOY_CHUNK_SLACK: usize = 32 << 20;
+
 /// A start-up failure, naming what could not be done.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -112,9 +119,7 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
     let reflection_alpha = crate::reflection::service_v1alpha().map_err(|e| StartError::Reflection(e.to_string()))?;
     let routes = tonic::service::Routes::new(
         ExternalProcessorServer::new(ListFilterService::new(warden.clone(), config.list_filter))
-            // A buffered JSON list arrives as one message: allow the largest event or body
-            // the filter is configured to hold, plus framing.
-            .max_decoding_message_size(config.list_filter.max_event_bytes + (1 << 20)),
+            .max_decoding_message_size(config.list_filter.max_event_bytes + ENVOY_CHUNK_SLACK),
     )
     .add_service(health)
     .add_service(reflection)

@@ -154,7 +154,7 @@ pub fn inspect<'a>(req: &HttpRequest<'a>, limits: &Limits) -> Result<Inspection<
     {
         return Err(Rejection::new(400, -32600, "content_encoding", "Content-Encoding is not supported"));
     }
-    if !req.header("content-type").is_some_and(is_json) {
+    if !req.header("content-type").is_some_and(is_json) || req.headers.is_joined("content-type") {
         return Err(Rejection::new(400, -32600, "content_type", "Content-Type must be application/json"));
     }
     if req.body.is_empty() {
@@ -222,6 +222,16 @@ fn check_mirrors<'a>(req: &HttpRequest<'a>, version: ProtocolVersion, msg: &Mess
     let mismatch =
         |what: &'static str| Rejection { id: msg.id, ..Rejection::new(400, HEADER_MISMATCH, "header_mismatch", what) };
     let stateless = version.is_stateless();
+    // A mirror sent as several lines reads as one value here and as its first or last line
+    // to a router; a method is never base64-wrapped (only names are).
+    for name in ["mcp-method", "mcp-name"] {
+        if req.headers.is_joined(name) {
+            return Err(mismatch("Mcp-Method and Mcp-Name may be sent once each"));
+        }
+    }
+    if req.header("mcp-method").is_some_and(|h| h.starts_with("=?base64?")) {
+        return Err(mismatch("Mcp-Method header is never base64-wrapped"));
+    }
     let Some(method) = msg.method.as_deref() else {
         if stateless {
             return Err(Rejection {
@@ -233,6 +243,9 @@ fn check_mirrors<'a>(req: &HttpRequest<'a>, version: ProtocolVersion, msg: &Mess
                     "clients must not POST JSON-RPC responses in this protocol version",
                 )
             });
+        }
+        if req.header("mcp-method").is_some() || req.header("mcp-name").is_some() {
+            return Err(mismatch("Mcp-Method or Mcp-Name header on a message with no method"));
         }
         return Ok(());
     };

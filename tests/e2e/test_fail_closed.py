@@ -642,6 +642,42 @@ def test_2026_07_28_base64_sentinel_that_decodes_to_the_body_name_is_forwarded(
     assert json.loads(record["body"])["params"]["name"] == name
 
 
+# A mirror sent as two lines is joined with "," here, which can equal a body name holding a
+# comma, while a router reading the first or the last line sees another tool.
+REPEATED_MIRRORS = [
+    pytest.param("get_weather,delete_file", [("mcp-method", "tools/call"), ("mcp-name", "get_weather"),
+                                             ("mcp-name", "delete_file")], id="mcp-name-twice"),
+    pytest.param("echo", [("mcp-method", "tools/call"), ("mcp-method", "ping"), ("mcp-name", "echo")],
+                 id="mcp-method-twice"),
+]
+
+
+@pytest.mark.parametrize(("name", "lines"), REPEATED_MIRRORS)
+def test_2026_07_28_a_mirror_sent_as_two_lines_is_refused(
+    fc: SharedStack, http: httpx.Client, name: str, lines: list[tuple[str, str]]
+) -> None:
+    message = _v2026_call(name, 123)
+    if ("mcp-method", "ping") in lines:
+        message["method"] = "tools/call,ping"
+    watch = UpstreamWatch(fc.upstream)
+    request_id = new_request_id("repeated-mirror")
+    headers = list(headers_for(ALICE_KEY, extra={"x-request-id": request_id, "mcp-protocol-version": V2026}).items())
+    resp = raw(http, fc.url, message, headers=headers + lines)
+    watch.assert_nothing(f"mirror lines {lines}")
+    assert_jsonrpc_error(resp, status=400, code=ERR_HEADER_MISMATCH, id=123)
+    assert_denied_audit(fc, request_id, "header_mismatch")
+
+
+def test_a_second_content_type_line_is_refused(fc: SharedStack, http: httpx.Client) -> None:
+    watch = UpstreamWatch(fc.upstream)
+    request_id = new_request_id("two-content-types")
+    headers = list(headers_for(ALICE_KEY, extra={"x-request-id": request_id}).items())
+    resp = raw(http, fc.url, GOOD, headers=headers + [("content-type", "text/plain")])
+    watch.assert_nothing("two content-type lines")
+    assert_jsonrpc_error(resp, status=400, code=ERR_INVALID_REQUEST)
+    assert_denied_audit(fc, request_id, "content_type")
+
+
 def test_2026_07_28_agreeing_mirrors_do_not_override_policy(fc: SharedStack, http: httpx.Client) -> None:
     message = _v2026_call("delete_file", 122)
     watch = UpstreamWatch(fc.upstream)
