@@ -241,19 +241,8 @@ struct Gen {
 }
 
 impl Gen {
-    /// A JSON string literal for `s`, each char written as `\uXXXX` with `escape` percent.
     fn lit(&mut self, s: &str, escape: usize) -> String {
-        let mut out = String::from('"');
-        for c in s.chars() {
-            match c {
-                '"' | '\\' => out.extend(['\\', c]),
-                c if c < ' ' || self.rng.chance(escape) => {
-                    c.encode_utf16(&mut [0; 2]).iter().for_each(|u| out.push_str(&format!("\\u{u:04x}")));
-                }
-                c => out.push(c),
-            }
-        }
-        out + "\""
+        json::literal(&mut self.rng, s, escape)
     }
 
     /// A literal from `pool` (`SENTINEL` too, now and then), and the text it stands for.

@@ -144,22 +144,8 @@ impl Gen {
         self.rng.pick(SPACE)
     }
 
-    /// A JSON string literal for `s`, each char escaped as `\uXXXX` with `escape` percent.
     fn lit(&mut self, s: &str, escape: usize) -> String {
-        let mut out = String::from('"');
-        for c in s.chars() {
-            match c {
-                '"' | '\\' => out.extend(['\\', c]),
-                c if c < ' ' || self.rng.chance(escape) => {
-                    let upper = self.rng.chance(50);
-                    for u in c.encode_utf16(&mut [0; 2]) {
-                        out.push_str(&if upper { format!("\\u{u:04X}") } else { format!("\\u{u:04x}") });
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        out + "\""
+        json::literal(&mut self.rng, s, escape)
     }
 
     fn text(&mut self, pool: &[&str]) -> String {

@@ -245,17 +245,7 @@ impl Gen {
     /// A JSON string literal for `s`, now and then with chars written as `\uXXXX`.
     fn lit(&mut self, s: &str) -> String {
         let escape = if self.rng.chance(8) { 30 } else { 0 };
-        let mut out = String::from('"');
-        for c in s.chars() {
-            match c {
-                '"' | '\\' => out.extend(['\\', c]),
-                c if c < ' ' || self.rng.chance(escape) => {
-                    c.encode_utf16(&mut [0; 2]).iter().for_each(|u| out.push_str(&format!("\\u{u:04x}")));
-                }
-                c => out.push(c),
-            }
-        }
-        out + "\""
+        json::literal(&mut self.rng, s, escape)
     }
 
     fn lit_of(&mut self, pool: &[&str]) -> String {

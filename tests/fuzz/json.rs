@@ -118,3 +118,22 @@ pub(crate) fn mutate(rng: &mut crate::rng::Rng, text: &str, chars: &[char], toke
     }
     out.into_iter().collect()
 }
+
+/// A JSON string literal for `s`, each char written as `\uXXXX` (hex digits in either case)
+/// with `escape` percent, control chars always.
+pub(crate) fn literal(rng: &mut crate::rng::Rng, s: &str, escape: usize) -> String {
+    let mut out = String::from('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => out.extend(['\\', c]),
+            c if c < ' ' || rng.chance(escape) => {
+                let upper = rng.chance(50);
+                for u in c.encode_utf16(&mut [0; 2]) {
+                    out.push_str(&if upper { format!("\\u{u:04X}") } else { format!("\\u{u:04x}") });
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out + "\""
+}
