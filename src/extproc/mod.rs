@@ -320,14 +320,10 @@ impl Session {
     }
 
     fn finish_json(&mut self, target: &Target, body: Vec<u8>, held_back: bool, streamed: bool) -> BodyResponse {
-        // Streamed, the headers are gone: only the bytes can be replaced.
-        let replace_body = |body: Vec<u8>, content_type| match streamed {
-            true => replace_chunk(body),
-            false => replace_body(body, content_type),
-        };
+        let replace = |body, content_type| replace_whole(streamed, body, content_type);
         if body.iter().all(u8::is_ascii_whitespace) {
             // An empty body lists nothing.
-            return if held_back { replace_body(body, None) } else { BodyResponse::default() };
+            return if held_back { replace(body, None) } else { BodyResponse::default() };
         }
         let snapshot = self.warden.snapshot();
         let outcome = match (std::str::from_utf8(&body), target.resolve(&snapshot)) {
@@ -339,7 +335,7 @@ impl Session {
         };
         match outcome {
             Ok(Filtered::Unchanged) if !held_back => BodyResponse::default(),
-            Ok(Filtered::Unchanged) => replace_body(body, None),
+            Ok(Filtered::Unchanged) => replace(body, None),
             Ok(Filtered::Rewritten(new)) => {
                 tracing::debug!(
                     kind = target.kind.as_str(),
@@ -347,14 +343,14 @@ impl Session {
                     to = new.len(),
                     "list response filtered"
                 );
-                replace_body(new.into_bytes(), None)
+                replace(new.into_bytes(), None)
             }
             Err(e) => {
                 tracing::warn!(kind = target.kind.as_str(), error = %e, "list filter: unparseable list response");
                 match self.settings.on_unparseable {
-                    OnUnparseable::Pass if held_back => replace_body(body, None),
+                    OnUnparseable::Pass if held_back => replace(body, None),
                     OnUnparseable::Pass => BodyResponse::default(),
-                    OnUnparseable::Error => replace_body(target.error_body().into_bytes(), Some("application/json")),
+                    OnUnparseable::Error => replace(target.error_body().into_bytes(), Some("application/json")),
                 }
             }
         }
@@ -371,12 +367,9 @@ impl Session {
         match (self.settings.on_unparseable, streamed) {
             (OnUnparseable::Pass, true) => replace_chunk(held),
             (OnUnparseable::Pass, false) => BodyResponse::default(),
-            (OnUnparseable::Error, streamed) => {
+            (OnUnparseable::Error, _) => {
                 self.state = State::Drop;
-                match streamed {
-                    true => replace_chunk(target.error_body().into_bytes()),
-                    false => replace_body(target.error_body().into_bytes(), Some("application/json")),
-                }
+                replace_whole(streamed, target.error_body().into_bytes(), Some("application/json"))
             }
         }
     }
@@ -476,6 +469,15 @@ fn set_header(key: &str, value: String) -> HeaderValueOption {
 
 /// The whole (buffered) body replaced by `body`, with its `content-length` corrected (and,
 /// for an error, its `content-type` set): in `BUFFERED` mode Envoy still holds the headers.
+/// The whole body replaced: with its headers when Envoy still holds them, else (streamed,
+/// the headers are gone) the bytes alone.
+fn replace_whole(streamed: bool, body: Vec<u8>, content_type: Option<&str>) -> BodyResponse {
+    match streamed {
+        true => replace_chunk(body),
+        false => replace_body(body, content_type),
+    }
+}
+
 fn replace_body(body: Vec<u8>, content_type: Option<&str>) -> BodyResponse {
     let mut set_headers = vec![set_header("content-length", body.len().to_string())];
     if let Some(ct) = content_type {
