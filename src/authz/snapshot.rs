@@ -29,7 +29,9 @@ impl Snapshot {
     /// An identity vouched for by an identity provider, compiled against this policy's roles
     /// once per (name, roles, traits) and then reused. A name the policy gives one of its own
     /// users is refused: both would be the same `sub` upstream (as the reference system
-    /// refuses a single-sign-on login that collides with a local user).
+    /// refuses a single-sign-on login that collides with a local user); so is a name equal
+    /// to one after case folding and NFKC ([`Policy::name_is_taken`]), checked once per
+    /// identity compiled here.
     pub fn dynamic_user(&self, name: &str, roles: &[String], traits: Traits) -> Result<Arc<User>, String> {
         if self.policy.user(name).is_some() {
             return Err("the username is the name of a user defined in the policy".to_owned());
@@ -44,6 +46,9 @@ impl Snapshot {
         };
         if let Some(u) = self.identities.read().ok().and_then(|m| m.get(&fp).filter(|u| same(u)).cloned()) {
             return Ok(u);
+        }
+        if self.policy.name_is_taken(name) {
+            return Err("the username looks like the name of a user defined in the policy".to_owned());
         }
         let user = Arc::new(self.policy.build_user(name, roles, traits)?);
         if let Ok(mut m) = self.identities.write() {
@@ -81,6 +86,16 @@ mod tests {
         let err = s.dynamic_user("alice", &["reader".to_owned()], Traits::new()).expect_err("name taken");
         assert!(err.contains("defined in the policy"), "{err}");
         assert!(s.dynamic_user("alice@example.com", &["reader".to_owned()], Traits::new()).is_ok());
+    }
+
+    #[test]
+    fn an_identity_provider_user_cannot_take_a_name_that_folds_to_a_policy_users_name() {
+        let s = snapshot();
+        for look_alike in ["Alice", "ALICE", "\u{ff41}lice"] {
+            let err = s.dynamic_user(look_alike, &["reader".to_owned()], Traits::new()).expect_err(look_alike);
+            assert!(err.contains("looks like the name of a user defined in the policy"), "{err}");
+        }
+        assert!(s.dynamic_user("alicia", &["reader".to_owned()], Traits::new()).is_ok());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! claim value or key material.
 //!
 //! What a token must be, in order:
-//! 1. at most [`MAX_TOKEN_BYTES`], three base64url parts, a header with no `crit`;
+//! 1. at most [`MAX_TOKEN_BYTES`], three base64url parts, a header with no `crit`, and no
+//!    key named twice in any object of the header or the claims ([`strict`]);
 //! 2. `alg` in the configured allow-list (asymmetric only: `none` and HMAC cannot be
 //!    configured);
 //! 3. signed by a published key: the `kid` names it, or, only when the identity provider
@@ -18,13 +19,15 @@
 //!    the accepted audiences;
 //! 6. `exp` present and not past, `nbf` and `iat` not in the future (each with the clock
 //!    skew), and a lifetime no longer than `max_lifetime`;
-//! 7. a non-empty username claim (and `email_verified` not `false` when it is `email`).
+//! 7. a username claim in canonical form ([`crate::policy::names`]: no padding, no invisible
+//!    characters, NFC), and a verified `email` when that is the username claim.
 //!
-//! An `email` the token itself says is unverified (`email_verified: false`, or the string
-//! `"false"` some providers send) names nobody: it is refused as the username and ignored by
+//! An `email` the token does not vouch for names nobody: `email_verified` present and anything
+//! but JSON `true` or the string `"true"` makes it refused as the username and ignored by
 //! `claims_to_roles` and traits, so an address a user typed but never proved grants nothing.
 
 pub mod jwks;
+mod strict;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -37,8 +40,8 @@ use jsonwebtoken::Validation;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::policy::Traits;
 use crate::policy::pattern::{NameSet, PatternError};
+use crate::policy::{Traits, names};
 
 /// Longer bearer values are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -300,7 +303,7 @@ pub enum Rejected {
     Lifetime,
     #[error("malformed claims")]
     Claims,
-    #[error("username claim missing, empty or not a string")]
+    #[error("username claim missing, not a string, or not in canonical form")]
     Username,
     #[error("email not verified")]
     EmailUnverified,
@@ -561,12 +564,11 @@ impl Verifier {
     }
 
     fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, Rejected> {
-        let unverified = matches!(claims.get("email_verified"), Some(Value::Bool(false)))
-            || matches!(claims.get("email_verified"), Some(Value::String(s)) if s.eq_ignore_ascii_case("false"));
+        let unverified = !email_verified(claims.get("email_verified"));
         // The claims identity is drawn from: an unverified `email` is not one of them.
         let claim = |name: &str| if unverified && name == "email" { None } else { claims.get(name) };
         let username = match claim(&self.config.username_claim) {
-            Some(Value::String(s)) if valid_username(s) => s.clone(),
+            Some(Value::String(s)) if names::check_canonical(s).is_ok() => s.clone(),
             _ if unverified && self.config.username_claim == "email" => return Err(Rejected::EmailUnverified),
             _ => return Err(Rejected::Username),
         };
@@ -588,6 +590,18 @@ impl Verifier {
     }
 }
 
+/// Whether the token's `email_verified` lets its `email` be used: absent (the identity
+/// provider does not say; see docs/configuration.md), JSON `true`, or exactly the string
+/// `"true"` some providers send. Anything else (`false`, `"TRUE"`, `"yes"`, `1`, `[true]`,
+/// `null`…) says the address is unverified.
+fn email_verified(flag: Option<&Value>) -> bool {
+    match flag {
+        None | Some(Value::Bool(true)) => true,
+        Some(Value::String(s)) => s == "true",
+        Some(_) => false,
+    }
+}
+
 /// `exp` (required), `nbf` and `iat`: non-negative finite numbers.
 fn times(claims: &Map<String, Value>) -> Result<Times, Rejected> {
     let time = |name: &str| -> Result<Option<f64>, Rejected> {
@@ -602,18 +616,22 @@ fn times(claims: &Map<String, Value>) -> Result<Times, Rejected> {
     Ok(Times { exp: time("exp")?.ok_or(Rejected::Claims)?, nbf: time("nbf")?, iat: time("iat")? })
 }
 
-/// A username is printable, at most 256 bytes, and not empty.
-fn valid_username(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control)
-}
-
+/// The JOSE header, read strictly: a key named twice anywhere in the header or in the
+/// claims makes the token malformed (see [`strict`]).
 fn decode_header(token: &str) -> Result<Header, Rejected> {
     if !looks_like_jwt(token) {
         return Err(Rejected::Malformed);
     }
-    let encoded = token.split('.').next().ok_or(Rejected::Malformed)?;
-    let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| Rejected::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| Rejected::Malformed)
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload)) = (parts.next(), parts.next()) else {
+        return Err(Rejected::Malformed);
+    };
+    let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| Rejected::Malformed)?;
+    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Rejected::Malformed)?;
+    if !strict::unique_keys(&header) || !strict::unique_keys(&payload) {
+        return Err(Rejected::Malformed);
+    }
+    serde_json::from_slice(&header).map_err(|_| Rejected::Malformed)
 }
 
 /// Real keys and real signatures for tests (aws-lc-rs), shared by this module and
@@ -694,7 +712,13 @@ pub(crate) mod testkit {
 
     /// Signs `header.claims` for real with the key `alg` calls for.
     pub(crate) fn sign_with(header: &Value, claims: &Value, signer: Signer) -> String {
-        let input = format!("{}.{}", b64(header), b64(claims));
+        sign_text(&header.to_string(), &claims.to_string(), signer)
+    }
+
+    /// Signs a header and claims given as JSON text (which may say what a `Value` cannot,
+    /// such as a key named twice).
+    pub(crate) fn sign_text(header: &str, claims: &str, signer: Signer) -> String {
+        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
         let rng = SystemRandom::new();
         let sig = match signer {
             Signer::Rsa(pair, padding) => {
@@ -1012,6 +1036,95 @@ mod tests {
         assert_eq!(verify(&by_sub, &token("RS256", &unverified)).map(|i| i.username), Ok("u-123".into()));
     }
 
+    /// The good claims as JSON text with `extra` spliced in before the closing brace.
+    fn claims_text_with(extra: &str) -> String {
+        let text = claims().to_string();
+        format!("{},{extra}}}", text.strip_suffix('}').expect("object"))
+    }
+
+    #[test]
+    fn a_key_named_twice_anywhere_in_the_claims_is_malformed_though_signed() {
+        // Issue 26.3: a reader keeping the first value and one keeping the last would see
+        // different users. Signed by the published key: the refusal is not a signature one.
+        let v = verifier();
+        let rsa = || Signer::Rsa(&keys().rsa, &RSA_PKCS1_SHA256);
+        let header = r#"{"alg":"RS256","typ":"at+jwt","kid":"rsa-1"}"#;
+        for extra in [
+            r#""email":"admin@example.com""#,
+            r#""groups":["readers"],"groups":["admins"]"#,
+            r#""email":"admin@example.com""#,
+            r#""profile":{"tid":"a","tid":"b"}"#,
+            r#""nested":[{"x":{"k":1,"k":2}}]"#,
+        ] {
+            let t = sign_text(header, &claims_text_with(extra), rsa());
+            assert_eq!(verify(&v, &t), Err(Rejected::Malformed), "{extra}");
+        }
+        let fine = sign_text(header, &claims_text_with(r#""profile":{"email":"x","k":{"email":"y"}}"#), rsa());
+        assert_eq!(verify(&v, &fine).map(|i| i.username), Ok("alice@example.com".into()), "equal keys apart");
+    }
+
+    #[test]
+    fn a_key_named_twice_in_the_header_is_malformed() {
+        let v = verifier();
+        let rsa = || Signer::Rsa(&keys().rsa, &RSA_PKCS1_SHA256);
+        let claims = claims().to_string();
+        for header in [
+            r#"{"alg":"RS256","typ":"at+jwt","typ":"JWT","kid":"rsa-1"}"#,
+            r#"{"alg":"RS256","kid":"rsa-1","x":{"a":1,"a":1}}"#,
+            r#"{"alg":"RS256","kid":"rsa-1","kid":"rsa-1"}"#,
+        ] {
+            assert_eq!(verify(&v, &sign_text(header, &claims, rsa())), Err(Rejected::Malformed), "{header}");
+        }
+    }
+
+    #[test]
+    fn a_username_not_in_canonical_form_is_refused() {
+        // Issue 26.4: names that look like another on screen.
+        let v = verifier();
+        // JSON escapes in the signed text: the decoded claim holds the characters themselves.
+        for name in
+            [r"admin@example.com ", r" admin@example.com", r"admin@example.com\u200b", r"bob\u00a0", r"a\u202eb"]
+        {
+            let text = claims().to_string().replace("\"alice@example.com\"", &format!("\"{name}\""));
+            let t = sign_text(r#"{"alg":"RS256","kid":"rsa-1"}"#, &text, Signer::Rsa(&keys().rsa, &RSA_PKCS1_SHA256));
+            assert_eq!(verify(&v, &t), Err(Rejected::Username), "{name}");
+        }
+        let decomposed = with(claims(), "email", json!("jo\u{301}zef@example.com"));
+        assert_eq!(verify(&v, &token("RS256", &decomposed)), Err(Rejected::Username), "not NFC");
+        let composed = with(claims(), "email", json!("j\u{f3}zef@example.com"));
+        assert!(verify(&v, &token("RS256", &composed)).is_ok());
+    }
+
+    #[test]
+    fn email_verified_counts_only_when_true_or_the_string_true() {
+        // Issue 26.6.
+        let v = verifier();
+        for flag in [json!(true), json!("true")] {
+            let id = verify(&v, &token("RS256", &with(claims(), "email_verified", flag.clone())));
+            assert_eq!(id.map(|i| i.username), Ok("alice@example.com".into()), "{flag}");
+        }
+        assert!(verify(&v, &token("RS256", &claims())).is_ok(), "absent: the provider does not say");
+        for flag in [
+            json!(false),
+            json!("false"),
+            json!("False "),
+            json!("TRUE"),
+            json!("True"),
+            json!(" true"),
+            json!("yes"),
+            json!("no"),
+            json!(0),
+            json!(1),
+            json!([false]),
+            json!([true]),
+            json!({"value": true}),
+            json!(null),
+        ] {
+            let got = verify(&v, &token("RS256", &with(claims(), "email_verified", flag.clone())));
+            assert_eq!(got, Err(Rejected::EmailUnverified), "{flag}");
+        }
+    }
+
     #[test]
     fn an_unverified_email_grants_no_role_and_no_trait() {
         let mut config = config();
@@ -1021,7 +1134,9 @@ mod tests {
         let verified = verify(&v, &token("RS256", &claims())).expect("valid");
         assert!(verified.roles.iter().any(|r| r == "employee"), "the email rule applies: {:?}", verified.roles);
         assert_eq!(verified.traits["mail"], ["alice@example.com"]);
-        for flag in [json!(false), json!("false"), json!("FALSE")] {
+        for flag in
+            [json!(false), json!("false"), json!("FALSE"), json!("False "), json!(0), json!("no"), json!([false])]
+        {
             let id = verify(&v, &token("RS256", &with(claims(), "email_verified", flag.clone()))).expect("valid");
             assert!(!id.roles.iter().any(|r| r == "employee"), "{flag}: {:?}", id.roles);
             assert!(!id.traits.contains_key("mail"), "{flag}: {:?}", id.traits);

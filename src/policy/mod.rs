@@ -7,6 +7,7 @@
 mod dfa;
 pub mod engine;
 pub mod load;
+pub mod names;
 pub mod pattern;
 mod raw;
 
@@ -116,6 +117,8 @@ pub struct Policy {
     users: Vec<User>,
     /// Positions in `users`, by name.
     user_by_name: Index,
+    /// Positions in `users`, by [`names::fold`] of the name.
+    user_by_folded_name: Index,
     api_keys: Vec<ApiKey>,
     /// Positions in `api_keys`, by digest prefix.
     key_index: Index,
@@ -142,6 +145,18 @@ impl Policy {
     pub fn user(&self, name: &str) -> Option<&User> {
         let i = self.user_by_name.find(self.user_by_name.hash(name), |i| &*self.users[i as usize].name == name)?;
         self.users.get(i as usize)
+    }
+
+    /// Whether `name` is, or looks like, the name of a user of this policy: equal to it
+    /// after [`names::fold`] (case and compatibility forms). An identity provider's user
+    /// with such a name is refused.
+    pub fn name_is_taken(&self, name: &str) -> bool {
+        if self.user(name).is_some() {
+            return true;
+        }
+        let folded = names::fold(name);
+        let hash = self.user_by_folded_name.hash(&*folded);
+        self.user_by_folded_name.find(hash, |i| names::fold(&self.users[i as usize].name) == folded).is_some()
     }
 
     /// The user owning an API key: found by the first 16 bytes of its SHA-256, then the

@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use super::roles::{RoleDef, Shared};
 use super::{Loader, PolicyError, Raw};
-use crate::policy::raw;
-use crate::policy::{ApiKey, CompiledRole, Index, Policy, Rules, Traits, User};
+use crate::policy::{ApiKey, CompiledRole, Index, Policy, Rules, Traits, User, names, raw};
 
 /// The users built so far and their lookups, moved into the [`Policy`] at the end.
 #[derive(Default)]
@@ -68,6 +67,15 @@ impl UserTable {
     /// Moves the users and their lookups into the policy.
     pub(super) fn move_into(self, policy: &mut Policy) {
         let UserTable { users, by_name, keys, key_index, principals, .. } = self;
+        // Look-alike names are found by their folded form, which is not stored: a hit is
+        // confirmed by folding the policy user's name again.
+        let folded = |idx: &Index, p: u32| idx.hash(&*names::fold(&users[p as usize].name));
+        let mut by_folded = Index::default();
+        by_folded.reserve(users.len(), folded);
+        for pos in 0..users.len() as u32 {
+            by_folded.insert(folded(&by_folded, pos), pos, folded);
+        }
+        policy.user_by_folded_name = by_folded;
         policy.users = users;
         policy.user_by_name = by_name;
         policy.api_keys = keys;
