@@ -359,6 +359,29 @@ fn a_trait_value_that_would_break_a_header_line_is_never_sent() {
     assert!(remove.contains(&"x-team".to_owned()), "the client's own x-team is not forwarded either: {remove:?}");
 }
 
+#[test]
+fn trait_values_a_comma_separated_header_could_confuse_are_never_sent() {
+    // Issue 26.5: `[a, b]` and `["a,b"]` must not reach the upstream as one header value.
+    let w = warden();
+    for (traits, want) in [
+        ("[blue, green]", Some("blue,green")),
+        ("[blue]", Some("blue")),
+        (r#"["blue,green"]"#, None),
+        (r#"[blue, "green,red"]"#, None),
+        (r#"[blue, ""]"#, None),
+        (r#"[" blue", green]"#, None),
+        (r#"["blue ", green]"#, None),
+        (r#"["blue\tgreen"]"#, None),
+    ] {
+        let policy = common::POLICY.replace("traits: {team: [blue, green]}", &format!("traits: {{team: {traits}}}"));
+        w.replace_policy(Policy::load(&[Source::inline("v2.yaml", &policy)]).expect("policy"));
+        let req = request("POST", &[JSON, ("x-api-key", "foo")], &call("get_weather"), Some("bedrock-mcp"), "");
+        let Outcome::Allow { set, remove } = check(&w, &req) else { panic!("allow") };
+        assert_eq!(set.get("x-team").map(|(v, _)| v.as_str()), want, "{traits}");
+        assert_eq!(remove.contains(&"x-team".to_owned()), want.is_none(), "{traits}: {remove:?}");
+    }
+}
+
 #[tokio::test]
 async fn readyz_answers_ready_only_while_a_key_can_sign() {
     let w = std::sync::Arc::new(warden());

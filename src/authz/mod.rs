@@ -440,8 +440,9 @@ impl Warden {
                 ValuePart::Trait(_, name) => {
                     let values = user.traits.get(&**name).ok_or(Unfilled::Remove)?;
                     // A trait may come from an identity provider's claim: a control character
-                    // in it would split or smuggle a header line.
-                    if values.iter().any(|v| !valid_header_text(v)) {
+                    // in it would split or smuggle a header line, and a comma (or an empty or
+                    // padded value) would make `["a","b"]` and `"a,b"` one header value.
+                    if values.iter().any(|v| !valid_header_list_item(v)) {
                         tracing::warn!(trait_name = &**name, "a trait value is not valid in a header; header removed");
                         return Err(Unfilled::Remove);
                     }
@@ -465,9 +466,14 @@ enum Unfilled {
 /// The decision reason when an allowed call is refused for want of an ID token.
 const TOKEN_UNAVAILABLE: &str = "token_unavailable";
 
-/// Text allowed in a header value (RFC 9110 §5.5): no control character but horizontal tab.
-fn valid_header_text(s: &str) -> bool {
-    !s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+/// One element of a comma-separated header value whose elements can be told apart again
+/// (RFC 9110 §5.5, §5.6.1): not empty, no control character, no comma, no leading or
+/// trailing space or tab (which list parsers and Envoy trim).
+fn valid_header_list_item(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with([' ', '\t'])
+        && !s.ends_with([' ', '\t'])
+        && !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == b',')
 }
 
 /// `params.arguments` of a `tools/call` body, for apps that opted into auditing them. The

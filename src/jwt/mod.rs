@@ -1295,6 +1295,7 @@ spec:
   rewrite:
     headers:
     - {name: Authorization, value: "Bearer {{internal.id_token}}"}
+    - {name: X-Tenant, value: "{{external.tenant}}"}
 ---
 kind: role
 version: v8
@@ -1426,6 +1427,27 @@ spec: {allow: {app_labels: {service: none}}}
         assert_eq!(claims["sub"], "alice@example.com");
         assert_eq!(claims["roles"], json!(["admin", "reader", "employee"]));
         assert_eq!(claims["traits"]["groups"], json!(["mcp-admins", "staff"]));
+    }
+
+    #[test]
+    fn a_multi_valued_trait_and_a_value_with_the_separator_never_give_the_same_header() {
+        // Issue 26.5: `tid: ["tenant-a","tenant-b"]` is sent as `tenant-a,tenant-b`;
+        // `tid: "tenant-a,tenant-b"` could be read as the same two values, so it is not sent.
+        let w = warden();
+        let tenant = |tid: Value| {
+            let mut claims = testkit::claims();
+            claims["tid"] = tid;
+            let auth = format!("Bearer {}", testkit::token("RS256", &claims));
+            match check(&w, &request(Some(&auth), "get_x")) {
+                Outcome::Allow(set) => set.get("x-tenant").cloned(),
+                Outcome::Deny(status, ..) => panic!("allow expected, got {status}"),
+            }
+        };
+        assert_eq!(tenant(json!(["tenant-a", "tenant-b"])).as_deref(), Some("tenant-a,tenant-b"));
+        assert_eq!(tenant(json!("tenant-a")).as_deref(), Some("tenant-a"));
+        assert_eq!(tenant(json!("tenant-a,tenant-b")), None);
+        assert_eq!(tenant(json!(["tenant-a", "tenant-b,tenant-c"])), None);
+        assert_eq!(tenant(json!(["tenant-a", " tenant-b"])), None);
     }
 
     #[test]

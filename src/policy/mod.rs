@@ -52,7 +52,8 @@ pub enum ValuePart {
     Text(Box<str>),
     /// `{{internal.id_token}}`: the freshly signed ID token.
     IdToken,
-    /// `{{internal.NAME}}` / `{{external.NAME}}`: the trait's values joined with `,`.
+    /// `{{internal.NAME}}` / `{{external.NAME}}`: the trait's values joined with `,` (a value
+    /// that is empty, padded, or holds a comma or a control character removes the header).
     Trait(TraitNamespace, Box<str>),
 }
 

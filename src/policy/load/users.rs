@@ -274,6 +274,22 @@ mod tests {
     use super::super::test_support::{errors, load};
 
     #[test]
+    fn a_name_is_taken_when_it_folds_to_a_policy_users_name() {
+        let mut text = String::new();
+        for i in 0..100 {
+            text.push_str(&format!("kind: user\nmetadata: {{name: user{i}}}\nspec: {{roles: [mcp-user]}}\n---\n"));
+        }
+        text.push_str("kind: user\nmetadata: {name: Stra\u{df}e}\nspec: {roles: [mcp-user]}\n");
+        let p = load(&text).expect("loads");
+        for taken in ["user7", "USER7", "User99", "\u{ff55}ser0", "strasse", "STRASSE", "Stra\u{df}e"] {
+            assert!(p.name_is_taken(taken), "{taken}");
+        }
+        for free in ["user100", "user", "strase", "alice@example.com"] {
+            assert!(!p.name_is_taken(free), "{free}");
+        }
+    }
+
+    #[test]
     fn unknown_role_reference_is_an_error() {
         let e = errors("kind: user\nmetadata: {name: u}\nspec: {roles: [ghost]}\n");
         assert!(e.contains("user 'u'") && e.contains("unknown role 'ghost'"), "{e}");
