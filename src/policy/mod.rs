@@ -22,6 +22,15 @@ use pattern::{NameSet, TraitNamespace};
 /// User traits: name → values (Teleport's `traits`).
 pub type Traits = BTreeMap<String, Vec<String>>;
 
+/// Who wrote a user's traits, which decides how role templates read them: the policy's
+/// author (values are patterns), or an identity provider's claims (values are literals
+/// unless the role sets `options.idp_trait_patterns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraitSource {
+    Policy,
+    IdentityProvider,
+}
+
 /// An MCP application: an upstream URI and how requests to it are rewritten.
 #[derive(Debug)]
 pub struct App {
@@ -195,7 +204,8 @@ impl Policy {
     /// its roles must exist here. Errors name the unknown role or bad expanded pattern.
     pub fn build_user(&self, name: &str, roles: &[String], traits: Traits) -> Result<User, String> {
         let mut shared = load::Shared::default();
-        load::build_user(name.into(), roles, Arc::new(traits), |r| self.role_defs.get(r).map(|d| &**d), &mut shared)
+        let role = |r: &str| self.role_defs.get(r).map(|d| &**d);
+        load::build_user(name.into(), roles, Arc::new(traits), TraitSource::IdentityProvider, role, &mut shared)
             .map_err(|errors| errors.into_iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))
     }
 }

@@ -365,6 +365,16 @@ pub enum TraitNamespace {
     External,
 }
 
+/// How a trait's values enter a templated entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraitValues {
+    /// As written: a value may be a glob or a `^regex$`, as Teleport expands traits.
+    Patterns,
+    /// As text only: in a `^…$` entry the value is regex-escaped; elsewhere a value that
+    /// would read as a pattern (holding `*`, or making the entry `^…$`) expands to nothing.
+    Literals,
+}
+
 /// A template that cannot be expanded, naming the entry.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid template '{entry}': {reason}")]
@@ -406,14 +416,31 @@ impl Template {
         })
     }
 
-    /// Expands into `out`: a plain entry once, a trait entry once per trait value
-    /// (a missing trait expands to nothing).
-    pub fn expand<'a>(&self, lookup: impl Fn(TraitNamespace, &str) -> Option<&'a [String]>, out: &mut Vec<String>) {
+    /// Expands into `out`: a plain entry once, a trait entry once per trait value (a missing
+    /// trait expands to nothing), each value read as `values` says.
+    pub fn expand<'a>(
+        &self,
+        lookup: impl Fn(TraitNamespace, &str) -> Option<&'a [String]>,
+        values: TraitValues,
+        out: &mut Vec<String>,
+    ) {
         match self {
             Template::Plain(s) => out.push(s.clone()),
             Template::Trait { prefix, namespace, name, suffix } => {
+                let regex = prefix.starts_with('^') && suffix.ends_with('$');
                 for value in lookup(*namespace, name).unwrap_or_default() {
-                    out.push(format!("{prefix}{value}{suffix}"));
+                    match values {
+                        TraitValues::Patterns => out.push(format!("{prefix}{value}{suffix}")),
+                        TraitValues::Literals if regex => {
+                            out.push(format!("{prefix}{}{suffix}", regex::escape(value)));
+                        }
+                        TraitValues::Literals => {
+                            let entry = format!("{prefix}{value}{suffix}");
+                            if !value.contains('*') && !matches!(classify(&entry), Kind::Regex) {
+                                out.push(entry);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -658,11 +685,48 @@ mod tests {
         let t = Template::parse("pre_{{internal.mcp_tools}}_x").expect("valid");
         let values = vec!["a".to_owned(), "b".to_owned()];
         let mut out = Vec::new();
-        t.expand(|_, n| (n == "mcp_tools").then_some(values.as_slice()), &mut out);
+        t.expand(|_, n| (n == "mcp_tools").then_some(values.as_slice()), TraitValues::Patterns, &mut out);
         assert_eq!(out, ["pre_a_x", "pre_b_x"]);
         let mut none = Vec::new();
-        t.expand(|_, _| None, &mut none);
+        t.expand(|_, _| None, TraitValues::Patterns, &mut none);
         assert!(none.is_empty(), "a missing trait expands to nothing");
+    }
+
+    #[test]
+    fn trait_values_read_as_literals_never_become_patterns() {
+        // Issue 26.7: whoever controls the claim must not choose the tool list.
+        let values: Vec<String> =
+            ["get_weather", "*", "^.*$", "delete_*", "a.b", "x$", "^y"].iter().map(|v| (*v).to_owned()).collect();
+        let expand = |template: &str, mode: TraitValues| {
+            let mut out = Vec::new();
+            Template::parse(template).expect("valid").expand(|_, _| Some(values.as_slice()), mode, &mut out);
+            out
+        };
+        assert_eq!(expand("{{external.t}}", TraitValues::Patterns), values, "Teleport's expansion");
+        assert_eq!(expand("{{external.t}}", TraitValues::Literals), ["get_weather", "a.b", "x$", "^y"]);
+        assert_eq!(expand("^{{external.t}}", TraitValues::Literals), ["^get_weather", "^a.b", "^^y"]);
+        assert_eq!(
+            expand("mcp_*_{{external.t}}", TraitValues::Literals),
+            ["mcp_*_get_weather", "mcp_*_a.b", "mcp_*_x$", "mcp_*_^y"]
+        );
+        assert_eq!(
+            expand("^(get|list)_{{internal.t}}$", TraitValues::Literals),
+            [
+                "^(get|list)_get_weather$",
+                r"^(get|list)_\*$",
+                r"^(get|list)_\^\.\*\$$",
+                r"^(get|list)_delete_\*$",
+                r"^(get|list)_a\.b$",
+                r"^(get|list)_x\$$",
+                r"^(get|list)_\^y$",
+            ]
+        );
+        let set = NameSet::compile(&expand("{{external.t}}", TraitValues::Literals)).expect("compiles");
+        for tool in ["delete_everything", "get_time", "anything"] {
+            assert!(!set.is_match(tool), "{tool}");
+        }
+        assert!(set.is_match("get_weather") && set.is_match("a.b"));
+        assert!(!set.is_match("axb"), "a literal '.' is no wildcard");
     }
 
     #[test]

@@ -154,6 +154,18 @@ pub(crate) struct RoleSpec {
     pub(crate) allow: Conditions,
     #[serde(default)]
     pub(crate) deny: Conditions,
+    #[serde(default)]
+    pub(crate) options: RoleOptions,
+}
+
+/// `spec.options`: of Teleport's role options, only our extension.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RoleOptions {
+    /// Our extension: trait values an identity provider supplied expand into this role's
+    /// templates as patterns (globs, `^regex$`), as in Teleport, instead of as literals.
+    #[serde(default)]
+    pub(crate) idp_trait_patterns: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

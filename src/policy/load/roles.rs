@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Loader, PolicyError};
-use crate::policy::pattern::{Interner, NameSet, Template, TraitNamespace};
+use crate::policy::pattern::{Interner, NameSet, Template, TraitNamespace, TraitValues};
 use crate::policy::raw::{self, OneOrMany};
-use crate::policy::{CompiledRole, LabelSelector, Rules, Traits};
+use crate::policy::{CompiledRole, LabelSelector, Rules, TraitSource, Traits};
 
 /// Name of the preset role granting every app and every tool.
 pub const PRESET_MCP_USER: &str = "mcp-user";
@@ -36,9 +36,10 @@ impl Loader {
             file: file.as_str().into(),
             rules: Some(Box::new([allow, deny])),
             compiled: None,
+            idp_trait_patterns: doc.spec.options.idp_trait_patterns,
         };
         if errors.is_empty() && def.is_static() {
-            match def.compile(&Traits::new(), &mut self.shared) {
+            match def.compile(&Traits::new(), TraitSource::Policy, &mut self.shared) {
                 Ok(c) => def.set_compiled(c),
                 Err((field, m)) => errors.push((field, m)),
             }
@@ -67,6 +68,9 @@ pub(crate) struct RoleDef {
     rules: Option<Box<[RawRules; 2]>>,
     /// Shared by every user when the role uses no templates.
     pub(super) compiled: Option<Arc<CompiledRole>>,
+    /// `spec.options.idp_trait_patterns`: an identity provider's trait values expand as
+    /// patterns here (else as literals).
+    idp_trait_patterns: bool,
 }
 
 #[derive(Debug, Default)]
@@ -145,13 +149,13 @@ impl RawRules {
             && self.resources.as_deref().is_none_or(plain)
     }
 
-    fn compile(&self, traits: &Traits, shared: &mut Shared) -> Result<Rules, (String, String)> {
+    fn compile(&self, traits: &Traits, values: TraitValues, shared: &mut Shared) -> Result<Rules, (String, String)> {
         let lookup = |_: TraitNamespace, name: &str| traits.get(name).map(Vec::as_slice);
         let p = self.prefix;
         let mut compile = |field: &dyn Fn() -> String, t: &[Template]| -> Result<Arc<NameSet>, (String, String)> {
             let mut entries = Vec::with_capacity(t.len());
             for template in t {
-                template.expand(lookup, &mut entries);
+                template.expand(lookup, values, &mut entries);
             }
             shared.sets.compile(&entries).map_err(|e| (field(), e.to_string()))
         };
@@ -167,15 +171,26 @@ impl RawRules {
 }
 
 impl RoleDef {
-    pub(super) fn compile(&self, traits: &Traits, shared: &mut Shared) -> Result<CompiledRole, (String, String)> {
+    /// Compiles the rules against a user's traits, read as literals when an identity
+    /// provider supplied them and the role did not opt into patterns.
+    pub(super) fn compile(
+        &self,
+        traits: &Traits,
+        source: TraitSource,
+        shared: &mut Shared,
+    ) -> Result<CompiledRole, (String, String)> {
         let Some([allow, deny]) = self.rules.as_deref() else {
             // Only compiled roles drop their templates.
             return Err(("spec".into(), "role has no rules".into()));
         };
+        let values = match source {
+            TraitSource::IdentityProvider if !self.idp_trait_patterns => TraitValues::Literals,
+            _ => TraitValues::Patterns,
+        };
         Ok(CompiledRole {
             name: self.name.clone(),
-            allow: allow.compile(traits, shared)?,
-            deny: deny.compile(traits, shared)?,
+            allow: allow.compile(traits, values, shared)?,
+            deny: deny.compile(traits, values, shared)?,
         })
     }
 
@@ -202,8 +217,9 @@ impl RoleDef {
             file: "(preset)".into(),
             rules: Some(Box::new([allow, deny])),
             compiled: None,
+            idp_trait_patterns: false,
         };
-        if let Ok(c) = def.compile(&Traits::new(), shared) {
+        if let Ok(c) = def.compile(&Traits::new(), TraitSource::Policy, shared) {
             def.set_compiled(c);
         }
         def
@@ -246,6 +262,39 @@ mod tests {
         assert!(Arc::ptr_eq(&r1.allow.tools, &r2.allow.tools), "one compiled tool list");
         assert!(Arc::ptr_eq(&r1.allow.app_labels, &r2.allow.app_labels), "one label selector");
         assert!(Arc::ptr_eq(&u1.roles, &u2.roles) && Arc::ptr_eq(&u1.role_names, &u2.role_names));
+    }
+
+    const TEMPLATED: &str = "kind: role\nversion: v8\nmetadata: {name: lit}\nspec:\n  allow:\n    app_labels: {team: '{{external.team}}'}\n    mcp: {tools: ['{{external.mytools}}']}\n---\nkind: role\nversion: v8\nmetadata: {name: pat}\nspec:\n  options: {idp_trait_patterns: true}\n  allow:\n    mcp: {tools: ['{{external.mytools}}']}\n---\nkind: user\nmetadata: {name: admin}\nspec:\n  roles: [lit]\n  traits: {mytools: ['delete_*'], team: ['*']}\n";
+
+    fn traits(mytools: &[&str]) -> Traits {
+        let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        Traits::from([("mytools".to_owned(), list(mytools)), ("team".to_owned(), list(&["*"]))])
+    }
+
+    #[test]
+    fn identity_provider_trait_values_are_literals_unless_the_role_opts_in() {
+        // Issue 26.7: a token whose `mytools` is `*`, `^.*$` or `delete_*` gets no tool by it.
+        let p = load(TEMPLATED).expect("loads");
+        let hostile = traits(&["*", "^.*$", "delete_*", "get_weather"]);
+        let idp = p.build_user("eve@example.com", &["lit".into(), "pat".into()], hostile).expect("builds");
+        let (lit, pat) = (&idp.roles[0], &idp.roles[1]);
+        assert!(lit.allow.tools.is_match("get_weather"), "a literal value still names its tool");
+        for tool in ["delete_everything", "get_time", "*"] {
+            assert!(!lit.allow.tools.is_match(tool), "{tool}: an IdP value is no pattern by default");
+        }
+        let labels = |team: &str| std::collections::BTreeMap::from([("team".to_owned(), team.to_owned())]);
+        assert!(!lit.allow.app_labels.matches(&labels("platform")), "nor in app_labels");
+        assert!(pat.allow.tools.is_match("delete_everything"), "idp_trait_patterns: Teleport's expansion");
+        // The policy's own users: their traits are the policy author's words, patterns.
+        let admin = p.user("admin").expect("admin");
+        assert!(admin.roles[0].allow.tools.is_match("delete_everything"));
+        assert!(admin.roles[0].allow.app_labels.matches(&labels("platform")));
+    }
+
+    #[test]
+    fn role_options_other_than_ours_are_refused() {
+        let e = errors("kind: role\nversion: v8\nmetadata: {name: r}\nspec:\n  options: {max_session_ttl: 8h}\n");
+        assert!(e.contains("max_session_ttl"), "{e}");
     }
 
     #[test]

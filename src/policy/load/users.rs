@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::roles::{RoleDef, Shared};
 use super::{Loader, PolicyError, Raw};
-use crate::policy::{ApiKey, CompiledRole, Index, Policy, Rules, Traits, User, names, raw};
+use crate::policy::{ApiKey, CompiledRole, Index, Policy, Rules, TraitSource, Traits, User, names, raw};
 
 /// The users built so far and their lookups, moved into the [`Policy`] at the end.
 #[derive(Default)]
@@ -127,7 +127,7 @@ impl Loader {
         let (roles, role_index, shared) = (&self.roles, &self.role_index, &mut self.shared);
         let role = |r: &str| role_index.get(r).map(|&i| &roles[i]);
         let all_static = doc.spec.roles.iter().all(|r| role(r).is_some_and(|d| d.compiled.is_some()));
-        let user = match build_user(name.clone(), &doc.spec.roles, traits, role, shared) {
+        let user = match build_user(name.clone(), &doc.spec.roles, traits, TraitSource::Policy, role, shared) {
             Ok(mut u) => {
                 if all_static {
                     let lists = &mut self.users.role_lists;
@@ -218,6 +218,7 @@ pub(crate) fn build_user<'r>(
     name: Arc<str>,
     role_names: &[String],
     traits: Arc<Traits>,
+    source: TraitSource,
     role: impl Fn(&str) -> Option<&'r RoleDef>,
     shared: &mut Shared,
 ) -> Result<User, Vec<(String, String)>> {
@@ -231,7 +232,7 @@ pub(crate) fn build_user<'r>(
                 names.push(def.name.clone());
                 match &def.compiled {
                     Some(c) => compiled.push(c.clone()),
-                    None => match def.compile(&traits, shared) {
+                    None => match def.compile(&traits, source, shared) {
                         Ok(c) => compiled.push(Arc::new(c)),
                         Err((field, m)) => errors.push((format!("role '{role_name}' {field}"), m)),
                     },
