@@ -31,6 +31,56 @@ IDP_READY_TIMEOUT = 30.0
 
 SECRET = "e2e-client-secret"
 
+# case -> username claim, and what mcp-warden refuses it as (harness.default_policy has user alice).
+LOOK_ALIKES: dict[str, str] = {
+    "case": "Alice",
+    "fullwidth": "\uff41\uff4c\uff49\uff43\uff45",
+    "trailing-space": "alice@example.com ",
+    "zero-width": "alice@example.com\u200b",
+    "nbsp": "bob\u00a0",
+    "bidi": "alice\u202e@example.com",
+    "decomposed": "jo\u0301zef@example.com",
+}
+LOOK_ALIKE_REASONS: dict[str, str] = {
+    "case": "identity_rejected",
+    "fullwidth": "identity_rejected",
+    "trailing-space": "jwt_username",
+    "zero-width": "jwt_username",
+    "nbsp": "jwt_username",
+    "bidi": "jwt_username",
+    "decomposed": "jwt_username",
+}
+
+# case -> email_verified value; only "true-text" is verified.
+EMAIL_VERIFIED: dict[str, Any] = {
+    "true-text": "true",
+    "false-padded": "False ",
+    "zero": 0,
+    "no": "no",
+    "list": [False],
+    "upper-true": "TRUE",
+}
+
+# Roles for the issue 26.7 clients, beside harness.default_policy()'s.
+TRAIT_ROLES = """\
+kind: role
+version: v8
+metadata: {name: idp-tools}
+spec:
+  allow:
+    app_labels: {service: demo}
+    mcp: {tools: ["{{external.mytools}}"]}
+---
+kind: role
+version: v8
+metadata: {name: idp-tool-patterns}
+spec:
+  options: {idp_trait_patterns: true}
+  allow:
+    app_labels: {service: demo}
+    mcp: {tools: ["{{external.mytools}}"]}
+"""
+
 # Clients of the test IdP: each gets real tokens with these claims (extraTokenClaims) and,
 # for some, real provider-side customizations (formats.customizers.jwt).
 CLIENTS: list[dict[str, Any]] = [
@@ -58,6 +108,37 @@ CLIENTS: list[dict[str, Any]] = [
         "client_id": "unverified-agent",
         "claims": {"email": "alice@example.com", "email_verified": False, "groups": ["mcp-admins"]},
     },
+    # Issue 26.4: names that look like another, or like the policy's user alice.
+    *(
+        {"client_id": f"lookalike-{case}-agent", "claims": {"email": name, "groups": ["mcp-admins"]}}
+        for case, name in LOOK_ALIKES.items()
+    ),
+    # Issue 26.6: email_verified values other than true / "true".
+    *(
+        {
+            "client_id": f"verified-{case}-agent",
+            "claims": {"email": "dave@example.com", "email_verified": flag, "groups": ["mcp-admins"]},
+        }
+        for case, flag in EMAIL_VERIFIED.items()
+    ),
+    # Issue 26.5: a list of tenants and one value holding the separator.
+    *(
+        {"client_id": f"tenants-{case}-agent", "claims": {"email": "t@example.com", "groups": ["mcp-admins"], "tid": tid}}
+        for case, tid in (("list", ["tenant-a", "tenant-b"]), ("joined", "tenant-a,tenant-b"))
+    ),
+    # Issue 26.7: a claim whose values read as patterns.
+    {
+        "client_id": "wildcard-agent",
+        "claims": {
+            "email": "wild@example.com",
+            "groups": ["tool-pickers"],
+            "mytools": ["*", "^.*$", "delete_*", "get_weather"],
+        },
+    },
+    {
+        "client_id": "pattern-agent",
+        "claims": {"email": "pat@example.com", "groups": ["pattern-pickers"], "mytools": ["delete_*"]},
+    },
 ]
 
 # claims_to_roles against harness.default_policy()'s roles.
@@ -65,6 +146,14 @@ CLAIMS_TO_ROLES = [
     {"claim": "groups", "value": "mcp-admins", "roles": ["demo-full"]},
     {"claim": "groups", "value": "read*", "roles": ["demo-readonly"]},
     {"claim": "email", "value": "^.*@other\\.example$", "roles": ["other-only"]},
+]
+
+
+# With TRAIT_ROLES loaded: the claims_to_roles of a claims stack.
+TRAIT_CLAIMS_TO_ROLES = [
+    *CLAIMS_TO_ROLES,
+    {"claim": "groups", "value": "tool-pickers", "roles": ["idp-tools"]},
+    {"claim": "groups", "value": "pattern-pickers", "roles": ["idp-tool-patterns"]},
 ]
 
 
@@ -129,6 +218,14 @@ class Idp:
 
     def set_mode(self, mode: str) -> None:
         httpx.post(f"{self.control}/mode", params={"m": mode}, timeout=10).raise_for_status()
+
+    def sign_text(self, kid: str, header: str, payload: str) -> str:
+        """A token over these exact JSON texts, signed RS256 by the provider's own key `kid`."""
+        resp = httpx.post(
+            f"{self.control}/sign", json={"kid": kid, "header": header, "payload": payload}, timeout=10
+        )
+        resp.raise_for_status()
+        return str(resp.json()["token"])
 
     def stats(self) -> dict[str, Any]:
         resp = httpx.get(f"{self.control}/stats", timeout=10)
@@ -203,6 +300,8 @@ def start_jwt_stack(
     idp: Idp,
     jwt_extra: dict[str, Any] | None = None,
     order: list[str] | None = None,
+    extra_policy: str | None = None,
+    demo_headers: list[str] | None = None,
 ) -> JwtStack:
     """Upstream + mcp-warden trusting `idp` + Envoy on a port chosen up front, so that
     mcp-warden's RFC 9728 metadata URL names Envoy's public listener (as in production,
@@ -223,11 +322,16 @@ def start_jwt_stack(
     authentication: dict[str, Any] = {"jwt": jwt_config}
     if order is not None:
         authentication["order"] = order
+    policy = harness.default_policy(upstream.port)
+    if demo_headers:
+        bearer_line = '      - "Authorization: Bearer {{internal.id_token}}"\n'
+        assert bearer_line in policy, "the demo app's rewrite moved"
+        policy = policy.replace(bearer_line, bearer_line + "".join(f'      - "{h}"\n' for h in demo_headers), 1)
     warden = harness.start_warden(
         group,
         work_dir / "warden",
         warden_bin,
-        harness.default_policy(upstream.port),
+        [policy, extra_policy] if extra_policy else policy,
         config_extra={"authentication": authentication},
     )
     config = harness.render_envoy_test_config(
@@ -296,3 +400,22 @@ def tampered(token: str, **changes: Any) -> str:
     header_b64, _, signature = token.split(".")
     _, payload, _ = parts(token)
     return f"{header_b64}.{b64url_json({**payload, **changes})}.{signature}"
+
+
+def with_duplicate_claim(idp: Idp, token: str, extra: str) -> str:
+    """The real token's header and claims as JSON text, with `extra` (text such as
+    `"email":"x"`) spliced in before the closing brace, signed again by the provider's own key:
+    a token that differs from a real one only by a key named twice."""
+    header_b64, payload_b64, _ = token.split(".")
+    header = json.loads(unb64url(header_b64))
+    payload = unb64url(payload_b64).decode()
+    assert payload.endswith("}"), payload
+    return idp.sign_text(header["kid"], json.dumps(header, separators=(",", ":")), f"{payload[:-1]},{extra}}}")
+
+
+def resigned(idp: Idp, token: str) -> str:
+    """The real token's header and claims signed again by the provider through the same
+    control: the control signs correctly, so a refusal of its duplicate-key tokens is theirs."""
+    header_b64, payload_b64, _ = token.split(".")
+    header = json.loads(unb64url(header_b64))
+    return idp.sign_text(header["kid"], json.dumps(header, separators=(",", ":")), unb64url(payload_b64).decode())

@@ -14,7 +14,12 @@ Contract under test (docs/configuration.md, issue 5):
   IdP; a client that follows it gets a token that works;
 - JWT next to another identity is a conflict; API keys keep working beside JWTs;
 - the IdP rotating its keys is picked up without restarting mcp-warden (periodically, and
-  early on an unknown kid); cached keys survive an IdP outage, and a check never waits on it.
+  early on an unknown kid); cached keys survive an IdP outage, and a check never waits on it;
+- claims are read strictly (issue 26): a key named twice anywhere in a token the IdP signed
+  is `jwt_malformed`; look-alike usernames are refused; `email_verified` counts only as
+  `true` / `"true"`; a list of trait values and one value holding the separator never reach
+  the upstream as the same header; claim values are literals in role templates unless the
+  role sets `options.idp_trait_patterns`.
 """
 
 from __future__ import annotations
@@ -395,3 +400,134 @@ def test_cached_keys_survive_an_idp_outage_and_a_check_never_waits_for_the_idp(
     own_idp.proc.kill()
     assert _status(stack, token, id="gone") == 200
     assert stack.warden.proc.alive()
+
+
+# ---------------------------------------------------------------------------------------
+# Claims read strictly (issue 26)
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def claims_stack(
+    tmp_path_factory: pytest.TempPathFactory, envoy_bin: Path, warden_bin: Path
+) -> Iterator[JwtStack]:
+    """An IdP + stack whose demo app sends `X-Tenant: {{external.tenant}}` upstream and whose
+    policy has roles templated on the `mytools` claim."""
+    work = tmp_path_factory.mktemp("jwt-claims")
+    group = harness.ProcessGroup(work / "logs")
+    try:
+        idp = idp_support.start_idp(group, work / "idp")
+        yield idp_support.start_jwt_stack(
+            group,
+            work,
+            envoy_bin=envoy_bin,
+            warden_bin=warden_bin,
+            idp=idp,
+            jwt_extra={
+                "traits": {"groups": "groups", "tenant": "tid", "mytools": "mytools"},
+                "claims_to_roles": idp_support.TRAIT_CLAIMS_TO_ROLES,
+            },
+            extra_policy=idp_support.TRAIT_ROLES,
+            demo_headers=["X-Tenant: {{external.tenant}}"],
+        )
+    finally:
+        group.stop_all()
+
+
+def _refused(stack: JwtStack, token: str, reason: str, *, status: int = 401) -> None:
+    """Two requests with `token`: each refused with `status`, counted under `reason`, and
+    nothing forwarded."""
+    before_records = stack.upstream.count()
+    before = stack.denials(reason)
+    call = jsonrpc("tools/call", {"name": "get_weather", "arguments": {}}, id=2)
+    for message in (initialize_request(id="r-1"), call):
+        resp = _post(stack, message, bearer(token))
+        if status == 401:
+            _assert_challenge(resp, stack, invalid=True)
+        else:
+            assert resp.status_code == status, f"{resp.status_code} {resp.text}\n{_logs(stack)}"
+        assert resp.json()["id"] == message["id"], resp.text
+    assert stack.upstream.count() == before_records, "something reached the upstream"
+    assert stack.denials(reason) >= before + 2, f"not refused as {reason}\n{stack.metrics()}"
+
+
+DUPLICATES = {
+    "email": '"email":"admin2@corp.example"',
+    "groups": '"groups":["readers"]',
+    "escaped-key": '"\\u0065mail":"admin2@corp.example"',
+    "nested": '"profile":{"tid":"tenant-a","tid":"tenant-b"}',
+}
+
+
+@pytest.mark.parametrize("case", list(DUPLICATES))
+def test_a_claim_named_twice_is_malformed_though_the_idp_signed_it(claims_stack: JwtStack, case: str) -> None:
+    real = claims_stack.token("alice-agent")
+    resigned = idp_support.resigned(claims_stack.idp, real)
+    assert _status(claims_stack, resigned) == 200, "the provider's key signs what the control is given"
+    forged = idp_support.with_duplicate_claim(claims_stack.idp, real, DUPLICATES[case])
+    _refused(claims_stack, forged, "jwt_malformed")
+
+
+def test_a_header_key_named_twice_is_malformed_though_the_idp_signed_it(claims_stack: JwtStack) -> None:
+    real = claims_stack.token("alice-agent")
+    header, _, _ = idp_support.parts(real)
+    payload = idp_support.unb64url(real.split(".")[1]).decode()
+    text = f'{{"alg":"RS256","typ":"JWT","typ":"at+jwt","kid":"{header["kid"]}"}}'
+    _refused(claims_stack, claims_stack.idp.sign_text(header["kid"], text, payload), "jwt_malformed")
+
+
+@pytest.mark.parametrize("case", list(idp_support.LOOK_ALIKES))
+def test_a_look_alike_username_is_refused(claims_stack: JwtStack, case: str) -> None:
+    token = claims_stack.token(f"lookalike-{case}-agent")
+    assert jwt.decode(token, options={"verify_signature": False})["email"] == idp_support.LOOK_ALIKES[case]
+    reason = idp_support.LOOK_ALIKE_REASONS[case]
+    _refused(claims_stack, token, reason, status=401 if reason.startswith("jwt_") else 403)
+
+
+@pytest.mark.parametrize("case", list(idp_support.EMAIL_VERIFIED))
+def test_email_verified_counts_only_as_true_or_the_string_true(claims_stack: JwtStack, case: str) -> None:
+    token = claims_stack.token(f"verified-{case}-agent")
+    flag = jwt.decode(token, options={"verify_signature": False})["email_verified"]
+    assert flag == idp_support.EMAIL_VERIFIED[case], flag
+    if case == "true-text":
+        assert _status(claims_stack, token) == 200, _logs(claims_stack)
+    else:
+        _refused(claims_stack, token, "jwt_email_unverified")
+
+
+def _tenant_headers(stack: JwtStack, client_id: str) -> list[list[str]]:
+    """The X-Tenant values each upstream request got for an initialize with `client_id`'s
+    token (and a forged X-Tenant of the client's own)."""
+    before = stack.upstream.count()
+    headers = {**bearer(stack.token(client_id)), "x-tenant": "forged"}
+    resp = _post(stack, initialize_request(id=client_id), headers)
+    assert resp.status_code == 200, f"{resp.status_code} {resp.text}\n{_logs(stack)}"
+    records = stack.upstream.records()[before:]
+    assert records, "nothing reached the upstream"
+    return [harness.record_headers(rec, "x-tenant") for rec in records]
+
+
+def test_a_list_of_tenants_and_one_value_holding_the_separator_never_give_the_same_header(
+    claims_stack: JwtStack,
+) -> None:
+    assert _tenant_headers(claims_stack, "tenants-list-agent") == [["tenant-a,tenant-b"]]
+    # "tenant-a,tenant-b" as one value: the header is removed (the client's copy too), the
+    # request still goes on.
+    assert _tenant_headers(claims_stack, "tenants-joined-agent") == [[]]
+
+
+def test_claim_values_are_literals_in_role_templates_unless_the_role_opts_in(claims_stack: JwtStack) -> None:
+    # mytools: ["*", "^.*$", "delete_*", "get_weather"] under a role with no option.
+    token = claims_stack.token("wildcard-agent")
+    before = claims_stack.upstream.count()
+    run = harness.run_async(harness.mcp_list_and_call(claims_stack.mcp_url, bearer(token), "delete_file", {"path": "x"}))
+    assert run.tool_names == ["get_weather"], run.tool_names
+    assert run.error is not None and run.error.code == ERR_INVALID_PARAMS, run
+    assert "delete_file" not in claims_stack.upstream.tool_calls(claims_stack.upstream.records()[before:])
+    weather = harness.run_async(harness.mcp_list_and_call(claims_stack.mcp_url, bearer(token), "get_weather", {"city": "x"}))
+    assert weather.error is None, weather.error
+    # mytools: ["delete_*"] under the role with options.idp_trait_patterns: true.
+    token = claims_stack.token("pattern-agent")
+    run = harness.run_async(harness.mcp_list_and_call(claims_stack.mcp_url, bearer(token), "delete_file", {"path": "x"}))
+    assert run.error is None, run.error
+    assert run.tool_names == ["delete_file"], run.tool_names

@@ -24,8 +24,15 @@
 //                                     publishes first; keep_old=0 is an abrupt one)
 //   POST /__test/mode?m=ok|down|hang  down: every OpenID request gets 503; hang: no answer
 //   GET  /__test/stats                {"discovery": n, "jwks": n, "token": n, "kids": [...]}
+//   POST /__test/sign                 body {"kid": "rsa-…", "header": TEXT, "payload": TEXT}:
+//                                     RS256 over base64url(TEXT).base64url(TEXT) with the
+//                                     provider's own published RSA key `kid`; answers
+//                                     {"token": "…"}. The texts are signed byte for byte, so a
+//                                     test can have the provider's key sign JSON no provider
+//                                     would write (a key named twice) — proving a refusal is
+//                                     not a signature failure.
 
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { writeFileSync, renameSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
@@ -114,6 +121,21 @@ function json(res, status, body) {
 
 const kids = () => keys.map((k) => k.kid);
 
+const b64url = (text) => Buffer.from(text, 'utf8').toString('base64url');
+
+function signText(req, res) {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const { kid, header, payload } = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    const jwk = keys.find((k) => k.kid === kid && k.kty === 'RSA');
+    if (!jwk) return json(res, 404, { error: `no RSA key ${kid}` });
+    const input = `${b64url(header)}.${b64url(payload)}`;
+    const signature = sign('sha256', Buffer.from(input), createPrivateKey({ key: jwk, format: 'jwk' }));
+    return json(res, 200, { token: `${input}.${signature.toString('base64url')}` });
+  });
+}
+
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://127.0.0.1');
   if (url.pathname.startsWith('/__test/')) {
@@ -130,6 +152,7 @@ const server = http.createServer((req, res) => {
       console.log(`rotated: signing with ${fresh.map((k) => k.kid).join(',')}, publishing ${kids().join(',')}`);
       return json(res, 200, { kids: kids() });
     }
+    if (url.pathname === '/__test/sign' && req.method === 'POST') return signText(req, res);
     return json(res, 404, { error: 'unknown test control' });
   }
   if (url.pathname === '/.well-known/openid-configuration') stats.discovery += 1;
