@@ -23,8 +23,8 @@ use pattern::{NameSet, TraitNamespace};
 pub type Traits = BTreeMap<String, Vec<String>>;
 
 /// Who wrote a user's traits, which decides how role templates read them: the policy's
-/// author (values are patterns), or an identity provider's claims (values are literals
-/// unless the role sets `options.idp_trait_patterns`).
+/// author (values are patterns), or an identity provider's claims (values are literals in
+/// `allow` rules unless the role sets `options.idp_trait_patterns`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TraitSource {
     Policy,

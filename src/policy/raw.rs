@@ -163,7 +163,8 @@ pub(crate) struct RoleSpec {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RoleOptions {
     /// Our extension: trait values an identity provider supplied expand into this role's
-    /// templates as patterns (globs, `^regex$`), as in Teleport, instead of as literals.
+    /// `allow` templates as patterns (globs, `^regex$`), as in Teleport, instead of as
+    /// literals (`deny` templates always read them as patterns).
     #[serde(default)]
     pub(crate) idp_trait_patterns: bool,
 }

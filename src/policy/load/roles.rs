@@ -171,8 +171,9 @@ impl RawRules {
 }
 
 impl RoleDef {
-    /// Compiles the rules against a user's traits, read as literals when an identity
-    /// provider supplied them and the role did not opt into patterns.
+    /// Compiles the rules against a user's traits. In `allow`, an identity provider's values
+    /// are literals unless the role opted into patterns; in `deny` every value stays a
+    /// pattern (a wider deny only takes from the user the claim describes).
     pub(super) fn compile(
         &self,
         traits: &Traits,
@@ -190,7 +191,7 @@ impl RoleDef {
         Ok(CompiledRole {
             name: self.name.clone(),
             allow: allow.compile(traits, values, shared)?,
-            deny: deny.compile(traits, values, shared)?,
+            deny: deny.compile(traits, TraitValues::Patterns, shared)?,
         })
     }
 
@@ -264,7 +265,7 @@ mod tests {
         assert!(Arc::ptr_eq(&u1.roles, &u2.roles) && Arc::ptr_eq(&u1.role_names, &u2.role_names));
     }
 
-    const TEMPLATED: &str = "kind: role\nversion: v8\nmetadata: {name: lit}\nspec:\n  allow:\n    app_labels: {team: '{{external.team}}'}\n    mcp: {tools: ['{{external.mytools}}']}\n---\nkind: role\nversion: v8\nmetadata: {name: pat}\nspec:\n  options: {idp_trait_patterns: true}\n  allow:\n    mcp: {tools: ['{{external.mytools}}']}\n---\nkind: user\nmetadata: {name: admin}\nspec:\n  roles: [lit]\n  traits: {mytools: ['delete_*'], team: ['*']}\n";
+    const TEMPLATED: &str = "kind: role\nversion: v8\nmetadata: {name: lit}\nspec:\n  allow:\n    app_labels: {team: '{{external.team}}'}\n    mcp: {tools: ['{{external.mytools}}']}\n---\nkind: role\nversion: v8\nmetadata: {name: pat}\nspec:\n  options: {idp_trait_patterns: true}\n  allow:\n    mcp: {tools: ['{{external.mytools}}']}\n---\nkind: role\nversion: v8\nmetadata: {name: blocked}\nspec:\n  deny:\n    mcp: {tools: ['{{external.blocked}}']}\n---\nkind: user\nmetadata: {name: admin}\nspec:\n  roles: [lit]\n  traits: {mytools: ['delete_*'], team: ['*']}\n";
 
     fn traits(mytools: &[&str]) -> Traits {
         let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
@@ -285,6 +286,11 @@ mod tests {
         let labels = |team: &str| std::collections::BTreeMap::from([("team".to_owned(), team.to_owned())]);
         assert!(!lit.allow.app_labels.matches(&labels("platform")), "nor in app_labels");
         assert!(pat.allow.tools.is_match("delete_everything"), "idp_trait_patterns: Teleport's expansion");
+        // A deny keeps Teleport's reading: a wider deny only takes from this user.
+        let mut blocked = traits(&[]);
+        blocked.insert("blocked".to_owned(), vec!["delete_*".to_owned()]);
+        let idp = p.build_user("eve@example.com", &["blocked".into()], blocked).expect("builds");
+        assert!(idp.roles[0].deny.tools.is_match("delete_everything"));
         // The policy's own users: their traits are the policy author's words, patterns.
         let admin = p.user("admin").expect("admin");
         assert!(admin.roles[0].allow.tools.is_match("delete_everything"));
