@@ -73,8 +73,9 @@ fn invisible(c: char) -> bool {
 }
 
 /// The form under which names that look alike compare equal: NFKC, then every character
-/// upper-cased and lower-cased again (so `A` and `a`, `ß` and `ss`, `ſ` and `s`, `ς` and `σ`
-/// meet, as Unicode case folding makes them; dotless `ı` also meets `i`), then NFKC again.
+/// lower-, upper- and lower-cased again (so `A` and `a`, `ẞ`, `ß` and `ss`, `ſ` and `s`,
+/// `ς` and `σ` meet, as Unicode case folding makes them; dotless `ı` also meets `i`), then
+/// NFKC again.
 pub fn fold(name: &str) -> String {
     if name.is_ascii() {
         return name.to_ascii_lowercase();
@@ -82,10 +83,8 @@ pub fn fold(name: &str) -> String {
     let nfkc = ComposingNormalizerBorrowed::new_nfkc();
     let first = nfkc.normalize(name);
     let mut cased = String::with_capacity(first.len());
-    for c in first.chars() {
-        for upper in c.to_uppercase() {
-            cased.extend(upper.to_lowercase());
-        }
+    for upper in first.chars().flat_map(char::to_lowercase).flat_map(char::to_uppercase) {
+        cased.extend(upper.to_lowercase());
     }
     nfkc.normalize(&cased).into_owned()
 }
@@ -141,6 +140,8 @@ mod tests {
             ("\u{ff41}dmin", "admin"),
             ("\u{212a}elvin", "kelvin"),
             ("stra\u{df}e", "STRASSE"),
+            ("STRA\u{1e9e}E", "strasse"),
+            ("\u{131}", "I"),
             ("\u{17f}am", "sam"),
             ("\u{3a3}\u{3c3}\u{3c2}", "\u{3c3}\u{3c3}\u{3c3}"),
             ("\u{fb01}le", "file"),
