@@ -305,7 +305,9 @@ def start_jwt_stack(
 ) -> JwtStack:
     """Upstream + mcp-warden trusting `idp` + Envoy on a port chosen up front, so that
     mcp-warden's RFC 9728 metadata URL names Envoy's public listener (as in production,
-    where Envoy exposes /.well-known/oauth-protected-resource without ext_authz)."""
+    where Envoy exposes /.well-known/oauth-protected-resource without ext_authz).
+    `extra_policy` is loaded as a second policy file; `demo_headers` ("Name: value") are added
+    to the demo app's rewrite after its Authorization."""
     upstream = harness.start_upstream(group, work_dir / "upstream")
     envoy_port = free_port()
     origin = f"http://127.0.0.1:{envoy_port}"
