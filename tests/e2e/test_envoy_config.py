@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import edge_support
 import harness
 import pytest
 import yaml
@@ -61,12 +62,11 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _prod_config(tmp_path: Path) -> str:
-    text = (harness.ENVOY_DIR / "envoy.yaml").read_text()
-    assert PROD_CERT in text and PROD_KEY in text, "envoy.yaml should read its certificate from /etc/envoy/tls/"
+    text = edge_support.render_production_text(tmp_path)
     cert, key = _self_signed(tmp_path)
-    text = text.replace(PROD_CERT, str(cert)).replace(PROD_KEY, str(key))
-    if not Path(SYSTEM_CA).exists():
-        text = text.replace(SYSTEM_CA, str(cert))
+    (tmp_path / "tls").mkdir()
+    cert.rename(tmp_path / "tls" / "tls.crt")
+    key.rename(tmp_path / "tls" / "tls.key")
     return text
 
 
