@@ -1,13 +1,12 @@
 """Every Envoy config in envoy/ passes `envoy --mode validate`, and they agree on what matters.
 
-envoy.yaml is the production reference: its TLS file paths are swapped for a throwaway
-self-signed certificate so validation can load them. envoy-test.yaml is rendered from its
-placeholders exactly as the e2e harness renders it.
+envoy.yaml is the production reference: its file paths are moved under the test's directory
+(edge_support) and a throwaway certificate is put there so validation can load it.
+envoy-test.yaml is rendered from its placeholders exactly as the e2e harness renders it.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 from pathlib import Path
@@ -28,43 +27,10 @@ EXT_AUTHZ = "envoy.filters.http.ext_authz"
 LIST_FILTER = "mcp_warden.list_filter"
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mcp.example.com")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("mcp.example.com")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = tmp_path / "tls.crt"
-    key_path = tmp_path / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 def _prod_config(tmp_path: Path) -> str:
     text = edge_support.render_production_text(tmp_path)
-    cert, key = _self_signed(tmp_path)
-    (tmp_path / "tls").mkdir()
-    cert.rename(tmp_path / "tls" / "tls.crt")
-    key.rename(tmp_path / "tls" / "tls.key")
+    pki = edge_support.make_pki(tmp_path / "pki")
+    edge_support.kubelet_publish(tmp_path / "tls", "v1", *pki.issue(tmp_path / "pki", "edge", "mcp.example.com"))
     return text
 
 
@@ -309,11 +275,21 @@ def test_list_filter_runs_only_on_allowed_list_calls_and_fails_closed(name: str,
 
 SHIPPED = ("envoy.yaml", "envoy-demo.yaml", "envoy-compose.yaml")
 # Statuses Envoy answers itself, each mapped to a JSON-RPC error (docs/envoy.md "Local replies").
-LOCAL_REPLY_CODES = {400: -32600, 404: -32600, 408: -32600, 413: -32600, 431: -32600,
-                     500: -32603, 502: -32603, 503: -32603, 504: -32603}
-ACCESS_LOG_OPERATORS = ("%DOWNSTREAM_REMOTE_ADDRESS%", "%RESPONSE_CODE_DETAILS%", "%ROUTE_NAME%", "%UPSTREAM_HOST%",
-                        "%DOWNSTREAM_TLS_VERSION%", "%DOWNSTREAM_PEER_URI_SAN%", "%BYTES_RECEIVED%", "%BYTES_SENT%",
-                        "%ACCESS_LOG_TYPE%")
+LOCAL_REPLY_CODES = {
+    **dict.fromkeys((400, 404, 408, 413, 431), -32600),
+    **dict.fromkeys((500, 502, 503, 504), -32603),
+}
+ACCESS_LOG_OPERATORS = (
+    "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "%RESPONSE_CODE_DETAILS%",
+    "%ROUTE_NAME%",
+    "%UPSTREAM_HOST%",
+    "%DOWNSTREAM_TLS_VERSION%",
+    "%DOWNSTREAM_PEER_URI_SAN%",
+    "%BYTES_RECEIVED%",
+    "%BYTES_SENT%",
+    "%ACCESS_LOG_TYPE%",
+)
 ACCESS_LOG_METADATA = ("decision", "reason", "user", "app", "mcp_method", "tool", "prompt", "resource", "jsonrpc_id")
 # Every operator that prints what a client sent, and whether it takes a `:N` length.
 _CLIENT_VALUE = re.compile(r"%(REQ|DYNAMIC_METADATA)\(([^)]*)\)(:\d+)?%")
