@@ -3,7 +3,8 @@ test_envoy_config.py (validation) and test_edge.py (the edge behaviours through 
 
 Only addresses and file paths change: the listeners bind 127.0.0.1 port 0, the admin socket and
 the certificate directories move under a short temporary directory, the clusters point at the
-test's mcp-warden and upstream. Every limit, timeout, filter and route stays as shipped.
+test's mcp-warden and upstream. Every limit, timeout, filter and route stays as shipped (the
+periodic access-log interval may be shortened, to be seen within a test).
 """
 
 from __future__ import annotations
@@ -153,12 +154,17 @@ def render_production_loopback(
     upstream_port: int,
     upstream_host: str,
     upstream_ca: Path,
+    access_log_flush_interval: str | None = None,
 ) -> str:
     """render_production_text, then every address on loopback: the listeners on 127.0.0.1
     port 0, mcp-warden's clusters on its real ports, AgentCore's cluster on
     `upstream_host:upstream_port` (TLS, verified against `upstream_ca`, SNI and SAN
-    `upstream_host`)."""
+    `upstream_host`). `access_log_flush_interval`, when given, replaces the periodic log
+    interval (60 s) so a test can see a long stream logged while it lasts."""
     config = yaml.safe_load(render_production_text(work_dir))
+    if access_log_flush_interval:
+        hcm = listeners(config)[PUBLIC_LISTENER]["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm["access_log_options"]["access_log_flush_interval"] = access_log_flush_interval
     for listener in listeners(config).values():
         listener["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": 0}
     by_name = clusters(config)

@@ -42,6 +42,8 @@ OLD_UPSTREAM_REQUEST_LIMIT = 1024  # Envoy's default circuit breaker (max_reques
 SSE_SESSIONS = OLD_UPSTREAM_REQUEST_LIMIT + 100
 SSE_OPEN_DEADLINE = 60.0
 CALLS_WHILE_OPEN = 20
+# envoy.yaml logs long streams every 60 s; the tests' Envoy every second, to see it happen.
+ACCESS_LOG_FLUSH_INTERVAL = "1s"
 # What the access log may cost per request, however long the values a client sends.
 MAX_ACCESS_LOG_LINE = 4096
 # Admin API paths that must never answer over TCP.
@@ -147,7 +149,12 @@ def start_edge(group: harness.ProcessGroup, work: Path, envoy_bin: Path, warden_
     upstream = start_edge_upstream(group, work, pki)
     warden = harness.start_warden(group, work / "warden", warden_bin, edge_policy(upstream.port))
     config = edge_support.render_production_loopback(
-        work, warden=warden, upstream_port=upstream.port, upstream_host=HOST, upstream_ca=pki.ca_cert
+        work,
+        warden=warden,
+        upstream_port=upstream.port,
+        upstream_host=HOST,
+        upstream_ca=pki.ca_cert,
+        access_log_flush_interval=ACCESS_LOG_FLUSH_INTERVAL,
     )
     envoy = edge_support.run_production_envoy(group, work, envoy_bin, config)
     return Edge(group, work, pki, upstream, warden, envoy)
@@ -458,6 +465,27 @@ def test_the_access_log_line_carries_the_new_fields_and_stays_small_for_a_1_mib_
     assert logged["mcp_method"] == "tools/call", logged
     for field in ("upstream", "peer_san", "prompt", "resource", "jsonrpc_id", "log_type", "flags", "reason"):
         assert field in logged, field
+
+
+def test_a_long_sse_stream_is_logged_while_it_lasts(edge: Edge) -> None:
+    def periodic_rows() -> list[dict[str, Any]]:
+        return [
+            r
+            for r in access_log_rows(edge.envoy)
+            if r.get("log_type") == "DownstreamPeriodic" and r.get("path") == "/mcp?edge-stream=1"
+        ]
+
+    with tls_socket(edge, timeout=30) as sock:
+        sock.sendall(
+            f"GET /mcp?edge-stream=1 HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {ALICE_KEY}\r\n"
+            "Accept: text/event-stream\r\n\r\n".encode()
+        )
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200"), "the stream did not open"
+        rows = harness.wait_until(
+            periodic_rows, timeout=30, what="a periodic access-log line for the open stream", procs=[edge.envoy.proc]
+        )
+    assert rows[0]["method"] == "GET" and rows[0]["status"] == 200 and rows[0]["user"] == "alice", rows[0]
+    assert rows[0]["route"] == "app_bedrock_mcp", rows[0]
 
 
 # --------------------------------------------------------------------------------------
