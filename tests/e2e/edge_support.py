@@ -141,6 +141,13 @@ def listeners(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
 
 
+def public_hcm(config: dict[str, Any]) -> dict[str, Any]:
+    """The HTTP connection manager of envoy.yaml's public listener."""
+    (chain,) = listeners(config)[PUBLIC_LISTENER]["filter_chains"]
+    (hcm,) = chain["filters"]
+    return hcm["typed_config"]
+
+
 def _socket_address(cluster: dict[str, Any]) -> dict[str, Any]:
     (group,) = cluster["load_assignment"]["endpoints"]
     (lb,) = group["lb_endpoints"]
@@ -163,8 +170,7 @@ def render_production_loopback(
     interval (60 s) so a test can see a long stream logged while it lasts."""
     config = yaml.safe_load(render_production_text(work_dir))
     if access_log_flush_interval:
-        hcm = listeners(config)[PUBLIC_LISTENER]["filter_chains"][0]["filters"][0]["typed_config"]
-        hcm["access_log_options"]["access_log_flush_interval"] = access_log_flush_interval
+        public_hcm(config)["access_log_options"]["access_log_flush_interval"] = access_log_flush_interval
     for listener in listeners(config).values():
         listener["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": 0}
     by_name = clusters(config)

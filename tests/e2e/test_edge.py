@@ -31,13 +31,17 @@ import edge_support
 import harness
 import httpx
 import pytest
+import yaml
 from harness import ALICE_KEY, api_key_hash, bearer, jsonrpc
 from inspect_support import attach_logs
 
 EDGE_UPSTREAM_SCRIPT = harness.E2E_DIR / "edge_upstream.py"
 HOST = "localhost"  # the name on every test certificate (downstream and upstream)
-MAX_REQUEST_BYTES = 1048576  # ext_authz with_request_body.max_request_bytes in envoy.yaml
-REQUEST_HEADERS_TIMEOUT = 10.0  # request_headers_timeout in envoy.yaml
+# The limits under test, read from envoy.yaml itself.
+_HCM = edge_support.public_hcm(yaml.safe_load(edge_support.PROD_CONFIG.read_text()))
+MAX_REQUEST_BYTES = _HCM["http_filters"][0]["typed_config"]["with_request_body"]["max_request_bytes"]
+REQUEST_HEADERS_TIMEOUT = float(_HCM["request_headers_timeout"].rstrip("s"))
+MAX_REQUEST_HEADERS_KB = _HCM["max_request_headers_kb"]
 OLD_UPSTREAM_REQUEST_LIMIT = 1024  # Envoy's default circuit breaker (max_requests)
 SSE_SESSIONS = OLD_UPSTREAM_REQUEST_LIMIT + 100
 SSE_OPEN_DEADLINE = 60.0
@@ -334,6 +338,14 @@ def test_a_header_with_an_underscore_is_refused_with_a_json_400(edge: Edge) -> N
     with edge.client() as client:
         resp = post(client, edge.url, jsonrpc("tools/list", {}, id=4), {"mcp_method": "tools/list"})
     assert_envoy_jsonrpc_error(resp, 400, -32600)
+    assert edge.upstream.stats()["posts"] == posts
+
+
+def test_headers_over_the_limit_get_a_json_431(edge: Edge) -> None:
+    posts = edge.upstream.stats()["posts"]
+    with edge.client() as client:
+        resp = post(client, edge.url, call("get_weather", id=5), {"x-padding": "p" * (MAX_REQUEST_HEADERS_KB * 1024)})
+    assert_envoy_jsonrpc_error(resp, 431, -32600)
     assert edge.upstream.stats()["posts"] == posts
 
 
