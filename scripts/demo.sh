@@ -29,7 +29,9 @@ for arg in "$@"; do
 done
 
 LOG_DIR="$REPO_ROOT/.mcp-warden/demo"
-ENVOY_ADMIN="127.0.0.1:9901"
+# Envoy answers /ready and /stats/prometheus here; its admin API is on a Unix socket only.
+ENVOY_HEALTH="127.0.0.1:9902"
+ENVOY_ADMIN_SOCKET="/tmp/mcp-warden-demo-envoy-admin.sock"
 PIDS=()
 
 # shellcheck disable=SC2317 # invoked by trap
@@ -69,7 +71,7 @@ wait_for() {
 envoy_live() {
   "$VENV_PY" -c 'import sys, urllib.request
 with urllib.request.urlopen(f"http://{sys.argv[1]}/ready", timeout=2) as r:
-    sys.exit(0 if r.read().strip() == b"LIVE" else 1)' "$ENVOY_ADMIN"
+    sys.exit(0 if r.read().strip() == b"LIVE" else 1)' "$ENVOY_HEALTH"
 }
 
 ensure_venv
@@ -83,13 +85,13 @@ else
 fi
 [ -x "$WARDEN_BIN" ] || die "$WARDEN_BIN is not an executable"
 
-for port in 3001 9191 9192 10000 9901; do
+for port in 3001 9191 9192 10000 9902; do
   if port_in_use "$port"; then
     die "127.0.0.1:$port is already in use (is another demo running?)"
   fi
 done
 mkdir -p "$LOG_DIR"
-rm -f "$LOG_DIR/mcp-warden.ready.json"
+rm -f "$LOG_DIR/mcp-warden.ready.json" "$ENVOY_ADMIN_SOCKET"
 
 log "starting server-everything on :3001 (upstream MCP server)"
 PORT=3001 node "$NODE_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js" streamableHttp \
@@ -123,7 +125,8 @@ cat <<EOF
 The stack is running (logs in $LOG_DIR):
   MCP endpoint      http://127.0.0.1:10000/mcp   (Authorization: Bearer demo-alice-key)
   OIDC discovery    http://127.0.0.1:10000/.well-known/openid-configuration
-  Envoy admin       http://$ENVOY_ADMIN/
+  Envoy health      http://$ENVOY_HEALTH/ready, http://$ENVOY_HEALTH/stats/prometheus
+  Envoy admin API   curl --unix-socket $ENVOY_ADMIN_SOCKET http://localhost/
 Press Ctrl-C to stop.
 EOF
 # Until Ctrl-C, or until one of the processes dies.

@@ -62,7 +62,10 @@ def test_compose_envoy_config_validates(envoy_bin: Path) -> None:
 def test_envoy_finds_mcp_warden_and_the_demo_server_where_they_listen() -> None:
     grpc_port = int(WARDEN["listen"]["grpc"].rsplit(":", 1)[1])
     http_port = int(WARDEN["listen"]["http"].rsplit(":", 1)[1])
-    clusters = {c["name"]: _cluster_endpoint(c["name"]) for c in ENVOY["static_resources"]["clusters"]}
+    # envoy_admin is Envoy's own admin socket (a pipe), not a service of the network.
+    clusters = {
+        c["name"]: _cluster_endpoint(c["name"]) for c in ENVOY["static_resources"]["clusters"] if c["name"] != "envoy_admin"
+    }
     assert ("mcp-warden", grpc_port) in clusters.values()
     assert ("mcp-warden", http_port) in clusters.values()
     demo_port = int(COMPOSE["services"]["mcp-demo"]["environment"]["PORT"])

@@ -1,24 +1,22 @@
 """Every Envoy config in envoy/ passes `envoy --mode validate`, and they agree on what matters.
 
-envoy.yaml is the production reference: its TLS file paths are swapped for a throwaway
-self-signed certificate so validation can load them. envoy-test.yaml is rendered from its
-placeholders exactly as the e2e harness renders it.
+envoy.yaml is the production reference: its file paths are moved under the test's directory
+(edge_support) and a throwaway certificate is put there so validation can load it.
+envoy-test.yaml is rendered from its placeholders exactly as the e2e harness renders it.
 """
 
 from __future__ import annotations
 
-import datetime
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import edge_support
 import harness
 import pytest
 import yaml
 
-PROD_CERT = "/etc/envoy/tls/tls.crt"
-PROD_KEY = "/etc/envoy/tls/tls.key"
-SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 WELL_KNOWN_EXACT = {
     "/.well-known/openid-configuration",
     "/.well-known/jwks-oidc",
@@ -29,44 +27,10 @@ EXT_AUTHZ = "envoy.filters.http.ext_authz"
 LIST_FILTER = "mcp_warden.list_filter"
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mcp.example.com")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("mcp.example.com")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = tmp_path / "tls.crt"
-    key_path = tmp_path / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 def _prod_config(tmp_path: Path) -> str:
-    text = (harness.ENVOY_DIR / "envoy.yaml").read_text()
-    assert PROD_CERT in text and PROD_KEY in text, "envoy.yaml should read its certificate from /etc/envoy/tls/"
-    cert, key = _self_signed(tmp_path)
-    text = text.replace(PROD_CERT, str(cert)).replace(PROD_KEY, str(key))
-    if not Path(SYSTEM_CA).exists():
-        text = text.replace(SYSTEM_CA, str(cert))
+    text = edge_support.render_production_text(tmp_path)
+    pki = edge_support.make_pki(tmp_path / "pki")
+    edge_support.kubelet_publish(tmp_path / "tls", "v1", *pki.issue(tmp_path / "pki", "edge", "mcp.example.com"))
     return text
 
 
@@ -106,10 +70,15 @@ def test_envoy_test_template_rejects_missing_placeholder_values() -> None:
         harness.render_template(harness.ENVOY_TEST_TEMPLATE.read_text(), {"WARDEN_GRPC_PORT": 1})
 
 
+def _mcp_listener(config: dict[str, Any]) -> dict[str, Any]:
+    """The one listener that serves MCP clients (the others serve health and stats only)."""
+    listeners = [lst for lst in config["static_resources"]["listeners"] if lst["name"].startswith("mcp_ingress")]
+    assert len(listeners) == 1, [lst["name"] for lst in config["static_resources"]["listeners"]]
+    return listeners[0]
+
+
 def _hcm(config: dict[str, Any]) -> dict[str, Any]:
-    listeners = config["static_resources"]["listeners"]
-    assert len(listeners) == 1
-    chains = listeners[0]["filter_chains"]
+    chains = _mcp_listener(config)["filter_chains"]
     assert len(chains) == 1
     (hcm,) = [f for f in chains[0]["filters"] if f["name"] == "envoy.filters.network.http_connection_manager"]
     return hcm["typed_config"]
@@ -190,12 +159,14 @@ def test_production_reference_targets_agentcore_over_tls(tmp_path: Path) -> None
     assert app_route["route"]["auto_host_rewrite"] is True
     ctx = app_route["typed_per_filter_config"][EXT_AUTHZ]["check_settings"]["context_extensions"]
     assert ctx == {"app": "bedrock-mcp"}
-    listener = config["static_resources"]["listeners"][0]
+    listener = _mcp_listener(config)
     assert listener["address"]["socket_address"]["port_value"] == 443
     assert "DownstreamTlsContext" in str(listener["filter_chains"][0]["transport_socket"])
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     agentcore = clusters["agentcore"]
-    assert agentcore["type"] in ("STRICT_DNS", "LOGICAL_DNS")
+    # The DNS cluster in its non-deprecated form (Envoy 1.40): DnsCluster as a cluster_type.
+    assert "type" not in agentcore
+    assert agentcore["cluster_type"]["typed_config"]["@type"].endswith("envoy.extensions.clusters.dns.v3.DnsCluster")
     tls = agentcore["transport_socket"]["typed_config"]
     assert tls["@type"].endswith("UpstreamTlsContext")
     host = agentcore["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
@@ -294,3 +265,206 @@ def test_list_filter_runs_only_on_allowed_list_calls_and_fails_closed(name: str,
                 assert per_filter.get(LIST_FILTER, {}).get("disabled") is True, route.get("name")
             else:
                 assert LIST_FILTER not in per_filter, route.get("name")
+
+
+# ---------------------------------------------------------------------------------------
+# The edge (issue 28): limits, timeouts, local replies, logging, admin — in every config that
+# faces clients. envoy-test.yaml holds them too, except the admin socket: the harness finds its
+# port-0 listener through a TCP admin port (the only test-only difference).
+# ---------------------------------------------------------------------------------------
+
+SHIPPED = ("envoy.yaml", "envoy-demo.yaml", "envoy-compose.yaml")
+# Statuses Envoy answers itself, each mapped to a JSON-RPC error (docs/envoy.md "Local replies").
+LOCAL_REPLY_CODES = {
+    **dict.fromkeys((400, 404, 408, 413, 431), -32600),
+    **dict.fromkeys((500, 502, 503, 504), -32603),
+}
+ACCESS_LOG_OPERATORS = (
+    "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "%RESPONSE_CODE_DETAILS%",
+    "%ROUTE_NAME%",
+    "%UPSTREAM_HOST%",
+    "%DOWNSTREAM_TLS_VERSION%",
+    "%DOWNSTREAM_PEER_URI_SAN%",
+    "%BYTES_RECEIVED%",
+    "%BYTES_SENT%",
+    "%ACCESS_LOG_TYPE%",
+)
+ACCESS_LOG_METADATA = ("decision", "reason", "user", "app", "mcp_method", "tool", "prompt", "resource", "jsonrpc_id")
+# Every operator that prints what a client sent, and whether it takes a `:N` length.
+_CLIENT_VALUE = re.compile(r"%(REQ|DYNAMIC_METADATA)\(([^)]*)\)(:\d+)?%")
+RETRY_ON = "reset-before-request,connect-failure"
+
+
+def _duration(value: str) -> float:
+    assert re.fullmatch(r"\d+(\.\d+)?s", value), value
+    return float(value[:-1])
+
+
+def _extproc_source() -> str:
+    return (harness.REPO_ROOT / "src" / "extproc" / "mod.rs").read_text()
+
+
+def _json_buffered_max() -> int:
+    match = re.search(r"pub const JSON_BUFFERED_MAX: u64 = (\d+) \* 1024;", _extproc_source())
+    assert match, "JSON_BUFFERED_MAX not found in src/extproc/mod.rs"
+    return int(match.group(1)) * 1024
+
+
+def _list_filter_details() -> str:
+    match = re.search(r'details: "([a-z_]+)"\.into\(\)', _extproc_source())
+    assert match, "the list filter's immediate-response details not found in src/extproc/mod.rs"
+    return match.group(1)
+
+
+def _overload_limit(config: dict[str, Any]) -> int:
+    overload = config["overload_manager"]
+    monitors = {m["name"]: m["typed_config"] for m in overload["resource_monitors"]}
+    assert monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"] > 0
+    limit = monitors["envoy.resource_monitors.global_downstream_max_connections"]["max_active_downstream_connections"]
+    actions = {a["name"]: a["triggers"] for a in overload["actions"]}
+    for action in ("envoy.overload_actions.stop_accepting_requests", "envoy.overload_actions.reset_high_memory_stream"):
+        assert [t["name"] for t in actions[action]] == ["envoy.resource_monitors.fixed_heap"], action
+    assert overload["buffer_factory_config"]["minimum_account_to_track_power_of_two"] <= 20
+    return int(limit)
+
+
+def _assert_slow_clients_bounded(hcm: dict[str, Any]) -> None:
+    assert 0 < _duration(hcm["request_headers_timeout"]) <= 30
+    # request_timeout covers receiving the request only: set, it never cuts an SSE answer.
+    assert 0 < _duration(hcm["request_timeout"]) <= 300
+    assert 0 < _duration(hcm["stream_idle_timeout"]) <= 600
+    common = hcm["common_http_protocol_options"]
+    assert common["headers_with_underscores_action"] == "REJECT_REQUEST"
+    assert 0 < _duration(common["idle_timeout"]) <= 3600
+    h2 = hcm["http2_protocol_options"]
+    assert h2["max_concurrent_streams"] <= 128
+    assert h2["initial_stream_window_size"] <= 1048576
+    assert h2["initial_connection_window_size"] <= 16 * 1048576
+    assert _duration(h2["connection_keepalive"]["interval"]) > 0
+    assert _duration(h2["connection_keepalive"]["timeout"]) > 0
+    assert hcm["server_header_transformation"] == "PASS_THROUGH"
+    assert hcm["http_filters"][-1]["typed_config"].get("suppress_envoy_headers") is True
+
+
+def _assert_local_replies_are_jsonrpc(hcm: dict[str, Any]) -> None:
+    keep, *mappers = hcm["local_reply_config"]["mappers"]
+    assert "body_format" not in hcm["local_reply_config"], "a global body format would rewrite mcp-warden's denials"
+    # First: mcp-warden's own answers, matched and left as they are.
+    assert set(keep) == {"filter"}, keep
+    deny, list_filter = keep["filter"]["or_filter"]["filters"]
+    assert deny["metadata_filter"] == {
+        "matcher": {"filter": EXT_AUTHZ, "path": [{"key": "decision"}], "value": {"string_match": {"exact": "deny"}}},
+        "match_if_key_not_found": False,
+    }
+    cel = list_filter["extension_filter"]["typed_config"]["expression"]
+    assert cel == f"response.code_details == '{_list_filter_details()}'"
+    mapped: dict[tuple[str, int], int] = {}
+    for mapper in mappers:
+        comparison = mapper["filter"]["status_code_filter"]["comparison"]
+        override = mapper["body_format_override"]
+        assert override["content_type"] == "application/json"
+        body = json.loads(override["text_format_source"]["inline_string"])
+        assert body["jsonrpc"] == "2.0" and body["id"] is None and body["error"]["message"], body
+        assert set(mapper) == {"filter", "body_format_override"}, "a mapper may not change the status"
+        mapped[(comparison["op"], comparison["value"]["default_value"])] = body["error"]["code"]
+    assert {s: mapped[("EQ", s)] for s in LOCAL_REPLY_CODES} == LOCAL_REPLY_CODES
+    assert list(mapped)[-2:] == [("GE", 500), ("GE", 400)], "the catch-alls come last, 5xx before 4xx"
+
+
+def _assert_access_log_bounded(hcm: dict[str, Any]) -> None:
+    assert _duration(hcm["access_log_options"]["access_log_flush_interval"]) > 0
+    (log,) = hcm["access_log"]
+    text = json.dumps(log["typed_config"]["log_format"])
+    for operator in ACCESS_LOG_OPERATORS:
+        assert operator in text, operator
+    for key in ACCESS_LOG_METADATA:
+        assert f"%DYNAMIC_METADATA({EXT_AUTHZ}:{key}):" in text, key
+    values = _CLIENT_VALUE.findall(text)
+    assert values
+    unbounded = [f"{kind}({arg})" for kind, arg, length in values if not length]
+    assert not unbounded, f"client-chosen values printed whole: {unbounded}"
+
+
+def _assert_app_clusters_sized(config: dict[str, Any], hcm: dict[str, Any], connection_limit: int) -> None:
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    routes = [r for vh in hcm["route_config"]["virtual_hosts"] for r in vh["routes"]]
+    apps = [r for r in routes if "route" in r and r["route"]["cluster"] != "mcp_warden_http"]
+    assert apps
+    for route in apps:
+        assert route["route"]["retry_policy"]["retry_on"] == RETRY_ON, route["name"]
+        cluster = clusters[route["route"]["cluster"]]
+        (breakers,) = cluster["circuit_breakers"]["thresholds"]
+        # Every open GET (SSE) stream holds one request and one HTTP/1.1 connection: the
+        # breakers admit as many as Envoy admits connections at all.
+        assert breakers["max_requests"] >= connection_limit, cluster["name"]
+        assert breakers["max_connections"] >= connection_limit, cluster["name"]
+        options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+        assert 0 < _duration(options["common_http_protocol_options"]["idle_timeout"]) < 60
+        assert "http_protocol_options" in options["explicit_http_config"]
+        assert cluster["per_connection_buffer_limit_bytes"] == 1048576
+        assert "tcp_keepalive" in cluster["upstream_connection_options"]
+    for cluster in clusters.values():
+        assert "respect_dns_ttl" not in cluster, f"{cluster['name']}: deprecated field, use cluster_type DnsCluster"
+    for route in routes:
+        if route.get("route", {}).get("cluster") == "mcp_warden_http":
+            (method,) = route["match"]["headers"]
+            assert method == {"name": ":method", "string_match": {"safe_regex": {"regex": "^(GET|HEAD)$"}}}, route
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_envoy_config_bounds_what_one_client_can_hold(name: str, tmp_path: Path) -> None:
+    config = yaml.safe_load(CONFIGS[name](tmp_path))
+    hcm = _hcm(config)
+    limit = _overload_limit(config)
+    listener = _mcp_listener(config)
+    # The list filter asks for a whole JSON list up to JSON_BUFFERED_MAX: the connection's
+    # buffer must hold it with room to spare.
+    assert listener["per_connection_buffer_limit_bytes"] >= 2 * _json_buffered_max()
+    keepalive = {o["description"]: o["int_value"] for o in listener["socket_options"]}
+    assert keepalive["SO_KEEPALIVE"] == 1 and keepalive["TCP_KEEPIDLE"] > 0
+    _assert_slow_clients_bounded(hcm)
+    _assert_local_replies_are_jsonrpc(hcm)
+    _assert_access_log_bounded(hcm)
+    _assert_app_clusters_sized(config, hcm, limit)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_envoy_config_keeps_the_admin_api_off_tcp(name: str, tmp_path: Path) -> None:
+    config = yaml.safe_load(CONFIGS[name](tmp_path))
+    pipe = config["admin"]["address"]["pipe"]
+    assert pipe["mode"] == 0o600 and pipe["path"].startswith("/tmp/"), pipe
+    listeners = {lst["name"]: lst for lst in config["static_resources"]["listeners"]}
+    health = listeners.pop("envoy_health_stats")
+    assert list(listeners) == [_mcp_listener(config)["name"]]
+    assert health["ignore_global_conn_limit"] is True
+    (chain,) = health["filter_chains"]
+    (hcm,) = chain["filters"]
+    (vh,) = hcm["typed_config"]["route_config"]["virtual_hosts"]
+    routes = {r["match"]["path"]: r for r in vh["routes"]}
+    assert sorted(routes) == ["/ready", "/stats/prometheus"]
+    for route in routes.values():
+        assert route["match"]["headers"] == [{"name": ":method", "string_match": {"exact": "GET"}}]
+        assert route["route"]["cluster"] == "envoy_admin"
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    admin = clusters["envoy_admin"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert admin == {"pipe": {"path": pipe["path"]}}
+
+
+def test_production_reference_reloads_its_certificate_and_speaks_tls_1_3_upstream(tmp_path: Path) -> None:
+    config = yaml.safe_load((harness.ENVOY_DIR / "envoy.yaml").read_text())
+    tls = _mcp_listener(config)["filter_chains"][0]["transport_socket"]["typed_config"]["common_tls_context"]
+    assert "tls_certificates" not in tls, "a certificate read once is never renewed"
+    (sds,) = tls["tls_certificate_sds_secret_configs"]
+    source = sds["sds_config"]["path_config_source"]
+    assert source["path"] == edge_support.PROD_SDS_DIR + "/tls-certificate.yaml"
+    assert source["watched_directory"] == {"path": edge_support.PROD_SDS_DIR}
+    (secret,) = yaml.safe_load(edge_support.PROD_SDS.read_text())["resources"]
+    assert secret["name"] == sds["name"]
+    # Watching the directory sees the kubelet's ..data swap (the files' own names never change).
+    assert secret["tls_certificate"]["watched_directory"] == {"path": edge_support.PROD_TLS_DIR}
+    assert tls["tls_params"]["tls_minimum_protocol_version"] == "TLSv1_2"
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    upstream = clusters["agentcore"]["transport_socket"]["typed_config"]["common_tls_context"]["tls_params"]
+    assert upstream == {"tls_minimum_protocol_version": "TLSv1_2", "tls_maximum_protocol_version": "TLSv1_3"}
+    assert clusters["agentcore"]["cluster_type"]["typed_config"]["all_addresses_in_single_endpoint"] is True
