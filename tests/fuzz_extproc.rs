@@ -266,7 +266,7 @@ fn case(g: &mut Gen) -> Case {
     let body = if sse { g.sse(call) } else { g.json(call) };
     let mut headers = vec![(":status".to_owned(), "200".to_owned())];
     let types: &[&str] = match sse {
-        true => &["text/event-stream", "Text/Event-Stream; charset=utf-8", " text/event-stream ;x=1"],
+        true => &["text/event-stream", "Text/Event-Stream; charset=utf-8", " text/event-stream ;charset=\"UTF-8\""],
         false => &["application/json", "application/json; charset=utf-8", "Application/JSON", ""],
     };
     let ct = g.rng.pick(types);
