@@ -10,8 +10,9 @@
 //! as the upstream wrote it. Pure: no I/O, no logging.
 //!
 //! Ambiguity is refused rather than guessed: a duplicate key, or a case variant of a key it
-//! reads (`Tools`, `ID`, `Result`; Go's `encoding/json` would match those), makes the message
-//! unfilterable.
+//! reads (`Tools`, `ID`, `Result`, `Error`; Go's `encoding/json` would match those), makes the
+//! message unfilterable, and so does, in the answer to a single call, a response with any id
+//! but that call's (clients route responses by id).
 
 use std::borrow::Cow;
 use std::fmt;
