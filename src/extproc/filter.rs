@@ -348,13 +348,15 @@ fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     serde_json::from_str::<String>(raw.get()).ok().map(Cow::Owned)
 }
 
-/// Two JSON-RPC ids are the same when their JSON values are (`1` and `1.0` included).
+/// Two JSON-RPC ids are the same when their JSON values are (`1` and `1.0` included; two
+/// integers exactly, so ids past 2^53 that round to the same float are not).
 fn same_id(a: &RawValue, b: &RawValue) -> bool {
+    use serde_json::Value::Number;
     if a.get() == b.get() {
         return true;
     }
     match (serde_json::from_str::<serde_json::Value>(a.get()), serde_json::from_str::<serde_json::Value>(b.get())) {
-        (Ok(serde_json::Value::Number(x)), Ok(serde_json::Value::Number(y))) => x.as_f64() == y.as_f64(),
+        (Ok(Number(x)), Ok(Number(y))) if x.is_f64() || y.is_f64() => x.as_f64() == y.as_f64(),
         (Ok(x), Ok(y)) => x == y,
         _ => false,
     }
@@ -675,7 +677,15 @@ spec: {roles: [mcp-user]}
     #[test]
     fn numeric_ids_match_by_value() {
         let body = r#"{"jsonrpc":"2.0","id":1.0,"result":{}}"#;
-        assert!(filter("bob", ListKind::Tools, Some("1"), body).is_err(), "1.0 is the awaited id 1");
+        assert_eq!(
+            filter("bob", ListKind::Tools, Some("1"), body),
+            Err(FilterError::MissingList("tools")),
+            "1.0 is the awaited id 1"
+        );
+        // Two integers compare exactly, not as floats (2^53 + 1 rounds to 2^53).
+        let near = r#"{"jsonrpc":"2.0","id":9007199254740993,"result":{"tools":[]}}"#;
+        assert_eq!(filter("bob", ListKind::Tools, Some("9007199254740992"), near), Err(FilterError::UnexpectedId));
+        assert_eq!(filter("bob", ListKind::Tools, Some("9007199254740993"), near), Ok(Filtered::Unchanged));
     }
 
     #[test]
