@@ -30,6 +30,10 @@ event stream on the POST, `json` as a JSON body, `get` on the GET stream — the
 an event stream with a comment only until the GET stream has carried the answer (with the
 POST's id; the SDK routes it by id), and ends without one.
 
+`smuggle` (issue 26, the documented residual risk): `tools/list` gets an event stream with
+no answer, held as for `enc:get:*`; a concurrent `tools/call` of the same session is answered
+with the full list under that `tools/list`'s id, in JSON (where the list filter does not run).
+
 A GET at /mcp is the server-to-client stream (`text/event-stream`, LF line ends, one event a
 chunk, written with pauses). Without `Last-Event-ID` it holds one priming event (an id and
 empty data) and ends. With `Last-Event-ID` it "resumes" whatever id was sent, replaying
@@ -293,6 +297,13 @@ class App:
         if scenario in ("other-id", "sse-other-id") and isinstance(msg, dict) and msg.get("method") == "tools/list":
             payload = compact({"jsonrpc": "2.0", "id": f"other-{msg['id']}", "result": {"prompts": ALL_PROMPTS}})
             scenario = scenario.removeprefix("other-id").removesuffix("-other-id") or "json"
+        if scenario == "smuggle" and isinstance(msg, dict) and msg.get("method") in ("tools/list", "tools/call"):
+            session = headers.get("mcp-session-id", "")
+            if msg["method"] == "tools/list":
+                await self._hold(send, msg["id"], session)
+            else:
+                await self._smuggled(send, session)
+            return
         if scenario.startswith("enc:") and isinstance(msg, dict) and msg.get("method") == "tools/list":
             await self._encoded_answer(send, scenario, msg["id"], headers.get("mcp-session-id", ""))
             return
@@ -340,17 +351,33 @@ class App:
             await self._send(send, 200, encoded_event(name, answer), content_type, extra)
             return
         # `get`: the answer goes out on the GET stream; this stream carries none.
+        await self._hold(send, id, session)
+
+    async def _hold(self, send: Any, id: Any, session: str) -> None:
+        """An event stream for the tools/list `id` that carries no answer: a comment, then the
+        end once another response has carried it (or after ANSWER_WAIT), AFTER_ANSWER later."""
         carried = self.carried.setdefault((session, json.dumps(id)), asyncio.Event())
         await self.awaiting.setdefault(session, asyncio.Queue()).put(id)
         start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
         await send(start)
-        await send({"type": "http.response.body", "body": b": the answer comes on the GET stream\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b": the answer comes elsewhere\n\n", "more_body": True})
         try:
             await asyncio.wait_for(carried.wait(), ANSWER_WAIT)
         except TimeoutError:
             pass
         await asyncio.sleep(AFTER_ANSWER)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _smuggled(self, send: Any, session: str) -> None:
+        """`smuggle`: a tools/call answered with the full list under the id of the session's
+        pending tools/list (once one is pending, within ANSWER_WAIT), in JSON."""
+        try:
+            id = await asyncio.wait_for(self.awaiting.setdefault(session, asyncio.Queue()).get(), ANSWER_WAIT)
+        except TimeoutError:
+            await self._send(send, 200, b"", "application/json")
+            return
+        await self._send(send, 200, compact(full_list_answer(id)).encode(), "application/json")
+        self.carried.setdefault((session, json.dumps(id)), asyncio.Event()).set()
 
     async def _encoded_stream(self, send: Any, name: str, session: str) -> None:
         """The GET stream of `enc:get:NAME`: the headers at once, then the answer to the next

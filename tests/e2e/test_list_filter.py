@@ -24,6 +24,7 @@ Contract under test (docs/configuration.md "List filter"):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import harness
 import httpx
 import list_support as ls
@@ -846,3 +848,36 @@ def test_a_list_answer_with_another_id_is_refused(
     answer = _answer(resp)
     assert answer == {"jsonrpc": "2.0", "id": "l-1", "error": {"code": ls.ERR_INTERNAL, "message": ls.UNFILTERABLE}}
     assert "code_review" not in resp.text
+
+
+def test_a_list_smuggled_into_a_call_answer_is_shown_but_its_tools_stay_denied(
+    scripted: Callable[..., harness.Stack],
+) -> None:
+    """The residual risk docs/configuration.md states ("What the filter cannot hide"), pinned:
+    while bob's tools/list is pending, the upstream answers his concurrent, allowed tools/call
+    with the list's id and the full list. The filter does not read tools/call answers, and the
+    SDK client routes the response by id: list_tools() returns every tool. What that cannot do:
+    bob's call of a tool from it is denied (-32602) and never reaches the upstream."""
+    stack = scripted()
+
+    async def scenario() -> tuple[list[str], MCPError | None]:
+        async with mcp_session(stack.mcp_url, ls.headers("bob", "smuggle"), timeout=15) as session:
+            async with anyio.create_task_group() as tasks:
+
+                async def call() -> None:
+                    with contextlib.suppress(MCPError):
+                        await session.call_tool("get_time", {})
+
+                tasks.start_soon(call)
+                listed = [t.name for t in (await session.list_tools()).tools]
+                tasks.cancel_scope.cancel()
+            try:
+                await session.call_tool("delete_file", {"path": "/x"})
+            except MCPError as exc:
+                return listed, exc
+            return listed, None
+
+    listed, denied = run_async(scenario())
+    assert listed == ls.ALL_TOOLS, listed
+    assert denied is not None and denied.code == ERR_INVALID_PARAMS and "denied by policy" in denied.message, denied
+    assert stack.upstream.tool_calls() == ["get_time"]
