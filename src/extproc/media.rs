@@ -5,7 +5,8 @@
 //! the Python MCP SDK (httpx) decodes an event stream by the declared `charset` (RFC 2231
 //! `charset*` and unknown parameters included, through Python's `email` parser), and a
 //! compressed body by every `content-encoding` line; the TypeScript SDK and browsers always
-//! read UTF-8, and pick the framing by a substring of the whole `content-type`. So only what
+//! read UTF-8 (older TypeScript SDKs picked the framing by a substring of the whole
+//! `content-type`). So only what
 //! every one of them reads the same way is accepted: no `content-encoding` other than
 //! `identity` on any line; at most one `content-type` line, a well-formed
 //! `type/subtype` (RFC 9110) whose only parameter, if any, is one `charset` naming UTF-8
