@@ -14,8 +14,9 @@
 //! and SSE, re-framed by [`sse`]), and filtered by [`filter`].
 //!
 //! Fails closed: no usable decision, a user the current policy no longer knows, a body it
-//! cannot read as its clients would ([`media`]: compressed, or a `content-type` other than
-//! plain or UTF-8) or a list that cannot be parsed gives the client a JSON-RPC error
+//! cannot read as its clients would ([`media`]: compressed, or a `content-type` with a charset
+//! other than UTF-8 or any other parameter) or a list that cannot be parsed, or that answers
+//! another request than the one awaited, gives the client a JSON-RPC error
 //! (-32603) instead of the list, unless `list_filter.on_unparseable: pass` says otherwise for
 //! the last two.
 //! Owns the protocol conversation only; it never logs tool names or bodies.
