@@ -8,8 +8,9 @@
 //! `result.tools[].name` and its siblings, and for AgentCore's search tool
 //! `result.structuredContent.tools[].name` and the JSON inside `result.content[].text`. What
 //! the user may use is restated here from the policy's rules, never asked of the engine. Clean
-//! payloads must also give the documented outcome exactly (the awaited response without its
-//! list is an error, anything else passes) and keep every allowed entry. Payloads come from a
+//! payloads must also give the documented outcome exactly (where one call is answered, a
+//! response to another id, or the awaited one without its list, is an error; anything else
+//! passes) and keep every allowed entry. Payloads come from a
 //! seeded generator (every list kind, batches, case variants and repeats of every key,
 //! non-string names, unicode look-alikes) and from char-level mutations of generated ones, so
 //! every run sees the same cases; a failure names the case and prints the payload. It found
@@ -435,6 +436,12 @@ impl Gen {
                 self.member(50, &mut m, "params", |g| g.junk(2));
             }
             n => {
+                if own_shape(self.kind).is_some() || self.kind == Search {
+                    // One call is answered: a response to any other id is refused (issue 26).
+                    if !is_target {
+                        self.flaw(FilterError::UnexpectedId);
+                    }
+                }
                 self.member(100, &mut m, "id", |g| g.id(is_target));
                 match n {
                     2 => self.member(100, &mut m, "error", |_| r#"{"code":-32601,"message":"no"}"#.into()),

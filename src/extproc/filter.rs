@@ -10,8 +10,9 @@
 //! as the upstream wrote it. Pure: no I/O, no logging.
 //!
 //! Ambiguity is refused rather than guessed: a duplicate key, or a case variant of a key it
-//! reads (`Tools`, `ID`, `Result`; Go's `encoding/json` would match those), makes the message
-//! unfilterable.
+//! reads (`Tools`, `ID`, `Result`, `Error`; Go's `encoding/json` would match those), makes the
+//! message unfilterable, and so does, in the answer to a single call, a response with any id
+//! but that call's (clients route responses by id).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -100,6 +101,8 @@ pub enum FilterError {
     Ambiguous(String),
     #[error("the list result has no '{0}' array")]
     MissingList(&'static str),
+    #[error("a response whose id is not the awaited request's")]
+    UnexpectedId,
 }
 
 /// What one list shape holds and how its entries are named.
@@ -129,9 +132,10 @@ const TEMPLATES: Shape = Shape { key: "resourceTemplates", name_key: "uriTemplat
 
 /// Filters one JSON payload: a response body, or the data of one SSE event.
 ///
-/// A single message or an array of them. The response whose `id` is `target_id` must carry
-/// the list `kind` names or it is an error; any other response is filtered when it has that
-/// shape and otherwise left alone, as are requests, notifications and errors.
+/// A single message or an array of them. For a single call (`kind` names one list, or the
+/// search tool) every response must have the id `target_id` and, with a result, carry the
+/// list `kind` names; anything else is an error. In a batch or a stream every response is
+/// filtered by every shape. Requests, notifications and error responses are left alone.
 pub fn filter_payload(
     kind: ListKind,
     view: &View<'_>,
@@ -166,6 +170,11 @@ pub fn filter_payload(
 }
 
 /// One JSON-RPC message; `Some` when it changed.
+///
+/// The answer to a single call must answer that call: a response (a result or an error) with
+/// any other id is refused, since a client routes a response by its id, maybe to another
+/// pending list call whose shape this filter is not looking for. A batch or a stream may
+/// carry answers to any request: each is filtered by every list shape instead.
 fn filter_message(
     kind: ListKind,
     view: &View<'_>,
@@ -173,19 +182,23 @@ fn filter_message(
     message: &str,
 ) -> Result<Option<String>, FilterError> {
     let members = Members::parse(message)?;
-    let Some(result) = members.get("result")? else {
+    let result = members.get("result")?;
+    if result.is_none() && members.get("error")?.is_none() {
+        // A request or a notification: it answers nothing.
+        return Ok(None);
+    }
+    let by_shape = matches!(kind, ListKind::Batch | ListKind::Stream);
+    if !by_shape && !matches!((target_id, members.get("id")?), (Some(t), Some(id)) if same_id(t, id)) {
+        return Err(FilterError::UnexpectedId);
+    }
+    let Some(result) = result else {
         return Ok(None);
     };
-    let is_target = match (kind, target_id, members.get("id")?) {
-        (ListKind::Batch | ListKind::Stream, _, _) => false,
-        (_, Some(target), Some(id)) => same_id(target, id),
-        _ => false,
-    };
     let new_result = match kind {
-        ListKind::Tools => filter_list(view, result, TOOLS, is_target)?,
-        ListKind::Prompts => filter_list(view, result, PROMPTS, is_target)?,
-        ListKind::Resources => filter_list(view, result, RESOURCES, is_target)?,
-        ListKind::ResourceTemplates => filter_list(view, result, TEMPLATES, is_target)?,
+        ListKind::Tools => filter_list(view, result, TOOLS, true)?,
+        ListKind::Prompts => filter_list(view, result, PROMPTS, true)?,
+        ListKind::Resources => filter_list(view, result, RESOURCES, true)?,
+        ListKind::ResourceTemplates => filter_list(view, result, TEMPLATES, true)?,
         ListKind::Search => filter_search(view, result)?,
         ListKind::Batch | ListKind::Stream => filter_any_shape(view, result)?,
     };
@@ -335,13 +348,15 @@ fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     serde_json::from_str::<String>(raw.get()).ok().map(Cow::Owned)
 }
 
-/// Two JSON-RPC ids are the same when their JSON values are (`1` and `1.0` included).
+/// Two JSON-RPC ids are the same when their JSON values are (`1` and `1.0` included; two
+/// integers exactly, so ids past 2^53 that round to the same float are not).
 fn same_id(a: &RawValue, b: &RawValue) -> bool {
+    use serde_json::Value::Number;
     if a.get() == b.get() {
         return true;
     }
     match (serde_json::from_str::<serde_json::Value>(a.get()), serde_json::from_str::<serde_json::Value>(b.get())) {
-        (Ok(serde_json::Value::Number(x)), Ok(serde_json::Value::Number(y))) => x.as_f64() == y.as_f64(),
+        (Ok(Number(x)), Ok(Number(y))) if x.is_f64() || y.is_f64() => x.as_f64() == y.as_f64(),
         (Ok(x), Ok(y)) => x == y,
         _ => false,
     }
@@ -616,6 +631,7 @@ spec: {roles: [mcp-user]}
     fn errors_requests_and_notifications_pass_untouched() {
         for body in [
             r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"nope"}}"#,
+            r#"{"jsonrpc":"2.0","id":1.0,"error":{"code":-32601,"message":"nope"}}"#,
             r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}"#,
             r#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}}"#,
         ] {
@@ -624,22 +640,52 @@ spec: {roles: [mcp-user]}
     }
 
     #[test]
-    fn only_the_awaited_response_must_be_a_list() {
-        // Another response on the stream that is not a list is left alone ...
-        let other = r#"{"jsonrpc":"2.0","id":2,"result":{"content":[]}}"#;
-        assert_eq!(filter("bob", ListKind::Tools, Some("1"), other), Ok(Filtered::Unchanged));
-        // ... but a list-shaped one is filtered all the same.
+    fn a_response_to_any_other_id_is_refused_where_one_call_is_answered() {
+        // Issue 26: a client routes a response by its id, perhaps to another pending list call
+        // (a prompts list inside a tools/list answer would not be looked at as one).
+        let other_ids = [
+            r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"delete_file"}]}}"#,
+            r#"{"jsonrpc":"2.0","id":2,"result":{"prompts":[{"name":"secret"}]}}"#,
+            r#"{"jsonrpc":"2.0","id":2,"result":{"content":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":"1","result":{"tools":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#,
+            r#"{"jsonrpc":"2.0","result":{"tools":[]}}"#,
+            r#"[{"jsonrpc":"2.0","id":2,"result":{"tools":[]}},{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}]"#,
+        ];
+        for kind in [ListKind::Tools, ListKind::Prompts, ListKind::Search] {
+            for body in other_ids {
+                assert_eq!(filter("bob", kind, Some("1"), body), Err(FilterError::UnexpectedId), "{kind:?} {body}");
+            }
+            // No awaited id: no response can be the answer.
+            assert_eq!(filter("bob", kind, None, TOOLS_LIST), Err(FilterError::UnexpectedId), "{kind:?}");
+        }
+        // The awaited id's error, and requests and notifications alongside, are left alone.
+        let error = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"nope"}}"#;
+        assert_eq!(filter("bob", ListKind::Tools, Some("1"), error), Ok(Filtered::Unchanged));
+    }
+
+    #[test]
+    fn in_a_batch_or_a_stream_responses_to_any_id_are_filtered_by_every_shape() {
         let listed = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"delete_file"}]}}"#;
-        assert_eq!(
-            rewritten(filter("bob", ListKind::Tools, Some("1"), listed))["result"]["tools"],
-            serde_json::json!([])
-        );
+        for kind in [ListKind::Batch, ListKind::Stream] {
+            assert_eq!(rewritten(filter("bob", kind, None, listed))["result"]["tools"], serde_json::json!([]));
+            let other = r#"{"jsonrpc":"2.0","id":2,"result":{"content":[]}}"#;
+            assert_eq!(filter("bob", kind, None, other), Ok(Filtered::Unchanged));
+        }
     }
 
     #[test]
     fn numeric_ids_match_by_value() {
         let body = r#"{"jsonrpc":"2.0","id":1.0,"result":{}}"#;
-        assert!(filter("bob", ListKind::Tools, Some("1"), body).is_err(), "1.0 is the awaited id 1");
+        assert_eq!(
+            filter("bob", ListKind::Tools, Some("1"), body),
+            Err(FilterError::MissingList("tools")),
+            "1.0 is the awaited id 1"
+        );
+        // Two integers compare exactly, not as floats (2^53 + 1 rounds to 2^53).
+        let near = r#"{"jsonrpc":"2.0","id":9007199254740993,"result":{"tools":[]}}"#;
+        assert_eq!(filter("bob", ListKind::Tools, Some("9007199254740992"), near), Err(FilterError::UnexpectedId));
+        assert_eq!(filter("bob", ListKind::Tools, Some("9007199254740993"), near), Ok(Filtered::Unchanged));
     }
 
     #[test]

@@ -13,12 +13,16 @@
 //! chunk by chunk (`STREAMED`: larger or unsized JSON, held here up to `max_event_bytes`,
 //! and SSE, re-framed by [`sse`]), and filtered by [`filter`].
 //!
-//! Fails closed: no usable decision, a user the current policy no longer knows, a compressed
-//! body or a list that cannot be parsed gives the client a JSON-RPC error (-32603) instead
-//! of the list, unless `list_filter.on_unparseable: pass` says otherwise for the last two.
+//! Fails closed: no usable decision, a user the current policy no longer knows, a body it
+//! cannot read as its clients would ([`media`]: compressed, or a `content-type` with a charset
+//! other than UTF-8 or any other parameter) or a list that cannot be parsed, or that answers
+//! another request than the one awaited, gives the client a JSON-RPC error
+//! (-32603) instead of the list, unless `list_filter.on_unparseable: pass` says otherwise for
+//! the last two.
 //! Owns the protocol conversation only; it never logs tool names or bodies.
 
 pub mod filter;
+pub mod media;
 pub mod sse;
 
 use std::borrow::Cow;
@@ -46,6 +50,7 @@ use crate::config::{ListFilterSettings, OnUnparseable};
 use crate::policy::App;
 use crate::reply;
 use filter::{Filtered, ListKind, View};
+use media::Framing;
 use sse::Reframer;
 
 /// Where Envoy files ext_authz's dynamic metadata (forwarded with
@@ -243,40 +248,46 @@ impl Session {
             self.state = State::Drop;
             return immediate(200, target.error_body());
         }
-        let encoding = header(headers, "content-encoding");
-        if encoding.as_deref().is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity")) {
-            tracing::warn!(kind = target.kind.as_str(), "list filter: compressed list response");
-            return match self.settings.on_unparseable {
-                OnUnparseable::Pass => self.pass(),
-                OnUnparseable::Error => {
-                    self.state = State::Drop;
-                    immediate(200, target.error_body())
+        let lines: Vec<(&str, Cow<'_, str>)> = header_lines(headers).collect();
+        match media::framing(lines.iter().map(|(k, v)| (*k, v.as_ref()))) {
+            Ok(framing) => self.ask_for_body(Box::new(target), framing, headers),
+            Err(why) => {
+                tracing::warn!(kind = target.kind.as_str(), reason = %why, "list filter: list response not readable");
+                match self.settings.on_unparseable {
+                    OnUnparseable::Pass => self.pass(),
+                    OnUnparseable::Error => {
+                        self.state = State::Drop;
+                        immediate(200, target.error_body())
+                    }
                 }
-            };
+            }
         }
-        let sse = header(headers, "content-type").is_some_and(|ct| {
-            ct.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("text/event-stream"))
-        });
-        let target = Box::new(target);
-        let (mode, mutation) = if sse {
-            self.state = State::Sse { target, reframer: Reframer::new(self.settings.max_event_bytes) };
-            // Events are re-written as they complete: the length is not known in advance.
-            (
-                BodySendMode::Streamed,
-                Some(HeaderMutation { remove_headers: vec!["content-length".into()], ..Default::default() }),
-            )
-        } else {
-            // Anything else that claims success is treated as JSON: a client may parse it.
-            // Envoy buffers a body only up to its buffer limit (a larger one fails, or stalls
-            // when it arrived with the headers): past that, or of unknown length, it streams.
-            let length = header(headers, "content-length").and_then(|l| l.trim().parse::<u64>().ok());
-            let streamed = length.is_none_or(|n| n > JSON_BUFFERED_MAX);
-            self.state = State::Json { target, body: Vec::new(), chunks: 0, streamed };
-            if streamed {
-                let mutation = HeaderMutation { remove_headers: vec!["content-length".into()], ..Default::default() };
-                (BodySendMode::Streamed, Some(mutation))
-            } else {
-                (BodySendMode::Buffered, None)
+    }
+
+    /// Asks Envoy for the body of a list response, framed as `framing`.
+    fn ask_for_body(&mut self, target: Box<Target>, framing: Framing, headers: &HttpHeaders) -> ProcessingResponse {
+        let (mode, mutation) = match framing {
+            Framing::EventStream => {
+                self.state = State::Sse { target, reframer: Reframer::new(self.settings.max_event_bytes) };
+                // Events are re-written as they complete: the length is not known in advance.
+                (
+                    BodySendMode::Streamed,
+                    Some(HeaderMutation { remove_headers: vec!["content-length".into()], ..Default::default() }),
+                )
+            }
+            Framing::Json => {
+                // Envoy buffers a body only up to its buffer limit (a larger one fails, or stalls
+                // when it arrived with the headers): past that, or of unknown length, it streams.
+                let length = header(headers, "content-length").and_then(|l| l.trim().parse::<u64>().ok());
+                let streamed = length.is_none_or(|n| n > JSON_BUFFERED_MAX);
+                self.state = State::Json { target, body: Vec::new(), chunks: 0, streamed };
+                if streamed {
+                    let mutation =
+                        HeaderMutation { remove_headers: vec!["content-length".into()], ..Default::default() };
+                    (BodySendMode::Streamed, Some(mutation))
+                } else {
+                    (BodySendMode::Buffered, None)
+                }
             }
         };
         ProcessingResponse {
@@ -453,10 +464,22 @@ fn body_mode(mode: BodySendMode) -> ProcessingMode {
     }
 }
 
-/// A response header's value (Envoy sends either `value` or `raw_value`).
+/// A response header's value, its first line (Envoy sends either `value` or `raw_value`).
 fn header<'h>(headers: &'h HttpHeaders, name: &str) -> Option<Cow<'h, str>> {
-    let h = headers.headers.as_ref()?.headers.iter().find(|h| h.key.eq_ignore_ascii_case(name))?;
-    Some(if h.raw_value.is_empty() { Cow::Borrowed(h.value.as_str()) } else { String::from_utf8_lossy(&h.raw_value) })
+    header_lines(headers).find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+}
+
+/// Every response header line, name and value (bytes that are not UTF-8 replaced, so they
+/// never read as a valid token).
+fn header_lines(headers: &HttpHeaders) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+    headers.headers.iter().flat_map(|m| &m.headers).map(|h| {
+        let value = if h.raw_value.is_empty() {
+            Cow::Borrowed(h.value.as_str())
+        } else {
+            String::from_utf8_lossy(&h.raw_value)
+        };
+        (h.key.as_str(), value)
+    })
 }
 
 fn set_header(key: &str, value: String) -> HeaderValueOption {

@@ -9,7 +9,8 @@
 //! fields) in place and gets one `data:` line. It never parses JSON and never decides what
 //! a user may see.
 
-/// The UTF-8 byte order mark a stream may start with (clients skip it).
+/// The UTF-8 byte order mark a stream may start with (the WHATWG parser skips it; httpx keeps
+/// it in the first line's field name and so ignores that line).
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Why a stream could not be re-framed.

@@ -419,3 +419,129 @@ fn an_empty_body_lists_nothing_and_passes() {
     let b = body_response(s.handle(body(b"", true)).expect("answer"));
     assert_eq!(sent(&b), None);
 }
+
+/// The answer a session gives to a list response with these headers, for bob's POSTed
+/// tools/list (`get: false`) or his GET stream.
+fn headers_answer(
+    w: &Arc<Warden>,
+    settings: ListFilterSettings,
+    get: bool,
+    headers: &[(&str, &str)],
+) -> ProcessingResponse {
+    let md = if get { decision_of(w, "GET", "") } else { decision(w, LIST) };
+    let mut s = Session::new(w.clone(), settings);
+    let all: Vec<(&str, &str)> = [(":status", "200")].into_iter().chain(headers.iter().copied()).collect();
+    s.handle(response_headers(Some(md), &all)).expect("answer")
+}
+
+/// Issue 26 (1): the upstream declared a charset the filter does not read (the Python SDK
+/// decodes an event stream by it: in UTF-16 or UTF-7 the filter saw no `data:` line and
+/// passed the whole list). Refused at the headers, POST or GET, before any byte of the body.
+#[test]
+fn a_list_response_in_any_charset_but_utf8_is_withheld() {
+    let w = warden();
+    for ct in [
+        "text/event-stream; charset=utf-16le",
+        "text/event-stream; charset=\"UTF-16BE\"",
+        "text/event-stream; charset=utf-7",
+        "text/event-stream; charset=iso-8859-1",
+        "text/event-stream; charset=utf8",
+        "text/event-stream; charset=utf-8; charset=utf-16",
+        "text/event-stream; charset*=utf-8''utf-16",
+        "application/json; charset=utf-7",
+        "application/json; charset=UTF-16",
+    ] {
+        let r = headers_answer(&w, SETTINGS, false, &[("content-type", ct)]);
+        let (status, body) = immediate_of(&r);
+        assert_eq!((status, &body["id"], &body["error"]["code"]), (200, &7.into(), &(-32603).into()), "{ct}");
+        let (_, on_get) = immediate_of(&headers_answer(&w, SETTINGS, true, &[("content-type", ct)]));
+        assert_eq!((&on_get["id"], &on_get["error"]["code"]), (&serde_json::Value::Null, &(-32603).into()), "{ct}");
+    }
+    for ct in
+        ["text/event-stream; charset=utf-8", "text/event-stream;charset=\"UTF-8\"", "application/json; charset=utf-8"]
+    {
+        let r = headers_answer(&w, SETTINGS, false, &[("content-type", ct)]);
+        assert!(matches!(r.response, Some(processing_response::Response::ResponseHeaders(_))), "{ct}: {r:?}");
+        assert!(r.mode_override.is_some(), "{ct}: the body is asked for");
+    }
+}
+
+#[test]
+fn with_pass_a_list_in_another_charset_goes_through_unfiltered() {
+    let w = warden();
+    let pass = ListFilterSettings { on_unparseable: OnUnparseable::Pass, ..SETTINGS };
+    let r = headers_answer(&w, pass, false, &[("content-type", "text/event-stream; charset=utf-16le")]);
+    assert!(matches!(r.response, Some(processing_response::Response::ResponseHeaders(_))));
+    assert_eq!(r.mode_override, None, "no body asked for: it passes as it is");
+}
+
+/// Issue 26 (1): the filter looked at the first `content-encoding` line only; httpx decodes
+/// every line's codings (`identity` then `gzip`: a gzipped event stream the filter saw no
+/// event in).
+#[test]
+fn a_coding_on_any_content_encoding_line_withholds_the_list() {
+    let w = warden();
+    let sse = ("content-type", "text/event-stream");
+    for lines in [
+        &[sse, ("content-encoding", "identity"), ("content-encoding", "gzip")][..],
+        &[sse, ("content-encoding", "identity, gzip")],
+        &[sse, ("content-type", "text/event-stream")],
+    ] {
+        let (status, body) = immediate_of(&headers_answer(&w, SETTINGS, false, lines));
+        assert_eq!((status, &body["error"]["code"]), (200, &(-32603).into()), "{lines:?}");
+    }
+}
+
+/// A UTF-8 byte order mark opening an event stream is skipped as the WHATWG parser (browsers,
+/// the TypeScript SDK) skips it, so the events behind it are filtered; it is kept in front of
+/// them. (httpx keeps it as part of the first line's field name, which it then ignores: it
+/// sees less than the filter, never more.) A JSON body with one is no JSON to the filter, nor
+/// to the Python SDK: refused.
+#[test]
+fn a_byte_order_mark_is_read_as_clients_read_it() {
+    let w = warden();
+    let (mut s, _) = sse_session(&w, decision(&w, LIST));
+    let stream = format!("\u{FEFF}event: message\ndata: {LISTED}\n\n");
+    let out = sent(&body_response(s.handle(body(stream.as_bytes(), true)).expect("answer"))).expect("rewritten");
+    assert_eq!(String::from_utf8(out).expect("utf8"), format!("\u{FEFF}event: message\ndata: {FILTERED}\n\n"));
+
+    let mut s = Session::new(w.clone(), SETTINGS);
+    let with_bom = format!("\u{FEFF}{LISTED}");
+    let len = with_bom.len().to_string();
+    s.handle(response_headers(
+        Some(decision(&w, LIST)),
+        &[(":status", "200"), ("content-type", "application/json"), ("content-length", &len)],
+    ));
+    let b = body_response(s.handle(body(with_bom.as_bytes(), true)).expect("answer"));
+    let v: serde_json::Value = serde_json::from_slice(&sent(&b).expect("replaced")).expect("JSON error");
+    assert_eq!((&v["id"], &v["error"]["code"]), (&7.into(), &(-32603).into()));
+}
+
+/// Issue 26 (2a): a client routes a response by its id. On the POST of a tools/list, an
+/// answer with another id (maybe a pending prompts/list's, whose list this filter would not
+/// look for) is refused, in JSON and in an event; a GET stream still filters every answer on
+/// it by shape.
+#[test]
+fn an_answer_with_another_id_is_refused_where_one_call_is_answered() {
+    let w = warden();
+    let other = LISTED.replace("\"id\":7", "\"id\":8");
+    let mut s = Session::new(w.clone(), SETTINGS);
+    let len = other.len().to_string();
+    s.handle(response_headers(
+        Some(decision(&w, LIST)),
+        &[(":status", "200"), ("content-type", "application/json"), ("content-length", &len)],
+    ));
+    let b = body_response(s.handle(body(other.as_bytes(), true)).expect("answer"));
+    let v: serde_json::Value = serde_json::from_slice(&sent(&b).expect("replaced")).expect("JSON error");
+    assert_eq!((&v["id"], &v["error"]["code"]), (&7.into(), &(-32603).into()));
+
+    let (mut s, _) = sse_session(&w, decision(&w, LIST));
+    let prompts = r#"{"jsonrpc":"2.0","id":8,"result":{"prompts":[{"name":"secret"}]}}"#;
+    let out = sent(&body_response(s.handle(body(format!("data: {prompts}\n\n").as_bytes(), true)).expect("answer")));
+    let out = String::from_utf8(out.expect("rewritten")).expect("utf8");
+    assert!(out.starts_with("data: {\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32603"), "{out}");
+
+    let (mut s, _) = sse_session(&w, decision_of(&w, "GET", ""));
+    let out = sent(&body_response(s.handle(body(format!("data: {other}\n\n").as_bytes(), true)).expect("answer")));
+    assert_eq!(out, Some(format!("data: {}\n\n", FILTERED.replace("\"id\":7", "\"id\":8")).into_bytes()));
+}

@@ -15,10 +15,24 @@ The request header `x-list-scenario` picks how the answer is framed:
 - `sse`: `text/event-stream` with CRLF line ends, a comment, `retry:`, event ids, a
   notification before the answer, the answer's data split over two `data:` lines, and the
   bytes cut into chunks mid-line and mid-event (written with pauses, so Envoy sees them apart);
+- `other-id` / `sse-other-id` (issue 26): `tools/list` answered, in JSON or in the `sse`
+  framing, with a prompts list under another id (`other-<id>`);
 - `broken`: a truncated JSON body; `gzip`: the JSON gzip-compressed (`content-encoding: gzip`);
 - `large`: each tool's description padded so the JSON answer is LARGE_BYTES (with its
   content-length), sent with the headers; `large-late`: the same, its body LARGE_PAUSE after the
   headers (Envoy meets the two cases differently).
+
+`initialize` gets a real result (tools capability) and an `mcp-session-id`, so the SDK client
+can run a session here (and opens its GET stream). `enc:WHERE:NAME` (issue 26) answers
+`tools/list` with the full list in encoding NAME (ENCODINGS: a `charset` the list filter does
+not read, a byte order mark, or a second `content-encoding` line with gzip): WHERE `post` as an
+event stream on the POST, `json` as a JSON body, `get` on the GET stream — the POST then holds
+an event stream with a comment only until the GET stream has carried the answer (with the
+POST's id; the SDK routes it by id), and ends without one.
+
+`smuggle` (issue 26, the documented residual risk): `tools/list` gets an event stream with
+no answer, held as for `enc:get:*`; a concurrent `tools/call` of the same session is answered
+with the full list under that `tools/list`'s id, in JSON (where the list filter does not run).
 
 A GET at /mcp is the server-to-client stream (`text/event-stream`, LF line ends, one event a
 chunk, written with pauses). Without `Last-Event-ID` it holds one priming event (an id and
@@ -52,6 +66,8 @@ import uvicorn
 # The same twelve tools as upstream.py, in the same order.
 from upstream import TOOL_NAMES  # noqa: E402
 SEARCH_TOOL = "x_amz_bedrock_agentcore_search"
+# upstream.py's two prompts (an `other-id` answer lists them).
+ALL_PROMPTS = [{"name": "summarize"}, {"name": "code_review"}]
 PAGE_SIZE = 6
 CHUNK_PAUSE = 0.05
 # Longer than Envoy's ext_proc timeouts in envoy-test.yaml (grpc_service and message_timeout: 2s).
@@ -95,6 +111,8 @@ def answer(msg: dict[str, Any]) -> dict[str, Any] | None:
         result = {"tools": [tool_def(n) for n in TOOL_NAMES[start : start + PAGE_SIZE]]}
         if start + PAGE_SIZE < len(TOOL_NAMES):
             result["nextCursor"] = "page-2"
+    elif method == "initialize":
+        result = initialize_result(msg)
     elif method == "tools/call" and params.get("name") == SEARCH_TOOL:
         found = {"tools": [tool_def(n) for n in TOOL_NAMES]}
         result = {
@@ -158,9 +176,65 @@ def replay_events() -> list[str]:
 HELD_EVENT = f"id: r-4\nevent: message\ndata: {compact(full_list_answer(8))}\n\n"
 
 
+def _utf7_hidden_newlines(event: str) -> bytes:
+    """An event whose line breaks are UTF-7 (`+AAo-`): one comment line to a UTF-8 reader,
+    a `data:` line to a UTF-7 one (the issue's example)."""
+    data = event.removeprefix("event: message\ndata: ").removesuffix("\n\n")
+    assert "+" not in data and "\\" not in data and "~" not in data, "the JSON must read the same in UTF-7"
+    return f": x+AAo-data: {data}+AAoACg-\n\n".encode("ascii")
+
+
+# name -> (content-type, extra headers, how an SSE event's text becomes bytes). For `json`,
+# the JSON body goes through the same function.
+ENCODINGS: dict[str, tuple[str, list[tuple[bytes, bytes]], Any]] = {
+    "utf-16le": ("text/event-stream; charset=utf-16le", [], lambda t: t.encode("utf-16-le")),
+    "utf-16be": ('text/event-stream; charset="UTF-16BE"', [], lambda t: t.encode("utf-16-be")),
+    "utf-16": ("text/event-stream; charset=utf-16", [], lambda t: t.encode("utf-16")),  # with a BOM
+    "utf-7": ("text/event-stream; charset=utf-7", [], _utf7_hidden_newlines),
+    "iso-8859-1": ("text/event-stream; charset=iso-8859-1", [], lambda t: t.encode("latin-1")),
+    "utf8": ("text/event-stream; charset=utf8", [], lambda t: t.encode("utf-8")),
+    "gzip-split": (
+        "text/event-stream",
+        [(b"content-encoding", b"identity"), (b"content-encoding", b"gzip")],
+        lambda t: gzip.compress(t.encode()),
+    ),
+    "utf-8-bom": ("text/event-stream; charset=utf-8", [], lambda t: b"\xef\xbb\xbf" + t.encode()),
+}
+JSON_ENCODINGS: dict[str, tuple[str, Any]] = {
+    "utf-7": ("application/json; charset=utf-7", lambda t: t.encode("ascii")),
+    "iso-8859-1": ("application/json; charset=iso-8859-1", lambda t: t.encode("latin-1")),
+    "utf-16le": ("application/json; charset=utf-16le", lambda t: t.encode("utf-16-le")),
+    "utf-8-bom": ("application/json", lambda t: b"\xef\xbb\xbf" + t.encode()),
+}
+# How long a POST (`enc:get:*`) waits for the GET stream to carry its answer, and how long
+# it stays open after that (so the answer is in before this stream ends without one).
+ANSWER_WAIT = 5.0
+AFTER_ANSWER = 1.0
+
+
+def encoded_event(name: str, answer: dict[str, Any]) -> bytes:
+    """One `message` event carrying `answer`, in encoding `name`."""
+    return ENCODINGS[name][2](f"event: message\ndata: {compact(answer)}\n\n")
+
+
+def initialize_result(msg: dict[str, Any]) -> dict[str, Any]:
+    version = (msg.get("params") or {}).get("protocolVersion", "2025-11-25")
+    return {
+        "protocolVersion": version,
+        "capabilities": {"tools": {"listChanged": False}},
+        "serverInfo": {"name": "list-upstream", "version": "0"},
+    }
+
+
 class App:
     def __init__(self, record_path: str) -> None:
         self.record_path = record_path
+        # `enc:get:*`, per session: ids of POSTed tools/list calls whose answer the GET stream
+        # is to carry, and for each id an event set once it has. (Per session: a client's
+        # GET that outlives its session must not take the next session's answer.)
+        self.awaiting: dict[str, asyncio.Queue[Any]] = {}
+        self.carried: dict[tuple[str, str], asyncio.Event] = {}
+        self.sessions = 0
 
     def _record(self, scope: dict[str, Any], body: bytes) -> None:
         entry = {
@@ -198,6 +272,9 @@ class App:
         scenario = headers.get("x-list-scenario", "json")
 
         if scope.get("path") == "/mcp" and scope.get("method") == "GET":
+            if scenario.startswith("enc:get:"):
+                await self._encoded_stream(send, scenario.removeprefix("enc:get:"), headers.get("mcp-session-id", ""))
+                return
             await self._stream(send, headers.get("last-event-id"), scenario)
             return
         if scope.get("path") == "/mcp" and scope.get("method") == "DELETE":
@@ -217,6 +294,24 @@ class App:
                 return
             payload = json.dumps(one, separators=(",", ":"))
 
+        if scenario in ("other-id", "sse-other-id") and isinstance(msg, dict) and msg.get("method") == "tools/list":
+            payload = compact({"jsonrpc": "2.0", "id": f"other-{msg['id']}", "result": {"prompts": ALL_PROMPTS}})
+            scenario = scenario.removeprefix("other-id").removesuffix("-other-id") or "json"
+        if scenario == "smuggle" and isinstance(msg, dict) and msg.get("method") in ("tools/list", "tools/call"):
+            session = headers.get("mcp-session-id", "")
+            if msg["method"] == "tools/list":
+                await self._hold(send, msg["id"], session)
+            else:
+                await self._smuggled(send, session)
+            return
+        if scenario.startswith("enc:") and isinstance(msg, dict) and msg.get("method") == "tools/list":
+            await self._encoded_answer(send, scenario, msg["id"], headers.get("mcp-session-id", ""))
+            return
+        if isinstance(msg, dict) and msg.get("method") == "initialize":
+            self.sessions += 1
+            extra = [(b"mcp-session-id", f"list-upstream-{self.sessions}".encode())]
+            await self._send(send, 200, payload.encode(), "application/json", extra)
+            return
         if scenario == "sse":
             await send(
                 {
@@ -242,6 +337,66 @@ class App:
             await self._send(send, 200, gzip.compress(payload.encode()), "application/json", [(b"content-encoding", b"gzip")])
         else:
             await self._send(send, 200, payload.encode(), "application/json")
+
+    async def _encoded_answer(self, send: Any, scenario: str, id: Any, session: str) -> None:
+        """The full list answering `id`, encoded as `enc:WHERE:NAME` says."""
+        _, where, name = scenario.split(":", 2)
+        answer = full_list_answer(id)
+        if where == "json":
+            content_type, encode = JSON_ENCODINGS[name]
+            await self._send(send, 200, encode(compact(answer)), content_type)
+            return
+        if where == "post":
+            content_type, extra, _ = ENCODINGS[name]
+            await self._send(send, 200, encoded_event(name, answer), content_type, extra)
+            return
+        # `get`: the answer goes out on the GET stream; this stream carries none.
+        await self._hold(send, id, session)
+
+    async def _hold(self, send: Any, id: Any, session: str) -> None:
+        """An event stream for the tools/list `id` that carries no answer: a comment, then the
+        end once another response has carried it (or after ANSWER_WAIT), AFTER_ANSWER later."""
+        carried = self.carried.setdefault((session, json.dumps(id)), asyncio.Event())
+        await self.awaiting.setdefault(session, asyncio.Queue()).put(id)
+        start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+        await send(start)
+        await send({"type": "http.response.body", "body": b": the answer comes elsewhere\n\n", "more_body": True})
+        try:
+            await asyncio.wait_for(carried.wait(), ANSWER_WAIT)
+        except TimeoutError:
+            pass
+        await asyncio.sleep(AFTER_ANSWER)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _smuggled(self, send: Any, session: str) -> None:
+        """`smuggle`: a tools/call answered with the full list under the id of the session's
+        pending tools/list (once one is pending, within ANSWER_WAIT), in JSON."""
+        try:
+            id = await asyncio.wait_for(self.awaiting.setdefault(session, asyncio.Queue()).get(), ANSWER_WAIT)
+        except TimeoutError:
+            await self._send(send, 200, b"", "application/json")
+            return
+        await self._send(send, 200, compact(full_list_answer(id)).encode(), "application/json")
+        self.carried.setdefault((session, json.dumps(id)), asyncio.Event()).set()
+
+    async def _encoded_stream(self, send: Any, name: str, session: str) -> None:
+        """The GET stream of `enc:get:NAME`: the headers at once, then the answer to the next
+        POSTed tools/list of its session (if one comes within ANSWER_WAIT), in encoding NAME; then
+        it ends."""
+        content_type, extra, _ = ENCODINGS[name]
+        headers = [(b"content-type", content_type.encode()), (b"cache-control", b"no-cache"), *extra]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        try:
+            id = await asyncio.wait_for(self.awaiting.setdefault(session, asyncio.Queue()).get(), ANSWER_WAIT)
+        except TimeoutError:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        try:
+            await send({"type": "http.response.body", "body": encoded_event(name, full_list_answer(id)), "more_body": True})
+            await asyncio.sleep(AFTER_ANSWER)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.carried.setdefault((session, json.dumps(id)), asyncio.Event()).set()
 
     @staticmethod
     async def _stream(send: Any, last_event_id: str | None, scenario: str) -> None:

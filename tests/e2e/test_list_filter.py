@@ -24,6 +24,7 @@ Contract under test (docs/configuration.md "List filter"):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import harness
 import httpx
 import list_support as ls
@@ -737,3 +739,145 @@ def test_with_list_filter_metadata_search_batches_and_get_streams_are_still_filt
     assert [_tool_names(m) for m in on_stream if "result" in m] == [ls.visible_in_order("bob")], replayed.text
     assert streams_opened() == 1
     assert counters[-1]["streams_failed"] == counters[0]["streams_failed"] == 0
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 26: answers the filter cannot read as its clients read them, and answers to another id
+# ---------------------------------------------------------------------------------------
+
+# Encodings the Python SDK client decodes (by the declared charset, or by every
+# content-encoding line) and the list filter does not read: refused, POST or GET.
+REFUSED_ENCODINGS = ["utf-16le", "utf-16be", "utf-16", "utf-7", "iso-8859-1", "utf8", "gzip-split"]
+
+
+async def _sdk_list(url: str, headers: dict[str, str]) -> tuple[list[str] | None, MCPError | None]:
+    """The SDK client's tools/list in a fresh session: the names, or the error it got."""
+    async with mcp_session(url, headers, timeout=15) as session:
+        try:
+            return [t.name for t in (await session.list_tools()).tools], None
+        except MCPError as exc:
+            return None, exc
+
+
+@pytest.mark.parametrize("where", ["post", "get"])
+def test_a_list_in_an_encoding_the_filter_does_not_read_never_reaches_the_sdk_client(
+    scripted: Callable[..., harness.Stack], where: str
+) -> None:
+    """The upstream answers bob's tools/list with the full list in each encoding: on the
+    POST's event stream, or on the SDK's GET stream (with the POST's id). Straight from the
+    upstream the SDK client reads every tool (it decodes by the charset, or gunzips every
+    content-encoding line), so each case is a real attack; through Envoy it gets an error
+    instead — the filter's -32603 on the POST; on GET the stream is refused, and the POST ends
+    without an answer — and never a tool bob may not call."""
+    stack = scripted()
+    for encoding in REFUSED_ENCODINGS:
+        scenario = ls.headers("bob", f"enc:{where}:{encoding}")
+        direct, _ = run_async(_sdk_list(stack.upstream.url, scenario))
+        assert direct == ls.ALL_TOOLS, f"{encoding}: the SDK client does not read this attack: {direct}"
+
+        gets_before = sum(1 for r in stack.upstream.records() if r["method"] == "GET")
+        names, error = run_async(_sdk_list(stack.mcp_url, scenario))
+        assert names is None and error is not None, f"{where} {encoding}: bob's SDK client listed {names}"
+        if where == "post":
+            assert (error.code, error.message) == (ls.ERR_INTERNAL, ls.UNFILTERABLE), (encoding, error)
+        else:
+            assert sum(1 for r in stack.upstream.records() if r["method"] == "GET") > gets_before, encoding
+    assert ls.ext_proc_counters(stack.envoy)["streams_failed"] == 0
+
+
+def test_a_get_stream_in_an_encoding_the_filter_does_not_read_is_refused_at_its_headers(
+    scripted: Callable[..., harness.Stack], http: httpx.Client
+) -> None:
+    """What the SDK's GET above got, raw: the filter's JSON-RPC error (id null: a GET answers
+    no request) instead of the stream, at once."""
+    stack = scripted()
+    for encoding in ("utf-16le", "utf-7", "gzip-split"):
+        resp = http.get(stack.mcp_url, headers=_stream_headers("bob", {"x-list-scenario": f"enc:get:{encoding}"}))
+        assert resp.status_code == 200 and resp.headers["content-type"] == "application/json", resp.text
+        assert resp.json() == {"jsonrpc": "2.0", "id": None, "error": {"code": ls.ERR_INTERNAL, "message": ls.UNFILTERABLE}}
+
+
+@pytest.mark.parametrize("encoding", ["utf-7", "iso-8859-1", "utf-16le", "utf-8-bom"])
+def test_a_json_list_with_another_charset_or_a_byte_order_mark_is_refused(
+    scripted: Callable[..., harness.Stack], http: httpx.Client, encoding: str
+) -> None:
+    """A JSON answer that declares another charset (a reader decoding by it, UTF-7 say, sees
+    other JSON than the filter would), or opens with a UTF-8 BOM (JavaScript's response.json()
+    skips it; the filter does not read it): the SDK client gets -32603, raw clients the error
+    with the request's id."""
+    stack = scripted()
+    names, error = run_async(_sdk_list(stack.mcp_url, ls.headers("bob", f"enc:json:{encoding}")))
+    assert names is None and error is not None and error.code == ls.ERR_INTERNAL, (names, error)
+    resp = _list_page(http, stack, "bob", f"enc:json:{encoding}", None, id="j-1")
+    assert resp.json() == {"jsonrpc": "2.0", "id": "j-1", "error": {"code": ls.ERR_INTERNAL, "message": ls.UNFILTERABLE}}
+
+
+def test_with_pass_a_list_in_another_charset_goes_through_as_documented(
+    scripted: Callable[..., harness.Stack], http: httpx.Client
+) -> None:
+    """`on_unparseable: pass` lets such an answer through unfiltered, bytes as written."""
+    stack = scripted(config_extra={"list_filter": {"on_unparseable": "pass"}})
+    resp = _list_page(http, stack, "bob", "enc:post:utf-16le", None, id=5)
+    assert resp.headers["content-type"] == "text/event-stream; charset=utf-16le"
+    assert resp.content == lu.encoded_event("utf-16le", lu.full_list_answer(5))
+
+
+@pytest.mark.parametrize("where", ["post", "get"])
+def test_an_event_stream_opening_with_a_byte_order_mark_is_filtered(
+    scripted: Callable[..., harness.Stack], where: str
+) -> None:
+    """A UTF-8 BOM in front of the stream is skipped as clients skip it (WHATWG; httpx keeps it
+    in the first line's field name, here `event`, which it then ignores): the events behind it
+    are filtered, and the SDK client lists bob's tools — all twelve straight from the upstream."""
+    stack = scripted()
+    scenario = ls.headers("bob", f"enc:{where}:utf-8-bom")
+    assert run_async(_sdk_list(stack.upstream.url, scenario)) == (ls.ALL_TOOLS, None)
+    assert run_async(_sdk_list(stack.mcp_url, scenario)) == (ls.visible_in_order("bob"), None)
+
+
+@pytest.mark.parametrize("scenario", ["other-id", "sse-other-id"])
+def test_a_list_answer_with_another_id_is_refused(
+    scripted: Callable[..., harness.Stack], http: httpx.Client, scenario: str
+) -> None:
+    """Issue 26 (2): on a tools/list POST, an answer carrying another id — here a prompts
+    list, which a client would route to a pending prompts/list of that id, and which the
+    filter, awaiting tools, would not look at — becomes the -32603 error with the request's id."""
+    stack = scripted()
+    resp = _list_page(http, stack, "dana", scenario, None, id="l-1")
+    assert resp.status_code == 200, resp.text
+    answer = _answer(resp)
+    assert answer == {"jsonrpc": "2.0", "id": "l-1", "error": {"code": ls.ERR_INTERNAL, "message": ls.UNFILTERABLE}}
+    assert "code_review" not in resp.text
+
+
+def test_a_list_smuggled_into_a_call_answer_is_shown_but_its_tools_stay_denied(
+    scripted: Callable[..., harness.Stack],
+) -> None:
+    """The residual risk docs/configuration.md states ("What the filter cannot hide"), pinned:
+    while bob's tools/list is pending, the upstream answers his concurrent, allowed tools/call
+    with the list's id and the full list. The filter does not read tools/call answers, and the
+    SDK client routes the response by id: list_tools() returns every tool. What that cannot do:
+    bob's call of a tool from it is denied (-32602) and never reaches the upstream."""
+    stack = scripted()
+
+    async def scenario() -> tuple[list[str], MCPError | None]:
+        async with mcp_session(stack.mcp_url, ls.headers("bob", "smuggle"), timeout=15) as session:
+            async with anyio.create_task_group() as tasks:
+
+                async def call() -> None:
+                    with contextlib.suppress(MCPError):
+                        await session.call_tool("get_time", {})
+
+                tasks.start_soon(call)
+                listed = [t.name for t in (await session.list_tools()).tools]
+                tasks.cancel_scope.cancel()
+            try:
+                await session.call_tool("delete_file", {"path": "/x"})
+            except MCPError as exc:
+                return listed, exc
+            return listed, None
+
+    listed, denied = run_async(scenario())
+    assert listed == ls.ALL_TOOLS, listed
+    assert denied is not None and denied.code == ERR_INVALID_PARAMS and "denied by policy" in denied.message, denied
+    assert stack.upstream.tool_calls() == ["get_time"]
