@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use super::{ConfigArg, IdentityArgs, Loaded, Output, fail, print_json};
+use super::{ConfigArg, Identity, IdentityArgs, Loaded, Output, Unresolved, fail, print_json};
 use crate::headers::Headers;
 use crate::mcp::{self, Body, Inspection, Limits};
 use crate::policy::engine::{check_app, check_name};
@@ -128,10 +128,12 @@ impl Verdict {
         }
     }
 
-    fn refused(reason: &str, message: &str) -> Self {
+    /// A denial before any rule: of the `request` by the inspection, or of the `identity`
+    /// at authentication.
+    pub fn refused(subject: &str, reason: &str, message: &str) -> Self {
         Verdict {
             allowed: false,
-            subject: "request".to_owned(),
+            subject: subject.to_owned(),
             reason: reason.to_owned(),
             role: None,
             rule: None,
@@ -190,7 +192,7 @@ pub fn evaluate(limits: &Limits, user: &User, app: &App, body: &[u8]) -> Outcome
         Ok(Inspection::Messages { body, .. }) => body,
         Ok(_) => unreachable!("a POST is always messages"),
         Err(r) => {
-            verdicts.push(Verdict::refused(r.reason, &r.message));
+            verdicts.push(Verdict::refused("request", r.reason, &r.message));
             return Outcome(verdicts);
         }
     };
@@ -209,10 +211,27 @@ pub fn evaluate(limits: &Limits, user: &User, app: &App, body: &[u8]) -> Outcome
                 rule: None,
                 message: None,
             }),
-            Err(r) => verdicts.push(Verdict::refused(r.reason, &r.message)),
+            Err(r) => verdicts.push(Verdict::refused("request", r.reason, &r.message)),
         }
     }
     Outcome(verdicts)
+}
+
+/// The user's name (when the identity names one) and the outcome; `Err` for a usage error.
+/// An identity the live service would refuse at authentication is a denial.
+pub fn decide(
+    loaded: &Loaded,
+    identity: &Identity,
+    app: &App,
+    request: &Request,
+) -> Result<(Option<String>, Outcome), String> {
+    match loaded.user(identity) {
+        Ok(user) => Ok((Some(user.name.to_string()), evaluate(&loaded.config.limits, &user, app, &request.body()))),
+        Err(Unresolved::Usage(e)) => Err(e),
+        Err(Unresolved::Refused(e, message)) => {
+            Ok((None, Outcome(vec![Verdict::refused("identity", e.reason(), &message)])))
+        }
+    }
 }
 
 /// Runs `explain`.
@@ -222,20 +241,19 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(output, &e),
     };
-    let prepared = args.identity.identity().and_then(|id| {
-        let user = loaded.user(&id)?;
-        let app = loaded.app(&args.app)?;
-        Ok((user, app, args.request.request()?))
-    });
-    let (user, app, request) = match prepared {
+    let prepared = args.identity.identity().and_then(|id| Ok((id, loaded.app(&args.app)?, args.request.request()?)));
+    let (identity, app, request) = match prepared {
         Ok(x) => x,
         Err(e) => return fail(output, &e),
     };
-    let outcome = evaluate(&loaded.config.limits, &user, app, &request.body());
+    let (user, outcome) = match decide(&loaded, &identity, app, &request) {
+        Ok(x) => x,
+        Err(e) => return fail(output, &e),
+    };
     match output {
         Output::Json => {
             let mut v = outcome.to_json();
-            v["user"] = json!(&*user.name);
+            v["user"] = json!(user);
             v["app"] = json!(&*app.name);
             print_json(&v);
         }

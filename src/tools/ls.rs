@@ -287,7 +287,7 @@ fn entries(args: &EntriesArgs, kind: ListKind) -> ExitCode {
         Err(e) => return fail(args.output, &e),
     };
     let prepared = args.identity.identity().and_then(|id| {
-        let user = loaded.user(&id)?;
+        let user = loaded.user(&id).map_err(super::Unresolved::message)?;
         let app = loaded.app(&args.app)?;
         let text = std::fs::read_to_string(&args.list).map_err(|e| format!("{}: {e}", args.list.display()))?;
         let payloads = payloads(&text, loaded.config.list_filter.max_event_bytes)?;

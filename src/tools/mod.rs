@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::authn::UserRef;
+use crate::authn::{AuthError, UserRef};
 use crate::authz::Snapshot;
 use crate::config::Config;
 use crate::jwt::Verifier;
@@ -96,6 +96,24 @@ impl IdentityArgs {
     }
 }
 
+/// Why an identity gave no user.
+#[derive(Debug)]
+pub enum Unresolved {
+    /// Not a question the policy can answer: an unknown user or role, claims without a
+    /// `jwt` config.
+    Usage(String),
+    /// The live service would refuse this caller at authentication (and why).
+    Refused(AuthError, String),
+}
+
+impl Unresolved {
+    pub fn message(self) -> String {
+        match self {
+            Unresolved::Usage(m) | Unresolved::Refused(_, m) => m,
+        }
+    }
+}
+
 /// A config, its policy (as one snapshot, so identity-provider users are compiled as the
 /// live service compiles them) and the claims mapper when `authentication.jwt` is set.
 #[derive(Debug)]
@@ -136,30 +154,36 @@ impl Loaded {
         self.policy().app(name).ok_or_else(|| format!("unknown app '{name}'"))
     }
 
-    /// The compiled user for an identity; errors name the unknown user or role, or why the
-    /// claims name nobody.
-    pub fn user(&self, identity: &Identity) -> Result<UserRef<'_>, String> {
+    /// The compiled user for an identity. A user or role the policy does not define is a
+    /// usage error; claims the live service would refuse are a refusal (a denial there).
+    pub fn user(&self, identity: &Identity) -> Result<UserRef<'_>, Unresolved> {
         match identity {
-            Identity::User(name) => {
-                self.policy().user(name).map(UserRef::Static).ok_or_else(|| format!("unknown user '{name}'"))
-            }
+            Identity::User(name) => self
+                .policy()
+                .user(name)
+                .map(UserRef::Static)
+                .ok_or_else(|| Unresolved::Usage(format!("unknown user '{name}'"))),
             Identity::Roles(roles, traits) => {
                 if roles.is_empty() {
-                    return Err("--roles names no role".to_owned());
+                    return Err(Unresolved::Usage("no role named".to_owned()));
                 }
                 let name = format!("roles:{}", roles.join(","));
-                let user = self.policy().build_user(&name, roles, traits.clone())?;
+                let user = self.policy().build_user(&name, roles, traits.clone()).map_err(Unresolved::Usage)?;
                 Ok(UserRef::Dynamic(Arc::new(user)))
             }
             Identity::Claims(claims) => {
                 let verifier = self.verifier.as_ref().ok_or_else(|| {
-                    "claims need `authentication.jwt` in the config (its username claim and claims_to_roles)".to_owned()
+                    Unresolved::Usage(
+                        "claims need `authentication.jwt` in the config (its username claim and claims_to_roles)"
+                            .to_owned(),
+                    )
                 })?;
-                let id = verifier.map_claims(claims).map_err(|r| format!("the claims name nobody: {r}"))?;
-                let user = self
-                    .snapshot
-                    .dynamic_user(&id.username, &id.roles, id.traits)
-                    .map_err(|e| format!("identity-provider user '{}': {e}", id.username))?;
+                let id = verifier
+                    .map_claims(claims)
+                    .map_err(|r| Unresolved::Refused(AuthError::Token(r), format!("the claims name nobody: {r}")))?;
+                let user = self.snapshot.dynamic_user(&id.username, &id.roles, id.traits).map_err(|e| {
+                    Unresolved::Refused(AuthError::Unusable, format!("identity-provider user '{}': {e}", id.username))
+                })?;
                 Ok(UserRef::Dynamic(user))
             }
         }

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::explain::{Outcome, Request, evaluate};
+use super::explain::{Outcome, Request, decide};
 use super::{ConfigArg, Identity, Loaded, Output, print_json};
 use crate::policy::Traits;
 
@@ -166,16 +166,18 @@ impl Case {
         let unknown_role = self.role.as_deref().filter(|r| !policy.role_names().iter().any(|n| &**n == *r));
         let prepared = match unknown_role {
             Some(r) => Err(format!("expects unknown role '{r}'")),
-            None => self.identity().and_then(|id| Ok((loaded.user(&id)?, loaded.app(&self.app)?, self.request()?))),
+            None => self.identity().and_then(|id| {
+                let (app, request) = (loaded.app(&self.app)?, self.request()?);
+                decide(loaded, &id, app, &request)
+            }),
         };
-        let (user, app, request) = match prepared {
-            Ok(x) => x,
+        let outcome = match prepared {
+            Ok((_, outcome)) => outcome,
             Err(e) => {
                 result.detail = Some(e);
                 return result;
             }
         };
-        let outcome = evaluate(&loaded.config.limits, &user, app, &request.body());
         let d = outcome.deciding();
         let (role, rule, reason) =
             (d.and_then(|v| v.role.as_deref()), d.and_then(|v| v.rule.as_deref()), d.map(|v| v.reason.as_str()));
