@@ -35,7 +35,7 @@ pub struct ClientConfigArgs {
     /// The app (policy `app` name) the client will use.
     #[arg(long, value_name = "APP")]
     pub app: String,
-    /// The URL clients reach the app at through Envoy (e.g. https://mcp.example.com/mcp).
+    /// The URL clients reach the app at through Envoy, such as `https://mcp.example.com/mcp`.
     #[arg(long, value_name = "URL")]
     pub url: String,
     /// The client to print the configuration for.

@@ -233,7 +233,7 @@ def test_ls_lists_the_policy_without_secrets(warden_bin: Path) -> None:
     apps = json.loads(run(warden_bin, "ls", "apps", "--config", SEED_CONFIG, "--output", "json").stdout)
     bedrock = next(a for a in apps if a["app"] == "bedrock-mcp")
     assert bedrock["labels"] == {"env": "dev", "service": "bedrock"}, bedrock
-    assert set(bedrock["roles"]) == {"bedrock-mcp-readonly", "mcp-user"}, bedrock
+    assert set(bedrock["roles"]) == {"bedrock-mcp-readonly", "mcp-user", "own-tools"}, bedrock
     roles = json.loads(run(warden_bin, "ls", "roles", "--config", SEED_CONFIG, "--output", "json").stdout)
     readonly = next(r for r in roles if r["role"] == "bedrock-mcp-readonly")
     assert readonly["apps"] == ["bedrock-mcp"] and set(readonly["users"]) == {"alice", "erin"}, readonly
