@@ -3,7 +3,8 @@
 //!
 //! Every request, however it is named, becomes a JSON-RPC body and goes through the live
 //! check's steps in its order: app access ([`check_app`]), then the fail-closed inspection
-//! ([`mcp::inspect`]), then each message's governed name ([`mcp::governed`], [`check_name`]).
+//! ([`mcp::inspect`]), then each message ([`Warden::check_message`]: its governed name
+//! against the user's roles).
 //! Exit codes: 0 allow, 1 deny, 2 usage, a config that does not load, an unknown identity
 //! or app.
 
@@ -13,9 +14,10 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use super::{ConfigArg, Identity, IdentityArgs, Loaded, Output, Unresolved, fail, print_json};
+use crate::authz::Warden;
 use crate::headers::Headers;
 use crate::mcp::{self, Body, Inspection, Limits};
-use crate::policy::engine::{check_app, check_name};
+use crate::policy::engine::check_app;
 use crate::policy::{App, Decision, User};
 
 /// `explain`'s arguments.
@@ -201,18 +203,14 @@ pub fn evaluate(limits: &Limits, user: &User, app: &App, body: &[u8]) -> Outcome
         Body::Batch(v) => v.as_slice(),
     };
     for m in msgs {
-        match mcp::governed(m) {
-            Ok(Some(g)) => verdicts.push(Verdict::of(format!("{} '{}'", g.kind(), g.name()), check_name(user, app, g))),
-            Ok(None) => verdicts.push(Verdict {
-                allowed: true,
-                subject: m.method.as_deref().map_or("a response".to_owned(), |n| format!("method '{n}'")),
-                reason: crate::policy::Reason::NotGoverned.code().to_owned(),
-                role: None,
-                rule: None,
-                message: None,
-            }),
-            Err(r) => verdicts.push(Verdict::refused("request", r.reason, &r.message)),
-        }
+        let subject = match mcp::governed(m) {
+            Ok(Some(g)) => format!("{} '{}'", g.kind(), g.name()),
+            _ => m.method.as_deref().map_or("a response".to_owned(), |n| format!("method '{n}'")),
+        };
+        verdicts.push(match Warden::check_message(user, app, m) {
+            Ok(d) => Verdict::of(subject, d),
+            Err(r) => Verdict::refused("request", r.reason, &r.message),
+        });
     }
     Outcome(verdicts)
 }
@@ -322,6 +320,15 @@ mod tests {
         let o = decide(&p, "alice", Request::Body(body.to_vec()));
         assert!(!o.allowed());
         assert_eq!(o.deciding().map(|d| d.subject.as_str()), Some("request"));
+    }
+
+    #[test]
+    fn the_search_tool_called_as_a_task_is_refused_as_a_check_refuses_it() {
+        let p = policy();
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x_amz_bedrock_agentcore_search","task":{}}}"#;
+        let o = decide(&p, "alice", Request::Body(body.to_vec()));
+        assert!(!o.allowed());
+        assert_eq!(o.deciding().map(|d| d.reason.as_str()), Some("search_task_not_allowed"));
     }
 
     #[test]
