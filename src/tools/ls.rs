@@ -7,7 +7,7 @@
 //! ([`filter::filter_payload`]) is run on the answer — and allowed or denied to call by
 //! [`check_name`], the rule `tools/call`, `prompts/get` and `resources/read` are checked by.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
@@ -35,11 +35,30 @@ pub enum LsWhat {
     /// Users: roles, traits, credential kinds (counts, never secrets) and the apps each may use.
     Users(PolicyArgs),
     /// Which tools of a saved `tools/list` answer a user may see and call.
-    Tools(EntriesArgs),
+    Tools {
+        #[command(flatten)]
+        args: EntriesArgs,
+        /// The saved `tools/list` answer: the JSON-RPC response, or the event stream as captured.
+        #[arg(long = "tools", value_name = "FILE")]
+        list: PathBuf,
+    },
     /// Which prompts of a saved `prompts/list` answer a user may see and get.
-    Prompts(EntriesArgs),
+    Prompts {
+        #[command(flatten)]
+        args: EntriesArgs,
+        /// The saved `prompts/list` answer: the JSON-RPC response, or the event stream as captured.
+        #[arg(long = "prompts", value_name = "FILE")]
+        list: PathBuf,
+    },
     /// Which resources (or templates) of a saved `resources/list` answer a user may see and read.
-    Resources(EntriesArgs),
+    Resources {
+        #[command(flatten)]
+        args: EntriesArgs,
+        /// The saved `resources/list` (or `resources/templates/list`) answer: the JSON-RPC
+        /// response, or the event stream as captured.
+        #[arg(long = "resources", value_name = "FILE")]
+        list: PathBuf,
+    },
 }
 
 /// Arguments of the policy listings.
@@ -52,7 +71,7 @@ pub struct PolicyArgs {
     pub output: Output,
 }
 
-/// Arguments of the entry listings.
+/// Arguments of the entry listings (each names its saved answer with its own flag).
 #[derive(Debug, Clone, clap::Args)]
 pub struct EntriesArgs {
     #[command(flatten)]
@@ -62,9 +81,6 @@ pub struct EntriesArgs {
     /// The app the list came from.
     #[arg(long, value_name = "APP")]
     pub app: String,
-    /// A saved list answer: the JSON-RPC response, or the `text/event-stream` as captured.
-    #[arg(long = "list", visible_aliases = ["tools", "prompts", "resources"], value_name = "FILE")]
-    pub list: PathBuf,
     /// Print a table, or a JSON object.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
@@ -76,9 +92,9 @@ pub fn run(args: &LsArgs) -> ExitCode {
         LsWhat::Apps(a) => policy_listing(a, apps),
         LsWhat::Roles(a) => policy_listing(a, roles),
         LsWhat::Users(a) => policy_listing(a, users),
-        LsWhat::Tools(a) => entries(a, ListKind::Tools),
-        LsWhat::Prompts(a) => entries(a, ListKind::Prompts),
-        LsWhat::Resources(a) => entries(a, ListKind::Resources),
+        LsWhat::Tools { args, list } => entries(args, list, ListKind::Tools),
+        LsWhat::Prompts { args, list } => entries(args, list, ListKind::Prompts),
+        LsWhat::Resources { args, list } => entries(args, list, ListKind::Resources),
     }
 }
 
@@ -281,7 +297,7 @@ fn governed(kind: ListKind, name: &str) -> Governed<'_> {
     }
 }
 
-fn entries(args: &EntriesArgs, kind: ListKind) -> ExitCode {
+fn entries(args: &EntriesArgs, list: &Path, kind: ListKind) -> ExitCode {
     let loaded = match Loaded::load(args.config.config.as_deref()) {
         Ok(l) => l,
         Err(e) => return fail(args.output, &e),
@@ -289,10 +305,10 @@ fn entries(args: &EntriesArgs, kind: ListKind) -> ExitCode {
     let prepared = args.identity.identity().and_then(|id| {
         let user = loaded.user(&id).map_err(super::Unresolved::message)?;
         let app = loaded.app(&args.app)?;
-        let text = std::fs::read_to_string(&args.list).map_err(|e| format!("{}: {e}", args.list.display()))?;
+        let text = std::fs::read_to_string(list).map_err(|e| format!("{}: {e}", list.display()))?;
         let payloads = payloads(&text, loaded.config.list_filter.max_event_bytes)?;
         let answer = find_answer(payloads, kind)
-            .ok_or_else(|| format!("{}: no {} answer found", args.list.display(), kind.as_str()))?;
+            .ok_or_else(|| format!("{}: no {} answer found", list.display(), kind.as_str()))?;
         Ok((user, app, answer))
     });
     let (user, app, answer) = match prepared {
