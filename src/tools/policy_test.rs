@@ -332,3 +332,37 @@ fn print_table(results: &[CaseResult], passed: usize, failed: usize, errors: usi
     }
     println!("{passed} passed, {failed} failed, {errors} errors");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_case(yaml: &str) -> CaseResult {
+        let loaded = Loaded::load(None).expect("the embedded default loads");
+        let case: Case = yaml_serde::from_str(yaml).expect("a case");
+        case.run(&loaded, "t.yaml")
+    }
+
+    #[test]
+    fn a_matching_case_passes_and_a_mismatch_fails() {
+        let pass =
+            run_case("{name: n, user: bob, app: demo, tool: echo, expect: allow, role: demo-readonly, rule: echo}");
+        assert_eq!(pass.status, Status::Pass, "{pass:?}");
+        let fail = run_case("{name: n, user: bob, app: demo, tool: echo, expect: allow, rule: get-sum}");
+        assert_eq!((fail.status, fail.detail.as_deref()), (Status::Fail, Some("rule differs")));
+    }
+
+    #[test]
+    fn unknown_names_are_errors_whatever_the_case_expects() {
+        for yaml in [
+            "{name: n, user: mallory, app: demo, tool: echo, expect: deny}",
+            "{name: n, user: bob, app: nope, tool: echo, expect: deny}",
+            "{name: n, roles: [ghost], app: demo, tool: echo, expect: deny}",
+            "{name: n, user: bob, app: demo, tool: get-env, expect: deny, role: no-such-role}",
+            "{name: n, user: bob, roles: [mcp-user], app: demo, tool: echo, expect: deny}",
+            "{name: n, user: bob, app: demo, tool: echo, prompt: p, expect: deny}",
+        ] {
+            assert_eq!(run_case(yaml).status, Status::Error, "{yaml}");
+        }
+    }
+}
