@@ -38,4 +38,6 @@ step cargo-test cargo test
 step build cargo build --bins
 
 export MCP_WARDEN_BIN="${MCP_WARDEN_BIN:-$(target_dir)/debug/mcp-warden}"
+# The shipped policy tests (demo policy, the seed's roles), as a CI job would run them.
+step policy-tests "$MCP_WARDEN_BIN" test "$REPO_ROOT/tests/policy"
 step e2e "$VENV_PY" -m pytest "$REPO_ROOT/tests/e2e" -q -p no:cacheprovider "$@"

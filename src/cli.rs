@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check`, `explain`, `hash-key`, `new-key`.
+//! The command line: `serve`, `check`, `keys`, `hash-key`, `new-key`, and the operator tools
+//! of [`crate::tools`] (`explain`, `test`, `ls`, `client-config`, `completions`).
 //!
 //! Owns argument parsing and what each command prints; the work is done by the library.
 
@@ -10,9 +11,7 @@ use base64::Engine as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::mcp::{self, Body, Inspection};
-use crate::policy::engine::{check_app, check_name};
-use crate::policy::{Decision, Governed, Policy};
+use crate::policy::Policy;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,22 +37,25 @@ pub enum Command {
     },
     /// Validate a config and its policy; exit 0, or 1 with every error on stderr.
     Check {
+        /// The service config (YAML) to validate, with every policy file it names.
         #[arg(long)]
         config: PathBuf,
     },
-    /// Explain the decision for a user, an app and a tool (or a request body).
-    Explain {
-        #[arg(long)]
-        config: PathBuf,
-        #[arg(long)]
-        user: String,
-        #[arg(long)]
-        app: String,
-        #[arg(long, conflicts_with = "body", required_unless_present = "body")]
-        tool: Option<String>,
-        /// A file holding a JSON-RPC request body.
-        #[arg(long)]
-        body: Option<PathBuf>,
+    /// Explain the decision for an identity, an app and a request: role, rule and reason;
+    /// exit 0 allow, 1 deny, 2 usage or unknown identity/app.
+    Explain(crate::tools::explain::ExplainArgs),
+    /// Run policy test files (YAML cases with an expected decision); exit 1 on any failure.
+    Test(crate::tools::policy_test::TestArgs),
+    /// List the apps, roles and users in force, or which tools, prompts or resources of a
+    /// saved list answer a user may see and call.
+    Ls(crate::tools::ls::LsArgs),
+    /// Print an MCP client's configuration for an app behind Envoy (the key stays in an
+    /// environment variable).
+    ClientConfig(crate::tools::client_config::ClientConfigArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
     },
     /// Manage signing keys in the key directory: list, rotate, retire.
     Keys {
@@ -64,7 +66,10 @@ pub enum Command {
         action: KeysAction,
     },
     /// Print `sha256:<hex>` for an API key (read from stdin when not given).
-    HashKey { key: Option<String> },
+    HashKey {
+        /// The API key; read from stdin when not given (keeps it out of shell history).
+        key: Option<String>,
+    },
     /// Print a fresh random API key and the hash to put in policy.
     NewKey,
 }
@@ -76,7 +81,10 @@ pub enum KeysAction {
     /// Add a key that starts signing after the propagation delay.
     Rotate,
     /// Retire a key now; it stays published for the retention time.
-    Retire { kid: String },
+    Retire {
+        /// The key id (`kid`) to retire, as `keys list` shows it.
+        kid: String,
+    },
 }
 
 /// Runs a non-`serve` command and returns the process exit code.
@@ -93,9 +101,11 @@ pub fn run_offline(command: Command) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Explain { config, user, app, tool, body } => {
-            explain(&config, &user, &app, tool.as_deref(), body.as_deref())
-        }
+        Command::Explain(args) => crate::tools::explain::run(&args),
+        Command::Test(args) => crate::tools::policy_test::run(&args),
+        Command::Ls(args) => crate::tools::ls::run(&args),
+        Command::ClientConfig(args) => crate::tools::client_config::run(&args),
+        Command::Completions { shell } => crate::tools::completions(shell),
         Command::Keys { config, action } => keys(config.as_deref(), action),
         Command::HashKey { key } => {
             let key = key.unwrap_or_else(|| {
@@ -167,91 +177,4 @@ fn load(path: &std::path::Path) -> Result<(Config, Policy), String> {
             .map_err(|e| format!("{}: authentication.jwt: {e}", path.display()))?;
     }
     Ok((config, policy))
-}
-
-fn explain(
-    config: &std::path::Path,
-    user: &str,
-    app: &str,
-    tool: Option<&str>,
-    body: Option<&std::path::Path>,
-) -> ExitCode {
-    let (config, policy) = match load(config) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let (Some(u), Some(a)) = (policy.user(user), policy.app(app)) else {
-        eprintln!(
-            "deny: unknown {}",
-            if policy.user(user).is_none() { format!("user '{user}'") } else { format!("app '{app}'") }
-        );
-        return ExitCode::FAILURE;
-    };
-    let d = check_app(u, a);
-    if !d.allowed {
-        print_decision(&format!("app '{app}'"), d);
-        return ExitCode::FAILURE;
-    }
-    let text;
-    let headers = crate::headers::Headers::new([("content-type", "application/json")]);
-    let names: Vec<Governed<'_>>;
-    let parsed;
-    match (tool, body) {
-        (Some(t), _) => names = vec![Governed::Tool(t)],
-        (None, Some(path)) => {
-            text = match std::fs::read(path) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("{}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
-            };
-            let req = mcp::HttpRequest { method: "POST", headers: &headers, body: &text };
-            parsed = match mcp::inspect(&req, &config.limits) {
-                Ok(Inspection::Messages { body, .. }) => body,
-                Ok(_) => unreachable!("POST always yields messages"),
-                Err(r) => {
-                    println!("deny: {} ({})", r.message, r.reason);
-                    return ExitCode::FAILURE;
-                }
-            };
-            let msgs = match &parsed {
-                Body::Single(m) => std::slice::from_ref(m),
-                Body::Batch(v) => v.as_slice(),
-            };
-            let mut out = Vec::new();
-            for m in msgs {
-                match mcp::governed(m) {
-                    Ok(Some(g)) => out.push(g),
-                    Ok(None) => {
-                        println!("allow: {} is not governed by tool rules", m.method.as_deref().unwrap_or("a response"))
-                    }
-                    Err(r) => {
-                        println!("deny: {} ({})", r.message, r.reason);
-                        return ExitCode::FAILURE;
-                    }
-                }
-            }
-            names = out;
-        }
-        (None, None) => unreachable!("clap requires --tool or --body"),
-    }
-    let mut all_allowed = true;
-    for g in names {
-        let d = check_name(u, a, g);
-        all_allowed &= d.allowed;
-        print_decision(&format!("{} '{}'", g.kind(), g.name()), d);
-    }
-    if all_allowed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
-}
-
-fn print_decision(what: &str, d: Decision<'_>) {
-    let verdict = if d.allowed { "allow" } else { "deny" };
-    match (d.role, d.rule) {
-        (Some(role), Some(rule)) => println!("{verdict}: {what} — role '{role}', rule '{rule}' ({})", d.reason.code()),
-        _ => println!("{verdict}: {what} — {}", d.reason.code()),
-    }
 }

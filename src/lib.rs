@@ -26,3 +26,4 @@ pub mod reload;
 pub mod reply;
 pub mod server;
 pub mod token;
+pub mod tools;

@@ -287,7 +287,7 @@ impl Warden {
                 if app.audit_arguments && msg.method.as_deref() == Some("tools/call") {
                     audit.arguments = tool_arguments(ctx.http.body);
                 }
-                match self.check_message(user, app, &msg) {
+                match Self::check_message(user, app, &msg) {
                     Ok(d) => {
                         audit.decision(d);
                         if d.allowed { allow(audit) } else { self.denied(&msg) }
@@ -303,8 +303,8 @@ impl Warden {
     }
 
     /// The decision for one message: its governed name, if any, against the user's roles.
-    fn check_message<'p, 'm>(
-        &self,
+    /// Public so the offline tools (`explain`, `mcp-warden test`) decide as a check does.
+    pub fn check_message<'p, 'm>(
         user: &'p User,
         app: &App,
         msg: &'m Message<'m>,
@@ -333,7 +333,7 @@ impl Warden {
         msgs: &[Message<'_>],
         audit: &mut AuditInfo<'s>,
     ) -> Option<Reply> {
-        let outcomes: Vec<_> = msgs.iter().map(|m| self.check_message(user, app, m)).collect();
+        let outcomes: Vec<_> = msgs.iter().map(|m| Self::check_message(user, app, m)).collect();
         let any_denied = outcomes.iter().any(|o| !matches!(o, Ok(d) if d.allowed));
         // One audit event per element, with the batch's fate: nothing is forwarded when any
         // element is denied.

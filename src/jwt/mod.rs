@@ -521,6 +521,13 @@ impl Verifier {
         Ok(identity)
     }
 
+    /// The identity these claims map to (username, traits, `claims_to_roles`), exactly as for a
+    /// verified token, but verifying nothing: no signature, issuer, audience or time. For the
+    /// offline tools (`explain --claims`, `mcp-warden test`), never for a request.
+    pub fn map_claims(&self, claims: &Map<String, Value>) -> Result<Identity, Rejected> {
+        self.identity(claims)
+    }
+
     /// Everything after the signature: issuer, audience, times, then the identity.
     fn check_claims(&self, claims: &Map<String, Value>, now: SystemTime) -> Result<(Times, Identity), Rejected> {
         match claims.get("iss") {

@@ -200,6 +200,23 @@ impl Policy {
         &self.role_names
     }
 
+    /// How many API keys and mTLS principals each user has, by position in [`Policy::users`]:
+    /// credential kinds for `mcp-warden ls users`, never the digests or principals themselves.
+    pub fn credential_counts(&self) -> Vec<(usize, usize)> {
+        let mut out = vec![(0, 0); self.users.len()];
+        for k in &self.api_keys {
+            if let Some(c) = out.get_mut(k.user as usize) {
+                c.0 += 1;
+            }
+        }
+        for &u in self.principals.values() {
+            if let Some(c) = out.get_mut(u) {
+                c.1 += 1;
+            }
+        }
+        out
+    }
+
     /// Compiles an identity that is not in policy (one an identity provider vouched for):
     /// its roles must exist here. Errors name the unknown role or bad expanded pattern.
     pub fn build_user(&self, name: &str, roles: &[String], traits: Traits) -> Result<User, String> {

@@ -4,7 +4,8 @@ Contract (issue 3 point 6, docs/configuration.md "Command line"):
 - `check --config FILE`: exit 0 on a valid config and policy; otherwise exit 1 with every
   error on stderr, each naming the file and the bad field or pattern;
 - `explain --config FILE --user U --app A (--tool T | --body FILE)`: prints the decision
-  and the role and rule that decided it (or that nothing allowed it); exit 0 allow, 1 deny;
+  and the role and rule that decided it (or that nothing allowed it); exit 0 allow, 1 deny,
+  2 unknown user or app (more in test_operator_tools.py);
 - `hash-key KEY` (or stdin): prints `sha256:<hex of SHA-256(KEY)>`.
 
 The policies use the seed's snippets verbatim (the `app_service:` block and the
@@ -289,8 +290,10 @@ def test_explain_denies_an_app_the_user_may_not_use(warden_bin: Path, seed_confi
     assert_deny(explain(warden_bin, seed_config, "alice", "--tool", "get_weather", app="other-mcp"), "other-mcp")
 
 
-def test_explain_refuses_an_unknown_user(warden_bin: Path, seed_config: Path) -> None:
-    assert_deny(explain(warden_bin, seed_config, "mallory", "--tool", "get_weather"), "mallory")
+def test_explain_refuses_an_unknown_user_as_a_usage_error(warden_bin: Path, seed_config: Path) -> None:
+    result = explain(warden_bin, seed_config, "mallory", "--tool", "get_weather")
+    assert result.returncode == 2, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert "unknown user 'mallory'" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,247 @@
+//! Operator tools: `explain`, `test`, `ls`, `client-config` and `completions`.
+//!
+//! Owns what these commands share: loading a service config and its policy (`--config`, or
+//! `MCP_WARDEN_CONFIG`, else the embedded demo default, as `serve` does), naming an identity
+//! (a policy user, roles, or a JWT's claims mapped as the live service maps them), and
+//! printing text or JSON with the exit codes the commands document. Nothing here decides:
+//! decisions come from [`crate::mcp`]'s inspection and [`crate::policy::engine`], called as
+//! the live check calls them. Never prints a secret, an API-key hash or a token.
+
+pub mod client_config;
+pub mod explain;
+pub mod ls;
+pub mod policy_test;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::authn::{AuthError, UserRef};
+use crate::authz::Snapshot;
+use crate::config::Config;
+use crate::jwt::Verifier;
+use crate::jwt::jwks::KeyCache;
+use crate::policy::{App, Policy, Traits};
+
+/// Exit code of a command that could not do what it was asked (bad usage, a config that does
+/// not load, an unknown user, app or role); 0 and 1 are the commands' own answers.
+pub const EXIT_USAGE: u8 = 2;
+
+/// How a command prints its answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// `--config`, the same for every command that reads one.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArg {
+    /// Service config (YAML) whose policy and `authentication.jwt` are used; without it, the
+    /// embedded demo default (as `serve` uses).
+    #[arg(long, env = "MCP_WARDEN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Who is asking, as given on the command line: exactly one of `--user`, `--roles`, `--claims`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdentityArgs {
+    /// A user defined in the policy.
+    #[arg(long, value_name = "NAME", required_unless_present_any = ["roles", "claims"], conflicts_with_all = ["roles", "claims"])]
+    pub user: Option<String>,
+    /// A JSON file holding a JWT's claims: the username, traits and roles are mapped from it
+    /// as the live service maps a verified token (`authentication.jwt` of the config).
+    #[arg(long, value_name = "FILE", conflicts_with = "roles")]
+    pub claims: Option<PathBuf>,
+    /// An ad-hoc identity holding these roles (comma-separated).
+    #[arg(long, value_name = "ROLE,...", value_delimiter = ',')]
+    pub roles: Option<Vec<String>>,
+    /// A trait of the `--roles` identity, for roles with `{{internal.NAME}}` templates
+    /// (repeatable; one value each).
+    #[arg(long = "trait", value_name = "NAME=VALUE", requires = "roles")]
+    pub traits: Vec<String>,
+}
+
+/// An identity to evaluate.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    User(String),
+    Roles(Vec<String>, Traits),
+    Claims(Map<String, Value>),
+}
+
+impl IdentityArgs {
+    /// The identity named, reading `--claims` (errors name the file or the bad `--trait`).
+    pub fn identity(&self) -> Result<Identity, String> {
+        if let Some(user) = &self.user {
+            return Ok(Identity::User(user.clone()));
+        }
+        if let Some(path) = &self.claims {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let claims: Map<String, Value> = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not a JSON object of claims: {e}", path.display()))?;
+            return Ok(Identity::Claims(claims));
+        }
+        let mut traits = Traits::new();
+        for t in &self.traits {
+            let (name, value) = t.split_once('=').ok_or_else(|| format!("--trait '{t}': expected NAME=VALUE"))?;
+            traits.entry(name.to_owned()).or_default().push(value.to_owned());
+        }
+        Ok(Identity::Roles(self.roles.clone().unwrap_or_default(), traits))
+    }
+}
+
+/// Why an identity gave no user.
+#[derive(Debug)]
+pub enum Unresolved {
+    /// Not a question the policy can answer: an unknown user or role, claims without a
+    /// `jwt` config.
+    Usage(String),
+    /// The live service would refuse this caller at authentication (and why).
+    Refused(AuthError, String),
+}
+
+impl Unresolved {
+    pub fn message(self) -> String {
+        match self {
+            Unresolved::Usage(m) | Unresolved::Refused(_, m) => m,
+        }
+    }
+}
+
+/// A config, its policy (as one snapshot, so identity-provider users are compiled as the
+/// live service compiles them) and the claims mapper when `authentication.jwt` is set.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub snapshot: Snapshot,
+    verifier: Option<Verifier>,
+}
+
+impl Loaded {
+    /// Loads `path` (or the embedded default) and validates it as `check` does.
+    pub fn load(path: Option<&Path>) -> Result<Loaded, String> {
+        let config = match path {
+            Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
+            None => Config::embedded_default(),
+        };
+        let policy = Policy::load(&config.policy).map_err(|e| e.to_string())?;
+        let verifier = match &config.jwt {
+            None => None,
+            Some(jwt) => {
+                let at = path.map_or_else(|| "(embedded default)".to_owned(), |p| p.display().to_string());
+                crate::jwt::check_mapped_roles(jwt, &policy).map_err(|e| format!("{at}: authentication.jwt: {e}"))?;
+                // Only the claims mapping is used: no key is fetched and no token verified. The
+                // issuer only names the resource metadata, which is never served here.
+                let issuer = config.issuer.as_deref().unwrap_or("http://127.0.0.1");
+                let keys = Arc::new(KeyCache::default());
+                Some(Verifier::new(jwt.clone(), keys, issuer).map_err(|e| format!("{at}: authentication.jwt: {e}"))?)
+            }
+        };
+        Ok(Loaded { config, snapshot: Snapshot::new(policy, 0), verifier })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.snapshot.policy
+    }
+
+    pub fn app(&self, name: &str) -> Result<&App, String> {
+        self.policy().app(name).ok_or_else(|| format!("unknown app '{name}'"))
+    }
+
+    /// The compiled user for an identity. A user or role the policy does not define is a
+    /// usage error; claims the live service would refuse are a refusal (a denial there).
+    pub fn user(&self, identity: &Identity) -> Result<UserRef<'_>, Unresolved> {
+        match identity {
+            Identity::User(name) => self
+                .policy()
+                .user(name)
+                .map(UserRef::Static)
+                .ok_or_else(|| Unresolved::Usage(format!("unknown user '{name}'"))),
+            Identity::Roles(roles, traits) => {
+                if roles.is_empty() {
+                    return Err(Unresolved::Usage("no role named".to_owned()));
+                }
+                let name = format!("roles:{}", roles.join(","));
+                let user = self.policy().build_user(&name, roles, traits.clone()).map_err(Unresolved::Usage)?;
+                Ok(UserRef::Dynamic(Arc::new(user)))
+            }
+            Identity::Claims(claims) => {
+                let verifier = self.verifier.as_ref().ok_or_else(|| {
+                    Unresolved::Usage(
+                        "claims need `authentication.jwt` in the config (its username claim and claims_to_roles)"
+                            .to_owned(),
+                    )
+                })?;
+                let id = verifier
+                    .map_claims(claims)
+                    .map_err(|r| Unresolved::Refused(AuthError::Token(r), format!("the claims name nobody: {r}")))?;
+                let user = self.snapshot.dynamic_user(&id.username, &id.roles, id.traits).map_err(|e| {
+                    Unresolved::Refused(AuthError::Unusable, format!("identity-provider user '{}': {e}", id.username))
+                })?;
+                Ok(UserRef::Dynamic(user))
+            }
+        }
+    }
+}
+
+/// Prints a command's failure (on stderr, and as `{"error": …}` on stdout for JSON) and
+/// returns [`EXIT_USAGE`].
+pub fn fail(output: Output, message: &str) -> ExitCode {
+    eprintln!("mcp-warden: {message}");
+    if output == Output::Json {
+        println!("{}", serde_json::json!({ "error": message }));
+    }
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Prints a JSON value on one line.
+pub fn print_json(value: &Value) {
+    println!("{value}");
+}
+
+/// `mcp-warden completions SHELL`: the completion script for the whole command line.
+pub fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory as _;
+    let mut command = crate::cli::Cli::command();
+    clap_complete::generate(shell, &mut command, "mcp-warden", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every subcommand and every argument of the whole command line, with its path.
+    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        if cmd.get_about().is_none() {
+            out.push(format!("{path}: no about"));
+        }
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if !matches!(id, "help" | "version") && arg.get_help().is_none() {
+                out.push(format!("{path} {id}: no help"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_and_flag_has_help_text() {
+        let mut missing = Vec::new();
+        walk(&crate::cli::Cli::command(), "mcp-warden", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        crate::cli::Cli::command().debug_assert();
+    }
+}
