@@ -245,9 +245,25 @@ impl KeyDir {
         Ok((self.load(Seen::Server { now, previous: None })?, true))
     }
 
-    /// Adds a key that signs after the propagation delay; returns its kid.
+    /// Adds a key that signs after the propagation delay; returns its kid. The first key of
+    /// an empty directory signs at once (no verifier can hold an older key set to refresh).
     pub fn rotate(&self, now: SystemTime) -> Result<String, KeyError> {
-        self.add_key(now, self.propagation)
+        let empty = self.read_manifest()?.is_none_or(|m| m.keys.is_empty());
+        self.add_key(now, if empty { Duration::ZERO } else { self.propagation })
+    }
+
+    /// The directory's content as a Secret holds it: the manifest, then every key file it
+    /// lists (each read and checked against its kid), by file name.
+    pub fn files(&self) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
+        let path = self.manifest_path();
+        let manifest = self.read_manifest()?.ok_or_else(|| self.err(&path, "no manifest: run `keys rotate` first"))?;
+        self.load(Seen::Manifest)?;
+        let mut files = vec![(MANIFEST.to_owned(), std::fs::read(&path).map_err(|e| self.err(&path, e))?)];
+        for e in &manifest.keys {
+            let key_path = self.dir.join(&e.file);
+            files.push((e.file.clone(), std::fs::read(&key_path).map_err(|err| self.err(&key_path, err))?));
+        }
+        Ok(files)
     }
 
     fn add_key(&self, now: SystemTime, delay: Duration) -> Result<String, KeyError> {
@@ -393,6 +409,30 @@ mod tests {
         // A later reload keeps the first-seen time.
         let again = d.load(Seen::Server { now: at(185), previous: Some(&ring) }).expect("reload");
         assert_eq!(again.active(at(190)).map(|k| k.kid()), Some(new.as_str()));
+    }
+
+    #[test]
+    fn rotating_an_empty_directory_makes_a_key_that_signs_at_once() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = dir(tmp.path());
+        let first = d.rotate(at(0)).expect("rotate");
+        assert_eq!(d.load(Seen::Manifest).expect("load").active(at(0)).map(|k| k.kid()), Some(first.as_str()));
+        let second = d.rotate(at(10)).expect("rotate");
+        let ring = d.load(Seen::Manifest).expect("load");
+        assert_eq!(ring.active(at(69)).map(|k| k.kid()), Some(first.as_str()));
+        assert_eq!(ring.active(at(70)).map(|k| k.kid()), Some(second.as_str()));
+    }
+
+    #[test]
+    fn files_are_the_manifest_and_every_key_it_lists() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = dir(tmp.path());
+        assert!(d.files().is_err(), "no manifest yet");
+        let a = d.rotate(at(0)).expect("rotate");
+        let b = d.rotate(at(1)).expect("rotate");
+        std::fs::write(d.dir.join("stray.pem"), "not listed").expect("write");
+        let names: Vec<String> = d.files().expect("files").into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [MANIFEST.to_owned(), format!("{a}.pem"), format!("{b}.pem")]);
     }
 
     #[test]
