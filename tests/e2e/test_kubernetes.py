@@ -1,0 +1,354 @@
+"""deploy/kubernetes/ (and deploy/istio/, deploy/observability/) are tested, not only written.
+
+- The Envoy configs kustomize ships are envoy/envoy.yaml (scripts/sync-deploy.sh --check).
+- Every object every kustomization renders, and every Istio / Prometheus-operator object,
+  validates against the Kubernetes API and CRD schemas (tests/node/validate-manifests.mjs).
+- The pod's security and wiring hold: non-root, read-only root, no capabilities, seccomp,
+  gRPC on loopback and in no Service, a NetworkPolicy admitting the public listener only.
+- The pod runs: tests/e2e/pod.py starts the rendered Deployment's containers with the
+  manifest's own command, args, env, ports and mounts (ConfigMaps and Secrets in the
+  kubelet's layout), then an allowed and a denied MCP call go through that Envoy, the public
+  discovery routes answer, and the probes the manifest names pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import re
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import harness
+import httpx
+import kustomize
+import pod as podlib
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from harness import ERR_INVALID_PARAMS, ERR_UNAUTHENTICATED, bearer, jsonrpc, post_jsonrpc
+
+ROOT = harness.REPO_ROOT
+K8S = ROOT / "deploy" / "kubernetes"
+KUSTOMIZATIONS = ["base", "overlays/agentcore", "overlays/demo"]
+VALIDATOR = ROOT / "tests" / "node" / "validate-manifests.mjs"
+PLAIN_MANIFEST_DIRS = [ROOT / "deploy" / "istio", ROOT / "deploy" / "observability"]
+
+
+def render(name: str) -> list[dict[str, Any]]:
+    return kustomize.render(K8S / name)
+
+
+def validate(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each object's schema verdict from the Node validator; fails when Node is missing."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node not found: Node.js >= 20 is a test requirement", pytrace=False)
+    out = subprocess.run(
+        [node, str(VALIDATOR)], input=json.dumps(objects), capture_output=True, text=True, timeout=120, cwd=VALIDATOR.parent
+    )
+    if not out.stdout.strip():
+        pytest.fail(f"validate-manifests.mjs printed nothing (exit {out.returncode}): {out.stderr[-2000:]}", pytrace=False)
+    return json.loads(out.stdout)
+
+
+def plain_manifests() -> list[tuple[Path, dict[str, Any]]]:
+    """Every Kubernetes object in deploy/istio/ and deploy/observability/."""
+    out = []
+    for d in PLAIN_MANIFEST_DIRS:
+        for path in sorted(d.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc:
+                    out.append((path, doc))
+    return out
+
+
+def pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return kustomize.find(objects, "Deployment")["spec"]["template"]["spec"]
+
+
+# ---------------------------------------------------------------------------------------
+# One source, schemas
+# ---------------------------------------------------------------------------------------
+
+
+def test_the_envoy_configs_kustomize_ships_are_envoy_yaml() -> None:
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "sync-deploy.sh"), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    base = kustomize.find(render("base"), "ConfigMap", "mcp-warden-envoy")
+    assert base["data"]["envoy.yaml"] == (ROOT / "envoy" / "envoy.yaml").read_text()
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_every_rendered_object_validates_against_the_kubernetes_schemas(name: str) -> None:
+    objects = render(name)
+    assert {o["kind"] for o in objects} >= {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"}
+    results = validate(objects)
+    assert len(results) == len(objects)
+    assert [r for r in results if r["error"]] == []
+
+
+def test_every_istio_and_observability_object_validates_against_its_crd_schema() -> None:
+    found = plain_manifests()
+    kinds = {doc["kind"] for _, doc in found}
+    assert {"AuthorizationPolicy", "EnvoyFilter", "IstioOperator", "ServiceMonitor", "PrometheusRule"} <= kinds, kinds
+    results = validate([doc for _, doc in found])
+    bad = [(str(p.relative_to(ROOT)), r) for (p, _), r in zip(found, results, strict=True) if r["error"]]
+    assert bad == []
+
+
+def test_the_validator_refuses_a_wrong_type_and_an_unknown_kind() -> None:
+    deployment = kustomize.find(render("base"), "Deployment")
+    broken = json.loads(json.dumps(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "9192"
+    results = validate([broken, {"apiVersion": "example.invalid/v1", "kind": "Nothing", "metadata": {"name": "x"}}])
+    assert "containerPort must be integer" in (results[0]["error"] or ""), results
+    assert "no schema" in (results[1]["error"] or ""), results
+
+
+def test_mcp_warden_check_accepts_every_rendered_service_config_and_policy(tmp_path: Path, warden_bin: Path) -> None:
+    for name in KUSTOMIZATIONS:
+        objects = render(name)
+        config = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-config")["data"]["warden.yaml"])
+        policy_dir = tmp_path / name / "policy"
+        policy_dir.mkdir(parents=True)
+        for file, text in kustomize.find(objects, "ConfigMap", "mcp-warden-policy")["data"].items():
+            (policy_dir / file).write_text(text)
+        assert config["policy"] == ["/etc/mcp-warden/policy/"]
+        config["policy"] = [str(policy_dir)]
+        path = tmp_path / name / "warden.yaml"
+        path.write_text(json.dumps(config))
+        out = subprocess.run([str(warden_bin), "check", "--config", str(path)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, f"{name}: {out.stderr}"
+
+
+# ---------------------------------------------------------------------------------------
+# Security and wiring, read from the rendered manifests
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_every_container_runs_non_root_read_only_without_capabilities(name: str) -> None:
+    spec = pod_spec(render(name))
+    pod_sc = spec["securityContext"]
+    assert pod_sc["runAsNonRoot"] is True and pod_sc["runAsUser"] != 0
+    assert pod_sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is False
+    assert len(spec["containers"]) >= 2
+    for c in spec["containers"]:
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True, c["name"]
+        assert sc["allowPrivilegeEscalation"] is False, c["name"]
+        assert sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
+        assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"], c["name"]
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_only_envoys_listener_is_exposed_and_grpc_stays_on_loopback(name: str) -> None:
+    objects = render(name)
+    spec = pod_spec(objects)
+    containers = {c["name"]: c for c in spec["containers"]}
+    envoy_config = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-envoy")["data"]["envoy.yaml"])
+    warden_config = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-config")["data"]["warden.yaml"])
+    grpc_host, grpc_port = warden_config["listen"]["grpc"].rsplit(":", 1)
+    assert grpc_host == "127.0.0.1"
+    assert warden_config["keys"]["read_only"] is True
+    # Envoy's one listener is the container port the Service targets; nothing else is.
+    (listener,) = envoy_config["static_resources"]["listeners"]
+    envoy_port = int(listener["address"]["socket_address"]["port_value"])
+    https = next(p for p in containers["envoy"]["ports"] if p["name"] == "https")
+    assert https["containerPort"] == envoy_port
+    service = kustomize.find(objects, "Service")
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["https"]
+    assert all(int(grpc_port) not in [p["containerPort"] for p in c.get("ports", [])] for c in containers.values())
+    # NetworkPolicy: the public listener from anywhere; the metrics port from Prometheus only.
+    policy = kustomize.find(objects, "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    open_rules = [r for r in policy["spec"]["ingress"] if "from" not in r]
+    assert [p["port"] for r in open_rules for p in r["ports"]] == ["https"]
+    for rule in policy["spec"]["ingress"]:
+        for p in rule["ports"]:
+            assert any(p["port"] == q["name"] for c in containers.values() for q in c.get("ports", [])), p
+    labels = spec and kustomize.find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    for selector in (service["spec"]["selector"], policy["spec"]["podSelector"]["matchLabels"]):
+        assert selector.items() <= labels.items()
+    pdb = kustomize.find(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_the_image_entrypoint_is_the_manifests_command() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    entry = re.search(r"^ENTRYPOINT \[(.*)\]$", dockerfile, re.M)
+    assert entry and json.loads(f"[{entry.group(1)}]") == [podlib.WARDEN_ENTRYPOINT]
+    user = re.findall(r"^USER (\S+)$", dockerfile, re.M)
+    spec = pod_spec(render("base"))
+    assert user and user[-1].split(":")[0] == str(spec["securityContext"]["runAsUser"])
+
+
+# ---------------------------------------------------------------------------------------
+# The pod, run
+# ---------------------------------------------------------------------------------------
+
+
+def tls_secret(host: str) -> tuple[dict[str, str], bytes]:
+    """A self-signed certificate for Envoy's listener, as `kubectl create secret tls` holds it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return {"tls.crt": pem.decode(), "tls.key": key_pem.decode()}, pem
+
+
+def keys_secret(warden_bin: Path, work: Path, name: str) -> dict[str, Any]:
+    """The key Secret as the runbook makes it: `keys rotate` on a local dir, `keys secret`."""
+    keys = work / "keys-copy"
+    for argv in (["rotate"], ["secret", "--name", name]):
+        out = subprocess.run(
+            [str(warden_bin), "keys", "--dir", str(keys), *argv], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+    return yaml.safe_load(out.stdout)
+
+
+def secret_files(secret: dict[str, Any]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def start_pod(
+    procs: harness.ProcessGroup, tmp_path: Path, name: str, envoy_bin: Path, warden_bin: Path
+) -> tuple[podlib.Pod, Path, list[dict[str, Any]], dict[str, Any]]:
+    objects = render(name)
+    keys = keys_secret(warden_bin, tmp_path, "mcp-warden-keys")
+    tls_files, ca_pem = tls_secret("localhost")
+    tls = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls", "metadata": {"name": "mcp-warden-tls"}, "data": {k: base64.b64encode(v.encode()).decode() for k, v in tls_files.items()}}
+    assert [r["error"] for r in validate([keys, tls])] == [None, None]
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(ca_pem)
+    pod = podlib.start(
+        procs,
+        tmp_path / "pod",
+        objects,
+        secrets={"mcp-warden-keys": secret_files(keys), "mcp-warden-tls": tls_files},
+        binaries={podlib.ENVOY_ENTRYPOINT: envoy_bin, podlib.WARDEN_ENTRYPOINT: warden_bin},
+    )
+    podlib.wait_ready(pod)
+    return pod, ca, objects, keys
+
+
+def probe_everything(pod: podlib.Pod) -> None:
+    for name, c in pod.containers.items():
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if kind in c.spec:
+                assert pod.probe(name, kind), f"{name} {kind}"
+    warden = pod.containers["mcp-warden"].spec
+    assert {warden["readinessProbe"]["httpGet"]["path"], warden["livenessProbe"]["httpGet"]["path"]} == {"/readyz", "/healthz"}
+
+
+def call(client: httpx.Client, url: str, key: str, tool: str, arguments: dict[str, Any]) -> httpx.Response:
+    """An MCP session (initialize, initialized) then `tools/call` as id 7."""
+    init = post_jsonrpc(client, url, harness.initialize_request(), bearer(key))
+    if init.status_code != 200:
+        return init
+    session = {"mcp-session-id": init.headers["mcp-session-id"]} if "mcp-session-id" in init.headers else {}
+    headers = {**bearer(key), **session, "mcp-protocol-version": "2025-11-25"}
+    done = post_jsonrpc(client, url, jsonrpc("notifications/initialized", id=None), headers)
+    assert done.status_code == 202, done.text
+    return post_jsonrpc(client, url, jsonrpc("tools/call", {"name": tool, "arguments": arguments}, id=7), headers)
+
+
+def test_the_demo_pod_runs_from_its_manifest_and_enforces_policy(
+    procs: harness.ProcessGroup, tmp_path: Path, envoy_bin: Path, warden_bin: Path
+) -> None:
+    pod, ca, objects, secret = start_pod(procs, tmp_path, "overlays/demo", envoy_bin, warden_bin)
+    probe_everything(pod)
+    base = f"https://localhost:{pod.real_port('envoy', 'https')}"
+    issuer = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-config")["data"]["warden.yaml"])["issuer"]
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), timeout=30) as client:
+        # Public discovery through Envoy's listener, without credentials (AgentCore's view).
+        discovery = client.get(f"{base}/.well-known/openid-configuration")
+        assert discovery.status_code == 200 and discovery.json()["issuer"] == issuer
+        jwks_path = httpx.URL(discovery.json()["jwks_uri"]).path
+        keys = client.get(base + jwks_path).json()["keys"]
+        manifest = json.loads(secret_files(secret)["keyring.json"])
+        assert [k["kid"] for k in keys] == [k["kid"] for k in manifest["keys"]]
+        url = f"{base}/mcp"
+        allowed = call(client, url, "demo-alice-key", "echo", {"message": "from the pod"})
+        assert allowed.status_code == 200, allowed.text
+        assert "from the pod" in _result_text(allowed), allowed.text
+        denied = call(client, url, "demo-bob-key", "get-env", {})
+        assert denied.status_code == 200 and denied.json()["error"]["code"] == ERR_INVALID_PARAMS, denied.text
+        assert denied.json()["id"] == 7
+        anonymous = call(client, url, "not-a-key", "echo", {"message": "x"})
+        assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == ERR_UNAUTHENTICATED
+
+
+def _result_text(resp: httpx.Response) -> str:
+    """The text of a tools/call result, answered as JSON or as one SSE event."""
+    text = resp.text
+    if resp.headers.get("content-type", "").startswith("text/event-stream"):
+        text = "".join(line[5:].strip() for line in text.splitlines() if line.startswith("data:"))
+    body = json.loads(text)
+    return "".join(c.get("text", "") for c in body["result"]["content"])
+
+
+def test_the_agentcore_pod_runs_envoy_yaml_unchanged_and_serves_discovery_publicly(
+    procs: harness.ProcessGroup, tmp_path: Path, envoy_bin: Path, warden_bin: Path
+) -> None:
+    pod, ca, _, _ = start_pod(procs, tmp_path, "overlays/agentcore", envoy_bin, warden_bin)
+    probe_everything(pod)
+    base = f"https://localhost:{pod.real_port('envoy', 'https')}"
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), timeout=30) as client:
+        discovery = client.get(f"{base}/.well-known/openid-configuration")
+        assert discovery.status_code == 200 and discovery.json()["issuer"] == "https://mcp.example.com"
+        assert client.get(f"{base}/.well-known/jwks-oidc").json()["keys"]
+        # The gateway is not reachable from here: what the check decides is.
+        anonymous = call(client, f"{base}/mcp", "not-a-key", "get_weather", {})
+        assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == ERR_UNAUTHENTICATED
+
+
+def test_a_typo_in_a_mount_path_or_a_probe_port_fails_the_pod(
+    procs: harness.ProcessGroup, tmp_path: Path, envoy_bin: Path, warden_bin: Path
+) -> None:
+    objects = render("overlays/demo")
+    spec = pod_spec(objects)
+    warden = next(c for c in spec["containers"] if c["name"] == "mcp-warden")
+    warden["volumeMounts"][1]["mountPath"] = "/etc/mcp-warden/polcy"
+    keys = keys_secret(warden_bin, tmp_path, "mcp-warden-keys")
+    tls_files, _ = tls_secret("localhost")
+    with pytest.raises(harness.HarnessError, match="mcp-warden exited"):
+        broken = podlib.start(
+            procs,
+            tmp_path / "pod",
+            objects,
+            secrets={"mcp-warden-keys": secret_files(keys), "mcp-warden-tls": tls_files},
+            binaries={podlib.ENVOY_ENTRYPOINT: envoy_bin, podlib.WARDEN_ENTRYPOINT: warden_bin},
+        )
+        podlib.wait_ready(broken)
+    objects = render("overlays/demo")
+    envoy = next(c for c in pod_spec(objects)["containers"] if c["name"] == "envoy")
+    envoy["ports"][0]["containerPort"] = 8443
+    running = podlib.Pod(kustomize.find(objects, "Deployment"), {"envoy": podlib.Container(envoy, [])}, ports={443: 1})
+    with pytest.raises(podlib.PodError, match="no process in the pod listens"):
+        running.probe("envoy", "readinessProbe")
