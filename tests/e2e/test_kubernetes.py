@@ -38,6 +38,8 @@ from harness import ERR_INVALID_PARAMS, ERR_UNAUTHENTICATED, bearer, jsonrpc, po
 ROOT = harness.REPO_ROOT
 K8S = ROOT / "deploy" / "kubernetes"
 KUSTOMIZATIONS = ["base", "overlays/agentcore", "overlays/demo"]
+ISTIO = ROOT / "deploy" / "istio"
+ISTIO_KUSTOMIZATIONS = ["mcp-warden", "gateway"]
 VALIDATOR = ROOT / "tests" / "node" / "validate-manifests.mjs"
 PLAIN_MANIFEST_DIRS = [ROOT / "deploy" / "istio", ROOT / "deploy" / "observability"]
 
@@ -98,9 +100,10 @@ def test_every_rendered_object_validates_against_the_kubernetes_schemas(name: st
 
 
 def test_every_istio_and_observability_object_validates_against_its_crd_schema() -> None:
-    found = plain_manifests()
+    found = plain_manifests() + [(ISTIO / name, o) for name in ISTIO_KUSTOMIZATIONS for o in kustomize.render(ISTIO / name)]
     kinds = {doc["kind"] for _, doc in found}
-    assert {"AuthorizationPolicy", "EnvoyFilter", "IstioOperator", "PodMonitor", "PrometheusRule"} <= kinds, kinds
+    expected = {"AuthorizationPolicy", "EnvoyFilter", "IstioOperator", "Gateway", "VirtualService", "ServiceEntry"}
+    assert expected | {"DestinationRule", "PodMonitor", "PrometheusRule", "Deployment"} <= kinds, kinds
     results = validate([doc for _, doc in found])
     bad = [(str(p.relative_to(ROOT)), r) for (p, _), r in zip(found, results, strict=True) if r["error"]]
     assert bad == []
@@ -352,3 +355,65 @@ def test_a_typo_in_a_mount_path_or_a_probe_port_fails_the_pod(
     running = podlib.Pod(kustomize.find(objects, "Deployment"), {"envoy": podlib.Container(envoy, [])}, ports={443: 1})
     with pytest.raises(podlib.PodError, match="no process in the pod listens"):
         running.probe("envoy", "readinessProbe")
+
+
+# ---------------------------------------------------------------------------------------
+# Istio: the pieces name each other
+# ---------------------------------------------------------------------------------------
+
+
+def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tmp_path: Path, warden_bin: Path) -> None:
+    (mesh,) = [d for p, d in plain_manifests() if p.parent == ISTIO]
+    (provider,) = mesh["spec"]["meshConfig"]["extensionProviders"]
+    grpc = provider["envoyExtAuthzGrpc"]
+    warden = kustomize.render(ISTIO / "mcp-warden")
+    gateway = kustomize.render(ISTIO / "gateway")
+    config = yaml.safe_load(kustomize.find(warden, "ConfigMap", "mcp-warden-config")["data"]["warden.yaml"])
+    # Fail closed, the body whole and as bytes, within mcp-warden's limit.
+    assert grpc["failOpen"] is False and grpc["statusOnError"] == "503"
+    body = grpc["includeRequestBodyInCheck"]
+    assert body["packAsBytes"] is True and body["allowPartialMessage"] is False
+    assert body["maxRequestBytes"] == config["inspection"]["max_body_bytes"]
+    # The provider and the list filter reach the Service's gRPC port, which mcp-warden listens on.
+    service = kustomize.find(warden, "Service")
+    host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert (grpc["service"], grpc["port"]) == (host, ports["grpc"]["port"])
+    assert config["listen"]["grpc"].endswith(f":{ports['grpc']['port']}")
+    container = next(c for c in kustomize.find(warden, "Deployment")["spec"]["template"]["spec"]["containers"] if c["name"] == "mcp-warden")
+    assert [c["name"] for c in kustomize.find(warden, "Deployment")["spec"]["template"]["spec"]["containers"]] == ["mcp-warden"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": ports["http"]["port"], "grpc": ports["grpc"]["port"]}
+    envoy_filter = kustomize.find(gateway, "EnvoyFilter")
+    (patch,) = envoy_filter["spec"]["configPatches"]
+    assert patch["patch"]["operation"] == "INSERT_AFTER"
+    assert patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == "envoy.filters.http.ext_authz"
+    ext_proc = patch["patch"]["value"]["typed_config"]["extension_config"]["typed_config"]
+    assert ext_proc["grpc_service"]["envoy_grpc"]["cluster_name"] == f"outbound|{ports['grpc']['port']}||{host}"
+    assert ext_proc["failure_mode_allow"] is False
+    # CUSTOM on the gateway, by that provider, for the app's public_addr, the public paths spared.
+    policy = kustomize.find(gateway, "AuthorizationPolicy")
+    assert policy["spec"]["action"] == "CUSTOM" and policy["spec"]["provider"]["name"] == provider["name"]
+    (rule,) = policy["spec"]["rules"]
+    (operation,) = [t["operation"] for t in rule["to"]]
+    policy_docs = list(yaml.safe_load_all(kustomize.find(warden, "ConfigMap", "mcp-warden-policy")["data"]["policy.yaml"]))
+    (app,) = policy_docs[0]["app_service"]["apps"]
+    gateway_hosts = [h for s in kustomize.find(gateway, "Gateway")["spec"]["servers"] for h in s["hosts"]]
+    assert operation["hosts"] == gateway_hosts == kustomize.find(gateway, "VirtualService")["spec"]["hosts"] == [app["public_addr"]]
+    public = next(r for r in kustomize.find(gateway, "VirtualService")["spec"]["http"] if r["name"] == "mcp-warden-public")
+    assert [r["destination"]["host"] for r in public["route"]] == [host]
+    assert public["route"][0]["destination"]["port"]["number"] == ports["http"]["port"]
+    public_paths = {m["uri"].get("exact") or m["uri"]["prefix"] + "*" for m in public["match"]}
+    assert public_paths == set(operation["notPaths"])
+    envoy = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
+    (listener,) = envoy["static_resources"]["listeners"]
+    routes = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    envoy_public = {r["match"].get("path") or r["match"]["prefix"] + "*" for r in routes if r.get("route", {}).get("cluster") == "mcp_warden_http"}
+    assert public_paths == envoy_public
+    # mcp-warden accepts the mesh service config.
+    policy_dir = tmp_path / "policy"
+    policy_dir.mkdir()
+    (policy_dir / "policy.yaml").write_text(kustomize.find(warden, "ConfigMap", "mcp-warden-policy")["data"]["policy.yaml"])
+    path = tmp_path / "warden.yaml"
+    path.write_text(json.dumps({**config, "policy": [str(policy_dir)]}))
+    out = subprocess.run([str(warden_bin), "check", "--config", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
