@@ -25,6 +25,7 @@ from typing import Any
 
 import harness
 import httpx
+import kubernetes_validate
 import kustomize
 import pod as podlib
 import pytest
@@ -42,6 +43,9 @@ ISTIO = ROOT / "deploy" / "istio"
 ISTIO_KUSTOMIZATIONS = ["mcp-warden", "gateway"]
 VALIDATOR = ROOT / "tests" / "node" / "validate-manifests.mjs"
 PLAIN_MANIFEST_DIRS = [ROOT / "deploy" / "istio", ROOT / "deploy" / "observability"]
+# Kubernetes releases the core objects must be valid for, unknown fields refused as
+# `kubectl apply` (strict server-side field validation) refuses them.
+KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
 
 
 def render(name: str) -> list[dict[str, Any]]:
@@ -59,6 +63,21 @@ def validate(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not out.stdout.strip():
         pytest.fail(f"validate-manifests.mjs printed nothing (exit {out.returncode}): {out.stderr[-2000:]}", pytrace=False)
     return json.loads(out.stdout)
+
+
+def strict_errors(objects: list[dict[str, Any]]) -> list[str]:
+    """kubernetes-validate's strict verdict on every core object (CRDs have no schema there)."""
+    errors = []
+    for obj in objects:
+        group = obj["apiVersion"].rpartition("/")[0]
+        if "." in group and (not group.endswith(".k8s.io") or group.startswith("gateway.")):
+            continue
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                errors.append(f"{obj['kind']}/{obj['metadata']['name']} (Kubernetes {version}): {exc.message}")
+    return errors
 
 
 def plain_manifests() -> list[tuple[Path, dict[str, Any]]]:
@@ -97,6 +116,7 @@ def test_every_rendered_object_validates_against_the_kubernetes_schemas(name: st
     results = validate(objects)
     assert len(results) == len(objects)
     assert [r for r in results if r["error"]] == []
+    assert strict_errors(objects) == []
 
 
 def test_every_istio_and_observability_object_validates_against_its_crd_schema() -> None:
@@ -107,6 +127,7 @@ def test_every_istio_and_observability_object_validates_against_its_crd_schema()
     results = validate([doc for _, doc in found])
     bad = [(str(p.relative_to(ROOT)), r) for (p, _), r in zip(found, results, strict=True) if r["error"]]
     assert bad == []
+    assert strict_errors([doc for _, doc in found]) == []
 
 
 def test_the_validator_refuses_a_wrong_type_and_an_unknown_kind() -> None:
@@ -116,6 +137,9 @@ def test_the_validator_refuses_a_wrong_type_and_an_unknown_kind() -> None:
     results = validate([broken, {"apiVersion": "example.invalid/v1", "kind": "Nothing", "metadata": {"name": "x"}}])
     assert "containerPort must be integer" in (results[0]["error"] or ""), results
     assert "no schema" in (results[1]["error"] or ""), results
+    typo = json.loads(json.dumps(deployment))
+    typo["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"httpGet": {"path": "/readyz", "port": "http"}}
+    assert any("'readinesProbe' was unexpected" in e for e in strict_errors([typo])), strict_errors([typo])
 
 
 def test_mcp_warden_check_accepts_every_rendered_service_config_and_policy(tmp_path: Path, warden_bin: Path) -> None:
