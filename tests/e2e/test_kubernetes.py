@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from harness import ERR_INVALID_PARAMS, ERR_UNAUTHENTICATED, bearer, jsonrpc, post_jsonrpc
+from opsupport import ConfigMapDir
 
 ROOT = harness.REPO_ROOT
 K8S = ROOT / "deploy" / "kubernetes"
@@ -330,14 +331,31 @@ def test_the_demo_pod_runs_from_its_manifest_and_enforces_policy(
         anonymous = call(client, url, "not-a-key", "echo", {"message": "x"})
         assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == ERR_UNAUTHENTICATED
 
+        # `kubectl apply` of a changed policy: the kubelet swaps the volume's `..data`, and the
+        # replica reloads it through the manifest's mount (bob may now call get-env).
+        (volume,) = [v["name"] for v in pod_spec(objects)["volumes"] if v.get("configMap", {}).get("name") == "mcp-warden-policy"]
+        policy = kustomize.find(objects, "ConfigMap", "mcp-warden-policy")["data"]["policy.yaml"]
+        assert "      - echo\n" in policy
+        ConfigMapDir(pod.volumes[volume]).write({"policy.yaml": policy.replace("      - echo\n", "      - echo\n      - get-env\n")})
+        harness.wait_until(
+            lambda: "result" in _body(call(client, url, "demo-bob-key", "get-env", {})),
+            timeout=30,
+            what="the policy swapped into the ConfigMap volume to be in force",
+            procs=[c.proc for c in pod.containers.values() if c.proc],
+        )
 
-def _result_text(resp: httpx.Response) -> str:
-    """The text of a tools/call result, answered as JSON or as one SSE event."""
+
+def _body(resp: httpx.Response) -> dict[str, Any]:
+    """A JSON-RPC answer sent as JSON or as one SSE event."""
     text = resp.text
     if resp.headers.get("content-type", "").startswith("text/event-stream"):
         text = "".join(line[5:].strip() for line in text.splitlines() if line.startswith("data:"))
-    body = json.loads(text)
-    return "".join(c.get("text", "") for c in body["result"]["content"])
+    return dict(json.loads(text))
+
+
+def _result_text(resp: httpx.Response) -> str:
+    """The text of a tools/call result."""
+    return "".join(c.get("text", "") for c in _body(resp)["result"]["content"])
 
 
 def test_the_agentcore_pod_runs_envoy_yaml_unchanged_and_serves_discovery_publicly(
