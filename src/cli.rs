@@ -153,13 +153,8 @@ fn keys(config: Option<&std::path::Path>, dir: Option<PathBuf>, action: KeysActi
                 println!("{:<44} {:<8} {:>12} {:>12}", k.key.kid(), state.as_str(), k.created, k.active_from);
             }
         }),
-        KeysAction::Rotate => dir.rotate(now).and_then(|kid| {
-            let ring = dir.load(crate::keyring::Seen::Manifest)?;
-            let states = ring.states(now);
-            let due = states.iter().find(|(k, _)| k.key.kid() == kid).map_or(0, |(k, _)| k.active_from);
-            let wait = due.saturating_sub(now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs());
-            println!("added {kid}: published now, signs after {wait}s");
-            Ok(())
+        KeysAction::Rotate => dir.rotate(now).map(|(kid, delay)| {
+            println!("added {kid}: published now, signs after {}s", delay.as_secs());
         }),
         KeysAction::Retire { kid } => dir.retire(&kid, now).map(|()| {
             println!("retired {kid}: published for {}s more", dir.retain.as_secs());
