@@ -153,15 +153,18 @@ def _arg_after(args: list[str], *flags: str) -> str:
     raise PodError(f"none of {flags} in {args}")
 
 
-def _map_envoy_ports(config: dict[str, Any], ports: dict[int, int]) -> list[tuple[str, int]]:
-    """Rewrites Envoy's loopback cluster endpoints through `ports`, its listeners and admin to
-    127.0.0.1:0; returns the (listener name, declared port) pairs."""
+def _map_envoy_ports(config: dict[str, Any], ports: dict[int, int]) -> tuple[list[tuple[str, int]], str | None]:
+    """Rewrites Envoy's loopback cluster endpoints through `ports`, its listeners and a TCP
+    admin to 127.0.0.1:0; returns the (listener name, declared port) pairs and the admin's
+    Unix socket path (already mapped through the mounts) when it has one."""
     listeners = []
     for listener in config["static_resources"]["listeners"]:
         addr = listener["address"]["socket_address"]
         listeners.append((listener["name"], int(addr["port_value"])))
         addr.update(address="127.0.0.1", port_value=0)
-    config["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=0)
+    admin = config["admin"]["address"]
+    if "socket_address" in admin:
+        admin["socket_address"].update(address="127.0.0.1", port_value=0)
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
@@ -175,7 +178,17 @@ def _map_envoy_ports(config: dict[str, Any], ports: dict[int, int]) -> list[tupl
                 walk(v)
 
     walk(config["static_resources"]["clusters"])
-    return listeners
+    return listeners, admin.get("pipe", {}).get("path")
+
+
+def _listener_port(admin: httpx.Client, name: str) -> int | None:
+    resp = admin.get("/listeners", params={"format": "json"})
+    resp.raise_for_status()
+    for status in resp.json().get("listener_statuses", []):
+        if status.get("name") == name:
+            port = status["local_address"]["socket_address"].get("port_value")
+            return int(port) if port else None
+    return None
 
 
 def _loopback_ports(envoy: dict[str, Any], warden: dict[str, Any]) -> set[int]:
@@ -189,6 +202,13 @@ def _loopback_ports(envoy: dict[str, Any], warden: dict[str, Any]) -> set[int]:
                 if sa["address"] in LOOPBACK:
                     ports.add(int(sa["port_value"]))
     return ports
+
+
+def _read(container: Container, path_in_container: str) -> str:
+    try:
+        return Path(container.host_path(path_in_container)).read_text()
+    except FileNotFoundError:
+        raise PodError(f"container {container.name} reads {path_in_container}, which none of its mounts provides") from None
 
 
 def _rewrite_volume_file(container: Container, path_in_container: str, edit: Callable[[dict[str, Any]], Any]) -> Any:
@@ -253,8 +273,8 @@ def start(
         raise PodError(f"the pod needs an Envoy ({ENVOY_ENTRYPOINT}) and an mcp-warden ({WARDEN_ENTRYPOINT}) container")
     envoy_config_path = _arg_after(envoy.spec.get("args", []), "-c", "--config-path")
     warden_config_path = _arg_after(warden.spec.get("args", []), "--config")
-    envoy_doc = yaml.safe_load(Path(envoy.host_path(envoy_config_path)).read_text())
-    warden_doc = yaml.safe_load(Path(warden.host_path(warden_config_path)).read_text())
+    envoy_doc = yaml.safe_load(_read(envoy, envoy_config_path))
+    warden_doc = yaml.safe_load(_read(warden, warden_config_path))
     pod.ports = {p: free_port() for p in sorted(_loopback_ports(envoy_doc, warden_doc))}
 
     def map_listen(doc: dict[str, Any]) -> None:
@@ -262,7 +282,7 @@ def start(
             doc["listen"][key] = f"127.0.0.1:{pod.ports[int(addr.rsplit(':', 1)[1])]}"
 
     _rewrite_volume_file(warden, warden_config_path, map_listen)
-    listeners = _rewrite_volume_file(envoy, envoy_config_path, lambda d: _map_envoy_ports(d, pod.ports))
+    listeners, admin_pipe = _rewrite_volume_file(envoy, envoy_config_path, lambda d: _map_envoy_ports(d, pod.ports))
 
     others = [c for c in containers.values() if c not in (envoy, warden)]
     for c in [*others, warden]:
@@ -272,16 +292,20 @@ def start(
     extra = ["--admin-address-path", str(admin_path), "--use-dynamic-base-id", "--concurrency", "1"]
     _run(group, envoy, pod, binaries, extra)
     assert envoy.proc is not None
-    admin = harness.wait_until(
-        lambda: harness._envoy_admin_address(admin_path), timeout=harness.ENVOY_READY_TIMEOUT, what="Envoy's admin address", procs=[*wait, envoy.proc]
-    )
-    for name, declared in listeners:
-        pod.ports[declared] = harness.wait_until(
-            lambda name=name: harness._envoy_listener_port(admin, name),
-            timeout=harness.ENVOY_READY_TIMEOUT,
-            what=f"Envoy listener {name}",
-            procs=[*wait, envoy.proc],
-        )
+    procs = [*wait, envoy.proc]
+    if admin_pipe is None:
+        address = harness.wait_until(lambda: harness._envoy_admin_address(admin_path), timeout=harness.ENVOY_READY_TIMEOUT, what="Envoy's admin address", procs=procs)
+        admin = httpx.Client(base_url=f"http://{address}", timeout=5)
+    else:
+        admin = httpx.Client(base_url="http://envoy-admin", transport=httpx.HTTPTransport(uds=admin_pipe), timeout=5)
+    with admin:
+        for name, declared in listeners:
+            pod.ports[declared] = harness.wait_until(
+                lambda name=name: _listener_port(admin, name),
+                timeout=harness.ENVOY_READY_TIMEOUT,
+                what=f"Envoy listener {name}",
+                procs=procs,
+            )
     return pod
 
 
@@ -301,5 +325,10 @@ def wait_ready(pod: Pod, *, timeout: float = 90.0) -> None:
     """Polls every container's readiness probe until all pass, as the kubelet marks a pod Ready."""
     procs = [c.proc for c in pod.containers.values() if c.proc is not None]
     for name, c in pod.containers.items():
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            probe = c.spec.get(kind, {})
+            action = probe.get("httpGet") or probe.get("tcpSocket")
+            if action is not None:
+                pod.real_port(name, action["port"])  # a port nothing listens on fails now, not at the deadline
         if "readinessProbe" in c.spec:
             harness.wait_until(lambda name=name: pod.probe(name, "readinessProbe"), timeout=timeout, what=f"{name} readinessProbe", procs=procs)

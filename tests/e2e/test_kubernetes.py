@@ -373,30 +373,45 @@ def test_the_agentcore_pod_runs_envoy_yaml_unchanged_and_serves_discovery_public
         assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == ERR_UNAUTHENTICATED
 
 
-def test_a_typo_in_a_mount_path_or_a_probe_port_fails_the_pod(
-    procs: harness.ProcessGroup, tmp_path: Path, envoy_bin: Path, warden_bin: Path
+def _typo(spec: dict[str, Any], what: str) -> None:
+    containers = {c["name"]: c for c in spec["containers"]}
+    if what == "mount":
+        mount = next(m for m in containers["mcp-warden"]["volumeMounts"] if m["mountPath"] == "/etc/mcp-warden/policy")
+        mount["mountPath"] = "/etc/mcp-warden/polcy"
+    elif what == "port":
+        next(p for p in containers["envoy"]["ports"] if p["name"] == "https")["containerPort"] = 8443
+    elif what == "arg":
+        args = containers["mcp-warden"]["args"]
+        args[args.index("/etc/mcp-warden/config/warden.yaml")] = "/etc/mcp-warden/warden.yaml"
+    elif what == "volume":
+        next(m for m in containers["envoy"]["volumeMounts"] if m["name"] == "envoy-tls")["name"] = "envoy-cert"
+
+
+@pytest.mark.parametrize(
+    ("what", "error"),
+    [
+        ("mount", "mcp-warden exited"),
+        ("port", "declares port 8443, but no process in the pod listens on it"),
+        ("arg", "reads /etc/mcp-warden/warden.yaml, which none of its mounts provides"),
+        ("volume", "mounts volume 'envoy-cert', which the pod does not have"),
+    ],
+)
+def test_a_typo_in_the_manifest_fails_the_pod(
+    what: str, error: str, procs: harness.ProcessGroup, tmp_path: Path, envoy_bin: Path, warden_bin: Path
 ) -> None:
     objects = render("overlays/demo")
-    spec = pod_spec(objects)
-    warden = next(c for c in spec["containers"] if c["name"] == "mcp-warden")
-    warden["volumeMounts"][1]["mountPath"] = "/etc/mcp-warden/polcy"
+    _typo(pod_spec(objects), what)
     keys = keys_secret(warden_bin, tmp_path, "mcp-warden-keys")
     tls_files, _ = tls_secret("localhost")
-    with pytest.raises(harness.HarnessError, match="mcp-warden exited"):
-        broken = podlib.start(
+    with pytest.raises((harness.HarnessError, podlib.PodError), match=re.escape(error)):
+        pod = podlib.start(
             procs,
             tmp_path / "pod",
             objects,
             secrets={"mcp-warden-keys": secret_files(keys), "mcp-warden-tls": tls_files},
             binaries={podlib.ENVOY_ENTRYPOINT: envoy_bin, podlib.WARDEN_ENTRYPOINT: warden_bin},
         )
-        podlib.wait_ready(broken)
-    objects = render("overlays/demo")
-    envoy = next(c for c in pod_spec(objects)["containers"] if c["name"] == "envoy")
-    envoy["ports"][0]["containerPort"] = 8443
-    running = podlib.Pod(kustomize.find(objects, "Deployment"), {"envoy": podlib.Container(envoy, [])}, ports={443: 1})
-    with pytest.raises(podlib.PodError, match="no process in the pod listens"):
-        running.probe("envoy", "readinessProbe")
+        podlib.wait_ready(pod)
 
 
 # ---------------------------------------------------------------------------------------
