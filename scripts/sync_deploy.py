@@ -77,7 +77,9 @@ def demo_config(source: str) -> str:
     cluster["type"] = "STATIC"
     cluster.pop("dns_lookup_family", None)
     cluster.pop("transport_socket", None)
-    cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": dict(DEMO_UPSTREAM)}}}]}]
+    cluster["load_assignment"]["endpoints"] = [
+        {"lb_endpoints": [{"endpoint": {"address": {"socket_address": dict(DEMO_UPSTREAM)}}}]}
+    ]
     renamed = 0
     for listener in static["listeners"]:
         for chain in listener["filter_chains"]:
@@ -171,7 +173,10 @@ def main(argv: list[str]) -> int:
         if not check:
             path.write_text(text)
     if check and stale:
-        print(f"out of step with envoy/envoy.yaml: {', '.join(map(str, stale))}; run scripts/sync-deploy.sh", file=sys.stderr)
+        print(
+            f"out of step with envoy/envoy.yaml: {', '.join(map(str, stale))}; run scripts/sync-deploy.sh",
+            file=sys.stderr,
+        )
         return 1
     for path in stale:
         print(f"wrote {path}")

@@ -95,7 +95,9 @@ def render(root: Path) -> list[dict[str, Any]]:
         raise KustomizeError(f"{kfile}: fields not supported by tests/e2e/kustomize.py: {sorted(unknown)}")
     creates = any(g.get("behavior", "create") == "create" for g in k.get("configMapGenerator", []))
     if k.get("generatorOptions", {}) != ({"disableNameSuffixHash": True} if creates else {}):
-        raise KustomizeError(f"{kfile}: generatorOptions must be disableNameSuffixHash: true, where ConfigMaps are created")
+        raise KustomizeError(
+            f"{kfile}: generatorOptions must be disableNameSuffixHash: true, where ConfigMaps are created"
+        )
     objects: list[dict[str, Any]] = []
     for res in k.get("resources", []):
         path = root / res
@@ -121,7 +123,12 @@ def render(root: Path) -> list[dict[str, Any]]:
         if not isinstance(ops, list):
             raise KustomizeError(f"{kfile}: {patch['path']} is not a JSON 6902 patch (a list of operations)")
         targets = [
-            o for o in objects if all(o.get("kind") == v if f == "kind" else o["metadata"].get("name") == v for f, v in patch["target"].items())
+            o
+            for o in objects
+            if all(
+                o.get("kind") == v if f == "kind" else o["metadata"].get("name") == v
+                for f, v in patch["target"].items()
+            )
         ]
         if len(targets) != 1:
             raise KustomizeError(f"{kfile}: patch target {patch['target']} matches {len(targets)} objects")

@@ -24,7 +24,6 @@ image pulls.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -112,12 +111,16 @@ class Pod:
             resp = httpx.get(url, timeout=spec.get("timeoutSeconds", 1) + 2, verify=False)
             return 200 <= resp.status_code < 400
         if "tcpSocket" in spec:
-            with socket.create_connection(("127.0.0.1", self.real_port(container, spec["tcpSocket"]["port"])), timeout=3):
+            with socket.create_connection(
+                ("127.0.0.1", self.real_port(container, spec["tcpSocket"]["port"])), timeout=3
+            ):
                 return True
         raise PodError(f"container {container}: {kind} kind not supported: {sorted(spec)}")
 
 
-def _volume_files(volume: dict[str, Any], objects: list[dict[str, Any]], secrets: dict[str, dict[str, str]]) -> dict[str, str] | None:
+def _volume_files(
+    volume: dict[str, Any], objects: list[dict[str, Any]], secrets: dict[str, dict[str, str]]
+) -> dict[str, str] | None:
     """The files a ConfigMap/Secret volume holds; None for an emptyDir."""
     if "configMap" in volume:
         name = volume["configMap"]["name"]
@@ -208,7 +211,9 @@ def _read(container: Container, path_in_container: str) -> str:
     try:
         return Path(container.host_path(path_in_container)).read_text()
     except FileNotFoundError:
-        raise PodError(f"container {container.name} reads {path_in_container}, which none of its mounts provides") from None
+        raise PodError(
+            f"container {container.name} reads {path_in_container}, which none of its mounts provides"
+        ) from None
 
 
 def _rewrite_volume_file(container: Container, path_in_container: str, edit: Callable[[dict[str, Any]], Any]) -> Any:
@@ -294,7 +299,12 @@ def start(
     assert envoy.proc is not None
     procs = [*wait, envoy.proc]
     if admin_pipe is None:
-        address = harness.wait_until(lambda: harness._envoy_admin_address(admin_path), timeout=harness.ENVOY_READY_TIMEOUT, what="Envoy's admin address", procs=procs)
+        address = harness.wait_until(
+            lambda: harness._envoy_admin_address(admin_path),
+            timeout=harness.ENVOY_READY_TIMEOUT,
+            what="Envoy's admin address",
+            procs=procs,
+        )
         admin = httpx.Client(base_url=f"http://{address}", timeout=5)
     else:
         admin = httpx.Client(base_url="http://envoy-admin", transport=httpx.HTTPTransport(uds=admin_pipe), timeout=5)
@@ -309,9 +319,15 @@ def start(
     return pod
 
 
-def _run(group: harness.ProcessGroup, c: Container, pod: Pod, binaries: dict[str, Path], extra: list[str] | None = None) -> None:
+def _run(
+    group: harness.ProcessGroup, c: Container, pod: Pod, binaries: dict[str, Path], extra: list[str] | None = None
+) -> None:
     argv, cwd = _command(c.spec, binaries)
-    argv = [c.host_path(a) for a in argv[:1]] + [c.host_path(a) for a in [*argv[1:], *c.spec.get("args", [])]] + (extra or [])
+    argv = (
+        [c.host_path(a) for a in argv[:1]]
+        + [c.host_path(a) for a in [*argv[1:], *c.spec.get("args", [])]]
+        + (extra or [])
+    )
     env = {}
     for e in c.spec.get("env", []):
         if set(e) != {"name", "value"}:
@@ -331,4 +347,9 @@ def wait_ready(pod: Pod, *, timeout: float = 90.0) -> None:
             if action is not None:
                 pod.real_port(name, action["port"])  # a port nothing listens on fails now, not at the deadline
         if "readinessProbe" in c.spec:
-            harness.wait_until(lambda name=name: pod.probe(name, "readinessProbe"), timeout=timeout, what=f"{name} readinessProbe", procs=procs)
+            harness.wait_until(
+                lambda name=name: pod.probe(name, "readinessProbe"),
+                timeout=timeout,
+                what=f"{name} readinessProbe",
+                procs=procs,
+            )

@@ -59,10 +59,17 @@ def validate(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if node is None:
         pytest.fail("node not found: Node.js >= 20 is a test requirement", pytrace=False)
     out = subprocess.run(
-        [node, str(VALIDATOR)], input=json.dumps(objects), capture_output=True, text=True, timeout=120, cwd=VALIDATOR.parent
+        [node, str(VALIDATOR)],
+        input=json.dumps(objects),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=VALIDATOR.parent,
     )
     if not out.stdout.strip():
-        pytest.fail(f"validate-manifests.mjs printed nothing (exit {out.returncode}): {out.stderr[-2000:]}", pytrace=False)
+        pytest.fail(
+            f"validate-manifests.mjs printed nothing (exit {out.returncode}): {out.stderr[-2000:]}", pytrace=False
+        )
     return json.loads(out.stdout)
 
 
@@ -113,7 +120,13 @@ def test_the_envoy_configs_kustomize_ships_are_envoy_yaml() -> None:
 @pytest.mark.parametrize("name", KUSTOMIZATIONS)
 def test_every_rendered_object_validates_against_the_kubernetes_schemas(name: str) -> None:
     objects = render(name)
-    assert {o["kind"] for o in objects} >= {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"}
+    assert {o["kind"] for o in objects} >= {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    }
     results = validate(objects)
     assert len(results) == len(objects)
     assert [r for r in results if r["error"]] == []
@@ -121,7 +134,9 @@ def test_every_rendered_object_validates_against_the_kubernetes_schemas(name: st
 
 
 def test_every_istio_and_observability_object_validates_against_its_crd_schema() -> None:
-    found = plain_manifests() + [(ISTIO / name, o) for name in ISTIO_KUSTOMIZATIONS for o in kustomize.render(ISTIO / name)]
+    found = plain_manifests() + [
+        (ISTIO / name, o) for name in ISTIO_KUSTOMIZATIONS for o in kustomize.render(ISTIO / name)
+    ]
     kinds = {doc["kind"] for _, doc in found}
     expected = {"AuthorizationPolicy", "EnvoyFilter", "IstioOperator", "Gateway", "VirtualService", "ServiceEntry"}
     assert expected | {"DestinationRule", "PodMonitor", "PrometheusRule", "Deployment"} <= kinds, kinds
@@ -139,7 +154,9 @@ def test_the_validator_refuses_a_wrong_type_and_an_unknown_kind() -> None:
     assert "containerPort must be integer" in (results[0]["error"] or ""), results
     assert "no schema" in (results[1]["error"] or ""), results
     typo = json.loads(json.dumps(deployment))
-    typo["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"httpGet": {"path": "/readyz", "port": "http"}}
+    typo["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {
+        "httpGet": {"path": "/readyz", "port": "http"}
+    }
     assert any("'readinesProbe' was unexpected" in e for e in strict_errors([typo])), strict_errors([typo])
 
 
@@ -155,7 +172,9 @@ def test_mcp_warden_check_accepts_every_rendered_service_config_and_policy(tmp_p
         config["policy"] = [str(policy_dir)]
         path = tmp_path / name / "warden.yaml"
         path.write_text(json.dumps(config))
-        out = subprocess.run([str(warden_bin), "check", "--config", str(path)], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [str(warden_bin), "check", "--config", str(path)], capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0, f"{name}: {out.stderr}"
 
 
@@ -231,7 +250,7 @@ def tls_secret(host: str) -> tuple[dict[str, str], bytes]:
     """A self-signed certificate for Envoy's listener, as `kubectl create secret tls` holds it."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -245,7 +264,9 @@ def tls_secret(host: str) -> tuple[dict[str, str], bytes]:
         .sign(key, hashes.SHA256())
     )
     pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return {"tls.crt": pem.decode(), "tls.key": key_pem.decode()}, pem
 
 
@@ -270,7 +291,13 @@ def start_pod(
     objects = render(name)
     keys = keys_secret(warden_bin, tmp_path, "mcp-warden-keys")
     tls_files, ca_pem = tls_secret("localhost")
-    tls = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls", "metadata": {"name": "mcp-warden-tls"}, "data": {k: base64.b64encode(v.encode()).decode() for k, v in tls_files.items()}}
+    tls = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": "mcp-warden-tls"},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in tls_files.items()},
+    }
     assert [r["error"] for r in validate([keys, tls])] == [None, None]
     ca = tmp_path / "ca.pem"
     ca.write_bytes(ca_pem)
@@ -291,7 +318,10 @@ def probe_everything(pod: podlib.Pod) -> None:
             if kind in c.spec:
                 assert pod.probe(name, kind), f"{name} {kind}"
     warden = pod.containers["mcp-warden"].spec
-    assert {warden["readinessProbe"]["httpGet"]["path"], warden["livenessProbe"]["httpGet"]["path"]} == {"/readyz", "/healthz"}
+    assert {warden["readinessProbe"]["httpGet"]["path"], warden["livenessProbe"]["httpGet"]["path"]} == {
+        "/readyz",
+        "/healthz",
+    }
 
 
 def call(client: httpx.Client, url: str, key: str, tool: str, arguments: dict[str, Any]) -> httpx.Response:
@@ -333,10 +363,14 @@ def test_the_demo_pod_runs_from_its_manifest_and_enforces_policy(
 
         # `kubectl apply` of a changed policy: the kubelet swaps the volume's `..data`, and the
         # replica reloads it through the manifest's mount (bob may now call get-env).
-        (volume,) = [v["name"] for v in pod_spec(objects)["volumes"] if v.get("configMap", {}).get("name") == "mcp-warden-policy"]
+        (volume,) = [
+            v["name"] for v in pod_spec(objects)["volumes"] if v.get("configMap", {}).get("name") == "mcp-warden-policy"
+        ]
         policy = kustomize.find(objects, "ConfigMap", "mcp-warden-policy")["data"]["policy.yaml"]
         assert "      - echo\n" in policy
-        ConfigMapDir(pod.volumes[volume]).write({"policy.yaml": policy.replace("      - echo\n", "      - echo\n      - get-env\n")})
+        ConfigMapDir(pod.volumes[volume]).write(
+            {"policy.yaml": policy.replace("      - echo\n", "      - echo\n      - get-env\n")}
+        )
         harness.wait_until(
             lambda: "result" in _body(call(client, url, "demo-bob-key", "get-env", {})),
             timeout=30,
@@ -437,9 +471,18 @@ def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tm
     ports = {p["name"]: p for p in service["spec"]["ports"]}
     assert (grpc["service"], grpc["port"]) == (host, ports["grpc"]["port"])
     assert config["listen"]["grpc"].endswith(f":{ports['grpc']['port']}")
-    container = next(c for c in kustomize.find(warden, "Deployment")["spec"]["template"]["spec"]["containers"] if c["name"] == "mcp-warden")
-    assert [c["name"] for c in kustomize.find(warden, "Deployment")["spec"]["template"]["spec"]["containers"]] == ["mcp-warden"]
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": ports["http"]["port"], "grpc": ports["grpc"]["port"]}
+    container = next(
+        c
+        for c in kustomize.find(warden, "Deployment")["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "mcp-warden"
+    )
+    assert [c["name"] for c in kustomize.find(warden, "Deployment")["spec"]["template"]["spec"]["containers"]] == [
+        "mcp-warden"
+    ]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": ports["http"]["port"],
+        "grpc": ports["grpc"]["port"],
+    }
     envoy_filter = kustomize.find(gateway, "EnvoyFilter")
     (patch,) = envoy_filter["spec"]["configPatches"]
     assert patch["patch"]["operation"] == "INSERT_AFTER"
@@ -452,11 +495,20 @@ def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tm
     assert policy["spec"]["action"] == "CUSTOM" and policy["spec"]["provider"]["name"] == provider["name"]
     (rule,) = policy["spec"]["rules"]
     (operation,) = [t["operation"] for t in rule["to"]]
-    policy_docs = list(yaml.safe_load_all(kustomize.find(warden, "ConfigMap", "mcp-warden-policy")["data"]["policy.yaml"]))
+    policy_docs = list(
+        yaml.safe_load_all(kustomize.find(warden, "ConfigMap", "mcp-warden-policy")["data"]["policy.yaml"])
+    )
     (app,) = policy_docs[0]["app_service"]["apps"]
     gateway_hosts = [h for s in kustomize.find(gateway, "Gateway")["spec"]["servers"] for h in s["hosts"]]
-    assert operation["hosts"] == gateway_hosts == kustomize.find(gateway, "VirtualService")["spec"]["hosts"] == [app["public_addr"]]
-    public = next(r for r in kustomize.find(gateway, "VirtualService")["spec"]["http"] if r["name"] == "mcp-warden-public")
+    assert (
+        operation["hosts"]
+        == gateway_hosts
+        == kustomize.find(gateway, "VirtualService")["spec"]["hosts"]
+        == [app["public_addr"]]
+    )
+    public = next(
+        r for r in kustomize.find(gateway, "VirtualService")["spec"]["http"] if r["name"] == "mcp-warden-public"
+    )
     assert [r["destination"]["host"] for r in public["route"]] == [host]
     assert public["route"][0]["destination"]["port"]["number"] == ports["http"]["port"]
     public_paths = {m["uri"].get("exact") or m["uri"]["prefix"] + "*" for m in public["match"]}
@@ -464,12 +516,18 @@ def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tm
     envoy = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
     (listener,) = envoy["static_resources"]["listeners"]
     routes = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
-    envoy_public = {r["match"].get("path") or r["match"]["prefix"] + "*" for r in routes if r.get("route", {}).get("cluster") == "mcp_warden_http"}
+    envoy_public = {
+        r["match"].get("path") or r["match"]["prefix"] + "*"
+        for r in routes
+        if r.get("route", {}).get("cluster") == "mcp_warden_http"
+    }
     assert public_paths == envoy_public
     # mcp-warden accepts the mesh service config.
     policy_dir = tmp_path / "policy"
     policy_dir.mkdir()
-    (policy_dir / "policy.yaml").write_text(kustomize.find(warden, "ConfigMap", "mcp-warden-policy")["data"]["policy.yaml"])
+    (policy_dir / "policy.yaml").write_text(
+        kustomize.find(warden, "ConfigMap", "mcp-warden-policy")["data"]["policy.yaml"]
+    )
     path = tmp_path / "warden.yaml"
     path.write_text(json.dumps({**config, "policy": [str(policy_dir)]}))
     out = subprocess.run([str(warden_bin), "check", "--config", str(path)], capture_output=True, text=True, timeout=60)

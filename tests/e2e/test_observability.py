@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import harness
 import kustomize
@@ -60,7 +59,9 @@ def test_alert_rules_pass_their_promtool_unit_tests() -> None:
 
 def test_every_metric_the_rules_and_the_dashboard_query_is_exported() -> None:
     exported = exported_metrics()
-    rules = {m for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] for m in METRIC.findall(r["expr"])}
+    rules = {
+        m for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] for m in METRIC.findall(r["expr"])
+    }
     dashboard = json.loads(DASHBOARD.read_text())
     queried = {m for p in dashboard["panels"] for t in p["targets"] for m in METRIC.findall(t["expr"])}
     assert rules and queried
@@ -74,7 +75,11 @@ def test_every_metric_the_rules_and_the_dashboard_query_is_exported() -> None:
 
 def test_a_running_mcp_warden_exports_what_the_dashboard_queries(stack: harness.Stack) -> None:
     scraped = {s.name for s in opsupport.scrape(stack.warden).samples}
-    assert {"mcp_warden_build_info", "mcp_warden_check_duration_seconds_count", "mcp_warden_policy_generation"} <= scraped
+    assert {
+        "mcp_warden_build_info",
+        "mcp_warden_check_duration_seconds_count",
+        "mcp_warden_policy_generation",
+    } <= scraped
     assert scraped <= exported_metrics() | {"mcp_warden_check_duration_seconds_bucket"}
 
 

@@ -73,7 +73,16 @@ def two_endpoint_envoy(wardens: list[harness.Warden], upstream: harness.Upstream
             cluster["load_assignment"]["endpoints"] = [
                 {
                     "lb_endpoints": [
-                        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": getattr(w, ports[cluster["name"]])}}}}
+                        {
+                            "endpoint": {
+                                "address": {
+                                    "socket_address": {
+                                        "address": "127.0.0.1",
+                                        "port_value": getattr(w, ports[cluster["name"]]),
+                                    }
+                                }
+                            }
+                        }
                         for w in wardens
                     ]
                 }
@@ -97,7 +106,11 @@ def probes(mcp_url: str) -> list[Probe]:
     weather = _expect_result("weather in c{seq}: sunny, 21C")
     alice = Probe("alice", request(ALICE_KEY, "get_weather", lambda s: {"city": f"c{s}"}), weather)
     bob = Probe("bob", request(BOB_KEY, "get_weather", lambda s: {"city": f"c{s}"}), weather)
-    denied = Probe("denied", request(BOB_KEY, "delete_file", lambda s: {"path": f"/tmp/{s}"}), _expect_error(200, ERR_INVALID_PARAMS))
+    denied = Probe(
+        "denied",
+        request(BOB_KEY, "delete_file", lambda s: {"path": f"/tmp/{s}"}),
+        _expect_error(200, ERR_INVALID_PARAMS),
+    )
     return [alice, bob, denied]
 
 
@@ -144,7 +157,12 @@ def test_two_replicas_on_one_secret_rotate_together_under_load_and_every_token_v
         return frozenset(k["kid"] for k in resp.json()["keys"])
 
     jwks_pollers = [Poller(f"jwks-{i}", lambda w=w: kids(w), 0.1).start() for i, w in enumerate(wardens)]
-    load = FixedRateLoad(probes(envoy.mcp_url), rate=LOAD_RATE, max_requests=int(LOAD_RATE * LOAD_MAX_SECONDS), max_seconds=LOAD_MAX_SECONDS)
+    load = FixedRateLoad(
+        probes(envoy.mcp_url),
+        rate=LOAD_RATE,
+        max_requests=int(LOAD_RATE * LOAD_MAX_SECONDS),
+        max_seconds=LOAD_MAX_SECONDS,
+    )
     load.start()
     try:
         wait_until(
