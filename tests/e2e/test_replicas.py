@@ -194,8 +194,15 @@ def test_two_replicas_on_one_secret_rotate_together_under_load_and_every_token_v
         for v in verifiers:
             v.stop()
 
-    summary = f"{load.summary()}; tokens verified per replica JWKS: {[dict(v.kids()) for v in verifiers]}"
+    # The new key was in BOTH replicas' JWKS before either signed with it (iat: whole seconds).
+    first_listed = [min(t for t, k in p.results if isinstance(k, frozenset) and new_kid in k) for p in jwks_pollers]
+    first_signed = min(v.claims["iat"] for v in verifiers[0].verified.values() if v.kid == new_kid)
+    summary = (
+        f"{load.summary()}; tokens verified per replica JWKS: {[dict(v.kids()) for v in verifiers]}; "
+        f"new key listed by the replicas {[round(first_signed - t, 2) for t in first_listed]}s before it first signed"
+    )
     print(summary)
+    assert first_signed + 1 >= max(first_listed), summary
     assert not load.problems(), f"{load.problems()[:10]}\n{summary}"
     assert not load.hit_bound, summary
     for i, v in enumerate(verifiers):

@@ -1,5 +1,5 @@
 // Validates Kubernetes objects offline against the API schemas (kubernetes-models) and the
-// CRD schemas of Istio, the Gateway API and the Prometheus operator (@kubernetes-models/*).
+// CRD schemas of Istio and the Prometheus operator (@kubernetes-models/*).
 //
 //   node validate-manifests.mjs < objects.json     (a JSON array of objects)
 //
@@ -10,7 +10,6 @@ import { readFileSync } from "node:fs";
 
 const PACKAGES = [
   [/\.istio\.io$/, "@kubernetes-models/istio"],
-  [/^gateway\.networking\.(x-)?k8s\.io$/, "@kubernetes-models/gateway-api"],
   [/^monitoring\.coreos\.com$/, "@kubernetes-models/prometheus-operator"],
   [/^$|^[a-z]+$|\.k8s\.io$/, "kubernetes-models"],
 ];
