@@ -532,3 +532,28 @@ def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tm
     path.write_text(json.dumps({**config, "policy": [str(policy_dir)]}))
     out = subprocess.run([str(warden_bin), "check", "--config", str(path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_the_istio_list_filter_is_a_valid_envoy_filter_after_ext_authz(tmp_path: Path, envoy_bin: Path) -> None:
+    """The EnvoyFilter's patch, put where Istio puts it (after ext_authz), with a cluster of
+    the name Istio gives mcp-warden's Service, passes `envoy --mode validate`."""
+    (patch,) = kustomize.find(kustomize.render(ISTIO / "gateway"), "EnvoyFilter")["spec"]["configPatches"]
+    value = patch["patch"]["value"]
+    cluster_name = value["typed_config"]["extension_config"]["typed_config"]["grpc_service"]["envoy_grpc"][
+        "cluster_name"
+    ]
+    config = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
+    (listener,) = config["static_resources"]["listeners"]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    names = [f["name"] for f in hcm["http_filters"]]
+    hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != value["name"]]
+    hcm["http_filters"].insert(names.index("envoy.filters.http.ext_authz") + 1, value)
+    cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == "mcp_warden_list")
+    cluster["name"] = cluster["load_assignment"]["cluster_name"] = cluster_name
+    tls_files, _ = tls_secret("mcp.example.com")
+    for name, text in tls_files.items():
+        (tmp_path / name).write_text(text)
+    path = tmp_path / "envoy-istio.yaml"
+    path.write_text(yaml.safe_dump(config).replace("/etc/envoy/tls/", f"{tmp_path}/"))
+    result = harness.validate_envoy_config(envoy_bin, path)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
