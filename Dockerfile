@@ -25,7 +25,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bins \
     && install -D -m 0755 target/release/mcp-warden /out/usr/local/bin/mcp-warden \
-    && install -d -m 0700 /out/var/lib/mcp-warden /out/etc/mcp-warden
+    && install -d -m 0700 /out/var/lib/mcp-warden
 
 # ---- runtime ----------------------------------------------------------------------------
 FROM gcr.io/distroless/cc-debian12:nonroot
