@@ -18,6 +18,10 @@ No cluster runs here, so this does what the kubelet would, from the manifest alo
   so a port no process listens on has no mapping and fails;
 - probes are run as the kubelet runs them (httpGet: 200-399; tcpSocket: a connection).
 
+Test plumbing added to the manifest's arguments: Envoy also gets `--admin-address-path`,
+`--use-dynamic-base-id` and `--concurrency 1` (to find its ports, and to share the machine);
+nothing is added to the other containers.
+
 What it does not emulate: resources, security contexts (checked statically by the tests),
 image pulls.
 """

@@ -232,6 +232,34 @@ def test_only_envoys_listener_is_exposed_and_grpc_stays_on_loopback(name: str) -
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
+def test_the_agentcore_overlay_has_an_https_issuer_the_app_uri_as_audience_and_upstream_tls() -> None:
+    objects = render("overlays/agentcore")
+    config = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-config")["data"]["warden.yaml"])
+    assert config["issuer"].startswith("https://")
+    policy = kustomize.find(objects, "ConfigMap", "mcp-warden-policy")["data"]
+    assert set(policy) == {"policy.yaml", "users.yaml"}
+    (app,) = next(yaml.safe_load_all(policy["policy.yaml"]))["app_service"]["apps"]
+    envoy = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-envoy")["data"]["envoy.yaml"])
+    upstream = next(c for c in envoy["static_resources"]["clusters"] if c["name"] == "agentcore")
+    host = upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    # The token's audience is the app URI: the gateway's MCP URL, reached over TLS with SNI.
+    assert app["uri"] == f"mcp+https://{host['address']}/mcp" and host["port_value"] == 443
+    tls = upstream["transport_socket"]["typed_config"]
+    assert tls["sni"] == host["address"]
+    assert tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {
+        "exact": host["address"]
+    }
+    # The route to it names the app the policy defines.
+    routes = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    (route,) = [
+        r
+        for r in routes["route_config"]["virtual_hosts"][0]["routes"]
+        if r.get("route", {}).get("cluster") == "agentcore"
+    ]
+    ext = route["typed_per_filter_config"]["envoy.filters.http.ext_authz"]["check_settings"]["context_extensions"]
+    assert ext == {"app": app["name"]}
+
+
 def test_the_image_entrypoint_is_the_manifests_command() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     entry = re.search(r"^ENTRYPOINT \[(.*)\]$", dockerfile, re.M)
