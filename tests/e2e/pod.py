@@ -205,8 +205,8 @@ def _loopback_ports(envoy: dict[str, Any], warden: dict[str, Any]) -> set[int]:
     for c in envoy["static_resources"]["clusters"]:
         for group in c["load_assignment"]["endpoints"]:
             for ep in group["lb_endpoints"]:
-                sa = ep["endpoint"]["address"]["socket_address"]
-                if sa["address"] in LOOPBACK:
+                sa = ep["endpoint"]["address"].get("socket_address")  # a pipe is path-mapped
+                if sa is not None and sa["address"] in LOOPBACK:
                     ports.add(int(sa["port_value"]))
     return ports
 

@@ -103,6 +103,23 @@ def pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return kustomize.find(objects, "Deployment")["spec"]["template"]["spec"]
 
 
+def public_listener(envoy_config: dict[str, Any]) -> dict[str, Any]:
+    """Envoy's public listener: the one that terminates TLS (others, such as a stats
+    listener, do not)."""
+    found = [
+        listener
+        for listener in envoy_config["static_resources"]["listeners"]
+        if any("transport_socket" in chain for chain in listener["filter_chains"])
+    ]
+    assert len(found) == 1, [listener["name"] for listener in envoy_config["static_resources"]["listeners"]]
+    return found[0]
+
+
+def public_routes(envoy_config: dict[str, Any]) -> list[dict[str, Any]]:
+    hcm = public_listener(envoy_config)["filter_chains"][0]["filters"][0]["typed_config"]
+    return list(hcm["route_config"]["virtual_hosts"][0]["routes"])
+
+
 # ---------------------------------------------------------------------------------------
 # One source, schemas
 # ---------------------------------------------------------------------------------------
@@ -209,9 +226,8 @@ def test_only_envoys_listener_is_exposed_and_grpc_stays_on_loopback(name: str) -
     grpc_host, grpc_port = warden_config["listen"]["grpc"].rsplit(":", 1)
     assert grpc_host == "127.0.0.1"
     assert warden_config["keys"]["read_only"] is True
-    # Envoy's one listener is the container port the Service targets; nothing else is.
-    (listener,) = envoy_config["static_resources"]["listeners"]
-    envoy_port = int(listener["address"]["socket_address"]["port_value"])
+    # Envoy's public listener is the container port the Service targets; nothing else is.
+    envoy_port = int(public_listener(envoy_config)["address"]["socket_address"]["port_value"])
     https = next(p for p in containers["envoy"]["ports"] if p["name"] == "https")
     assert https["containerPort"] == envoy_port
     service = kustomize.find(objects, "Service")
@@ -250,12 +266,7 @@ def test_the_agentcore_overlay_has_an_https_issuer_the_app_uri_as_audience_and_u
         "exact": host["address"]
     }
     # The route to it names the app the policy defines.
-    routes = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    (route,) = [
-        r
-        for r in routes["route_config"]["virtual_hosts"][0]["routes"]
-        if r.get("route", {}).get("cluster") == "agentcore"
-    ]
+    (route,) = [r for r in public_routes(envoy) if r.get("route", {}).get("cluster") == "agentcore"]
     ext = route["typed_per_filter_config"]["envoy.filters.http.ext_authz"]["check_settings"]["context_extensions"]
     assert ext == {"app": app["name"]}
 
@@ -542,8 +553,7 @@ def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tm
     public_paths = {m["uri"].get("exact") or m["uri"]["prefix"] + "*" for m in public["match"]}
     assert public_paths == set(operation["notPaths"])
     envoy = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
-    (listener,) = envoy["static_resources"]["listeners"]
-    routes = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    routes = public_routes(envoy)
     envoy_public = {
         r["match"].get("path") or r["match"]["prefix"] + "*"
         for r in routes
@@ -571,17 +581,22 @@ def test_the_istio_list_filter_is_a_valid_envoy_filter_after_ext_authz(tmp_path:
         "cluster_name"
     ]
     config = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
-    (listener,) = config["static_resources"]["listeners"]
+    listener = public_listener(config)
+    for chain in listener["filter_chains"]:
+        chain.pop("transport_socket")  # the gateway terminates TLS its own way: only the HTTP filters matter
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     names = [f["name"] for f in hcm["http_filters"]]
     hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != value["name"]]
     hcm["http_filters"].insert(names.index("envoy.filters.http.ext_authz") + 1, value)
     cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == "mcp_warden_list")
     cluster["name"] = cluster["load_assignment"]["cluster_name"] = cluster_name
-    tls_files, _ = tls_secret("mcp.example.com")
-    for name, text in tls_files.items():
-        (tmp_path / name).write_text(text)
     path = tmp_path / "envoy-istio.yaml"
-    path.write_text(yaml.safe_dump(config).replace("/etc/envoy/tls/", f"{tmp_path}/"))
+    text = yaml.safe_dump(config)
+    system_ca = "/etc/ssl/certs/ca-certificates.crt"  # the AgentCore cluster's trust store
+    if not Path(system_ca).exists():
+        _, ca_pem = tls_secret("ca.example")
+        (tmp_path / "ca.pem").write_bytes(ca_pem)
+        text = text.replace(system_ca, str(tmp_path / "ca.pem"))
+    path.write_text(text)
     result = harness.validate_envoy_config(envoy_bin, path)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
