@@ -94,7 +94,10 @@ def test_scrape_settings_name_the_metrics_port() -> None:
     config = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-config")["data"]["warden.yaml"])
     assert config["listen"]["http"].endswith(f":{http['containerPort']}")
     monitor = yaml.safe_load((OBS / "podmonitor.yaml").read_text())
-    assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["http"]
+    endpoints = {e["port"]: e["path"] for e in monitor["spec"]["podMetricsEndpoints"]}
+    assert endpoints["http"] == "/metrics"
+    declared = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+    assert set(endpoints) <= declared
     assert monitor["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
 
 
