@@ -29,8 +29,19 @@ step() {
   DONE_STEPS+=("$CURRENT_STEP")
 }
 
+# promtool checks and unit-tests the alert rules in deploy/observability/ (Debian's
+# `prometheus` package; CI runs as root on Debian).
+ensure_promtool() {
+  command -v promtool >/dev/null && return 0
+  command -v apt-get >/dev/null || die "promtool not found: install Prometheus (it ships promtool)"
+  log "apt-get install prometheus (for promtool)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+
 step python-deps ensure_venv
 step node-deps ensure_node
+step promtool ensure_promtool
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
 step docs env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet

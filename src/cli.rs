@@ -57,11 +57,15 @@ pub enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
-    /// Manage signing keys in the key directory: list, rotate, retire.
+    /// Manage signing keys in the key directory: list, rotate, retire, secret.
     Keys {
         /// Service config naming the key directory and schedule (default: the embedded one).
         #[arg(long, env = "MCP_WARDEN_CONFIG")]
         config: Option<PathBuf>,
+        /// Work on this directory instead of the config's (a local, writable copy of a
+        /// Kubernetes Secret's keys); the schedule still comes from the config.
+        #[arg(long)]
+        dir: Option<PathBuf>,
         #[command(subcommand)]
         action: KeysAction,
     },
@@ -85,6 +89,16 @@ pub enum KeysAction {
         /// The key id (`kid`) to retire, as `keys list` shows it.
         kid: String,
     },
+    /// Print a Kubernetes Secret holding the key directory (keyring.json and every key it
+    /// lists), for `kubectl apply -f -`.
+    Secret {
+        /// The Secret's name (the Deployment mounts `mcp-warden-keys`).
+        #[arg(long)]
+        name: String,
+        /// The Secret's namespace (omitted: kubectl's current namespace).
+        #[arg(long)]
+        namespace: Option<String>,
+    },
 }
 
 /// Runs a non-`serve` command and returns the process exit code.
@@ -106,7 +120,7 @@ pub fn run_offline(command: Command) -> ExitCode {
         Command::Ls(args) => crate::tools::ls::run(&args),
         Command::ClientConfig(args) => crate::tools::client_config::run(&args),
         Command::Completions { shell } => crate::tools::completions(shell),
-        Command::Keys { config, action } => keys(config.as_deref(), action),
+        Command::Keys { config, dir, action } => keys(config.as_deref(), dir, action),
         Command::HashKey { key } => {
             let key = key.unwrap_or_else(|| {
                 let mut s = String::new();
@@ -129,14 +143,18 @@ pub fn run_offline(command: Command) -> ExitCode {
     }
 }
 
-fn keys(config: Option<&std::path::Path>, action: KeysAction) -> ExitCode {
-    let config = match config.map(Config::from_file).transpose() {
+fn keys(config: Option<&std::path::Path>, dir: Option<PathBuf>, action: KeysAction) -> ExitCode {
+    let mut config = match config.map(Config::from_file).transpose() {
         Ok(c) => c.unwrap_or_else(Config::embedded_default),
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(d) = dir {
+        config.keys.dir = d;
+        config.keys.read_only = false;
+    }
     let dir = &config.keys;
     let now = std::time::SystemTime::now();
     let result = match action {
@@ -146,12 +164,15 @@ fn keys(config: Option<&std::path::Path>, action: KeysAction) -> ExitCode {
                 println!("{:<44} {:<8} {:>12} {:>12}", k.key.kid(), state.as_str(), k.created, k.active_from);
             }
         }),
-        KeysAction::Rotate => dir.rotate(now).map(|kid| {
-            println!("added {kid}: published now, signs after {}s", dir.propagation.as_secs());
+        KeysAction::Rotate => dir.rotate(now).map(|(kid, delay)| {
+            println!("added {kid}: published now, signs after {}s", delay.as_secs());
         }),
         KeysAction::Retire { kid } => dir.retire(&kid, now).map(|()| {
             println!("retired {kid}: published for {}s more", dir.retain.as_secs());
         }),
+        KeysAction::Secret { name, namespace } => {
+            dir.files().map(|files| print!("{}", secret_manifest(&name, namespace.as_deref(), &files)))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -160,6 +181,22 @@ fn keys(config: Option<&std::path::Path>, action: KeysAction) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A Secret manifest (YAML) whose keys are the files: `data` values base64, names quoted as
+/// JSON strings (valid YAML whatever they hold).
+fn secret_manifest(name: &str, namespace: Option<&str>, files: &[(String, Vec<u8>)]) -> String {
+    let q = |s: &str| serde_json::Value::from(s).to_string();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {}\n", q(name));
+    if let Some(ns) = namespace {
+        out += &format!("  namespace: {}\n", q(ns));
+    }
+    out += "type: Opaque\ndata:\n";
+    for (file, bytes) in files {
+        out += &format!("  {}: {}\n", q(file), b64.encode(bytes));
+    }
+    out
 }
 
 /// `sha256:<hex>` of an API key, as stored in policy.

@@ -245,9 +245,27 @@ impl KeyDir {
         Ok((self.load(Seen::Server { now, previous: None })?, true))
     }
 
-    /// Adds a key that signs after the propagation delay; returns its kid.
-    pub fn rotate(&self, now: SystemTime) -> Result<String, KeyError> {
-        self.add_key(now, self.propagation)
+    /// Adds a key that signs after the propagation delay; returns its kid and that delay.
+    /// The first key of an empty directory signs at once (no verifier can hold an older key
+    /// set to refresh).
+    pub fn rotate(&self, now: SystemTime) -> Result<(String, Duration), KeyError> {
+        let empty = self.read_manifest()?.is_none_or(|m| m.keys.is_empty());
+        let delay = if empty { Duration::ZERO } else { self.propagation };
+        Ok((self.add_key(now, delay)?, delay))
+    }
+
+    /// The directory's content as a Secret holds it: the manifest, then every key file it
+    /// lists (each read and checked against its kid), by file name.
+    pub fn files(&self) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
+        let path = self.manifest_path();
+        let manifest = self.read_manifest()?.ok_or_else(|| self.err(&path, "no manifest: run `keys rotate` first"))?;
+        self.load(Seen::Manifest)?;
+        let mut files = vec![(MANIFEST.to_owned(), std::fs::read(&path).map_err(|e| self.err(&path, e))?)];
+        for e in &manifest.keys {
+            let key_path = self.dir.join(&e.file);
+            files.push((e.file.clone(), std::fs::read(&key_path).map_err(|err| self.err(&key_path, err))?));
+        }
+        Ok(files)
     }
 
     fn add_key(&self, now: SystemTime, delay: Duration) -> Result<String, KeyError> {
@@ -364,7 +382,7 @@ mod tests {
         let d = dir(tmp.path());
         let (ring, _) = d.load_or_init(at(0)).expect("init");
         let old = ring.active(at(0)).expect("active").kid().to_owned();
-        let new = d.rotate(at(100)).expect("rotate");
+        let (new, _) = d.rotate(at(100)).expect("rotate");
         let ring = d.load(Seen::Manifest).expect("load");
         // Published but not yet signing.
         assert_eq!(ring.active(at(159)).map(|k| k.kid()), Some(old.as_str()));
@@ -383,7 +401,7 @@ mod tests {
         let d = dir(tmp.path());
         let (first, _) = d.load_or_init(at(0)).expect("init");
         let old = first.active(at(0)).expect("active").kid().to_owned();
-        let new = d.rotate(at(100)).expect("rotate"); // due at 160
+        let (new, _) = d.rotate(at(100)).expect("rotate"); // due at 160
         // This server only notices the new key at 130: it publishes from then on, and signs
         // with it at 190, not 160.
         let ring = d.load(Seen::Server { now: at(130), previous: Some(&first) }).expect("reload");
@@ -393,6 +411,32 @@ mod tests {
         // A later reload keeps the first-seen time.
         let again = d.load(Seen::Server { now: at(185), previous: Some(&ring) }).expect("reload");
         assert_eq!(again.active(at(190)).map(|k| k.kid()), Some(new.as_str()));
+    }
+
+    #[test]
+    fn rotating_an_empty_directory_makes_a_key_that_signs_at_once() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = dir(tmp.path());
+        let (first, delay) = d.rotate(at(0)).expect("rotate");
+        assert_eq!(delay, Duration::ZERO);
+        assert_eq!(d.load(Seen::Manifest).expect("load").active(at(0)).map(|k| k.kid()), Some(first.as_str()));
+        let (second, delay) = d.rotate(at(10)).expect("rotate");
+        assert_eq!(delay, d.propagation);
+        let ring = d.load(Seen::Manifest).expect("load");
+        assert_eq!(ring.active(at(69)).map(|k| k.kid()), Some(first.as_str()));
+        assert_eq!(ring.active(at(70)).map(|k| k.kid()), Some(second.as_str()));
+    }
+
+    #[test]
+    fn files_are_the_manifest_and_every_key_it_lists() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = dir(tmp.path());
+        assert!(d.files().is_err(), "no manifest yet");
+        let (a, _) = d.rotate(at(0)).expect("rotate");
+        let (b, _) = d.rotate(at(1)).expect("rotate");
+        std::fs::write(d.dir.join("stray.pem"), "not listed").expect("write");
+        let names: Vec<String> = d.files().expect("files").into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [MANIFEST.to_owned(), format!("{a}.pem"), format!("{b}.pem")]);
     }
 
     #[test]
@@ -410,7 +454,7 @@ mod tests {
         let d = dir(tmp.path());
         let (ring, _) = d.load_or_init(at(0)).expect("init");
         let old = ring.active(at(0)).expect("active").kid().to_owned();
-        let new = d.rotate(at(100)).expect("rotate"); // signs from 160; old published until 760
+        let (new, _) = d.rotate(at(100)).expect("rotate"); // signs from 160; old published until 760
         // Long after the old key left the JWKS: it must not sign again at once.
         let err = d.retire(&new, at(2000)).expect_err("old key is unpublished");
         assert!(err.to_string().contains("only published key"), "{err}");

@@ -1,0 +1,602 @@
+"""deploy/kubernetes/ (and deploy/istio/, deploy/observability/) are tested, not only written.
+
+- The Envoy configs kustomize ships are envoy/envoy.yaml (scripts/sync-deploy.sh --check).
+- Every object every kustomization renders, and every Istio / Prometheus-operator object,
+  validates against the Kubernetes API and CRD schemas (tests/node/validate-manifests.mjs).
+- The pod's security and wiring hold: non-root, read-only root, no capabilities, seccomp,
+  gRPC on loopback and in no Service, a NetworkPolicy admitting the public listener only.
+- The pod runs: tests/e2e/pod.py starts the rendered Deployment's containers with the
+  manifest's own command, args, env, ports and mounts (ConfigMaps and Secrets in the
+  kubelet's layout), then an allowed and a denied MCP call go through that Envoy, the public
+  discovery routes answer, and the probes the manifest names pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import re
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import harness
+import httpx
+import kubernetes_validate
+import kustomize
+import pod as podlib
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from harness import ERR_INVALID_PARAMS, ERR_UNAUTHENTICATED, bearer, jsonrpc, post_jsonrpc
+from opsupport import ConfigMapDir
+
+ROOT = harness.REPO_ROOT
+K8S = ROOT / "deploy" / "kubernetes"
+KUSTOMIZATIONS = ["base", "overlays/agentcore", "overlays/demo"]
+ISTIO = ROOT / "deploy" / "istio"
+ISTIO_KUSTOMIZATIONS = ["mcp-warden", "gateway"]
+VALIDATOR = ROOT / "tests" / "node" / "validate-manifests.mjs"
+PLAIN_MANIFEST_DIRS = [ROOT / "deploy" / "istio", ROOT / "deploy" / "observability"]
+# Kubernetes releases the core objects must be valid for, unknown fields refused as
+# `kubectl apply` (strict server-side field validation) refuses them.
+KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
+
+
+def render(name: str) -> list[dict[str, Any]]:
+    return kustomize.render(K8S / name)
+
+
+def validate(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each object's schema verdict from the Node validator; fails when Node is missing."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node not found: Node.js >= 20 is a test requirement", pytrace=False)
+    out = subprocess.run(
+        [node, str(VALIDATOR)],
+        input=json.dumps(objects),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=VALIDATOR.parent,
+    )
+    if not out.stdout.strip():
+        pytest.fail(
+            f"validate-manifests.mjs printed nothing (exit {out.returncode}): {out.stderr[-2000:]}", pytrace=False
+        )
+    return json.loads(out.stdout)
+
+
+def strict_errors(objects: list[dict[str, Any]]) -> list[str]:
+    """kubernetes-validate's strict verdict on every core object (CRDs have no schema there)."""
+    errors = []
+    for obj in objects:
+        group = obj["apiVersion"].rpartition("/")[0]
+        if "." in group and (not group.endswith(".k8s.io") or group.startswith("gateway.")):
+            continue
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                errors.append(f"{obj['kind']}/{obj['metadata']['name']} (Kubernetes {version}): {exc.message}")
+    return errors
+
+
+def plain_manifests() -> list[tuple[Path, dict[str, Any]]]:
+    """Every Kubernetes object in deploy/istio/ and deploy/observability/."""
+    out = []
+    for d in PLAIN_MANIFEST_DIRS:
+        for path in sorted(d.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc:
+                    out.append((path, doc))
+    return out
+
+
+def pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return kustomize.find(objects, "Deployment")["spec"]["template"]["spec"]
+
+
+def public_listener(envoy_config: dict[str, Any]) -> dict[str, Any]:
+    """Envoy's public listener: the one that terminates TLS (others, such as a stats
+    listener, do not)."""
+    found = [
+        listener
+        for listener in envoy_config["static_resources"]["listeners"]
+        if any("transport_socket" in chain for chain in listener["filter_chains"])
+    ]
+    assert len(found) == 1, [listener["name"] for listener in envoy_config["static_resources"]["listeners"]]
+    return found[0]
+
+
+def public_routes(envoy_config: dict[str, Any]) -> list[dict[str, Any]]:
+    hcm = public_listener(envoy_config)["filter_chains"][0]["filters"][0]["typed_config"]
+    return list(hcm["route_config"]["virtual_hosts"][0]["routes"])
+
+
+# ---------------------------------------------------------------------------------------
+# One source, schemas
+# ---------------------------------------------------------------------------------------
+
+
+def test_the_envoy_configs_kustomize_ships_are_envoy_yaml() -> None:
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "sync-deploy.sh"), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    base = kustomize.find(render("base"), "ConfigMap", "mcp-warden-envoy")
+    assert base["data"]["envoy.yaml"] == (ROOT / "envoy" / "envoy.yaml").read_text()
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_every_rendered_object_validates_against_the_kubernetes_schemas(name: str) -> None:
+    objects = render(name)
+    assert {o["kind"] for o in objects} >= {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    }
+    results = validate(objects)
+    assert len(results) == len(objects)
+    assert [r for r in results if r["error"]] == []
+    assert strict_errors(objects) == []
+
+
+def test_every_istio_and_observability_object_validates_against_its_crd_schema() -> None:
+    found = plain_manifests() + [
+        (ISTIO / name, o) for name in ISTIO_KUSTOMIZATIONS for o in kustomize.render(ISTIO / name)
+    ]
+    kinds = {doc["kind"] for _, doc in found}
+    expected = {"AuthorizationPolicy", "EnvoyFilter", "IstioOperator", "Gateway", "VirtualService", "ServiceEntry"}
+    assert expected | {"DestinationRule", "PodMonitor", "PrometheusRule", "Deployment"} <= kinds, kinds
+    results = validate([doc for _, doc in found])
+    bad = [(str(p.relative_to(ROOT)), r) for (p, _), r in zip(found, results, strict=True) if r["error"]]
+    assert bad == []
+    assert strict_errors([doc for _, doc in found]) == []
+
+
+def test_the_validator_refuses_a_wrong_type_and_an_unknown_kind() -> None:
+    deployment = kustomize.find(render("base"), "Deployment")
+    broken = json.loads(json.dumps(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "9192"
+    results = validate([broken, {"apiVersion": "example.invalid/v1", "kind": "Nothing", "metadata": {"name": "x"}}])
+    assert "containerPort must be integer" in (results[0]["error"] or ""), results
+    assert "no schema" in (results[1]["error"] or ""), results
+    typo = json.loads(json.dumps(deployment))
+    typo["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {
+        "httpGet": {"path": "/readyz", "port": "http"}
+    }
+    assert any("'readinesProbe' was unexpected" in e for e in strict_errors([typo])), strict_errors([typo])
+
+
+def test_mcp_warden_check_accepts_every_rendered_service_config_and_policy(tmp_path: Path, warden_bin: Path) -> None:
+    for name in KUSTOMIZATIONS:
+        objects = render(name)
+        config = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-config")["data"]["warden.yaml"])
+        policy_dir = tmp_path / name / "policy"
+        policy_dir.mkdir(parents=True)
+        for file, text in kustomize.find(objects, "ConfigMap", "mcp-warden-policy")["data"].items():
+            (policy_dir / file).write_text(text)
+        assert config["policy"] == ["/etc/mcp-warden/policy/"]
+        config["policy"] = [str(policy_dir)]
+        path = tmp_path / name / "warden.yaml"
+        path.write_text(json.dumps(config))
+        out = subprocess.run(
+            [str(warden_bin), "check", "--config", str(path)], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, f"{name}: {out.stderr}"
+
+
+# ---------------------------------------------------------------------------------------
+# Security and wiring, read from the rendered manifests
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_every_container_runs_non_root_read_only_without_capabilities(name: str) -> None:
+    spec = pod_spec(render(name))
+    pod_sc = spec["securityContext"]
+    assert pod_sc["runAsNonRoot"] is True and pod_sc["runAsUser"] != 0
+    assert pod_sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is False
+    assert len(spec["containers"]) >= 2
+    for c in spec["containers"]:
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True, c["name"]
+        assert sc["allowPrivilegeEscalation"] is False, c["name"]
+        assert sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
+        assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"], c["name"]
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_only_envoys_listener_is_exposed_and_grpc_stays_on_loopback(name: str) -> None:
+    objects = render(name)
+    spec = pod_spec(objects)
+    containers = {c["name"]: c for c in spec["containers"]}
+    envoy_config = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-envoy")["data"]["envoy.yaml"])
+    warden_config = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-config")["data"]["warden.yaml"])
+    grpc_host, grpc_port = warden_config["listen"]["grpc"].rsplit(":", 1)
+    assert grpc_host == "127.0.0.1"
+    assert warden_config["keys"]["read_only"] is True
+    # Envoy's public listener is the container port the Service targets; nothing else is.
+    envoy_port = int(public_listener(envoy_config)["address"]["socket_address"]["port_value"])
+    https = next(p for p in containers["envoy"]["ports"] if p["name"] == "https")
+    assert https["containerPort"] == envoy_port
+    service = kustomize.find(objects, "Service")
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["https"]
+    assert all(int(grpc_port) not in [p["containerPort"] for p in c.get("ports", [])] for c in containers.values())
+    # NetworkPolicy: the public listener from anywhere; the metrics port from Prometheus only.
+    policy = kustomize.find(objects, "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    open_rules = [r for r in policy["spec"]["ingress"] if "from" not in r]
+    assert [p["port"] for r in open_rules for p in r["ports"]] == ["https"]
+    for rule in policy["spec"]["ingress"]:
+        for p in rule["ports"]:
+            assert any(p["port"] == q["name"] for c in containers.values() for q in c.get("ports", [])), p
+    labels = spec and kustomize.find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    for selector in (service["spec"]["selector"], policy["spec"]["podSelector"]["matchLabels"]):
+        assert selector.items() <= labels.items()
+    pdb = kustomize.find(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_the_agentcore_overlay_has_an_https_issuer_the_app_uri_as_audience_and_upstream_tls() -> None:
+    objects = render("overlays/agentcore")
+    config = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-config")["data"]["warden.yaml"])
+    assert config["issuer"].startswith("https://")
+    policy = kustomize.find(objects, "ConfigMap", "mcp-warden-policy")["data"]
+    assert set(policy) == {"policy.yaml", "users.yaml"}
+    (app,) = next(yaml.safe_load_all(policy["policy.yaml"]))["app_service"]["apps"]
+    envoy = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-envoy")["data"]["envoy.yaml"])
+    upstream = next(c for c in envoy["static_resources"]["clusters"] if c["name"] == "agentcore")
+    host = upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    # The token's audience is the app URI: the gateway's MCP URL, reached over TLS with SNI.
+    assert app["uri"] == f"mcp+https://{host['address']}/mcp" and host["port_value"] == 443
+    tls = upstream["transport_socket"]["typed_config"]
+    assert tls["sni"] == host["address"]
+    assert tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {
+        "exact": host["address"]
+    }
+    # The route to it names the app the policy defines.
+    (route,) = [r for r in public_routes(envoy) if r.get("route", {}).get("cluster") == "agentcore"]
+    ext = route["typed_per_filter_config"]["envoy.filters.http.ext_authz"]["check_settings"]["context_extensions"]
+    assert ext == {"app": app["name"]}
+
+
+def test_the_image_entrypoint_is_the_manifests_command() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    entry = re.search(r"^ENTRYPOINT \[(.*)\]$", dockerfile, re.M)
+    assert entry and json.loads(f"[{entry.group(1)}]") == [podlib.WARDEN_ENTRYPOINT]
+    user = re.findall(r"^USER (\S+)$", dockerfile, re.M)
+    spec = pod_spec(render("base"))
+    assert user and user[-1].split(":")[0] == str(spec["securityContext"]["runAsUser"])
+
+
+# ---------------------------------------------------------------------------------------
+# The pod, run
+# ---------------------------------------------------------------------------------------
+
+
+def tls_secret(host: str) -> tuple[dict[str, str], bytes]:
+    """A self-signed certificate for Envoy's listener, as `kubectl create secret tls` holds it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return {"tls.crt": pem.decode(), "tls.key": key_pem.decode()}, pem
+
+
+def keys_secret(warden_bin: Path, work: Path, name: str) -> dict[str, Any]:
+    """The key Secret as the runbook makes it: `keys rotate` on a local dir, `keys secret`."""
+    keys = work / "keys-copy"
+    for argv in (["rotate"], ["secret", "--name", name]):
+        out = subprocess.run(
+            [str(warden_bin), "keys", "--dir", str(keys), *argv], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+    return yaml.safe_load(out.stdout)
+
+
+def secret_files(secret: dict[str, Any]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def start_pod(
+    procs: harness.ProcessGroup, tmp_path: Path, name: str, envoy_bin: Path, warden_bin: Path
+) -> tuple[podlib.Pod, Path, list[dict[str, Any]], dict[str, Any]]:
+    objects = render(name)
+    keys = keys_secret(warden_bin, tmp_path, "mcp-warden-keys")
+    tls_files, ca_pem = tls_secret("localhost")
+    tls = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": "mcp-warden-tls"},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in tls_files.items()},
+    }
+    assert [r["error"] for r in validate([keys, tls])] == [None, None]
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(ca_pem)
+    pod = podlib.start(
+        procs,
+        tmp_path / "pod",
+        objects,
+        secrets={"mcp-warden-keys": secret_files(keys), "mcp-warden-tls": tls_files},
+        binaries={podlib.ENVOY_ENTRYPOINT: envoy_bin, podlib.WARDEN_ENTRYPOINT: warden_bin},
+    )
+    podlib.wait_ready(pod)
+    return pod, ca, objects, keys
+
+
+def probe_everything(pod: podlib.Pod) -> None:
+    for name, c in pod.containers.items():
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if kind in c.spec:
+                assert pod.probe(name, kind), f"{name} {kind}"
+    warden = pod.containers["mcp-warden"].spec
+    assert {warden["readinessProbe"]["httpGet"]["path"], warden["livenessProbe"]["httpGet"]["path"]} == {
+        "/readyz",
+        "/healthz",
+    }
+
+
+def call(client: httpx.Client, url: str, key: str, tool: str, arguments: dict[str, Any]) -> httpx.Response:
+    """An MCP session (initialize, initialized) then `tools/call` as id 7."""
+    init = post_jsonrpc(client, url, harness.initialize_request(), bearer(key))
+    if init.status_code != 200:
+        return init
+    session = {"mcp-session-id": init.headers["mcp-session-id"]} if "mcp-session-id" in init.headers else {}
+    headers = {**bearer(key), **session, "mcp-protocol-version": "2025-11-25"}
+    done = post_jsonrpc(client, url, jsonrpc("notifications/initialized", id=None), headers)
+    assert done.status_code == 202, done.text
+    return post_jsonrpc(client, url, jsonrpc("tools/call", {"name": tool, "arguments": arguments}, id=7), headers)
+
+
+def test_the_demo_pod_runs_from_its_manifest_and_enforces_policy(
+    procs: harness.ProcessGroup, tmp_path: Path, envoy_bin: Path, warden_bin: Path
+) -> None:
+    pod, ca, objects, secret = start_pod(procs, tmp_path, "overlays/demo", envoy_bin, warden_bin)
+    probe_everything(pod)
+    base = f"https://localhost:{pod.real_port('envoy', 'https')}"
+    issuer = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-config")["data"]["warden.yaml"])["issuer"]
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), timeout=30) as client:
+        # Public discovery through Envoy's listener, without credentials (AgentCore's view).
+        discovery = client.get(f"{base}/.well-known/openid-configuration")
+        assert discovery.status_code == 200 and discovery.json()["issuer"] == issuer
+        jwks_path = httpx.URL(discovery.json()["jwks_uri"]).path
+        keys = client.get(base + jwks_path).json()["keys"]
+        manifest = json.loads(secret_files(secret)["keyring.json"])
+        assert [k["kid"] for k in keys] == [k["kid"] for k in manifest["keys"]]
+        url = f"{base}/mcp"
+        allowed = call(client, url, "demo-alice-key", "echo", {"message": "from the pod"})
+        assert allowed.status_code == 200, allowed.text
+        assert "from the pod" in _result_text(allowed), allowed.text
+        denied = call(client, url, "demo-bob-key", "get-env", {})
+        assert denied.status_code == 200 and denied.json()["error"]["code"] == ERR_INVALID_PARAMS, denied.text
+        assert denied.json()["id"] == 7
+        anonymous = call(client, url, "not-a-key", "echo", {"message": "x"})
+        assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == ERR_UNAUTHENTICATED
+
+        # `kubectl apply` of a changed policy: the kubelet swaps the volume's `..data`, and the
+        # replica reloads it through the manifest's mount (bob may now call get-env).
+        (volume,) = [
+            v["name"] for v in pod_spec(objects)["volumes"] if v.get("configMap", {}).get("name") == "mcp-warden-policy"
+        ]
+        policy = kustomize.find(objects, "ConfigMap", "mcp-warden-policy")["data"]["policy.yaml"]
+        assert "      - echo\n" in policy
+        ConfigMapDir(pod.volumes[volume]).write(
+            {"policy.yaml": policy.replace("      - echo\n", "      - echo\n      - get-env\n")}
+        )
+        harness.wait_until(
+            lambda: "result" in _body(call(client, url, "demo-bob-key", "get-env", {})),
+            timeout=30,
+            what="the policy swapped into the ConfigMap volume to be in force",
+            procs=[c.proc for c in pod.containers.values() if c.proc],
+        )
+
+
+def _body(resp: httpx.Response) -> dict[str, Any]:
+    """A JSON-RPC answer sent as JSON or as one SSE event."""
+    text = resp.text
+    if resp.headers.get("content-type", "").startswith("text/event-stream"):
+        text = "".join(line[5:].strip() for line in text.splitlines() if line.startswith("data:"))
+    return dict(json.loads(text))
+
+
+def _result_text(resp: httpx.Response) -> str:
+    """The text of a tools/call result."""
+    return "".join(c.get("text", "") for c in _body(resp)["result"]["content"])
+
+
+def test_the_agentcore_pod_runs_envoy_yaml_unchanged_and_serves_discovery_publicly(
+    procs: harness.ProcessGroup, tmp_path: Path, envoy_bin: Path, warden_bin: Path
+) -> None:
+    pod, ca, _, _ = start_pod(procs, tmp_path, "overlays/agentcore", envoy_bin, warden_bin)
+    probe_everything(pod)
+    base = f"https://localhost:{pod.real_port('envoy', 'https')}"
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), timeout=30) as client:
+        discovery = client.get(f"{base}/.well-known/openid-configuration")
+        assert discovery.status_code == 200 and discovery.json()["issuer"] == "https://mcp.example.com"
+        assert client.get(f"{base}/.well-known/jwks-oidc").json()["keys"]
+        # The gateway is not reachable from here: what the check decides is.
+        anonymous = call(client, f"{base}/mcp", "not-a-key", "get_weather", {})
+        assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == ERR_UNAUTHENTICATED
+
+
+def _typo(spec: dict[str, Any], what: str) -> None:
+    containers = {c["name"]: c for c in spec["containers"]}
+    if what == "mount":
+        mount = next(m for m in containers["mcp-warden"]["volumeMounts"] if m["mountPath"] == "/etc/mcp-warden/policy")
+        mount["mountPath"] = "/etc/mcp-warden/polcy"
+    elif what == "port":
+        next(p for p in containers["envoy"]["ports"] if p["name"] == "https")["containerPort"] = 8443
+    elif what == "arg":
+        args = containers["mcp-warden"]["args"]
+        args[args.index("/etc/mcp-warden/config/warden.yaml")] = "/etc/mcp-warden/warden.yaml"
+    elif what == "volume":
+        next(m for m in containers["envoy"]["volumeMounts"] if m["name"] == "envoy-tls")["name"] = "envoy-cert"
+
+
+@pytest.mark.parametrize(
+    ("what", "error"),
+    [
+        ("mount", "mcp-warden exited"),
+        ("port", "declares port 8443, but no process in the pod listens on it"),
+        ("arg", "reads /etc/mcp-warden/warden.yaml, which none of its mounts provides"),
+        ("volume", "mounts volume 'envoy-cert', which the pod does not have"),
+    ],
+)
+def test_a_typo_in_the_manifest_fails_the_pod(
+    what: str, error: str, procs: harness.ProcessGroup, tmp_path: Path, envoy_bin: Path, warden_bin: Path
+) -> None:
+    objects = render("overlays/demo")
+    _typo(pod_spec(objects), what)
+    keys = keys_secret(warden_bin, tmp_path, "mcp-warden-keys")
+    tls_files, _ = tls_secret("localhost")
+    with pytest.raises((harness.HarnessError, podlib.PodError), match=re.escape(error)):
+        pod = podlib.start(
+            procs,
+            tmp_path / "pod",
+            objects,
+            secrets={"mcp-warden-keys": secret_files(keys), "mcp-warden-tls": tls_files},
+            binaries={podlib.ENVOY_ENTRYPOINT: envoy_bin, podlib.WARDEN_ENTRYPOINT: warden_bin},
+        )
+        podlib.wait_ready(pod)
+
+
+# ---------------------------------------------------------------------------------------
+# Istio: the pieces name each other
+# ---------------------------------------------------------------------------------------
+
+
+def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tmp_path: Path, warden_bin: Path) -> None:
+    (mesh,) = [d for p, d in plain_manifests() if p.parent == ISTIO]
+    (provider,) = mesh["spec"]["meshConfig"]["extensionProviders"]
+    grpc = provider["envoyExtAuthzGrpc"]
+    warden = kustomize.render(ISTIO / "mcp-warden")
+    gateway = kustomize.render(ISTIO / "gateway")
+    config = yaml.safe_load(kustomize.find(warden, "ConfigMap", "mcp-warden-config")["data"]["warden.yaml"])
+    # Fail closed, the body whole and as bytes, within mcp-warden's limit.
+    assert grpc["failOpen"] is False and grpc["statusOnError"] == "503"
+    body = grpc["includeRequestBodyInCheck"]
+    assert body["packAsBytes"] is True and body["allowPartialMessage"] is False
+    assert body["maxRequestBytes"] == config["inspection"]["max_body_bytes"]
+    # The provider and the list filter reach the Service's gRPC port, which mcp-warden listens on.
+    service = kustomize.find(warden, "Service")
+    host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert (grpc["service"], grpc["port"]) == (host, ports["grpc"]["port"])
+    assert config["listen"]["grpc"].endswith(f":{ports['grpc']['port']}")
+    container = next(
+        c
+        for c in kustomize.find(warden, "Deployment")["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "mcp-warden"
+    )
+    assert [c["name"] for c in kustomize.find(warden, "Deployment")["spec"]["template"]["spec"]["containers"]] == [
+        "mcp-warden"
+    ]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": ports["http"]["port"],
+        "grpc": ports["grpc"]["port"],
+    }
+    envoy_filter = kustomize.find(gateway, "EnvoyFilter")
+    (patch,) = envoy_filter["spec"]["configPatches"]
+    assert patch["patch"]["operation"] == "INSERT_AFTER"
+    assert patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == "envoy.filters.http.ext_authz"
+    ext_proc = patch["patch"]["value"]["typed_config"]["extension_config"]["typed_config"]
+    assert ext_proc["grpc_service"]["envoy_grpc"]["cluster_name"] == f"outbound|{ports['grpc']['port']}||{host}"
+    assert ext_proc["failure_mode_allow"] is False
+    # CUSTOM on the gateway, by that provider, for the app's public_addr, the public paths spared.
+    policy = kustomize.find(gateway, "AuthorizationPolicy")
+    assert policy["spec"]["action"] == "CUSTOM" and policy["spec"]["provider"]["name"] == provider["name"]
+    (rule,) = policy["spec"]["rules"]
+    (operation,) = [t["operation"] for t in rule["to"]]
+    policy_docs = list(
+        yaml.safe_load_all(kustomize.find(warden, "ConfigMap", "mcp-warden-policy")["data"]["policy.yaml"])
+    )
+    (app,) = policy_docs[0]["app_service"]["apps"]
+    gateway_hosts = [h for s in kustomize.find(gateway, "Gateway")["spec"]["servers"] for h in s["hosts"]]
+    assert (
+        operation["hosts"]
+        == gateway_hosts
+        == kustomize.find(gateway, "VirtualService")["spec"]["hosts"]
+        == [app["public_addr"]]
+    )
+    public = next(
+        r for r in kustomize.find(gateway, "VirtualService")["spec"]["http"] if r["name"] == "mcp-warden-public"
+    )
+    assert [r["destination"]["host"] for r in public["route"]] == [host]
+    assert public["route"][0]["destination"]["port"]["number"] == ports["http"]["port"]
+    public_paths = {m["uri"].get("exact") or m["uri"]["prefix"] + "*" for m in public["match"]}
+    assert public_paths == set(operation["notPaths"])
+    envoy = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
+    routes = public_routes(envoy)
+    envoy_public = {
+        r["match"].get("path") or r["match"]["prefix"] + "*"
+        for r in routes
+        if r.get("route", {}).get("cluster") == "mcp_warden_http"
+    }
+    assert public_paths == envoy_public
+    # mcp-warden accepts the mesh service config.
+    policy_dir = tmp_path / "policy"
+    policy_dir.mkdir()
+    (policy_dir / "policy.yaml").write_text(
+        kustomize.find(warden, "ConfigMap", "mcp-warden-policy")["data"]["policy.yaml"]
+    )
+    path = tmp_path / "warden.yaml"
+    path.write_text(json.dumps({**config, "policy": [str(policy_dir)]}))
+    out = subprocess.run([str(warden_bin), "check", "--config", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def test_the_istio_list_filter_is_a_valid_envoy_filter_after_ext_authz(tmp_path: Path, envoy_bin: Path) -> None:
+    """The EnvoyFilter's patch, put where Istio puts it (after ext_authz), with a cluster of
+    the name Istio gives mcp-warden's Service, passes `envoy --mode validate`."""
+    (patch,) = kustomize.find(kustomize.render(ISTIO / "gateway"), "EnvoyFilter")["spec"]["configPatches"]
+    value = patch["patch"]["value"]
+    cluster_name = value["typed_config"]["extension_config"]["typed_config"]["grpc_service"]["envoy_grpc"][
+        "cluster_name"
+    ]
+    config = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
+    listener = public_listener(config)
+    for chain in listener["filter_chains"]:
+        chain.pop("transport_socket")  # the gateway terminates TLS its own way: only the HTTP filters matter
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    names = [f["name"] for f in hcm["http_filters"]]
+    hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != value["name"]]
+    hcm["http_filters"].insert(names.index("envoy.filters.http.ext_authz") + 1, value)
+    cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == "mcp_warden_list")
+    cluster["name"] = cluster["load_assignment"]["cluster_name"] = cluster_name
+    path = tmp_path / "envoy-istio.yaml"
+    text = yaml.safe_dump(config)
+    system_ca = "/etc/ssl/certs/ca-certificates.crt"  # the AgentCore cluster's trust store
+    if not Path(system_ca).exists():
+        _, ca_pem = tls_secret("ca.example")
+        (tmp_path / "ca.pem").write_bytes(ca_pem)
+        text = text.replace(system_ca, str(tmp_path / "ca.pem"))
+    path.write_text(text)
+    result = harness.validate_envoy_config(envoy_bin, path)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
