@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `explain`, `hash-key`, `new-key`.
+//! The command line: `serve`, `check`, `explain`, `keys`, `hash-key`, `new-key`.
 //!
 //! Owns argument parsing and what each command prints; the work is done by the library.
 
@@ -10,6 +10,7 @@ use base64::Engine as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::keyring::when;
 use crate::mcp::{self, Body, Inspection};
 use crate::policy::engine::{check_app, check_name};
 use crate::policy::{Decision, Governed, Policy};
@@ -36,14 +37,22 @@ pub enum Command {
         #[arg(long)]
         ready_file: Option<PathBuf>,
     },
-    /// Validate a config and its policy; exit 0, or 1 with every error on stderr.
+    /// Pre-flight: everything `serve` would refuse at start (errors) and what is legal but
+    /// almost surely wrong (warnings), each with file:line:column and field path.
+    /// Exit 0 (clean, or warnings only), 1 (errors, or warnings with --strict), 2 (usage).
     Check {
-        #[arg(long)]
+        #[arg(long, env = "MCP_WARDEN_CONFIG")]
         config: PathBuf,
+        /// Fail on warnings too.
+        #[arg(long)]
+        strict: bool,
+        /// Envoy configs to cross-check against this config (listeners, limits, routes).
+        #[arg(long, num_args = 1.., value_name = "FILE")]
+        envoy: Vec<PathBuf>,
     },
     /// Explain the decision for a user, an app and a tool (or a request body).
     Explain {
-        #[arg(long)]
+        #[arg(long, env = "MCP_WARDEN_CONFIG")]
         config: PathBuf,
         #[arg(long)]
         user: String,
@@ -55,10 +64,11 @@ pub enum Command {
         #[arg(long)]
         body: Option<PathBuf>,
     },
-    /// Manage signing keys in the key directory: list, rotate, retire.
+    /// Manage signing keys in the key directory: init, list, rotate, retire.
     Keys {
         /// Service config naming the key directory and schedule (default: the embedded one).
-        #[arg(long, env = "MCP_WARDEN_CONFIG")]
+        /// Accepted before or after the action.
+        #[arg(long, env = "MCP_WARDEN_CONFIG", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: KeysAction,
@@ -71,10 +81,16 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysAction {
-    /// Show every key with its state (next, active, retired, expired).
+    /// Create the key directory and a first key that signs at once.
+    Init,
+    /// Show every key with its state (next, active, retired, expired) and schedule.
     List,
     /// Add a key that starts signing after the propagation delay.
-    Rotate,
+    Rotate {
+        /// Add a key even though a next key is still waiting to sign.
+        #[arg(long)]
+        force: bool,
+    },
     /// Retire a key now; it stays published for the retention time.
     Retire { kid: String },
 }
@@ -83,16 +99,7 @@ pub enum KeysAction {
 pub fn run_offline(command: Command) -> ExitCode {
     match command {
         Command::Serve { .. } => ExitCode::FAILURE,
-        Command::Check { config } => match load(&config) {
-            Ok((_, p)) => {
-                println!("ok: {} apps, {} users, {} roles", p.apps().len(), p.users().len(), p.role_names().len());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Check { config, strict, envoy } => crate::preflight::run(&config, &envoy, strict),
         Command::Explain { config, user, app, tool, body } => {
             explain(&config, &user, &app, tool.as_deref(), body.as_deref())
         }
@@ -103,6 +110,10 @@ pub fn run_offline(command: Command) -> ExitCode {
                 let _ = std::io::stdin().read_to_string(&mut s);
                 s.trim_end_matches(['\n', '\r']).to_owned()
             });
+            if key.is_empty() {
+                eprintln!("hash-key: the key is empty (pass it as an argument or on stdin)");
+                return ExitCode::FAILURE;
+            }
             println!("{}", hash_key(&key));
             ExitCode::SUCCESS
         }
@@ -129,18 +140,27 @@ fn keys(config: Option<&std::path::Path>, action: KeysAction) -> ExitCode {
     };
     let dir = &config.keys;
     let now = std::time::SystemTime::now();
+    let t = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
     let result = match action {
-        KeysAction::List => dir.load(crate::keyring::Seen::Manifest).map(|ring| {
-            println!("{:<44} {:<8} {:>12} {:>12}", "KID", "STATE", "CREATED", "ACTIVE_FROM");
+        KeysAction::Init => dir.init(now).map(|kid| {
+            println!("created {} with {kid}: signs now", dir.dir.display());
+        }),
+        KeysAction::List => dir.require_dir().and_then(|()| dir.load(crate::keyring::Seen::Manifest)).map(|ring| {
+            println!("{:<44} {:<8} {:<32} {:<32}", "KID", "STATE", "CREATED", "ACTIVE_FROM");
             for (k, state) in ring.states(now) {
-                println!("{:<44} {:<8} {:>12} {:>12}", k.key.kid(), state.as_str(), k.created, k.active_from);
+                let (created, from) = (when(k.created, t), when(k.active_from, t));
+                println!("{:<44} {:<8} {created:<32} {from:<32}", k.key.kid(), state.as_str());
             }
         }),
-        KeysAction::Rotate => dir.rotate(now).map(|kid| {
-            println!("added {kid}: published now, signs after {}s", dir.propagation.as_secs());
+        KeysAction::Rotate { force } => dir.rotate(now, force).map(|r| {
+            if r.immediate {
+                println!("added {}: no key could sign, so it signs now", r.kid);
+            } else {
+                println!("added {}: published now, signs from {}", r.kid, when(r.active_from, t));
+            }
         }),
         KeysAction::Retire { kid } => dir.retire(&kid, now).map(|()| {
-            println!("retired {kid}: published for {}s more", dir.retain.as_secs());
+            println!("retired {kid}: published until {}", when(t + dir.retain.as_secs(), t));
         }),
     };
     match result {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::jwt::{ClaimMapping, DEFAULT_ALGORITHMS, JwtConfig, KeySource};
 use crate::keyring::KeyDir;
+use crate::located::{Loc, locate};
 use crate::mcp::Limits;
 use crate::policy::Source;
 
@@ -24,10 +25,21 @@ pub const DEMO_POLICY: &str = include_str!("defaults/demo-policy.yaml");
 pub enum ConfigError {
     #[error("{file}: cannot read: {reason}")]
     Io { file: String, reason: String },
-    #[error("{file}: {message}")]
-    Parse { file: String, message: String },
-    #[error("{file}: {field}: {message}")]
-    Invalid { file: String, field: &'static str, message: String },
+    #[error("{at}: {message}")]
+    Parse { at: Loc, message: String },
+    /// `at` is the offending node (or the deepest present parent of a missing one).
+    #[error("{at}: {field}: {message}")]
+    Invalid { at: Loc, field: &'static str, message: String },
+}
+
+impl ConfigError {
+    /// Where it is (file:line:column when known).
+    pub fn loc(&self) -> Loc {
+        match self {
+            ConfigError::Io { file, .. } => Loc::file(file),
+            ConfigError::Parse { at, .. } | ConfigError::Invalid { at, .. } => at.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,10 +316,16 @@ impl Config {
     /// Parses config text; `file` names it in errors, `base` resolves relative paths.
     pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = yaml_serde::from_str::<Option<RawConfig>>(text)
-            .map_err(|e| ConfigError::Parse { file: file.to_owned(), message: e.to_string() })?
+            .map_err(|e| {
+                let (at, message) = crate::located::yaml_error(&e);
+                ConfigError::Parse { at: at.map_or_else(|| Loc::file(file), |a| Loc::at(file, a)), message }
+            })?
             .unwrap_or_default();
-        let invalid =
-            |field: &'static str, message: String| ConfigError::Invalid { file: file.to_owned(), field, message };
+        let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+            at: locate(text, 0, field).map_or_else(|| Loc::file(file), |a| Loc::at(file, a)),
+            field,
+            message,
+        };
         let addr = |field: &'static str, v: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let v = v.unwrap_or_else(|| default.to_owned());
             v.parse().map_err(|_| invalid(field, format!("'{v}' is not an IP:port address")))

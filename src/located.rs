@@ -1,0 +1,216 @@
+//! Where a YAML node is: [`Loc`] (file, line, column) and [`locate`], which finds the node
+//! at a field path such as `spec.allow.mcp.tools[2]` in the n-th document of a text.
+//!
+//! yaml_serde exposes positions only on errors, so `locate` walks the document with a
+//! deserializer that fails on purpose at the wanted node: the parser then stamps the error
+//! with that node's own mark. Exact (the parser's positions, anchors and flow style
+//! included), costs one parse, and runs only when there is something to report.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// A position in a file; `line` 0 means unknown (the file only), `column` 0 the line only.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Loc {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+}
+
+impl Loc {
+    pub fn file(file: &str) -> Self {
+        Loc { file: file.to_owned(), line: 0, column: 0 }
+    }
+
+    pub fn at(file: &str, (line, column): (u32, u32)) -> Self {
+        Loc { file: file.to_owned(), line, column }
+    }
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+            if self.column > 0 {
+                write!(f, ":{}", self.column)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+const FOUND: &str = "\u{0}located\u{0}";
+
+/// `(line, column)`, 1-based, of the node at `path` in document `doc` (0-based) of `text`;
+/// when the path goes further than the document does, the deepest node it reaches. `None`
+/// when the text does not parse or has fewer documents.
+pub fn locate(text: &str, doc: usize, path: &str) -> Option<(u32, u32)> {
+    let segments = segments(path);
+    let document = yaml_serde::Deserializer::from_str(text).nth(doc)?;
+    let err = Seek(&segments).deserialize(document).err()?;
+    if !err.to_string().contains(FOUND) {
+        return None;
+    }
+    let l = err.location()?;
+    Some((u32::try_from(l.line()).ok()?, u32::try_from(l.column()).ok()?))
+}
+
+/// A yaml_serde error's position, and its message without the trailing "at line …".
+pub fn yaml_error(e: &yaml_serde::Error) -> (Option<(u32, u32)>, String) {
+    let message = e.to_string();
+    let message = match message.rfind(" at line ") {
+        Some(i) if e.location().is_some() => message[..i].to_owned(),
+        _ => message,
+    };
+    let at = e.location().and_then(|l| Some((u32::try_from(l.line()).ok()?, u32::try_from(l.column()).ok()?)));
+    (at, message)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// `a.b[2].c` → `a`, `b`, `2`, `c`. A key holding `.` or `[` cannot be addressed past it;
+/// the walk then stops at the deepest node it found.
+fn segments(path: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, mut rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
+        if !key.is_empty() {
+            out.push(Segment::Key(key.to_owned()));
+        }
+        while let Some((n, r)) = rest.split_once(']') {
+            match n.parse() {
+                Ok(i) => out.push(Segment::Index(i)),
+                Err(_) => return out,
+            }
+            rest = r.strip_prefix('[').unwrap_or(r);
+        }
+    }
+    out
+}
+
+struct Seek<'p>(&'p [Segment]);
+
+impl<'de> DeserializeSeed<'de> for Seek<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+fn found<E: de::Error>() -> E {
+    E::custom(FOUND)
+}
+
+impl<'de> Visitor<'de> for Seek<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML node")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((Segment::Key(want), rest)) = self.0.split_first() else { return Err(found()) };
+        while let Some(key) = map.next_key::<KeyText>()? {
+            if key.0.as_deref() == Some(want.as_str()) {
+                return map.next_value_seed(Seek(rest));
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Err(found())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some((Segment::Index(want), rest)) = self.0.split_first() else { return Err(found()) };
+        for _ in 0..*want {
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Err(found());
+            }
+        }
+        match seq.next_element_seed(Seek(rest))? {
+            Some(()) => Ok(()),
+            None => Err(found()),
+        }
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(found())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(found())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(found())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(found())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(found())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(found())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Err(found())
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(found())
+    }
+}
+
+/// A mapping key: its text when it is a string, else nothing.
+struct KeyText(Option<String>);
+
+impl<'de> de::Deserialize<'de> for KeyText {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = yaml_serde::Value::deserialize(d)?;
+        Ok(KeyText(match v {
+            yaml_serde::Value::String(s) => Some(s),
+            yaml_serde::Value::Number(n) => Some(n.to_string()),
+            yaml_serde::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# comment\nkind: role\nmetadata: {name: r}\nspec:\n  allow:\n    mcp:\n      tools:\n      - a\n      - '^(x$'\n---\nkind: user\nspec: {roles: [a, ghost]}\n";
+
+    #[test]
+    fn nodes_are_found_by_field_path_in_any_document() {
+        assert_eq!(locate(TEXT, 0, "spec.allow.mcp.tools[1]"), Some((9, 9)));
+        assert_eq!(locate(TEXT, 0, "metadata.name"), Some((3, 18)));
+        assert_eq!(locate(TEXT, 0, "kind"), Some((2, 7)));
+        assert_eq!(locate(TEXT, 1, "spec.roles[1]"), Some((12, 19)));
+        assert_eq!(locate(TEXT, 1, "kind"), Some((11, 7)));
+    }
+
+    #[test]
+    fn a_path_past_the_document_stops_at_the_deepest_node() {
+        // No index on a scalar: the scalar itself; no such key: the mapping that lacks it.
+        assert_eq!(locate(TEXT, 0, "kind[3]"), Some((2, 7)));
+        assert_eq!(locate(TEXT, 0, "spec.allow.mcp.prompts"), Some((7, 7)));
+        assert_eq!(locate(TEXT, 0, ""), Some((2, 1)));
+        assert_eq!(locate(TEXT, 5, "kind"), None);
+    }
+
+    #[test]
+    fn yaml_errors_split_into_position_and_message() {
+        let e = yaml_serde::from_str::<std::collections::BTreeMap<String, u8>>("a: 1\nb: x\n").expect_err("not u8");
+        let (at, message) = yaml_error(&e);
+        assert_eq!(at, Some((2, 4)));
+        assert!(!message.contains("at line"), "{message}");
+    }
+}

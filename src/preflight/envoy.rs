@@ -1,0 +1,373 @@
+//! `check --envoy`: an Envoy config cross-checked against ours. Filters are found by their
+//! `typed_config` `@type` wherever they sit (plain, wrapped in an `ExtensionWithMatcher`,
+//! reordered, commented), never by the shape of lines, so hardened configs read like the
+//! shipped ones.
+//!
+//! Checked: the ext_authz filter fails closed, sends the body unmodified
+//! (`with_request_body` + `pack_as_bytes`) with `max_request_bytes` equal to
+//! `inspection.max_body_bytes`; every route's `context_extensions.app` names an app; the
+//! list filter (ext_proc) comes after ext_authz inside its matcher; discovery and JWKS
+//! routes exist with ext_authz disabled; the clusters they use point at our listeners.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use yaml_serde::Value;
+
+use super::{Finding, Severity};
+use crate::config::{Config, GrpcListen};
+use crate::located::{Loc, locate};
+use crate::policy::Policy;
+
+const EXT_AUTHZ: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
+const EXT_AUTHZ_PER_ROUTE: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute";
+const EXT_PROC: &str = "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor";
+const WITH_MATCHER: &str = "envoy.extensions.common.matching.v3.ExtensionWithMatcher";
+const HCM: &str = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+/// Paths AgentCore fetches; both must reach mcp-warden's HTTP listener unchecked.
+const WELL_KNOWN: [&str; 2] = ["/.well-known/openid-configuration", "/.well-known/jwks-oidc"];
+
+/// Where a finding points: the file and the node at a field path.
+struct Report<'a> {
+    file: String,
+    text: String,
+    out: &'a mut Vec<Finding>,
+}
+
+impl Report<'_> {
+    fn push(&mut self, severity: Severity, path: &str, message: String) {
+        let at = locate(&self.text, 0, path).map_or_else(|| Loc::file(&self.file), |a| Loc::at(&self.file, a));
+        let field = if path.is_empty() { "(document)" } else { path };
+        self.out.push(Finding { severity, at, message: format!("{field}: {message}") });
+    }
+    fn error(&mut self, path: &str, message: String) {
+        self.push(Severity::Error, path, message);
+    }
+    fn warn(&mut self, path: &str, message: String) {
+        self.push(Severity::Warning, path, message);
+    }
+}
+
+/// Cross-checks one Envoy config; findings go to `out`.
+pub(super) fn check(file: &Path, config: &Config, policy: Option<&Policy>, out: &mut Vec<Finding>) {
+    let name = file.display().to_string();
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(Finding { severity: Severity::Error, at: Loc::file(&name), message: format!("cannot read: {e}") });
+            return;
+        }
+    };
+    let doc: Value = match yaml_serde::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            let (at, message) = crate::located::yaml_error(&e);
+            let at = at.map_or_else(|| Loc::file(&name), |a| Loc::at(&name, a));
+            out.push(Finding { severity: Severity::Error, at, message });
+            return;
+        }
+    };
+    let mut r = Report { file: name, text, out };
+    let clusters = clusters(&doc);
+    let mut managers = Vec::new();
+    typed(&doc, String::new(), &mut |path, t, v| {
+        if t == HCM {
+            managers.push((path.to_owned(), v.clone()));
+        }
+    });
+    if managers.is_empty() {
+        r.error("", "no http_connection_manager: not an Envoy config for mcp-warden".into());
+    }
+    for (path, hcm) in &managers {
+        check_manager(&mut r, path, hcm, config, policy, &clusters);
+    }
+}
+
+/// Each node with a typed `@type`, with its field path: `(path, type name, node)`.
+fn typed(v: &Value, path: String, f: &mut dyn FnMut(&str, &str, &Value)) {
+    match v {
+        Value::Mapping(m) => {
+            if let Some(Value::String(t)) = m.get("@type") {
+                f(&path, t.rsplit('/').next().unwrap_or(t), v);
+            }
+            for (k, child) in m {
+                if let Some(k) = k.as_str() {
+                    typed(child, if path.is_empty() { k.to_owned() } else { format!("{path}.{k}") }, f);
+                }
+            }
+        }
+        Value::Sequence(s) => {
+            for (i, child) in s.iter().enumerate() {
+                typed(child, format!("{path}[{i}]"), f);
+            }
+        }
+        Value::Tagged(t) => typed(&t.value, path, f),
+        _ => {}
+    }
+}
+
+fn type_of(v: &Value) -> Option<&str> {
+    v.get("@type")?.as_str().map(|t| t.rsplit('/').next().unwrap_or(t))
+}
+
+/// An http filter's role: `(name, is ext_authz, ext_proc inside a matcher?)`.
+fn filter_kind(filter: &Value) -> Option<(&str, Kind)> {
+    let name = filter.get("name").and_then(Value::as_str).unwrap_or("");
+    let config = filter.get("typed_config")?;
+    match type_of(config)? {
+        EXT_AUTHZ => Some((name, Kind::Authz)),
+        EXT_PROC => Some((name, Kind::List { matcher: false })),
+        WITH_MATCHER => {
+            let inner = config.get("extension_config")?.get("typed_config")?;
+            (type_of(inner)? == EXT_PROC).then_some((name, Kind::List { matcher: true }))
+        }
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Authz,
+    List { matcher: bool },
+}
+
+fn check_manager(
+    r: &mut Report<'_>,
+    path: &str,
+    hcm: &Value,
+    config: &Config,
+    policy: Option<&Policy>,
+    clusters: &HashMap<String, Vec<Endpoint>>,
+) {
+    let filters = hcm.get("http_filters").and_then(Value::as_sequence).map_or(&[][..], Vec::as_slice);
+    let mut authz: Option<(usize, &str)> = None;
+    let mut list = None;
+    for (i, f) in filters.iter().enumerate() {
+        let fpath = format!("{path}.http_filters[{i}]");
+        match filter_kind(f) {
+            Some((name, Kind::Authz)) => {
+                authz = Some((i, name));
+                check_authz(r, &format!("{fpath}.typed_config"), &f["typed_config"], config, clusters);
+            }
+            Some((_, Kind::List { matcher })) => {
+                list = Some(i);
+                if authz.is_none() {
+                    r.error(
+                        &fpath,
+                        "the list filter runs before ext_authz: it would act on unchecked requests' decisions".into(),
+                    );
+                }
+                if !matcher {
+                    r.error(&fpath, "the list filter (ext_proc) is not wrapped in its ExtensionWithMatcher: every response would be sent to it, including ones ext_authz never allowed as list calls".into());
+                }
+                let inner =
+                    if matcher { &f["typed_config"]["extension_config"]["typed_config"] } else { &f["typed_config"] };
+                let ipath = if matcher {
+                    format!("{fpath}.typed_config.extension_config.typed_config")
+                } else {
+                    format!("{fpath}.typed_config")
+                };
+                check_grpc_cluster(r, &ipath, inner, config, clusters);
+                if inner.get("failure_mode_allow").and_then(Value::as_bool) == Some(true) {
+                    r.error(
+                        &format!("{ipath}.failure_mode_allow"),
+                        "must be false: a list filter that fails open shows hidden tools".into(),
+                    );
+                }
+            }
+            None => {}
+        }
+    }
+    let Some((_, authz_name)) = authz else {
+        r.error(&format!("{path}.http_filters"), "no ext_authz filter: nothing asks mcp-warden".into());
+        return;
+    };
+    if list.is_none() {
+        r.warn(
+            &format!("{path}.http_filters"),
+            "no list filter (ext_proc after ext_authz): tools/list answers are not filtered".into(),
+        );
+    }
+    check_routes(r, path, hcm, authz_name, config, policy, clusters);
+}
+
+fn check_authz(r: &mut Report<'_>, path: &str, c: &Value, config: &Config, clusters: &HashMap<String, Vec<Endpoint>>) {
+    if c.get("failure_mode_allow").and_then(Value::as_bool) == Some(true) {
+        r.error(
+            &format!("{path}.failure_mode_allow"),
+            "must be false: with mcp-warden down every request would pass".into(),
+        );
+    }
+    match c.get("with_request_body") {
+        None => {
+            r.error(path, "no with_request_body: mcp-warden cannot see the JSON-RPC body and denies every call".into())
+        }
+        Some(b) => {
+            let bpath = format!("{path}.with_request_body");
+            if b.get("pack_as_bytes").and_then(Value::as_bool) != Some(true) {
+                r.error(
+                    &format!("{bpath}.pack_as_bytes"),
+                    "must be true: the body must arrive unmodified in raw_body".into(),
+                );
+            }
+            let max = b.get("max_request_bytes").and_then(Value::as_u64);
+            let ours = config.limits.max_body_bytes as u64;
+            if max != Some(ours) {
+                let theirs = max.map_or_else(|| "unset".to_owned(), |m| m.to_string());
+                r.error(
+                    &format!("{bpath}.max_request_bytes"),
+                    format!("{theirs} differs from inspection.max_body_bytes ({ours}): set both to the same value"),
+                );
+            }
+        }
+    }
+    check_grpc_cluster(r, path, c, config, clusters);
+}
+
+/// A gRPC filter's `envoy_grpc.cluster_name` must reach our gRPC listener.
+fn check_grpc_cluster(
+    r: &mut Report<'_>,
+    path: &str,
+    c: &Value,
+    config: &Config,
+    clusters: &HashMap<String, Vec<Endpoint>>,
+) {
+    let Some(name) = c
+        .get("grpc_service")
+        .and_then(|g| g.get("envoy_grpc"))
+        .and_then(|e| e.get("cluster_name"))
+        .and_then(Value::as_str)
+    else {
+        r.error(&format!("{path}.grpc_service"), "no grpc_service.envoy_grpc.cluster_name".into());
+        return;
+    };
+    let field = format!("{path}.grpc_service.envoy_grpc.cluster_name");
+    if let Err(m) = reaches(clusters, name, &Listener::Grpc(&config.grpc_listen)) {
+        r.error(&field, m);
+    }
+}
+
+fn check_routes(
+    r: &mut Report<'_>,
+    path: &str,
+    hcm: &Value,
+    authz_name: &str,
+    config: &Config,
+    policy: Option<&Policy>,
+    clusters: &HashMap<String, Vec<Endpoint>>,
+) {
+    let mut served = [false; 2];
+    let hosts = hcm.get("route_config").and_then(|c| c.get("virtual_hosts")).and_then(Value::as_sequence);
+    for (h, host) in hosts.into_iter().flatten().enumerate() {
+        let routes = host.get("routes").and_then(Value::as_sequence);
+        for (i, route) in routes.into_iter().flatten().enumerate() {
+            let rpath = format!("{path}.route_config.virtual_hosts[{h}].routes[{i}]");
+            let per_route = route.get("typed_per_filter_config").and_then(|t| t.get(authz_name));
+            let disabled = per_route.and_then(|p| p.get("disabled")).and_then(Value::as_bool) == Some(true);
+            let app = per_route
+                .filter(|p| type_of(p) == Some(EXT_AUTHZ_PER_ROUTE))
+                .and_then(|p| p.get("check_settings")?.get("context_extensions")?.get("app")?.as_str());
+            if let (Some(app), Some(policy)) = (app, policy)
+                && policy.app(app).is_none()
+            {
+                let field =
+                    format!("{rpath}.typed_per_filter_config.{authz_name}.check_settings.context_extensions.app");
+                r.error(&field, format!("'{app}' is not an app in the policy: every request on this route is denied"));
+            }
+            let m = route.get("match");
+            let exact = m.and_then(|m| m.get("path")).and_then(Value::as_str);
+            let prefix = m.and_then(|m| m.get("prefix")).and_then(Value::as_str);
+            for (k, wk) in WELL_KNOWN.iter().enumerate() {
+                let hit = exact == Some(wk) || prefix.is_some_and(|p| p != "/" && wk.starts_with(p));
+                if !hit || served[k] {
+                    continue;
+                }
+                served[k] = true;
+                if !disabled {
+                    r.error(&rpath, format!("{wk}: ext_authz is not disabled on this route: AgentCore fetches it without credentials and is refused"));
+                }
+                let cluster = route.get("route").and_then(|x| x.get("cluster")).and_then(Value::as_str);
+                match cluster {
+                    Some(c) => {
+                        if let Err(m) = reaches(clusters, c, &Listener::Http(config.http_listen)) {
+                            r.error(&format!("{rpath}.route.cluster"), m);
+                        }
+                    }
+                    None => r.error(&rpath, format!("{wk}: the route does not forward to a cluster")),
+                }
+            }
+        }
+    }
+    for (k, wk) in WELL_KNOWN.iter().enumerate() {
+        if !served[k] {
+            r.error(
+                &format!("{path}.route_config"),
+                format!("no route for {wk}: AgentCore cannot fetch it through Envoy"),
+            );
+        }
+    }
+}
+
+/// One cluster endpoint.
+#[derive(Debug)]
+enum Endpoint {
+    Socket { address: String, port: Option<u64> },
+    Pipe(String),
+}
+
+enum Listener<'a> {
+    Grpc(&'a GrpcListen),
+    Http(std::net::SocketAddr),
+}
+
+/// Clusters by name with their endpoints (static_resources.clusters).
+fn clusters(doc: &Value) -> HashMap<String, Vec<Endpoint>> {
+    let mut out = HashMap::new();
+    let list = doc.get("static_resources").and_then(|s| s.get("clusters")).and_then(Value::as_sequence);
+    for c in list.into_iter().flatten() {
+        let Some(name) = c.get("name").and_then(Value::as_str) else { continue };
+        let mut endpoints = Vec::new();
+        let groups = c.get("load_assignment").and_then(|l| l.get("endpoints")).and_then(Value::as_sequence);
+        for lb in groups.into_iter().flatten().filter_map(|g| g.get("lb_endpoints")?.as_sequence()).flatten() {
+            let Some(addr) = lb.get("endpoint").and_then(|e| e.get("address")) else { continue };
+            if let Some(s) = addr.get("socket_address") {
+                let address = s.get("address").and_then(Value::as_str).unwrap_or("").to_owned();
+                endpoints.push(Endpoint::Socket { address, port: s.get("port_value").and_then(Value::as_u64) });
+            } else if let Some(p) = addr.get("pipe").and_then(|p| p.get("path")).and_then(Value::as_str) {
+                endpoints.push(Endpoint::Pipe(p.to_owned()));
+            }
+        }
+        out.insert(name.to_owned(), endpoints);
+    }
+    out
+}
+
+/// Whether cluster `name` reaches `listener`: same port (same IP, unless ours listens on
+/// every address or theirs is a host name), or the same Unix socket path.
+fn reaches(clusters: &HashMap<String, Vec<Endpoint>>, name: &str, listener: &Listener<'_>) -> Result<(), String> {
+    let Some(endpoints) = clusters.get(name) else {
+        return Err(format!("cluster '{name}' is not defined in static_resources.clusters"));
+    };
+    let ours = match listener {
+        Listener::Grpc(GrpcListen::Tcp(a)) | Listener::Http(a) => Some(*a),
+        Listener::Grpc(GrpcListen::Unix(_)) => None,
+    };
+    let ok = |e: &Endpoint| match (e, ours, listener) {
+        (Endpoint::Socket { address, port }, Some(a), _) => {
+            *port == Some(u64::from(a.port()))
+                && (a.ip().is_unspecified() || address.parse::<IpAddr>().map_or(true, |ip| ip == a.ip()))
+        }
+        (Endpoint::Pipe(p), None, Listener::Grpc(GrpcListen::Unix(path))) => Path::new(p) == path.as_path(),
+        _ => false,
+    };
+    let what = match listener {
+        Listener::Grpc(g) => format!("listen.grpc ({g})"),
+        Listener::Http(a) => format!("listen.http ({a})"),
+    };
+    match endpoints.as_slice() {
+        [] => Err(format!("cluster '{name}' has no static endpoint to compare with {what}")),
+        all if all.iter().all(ok) => Ok(()),
+        _ => Err(format!("cluster '{name}' does not point at {what}: {endpoints:?}")),
+    }
+}

@@ -1,0 +1,207 @@
+//! `mcp-warden check`: the pre-flight. Runs `serve`'s own start-up steps that change nothing
+//! (config, signing keys, policy, the identity provider's settings) and reports what `serve`
+//! would refuse as errors, and what is legal but almost surely wrong as warnings: an issuer
+//! AgentCore will not accept or will not find, a key directory `serve` would have to create,
+//! no key able to sign, and the policy's own warnings. With `--envoy`, Envoy configs are
+//! cross-checked against this config ([`envoy`]).
+//!
+//! Owns the report: every finding names file:line:column and field path, all in one list
+//! sorted by file and line, each once. Never binds a socket, writes a file or creates a
+//! directory.
+
+mod envoy;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use crate::config::{AuditOutput, Config};
+use crate::keyring::KeyStart;
+use crate::located::{Loc, locate};
+use crate::policy::Policy;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub at: Loc,
+    /// `field: what is wrong`.
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{}: {what}: {}", self.at, self.message)
+    }
+}
+
+/// The findings in `text` form `"{at}: message"`, split back into location and message.
+fn finding(severity: Severity, at: Loc, display: &str) -> Finding {
+    let prefix = format!("{at}: ");
+    let message = display.strip_prefix(&prefix).unwrap_or(display).to_owned();
+    Finding { severity, at, message }
+}
+
+/// A config file's text, for locating fields in it.
+struct ConfigText {
+    file: String,
+    text: String,
+}
+
+impl ConfigText {
+    fn at(&self, field: &str) -> Loc {
+        locate(&self.text, 0, field).map_or_else(|| Loc::file(&self.file), |a| Loc::at(&self.file, a))
+    }
+}
+
+/// Every finding for the config at `path` (and the Envoy configs), sorted, each once.
+pub fn findings(path: &Path, envoy_files: &[PathBuf]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let config = match Config::from_file(path) {
+        Ok(c) => c,
+        Err(e) => return vec![finding(Severity::Error, e.loc(), &e.to_string())],
+    };
+    let text = ConfigText { file: path.display().to_string(), text: std::fs::read_to_string(path).unwrap_or_default() };
+    check_keys(&config, &text, &mut out);
+    check_issuer(&config, &text, &mut out);
+    check_audit(&config, &text, &mut out);
+    let policy = match Policy::load(&config.policy) {
+        Ok(p) => {
+            out.extend(p.warnings().iter().map(|w| finding(Severity::Warning, w.loc(), &w.to_string())));
+            Some(p)
+        }
+        Err(errors) => {
+            out.extend(errors.0.iter().map(|e| finding(Severity::Error, e.loc(), &e.to_string())));
+            None
+        }
+    };
+    if let (Some(jwt), Some(policy)) = (&config.jwt, &policy) {
+        let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{}", config.http_listen));
+        if let Err(e) = crate::server::jwt_verifier(jwt, &issuer, policy) {
+            let message = format!("authentication.jwt: {}", e.to_string().trim_start_matches("authentication.jwt: "));
+            out.push(Finding { severity: Severity::Error, at: text.at("authentication.jwt"), message });
+        }
+    }
+    for file in envoy_files {
+        envoy::check(file, &config, policy.as_ref(), &mut out);
+    }
+    out.sort_by(|a, b| (&a.at, a.severity, &a.message).cmp(&(&b.at, b.severity, &b.message)));
+    out.dedup();
+    out
+}
+
+/// `serve`'s key loading, without its writes: a PEM that does not load or a read-only
+/// directory with no key is an error; a directory `serve` would create, or keys none of
+/// which signs now, is a warning.
+fn check_keys(config: &Config, text: &ConfigText, out: &mut Vec<Finding>) {
+    let now = SystemTime::now();
+    if let Some(pem) = &config.signing_key {
+        if let Err(e) = crate::keys::load_pem_file(pem) {
+            out.push(Finding {
+                severity: Severity::Error,
+                at: text.at("signing_key"),
+                message: format!("signing_key: {e}"),
+            });
+        }
+        return;
+    }
+    let field = if text.text.contains("dir:") { "keys.dir" } else { "state_dir" };
+    let dir = config.keys.dir.display();
+    let (severity, message) = match config.keys.inspect_start(now) {
+        Err(e) => (Severity::Error, format!("{field}: {e}")),
+        Ok(KeyStart::Create { dir_exists: false }) => (
+            Severity::Warning,
+            format!(
+                "{field}: key directory {dir} does not exist: serve would create it and a new signing key (a misspelt path? `mcp-warden keys init` creates it explicitly)"
+            ),
+        ),
+        Ok(KeyStart::Create { dir_exists: true }) => return,
+        Ok(KeyStart::Ring(ring)) => match ring.inactive_reason(now) {
+            Some(reason) => (Severity::Warning, format!("{field}: {dir}: {reason}")),
+            None => return,
+        },
+    };
+    out.push(Finding { severity, at: text.at(field), message });
+}
+
+/// AgentCore fetches `{issuer}/.well-known/openid-configuration` over public HTTPS.
+fn check_issuer(config: &Config, text: &ConfigText, out: &mut Vec<Finding>) {
+    let warn = |field: &str, message: String| Finding { severity: Severity::Warning, at: text.at(field), message };
+    let Some(issuer) = &config.issuer else {
+        if !config.http_listen.ip().is_loopback() {
+            out.push(warn(
+                "listen.http",
+                format!("issuer: not set, so tokens name http://{} (derived from listen.http), which AgentCore will not accept: set the public https URL", config.http_listen),
+            ));
+        }
+        return;
+    };
+    let (scheme, rest) = issuer.split_once("://").unwrap_or(("", issuer));
+    let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    if scheme != "https" && !is_loopback_host(host) {
+        out.push(warn(
+            "issuer",
+            format!("issuer: '{issuer}' is not https: AgentCore fetches discovery and JWKS over public HTTPS only (http is for loopback tests)"),
+        ));
+    }
+    if !path.is_empty() {
+        out.push(warn(
+            "issuer",
+            format!("issuer: '{issuer}' has a path: verifiers fetch {issuer}/.well-known/openid-configuration, but mcp-warden serves /.well-known/openid-configuration at its root and the shipped Envoy routes match only that; use an issuer without a path"),
+        ));
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+    let bare = bare.trim_start_matches('[').trim_end_matches(']');
+    bare == "localhost" || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `serve` opens the audit file at start: its directory must exist.
+fn check_audit(config: &Config, text: &ConfigText, out: &mut Vec<Finding>) {
+    if let AuditOutput::File(p) = &config.audit
+        && p.parent().is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir())
+    {
+        out.push(Finding {
+            severity: Severity::Error,
+            at: text.at("audit.output"),
+            message: format!("audit.output: {}: its directory does not exist; serve cannot open it", p.display()),
+        });
+    }
+}
+
+/// Prints the report; exit 0 (clean, or warnings only unless `strict`), 1 otherwise.
+pub fn run(path: &Path, envoy_files: &[PathBuf], strict: bool) -> ExitCode {
+    let all = findings(path, envoy_files);
+    let errors = all.iter().filter(|f| f.severity == Severity::Error).count();
+    let warnings = all.len() - errors;
+    for f in &all {
+        eprintln!("{f}");
+    }
+    if errors > 0 || (strict && warnings > 0) {
+        eprintln!("{errors} error(s), {warnings} warning(s){}", if strict && errors == 0 { " (--strict)" } else { "" });
+        return ExitCode::FAILURE;
+    }
+    match Config::from_file(path).ok().and_then(|c| Policy::load(&c.policy).ok()) {
+        Some(p) => println!(
+            "ok: {} apps, {} users, {} roles, {warnings} warning(s)",
+            p.apps().len(),
+            p.users().len(),
+            p.role_names().len()
+        ),
+        None => println!("ok: {warnings} warning(s)"),
+    }
+    ExitCode::SUCCESS
+}
