@@ -74,24 +74,40 @@ enum Segment {
     Index(usize),
 }
 
-/// `a.b[2].c` → `a`, `b`, `2`, `c`. A key holding `.` or `[` cannot be addressed past it;
-/// the walk then stops at the deepest node it found.
+/// `a.b[2].c["d.e"]` → `a`, `b`, `2`, `c`, `d.e` (a key holding `.` or `[` is quoted in
+/// brackets). A malformed rest ends the path: the walk stops at the deepest node found.
 fn segments(path: &str) -> Vec<Segment> {
     let mut out = Vec::new();
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        let (key, mut rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
-        if !key.is_empty() {
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("[\"") {
+            let Some((key, r)) = r.split_once("\"]") else { break };
             out.push(Segment::Key(key.to_owned()));
-        }
-        while let Some((n, r)) = rest.split_once(']') {
-            match n.parse() {
-                Ok(i) => out.push(Segment::Index(i)),
-                Err(_) => return out,
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let Some((n, r)) = r.split_once(']') else { break };
+            let Ok(i) = n.parse() else { break };
+            out.push(Segment::Index(i));
+            rest = r;
+        } else {
+            let r = rest.strip_prefix('.').unwrap_or(rest);
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            if end > 0 {
+                out.push(Segment::Key(r[..end].to_owned()));
             }
-            rest = r.strip_prefix('[').unwrap_or(r);
+            rest = &r[end..];
         }
     }
     out
+}
+
+/// `key` as a path segment after `path`: `.key`, or `["key"]` when it holds `.` or `[`.
+pub fn join(path: &str, key: &str) -> String {
+    match (key.contains(['.', '[']), path.is_empty()) {
+        (true, _) => format!("{path}[\"{key}\"]"),
+        (false, true) => key.to_owned(),
+        (false, false) => format!("{path}.{key}"),
+    }
 }
 
 struct Seek<'p>(&'p [Segment]);
@@ -195,6 +211,14 @@ mod tests {
         assert_eq!(locate(TEXT, 0, "kind"), Some((2, 7)));
         assert_eq!(locate(TEXT, 1, "spec.roles[1]"), Some((12, 19)));
         assert_eq!(locate(TEXT, 1, "kind"), Some((11, 7)));
+    }
+
+    #[test]
+    fn keys_holding_dots_are_quoted_in_brackets() {
+        let text = "a:\n  envoy.filters.x:\n    b: [1, 2]\n";
+        let path = format!("{}.b[1]", join(&join("", "a"), "envoy.filters.x"));
+        assert_eq!(path, "a[\"envoy.filters.x\"].b[1]");
+        assert_eq!(locate(text, 0, &path), Some((3, 12)));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use yaml_serde::Value;
 
 use super::{Finding, Severity};
 use crate::config::{Config, GrpcListen};
-use crate::located::{Loc, locate};
+use crate::located::{Loc, join, locate};
 use crate::policy::Policy;
 
 const EXT_AUTHZ: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
@@ -93,7 +93,7 @@ fn typed(v: &Value, path: String, f: &mut dyn FnMut(&str, &str, &Value)) {
             }
             for (k, child) in m {
                 if let Some(k) = k.as_str() {
-                    typed(child, if path.is_empty() { k.to_owned() } else { format!("{path}.{k}") }, f);
+                    typed(child, join(&path, k), f);
                 }
             }
         }
@@ -264,6 +264,7 @@ fn check_routes(
         for (i, route) in routes.into_iter().flatten().enumerate() {
             let rpath = format!("{path}.route_config.virtual_hosts[{h}].routes[{i}]");
             let per_route = route.get("typed_per_filter_config").and_then(|t| t.get(authz_name));
+            let per_route_path = join(&format!("{rpath}.typed_per_filter_config"), authz_name);
             let disabled = per_route.and_then(|p| p.get("disabled")).and_then(Value::as_bool) == Some(true);
             let app = per_route
                 .filter(|p| type_of(p) == Some(EXT_AUTHZ_PER_ROUTE))
@@ -271,8 +272,7 @@ fn check_routes(
             if let (Some(app), Some(policy)) = (app, policy)
                 && policy.app(app).is_none()
             {
-                let field =
-                    format!("{rpath}.typed_per_filter_config.{authz_name}.check_settings.context_extensions.app");
+                let field = format!("{per_route_path}.check_settings.context_extensions.app");
                 r.error(&field, format!("'{app}' is not an app in the policy: every request on this route is denied"));
             }
             let m = route.get("match");

@@ -116,7 +116,12 @@ fn check_keys(config: &Config, text: &ConfigText, out: &mut Vec<Finding>) {
         }
         return;
     }
-    let field = if text.text.contains("dir:") { "keys.dir" } else { "state_dir" };
+    let written = |k: &str, f: &str| {
+        yaml_serde::from_str::<yaml_serde::Value>(&text.text)
+            .ok()
+            .is_some_and(|v| v.get(k).and_then(|x| x.get(f)).is_some())
+    };
+    let field = if written("keys", "dir") { "keys.dir" } else { "state_dir" };
     let dir = config.keys.dir.display();
     let (severity, message) = match config.keys.inspect_start(now) {
         Err(e) => (Severity::Error, format!("{field}: {e}")),
