@@ -759,3 +759,121 @@ mod tests {
         }
     }
 }
+
+/// `docs/configuration.md` documents exactly the fields the config structs accept.
+#[cfg(test)]
+mod documented_fields {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::RawConfig;
+
+    const PROBE: &str = "__probe__";
+
+    /// The fields of the struct at `path` (`x[]` is an element of list `x`), or `None` when
+    /// the node there is not a struct: serde is asked with an unknown key, which a struct
+    /// with `deny_unknown_fields` refuses by listing what it expects.
+    fn fields_at(path: &[String]) -> Option<Vec<String>> {
+        let mut text = format!("{{{PROBE}: 1}}");
+        for seg in path.iter().rev() {
+            text = match seg.strip_suffix("[]") {
+                Some(name) => format!("{{{name}: [{text}]}}"),
+                None => format!("{{{seg}: {text}}}"),
+            };
+        }
+        let e = yaml_serde::from_str::<RawConfig>(&text).expect_err("the probe key is unknown").to_string();
+        let rest = e.split(&format!("unknown field `{PROBE}`")).nth(1)?;
+        let rest = rest.split(" at line ").next().unwrap_or(rest);
+        Some(rest.split('`').skip(1).step_by(2).map(str::to_owned).collect())
+    }
+
+    /// Every field path the structs accept; `true` for a struct (fields below), `false` for a leaf.
+    fn struct_paths() -> BTreeMap<String, bool> {
+        let mut out = BTreeMap::new();
+        let mut todo = vec![Vec::<String>::new()];
+        while let Some(path) = todo.pop() {
+            for field in fields_at(&path).unwrap_or_default() {
+                let mut child = path.clone();
+                child.push(field.clone());
+                let mut list = path.clone();
+                list.push(format!("{field}[]"));
+                let name = child.join(".").replace("[]", "");
+                if fields_at(&child).is_some() {
+                    todo.push(child);
+                    out.insert(name, true);
+                } else if fields_at(&list).is_some() {
+                    todo.push(list);
+                    out.insert(name, true);
+                } else {
+                    out.insert(name, false);
+                }
+            }
+        }
+        out
+    }
+
+    /// The YAML blocks of the sections that document the service config, with documented
+    /// alternatives (`# key: value`) uncommented.
+    fn documented_yaml() -> Vec<yaml_serde::Value> {
+        let doc = include_str!("../docs/configuration.md");
+        let mut out = Vec::new();
+        let mut section = "";
+        let mut block: Option<String> = None;
+        for line in doc.lines() {
+            if line.starts_with('#') {
+                section = line;
+            }
+            match (&mut block, line) {
+                (None, "```yaml") if section == "## Service config" || section == "### `authentication.jwt`" => {
+                    block = Some(String::new());
+                }
+                (Some(b), "```") => {
+                    out.push(yaml_serde::from_str(b).expect("documented YAML parses"));
+                    block = None;
+                }
+                (Some(b), l) => {
+                    let trimmed = l.trim_start();
+                    let indent = &l[..l.len() - trimmed.len()];
+                    let alt = trimmed.strip_prefix("# ").filter(|t| {
+                        t.split_once(": ").is_some_and(|(k, _)| {
+                            !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        })
+                    });
+                    b.push_str(&alt.map_or_else(|| l.to_owned(), |t| format!("{indent}{t}")));
+                    b.push('\n');
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn walk(v: &yaml_serde::Value, path: &str, structs: &BTreeMap<String, bool>, out: &mut BTreeSet<String>) {
+        let Some(map) = v.as_mapping() else { return };
+        for (k, child) in map {
+            let Some(k) = k.as_str() else { continue };
+            let name = if path.is_empty() { k.to_owned() } else { format!("{path}.{k}") };
+            out.insert(name.clone());
+            if structs.get(&name) != Some(&true) {
+                continue; // a leaf, or a map of free-form keys (traits)
+            }
+            match child.as_sequence() {
+                Some(items) => items.iter().for_each(|i| walk(i, &name, structs, out)),
+                None => walk(child, &name, structs, out),
+            }
+        }
+    }
+
+    #[test]
+    fn every_documented_field_exists_and_every_field_is_documented() {
+        let structs = struct_paths();
+        assert!(structs.contains_key("authentication.jwt.claims_to_roles.claim"), "{structs:?}");
+        let mut documented = BTreeSet::new();
+        for v in documented_yaml() {
+            walk(&v, "", &structs, &mut documented);
+        }
+        let unknown: Vec<&String> = documented.iter().filter(|p| !structs.contains_key(*p)).collect();
+        assert!(unknown.is_empty(), "documented in docs/configuration.md but not a config field: {unknown:?}");
+        let missing: Vec<&String> = structs.keys().filter(|p| !documented.contains(*p)).collect();
+        assert!(missing.is_empty(), "config fields missing from docs/configuration.md: {missing:?}");
+    }
+}
