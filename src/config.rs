@@ -115,6 +115,8 @@ struct RawJwt {
     jwks_url: Option<String>,
     #[serde(default)]
     audiences: Vec<String>,
+    #[serde(default)]
+    client_ids: Vec<String>,
     algorithms: Option<Vec<String>>,
     clock_skew: Option<String>,
     max_lifetime: Option<String>,
@@ -486,11 +488,18 @@ fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError
             KeySource::Discovery(format!("{}/.well-known/openid-configuration", raw.issuer.trim_end_matches('/')))
         }
     };
-    if raw.audiences.is_empty() || raw.audiences.iter().any(String::is_empty) {
+    if raw.audiences.is_empty() && raw.client_ids.is_empty() {
         return Err(invalid(
             "authentication.jwt.audiences",
-            "list at least one accepted audience; none may be empty".into(),
+            "list at least one accepted audience (or, for tokens without `aud`, client_ids)".into(),
         ));
+    }
+    for (field, list) in
+        [("authentication.jwt.audiences", &raw.audiences), ("authentication.jwt.client_ids", &raw.client_ids)]
+    {
+        if list.iter().any(String::is_empty) {
+            return Err(invalid(field, "no entry may be empty".into()));
+        }
     }
     let algorithms = match raw.algorithms {
         None => DEFAULT_ALGORITHMS.to_vec(),
@@ -561,6 +570,7 @@ fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError
         issuer: raw.issuer,
         keys,
         audiences: raw.audiences,
+        client_ids: raw.client_ids,
         algorithms,
         clock_skew,
         max_lifetime,
@@ -694,6 +704,31 @@ mod tests {
         assert_eq!(j.traits, [("groups".to_owned(), "groups".to_owned()), ("tenant".to_owned(), "tid".to_owned())]);
         assert_eq!(j.claims_to_roles[0].roles, ["mcp-user"]);
         assert_eq!(j.scopes_supported, ["mcp"]);
+    }
+
+    #[test]
+    fn client_ids_may_stand_in_for_audiences() {
+        let text = "authentication:\n  jwt:\n    issuer: https://idp.example.com\n    client_ids: [app-1]\n";
+        let j = Config::parse(text, "c.yaml", Path::new(".")).expect("valid").jwt.expect("jwt");
+        assert!(j.audiences.is_empty());
+        assert_eq!(j.client_ids, ["app-1"]);
+        let e = Config::parse(&text.replace("[app-1]", "['']"), "c.yaml", Path::new(".")).expect_err("empty");
+        assert!(e.to_string().contains("authentication.jwt.client_ids"), "{e}");
+    }
+
+    /// The per-provider examples of docs/configuration.md are valid configs.
+    #[test]
+    fn the_documented_identity_provider_examples_load() {
+        let doc = include_str!("../docs/configuration.md");
+        let section = doc.split("### Per identity provider").nth(1).expect("section");
+        let block = section.split("```yaml\n").nth(1).and_then(|b| b.split("```").next()).expect("block");
+        let examples: Vec<&str> = block.split("\n# ").filter(|e| e.contains("jwt:")).collect();
+        assert_eq!(examples.len(), 5, "{block}");
+        for example in examples {
+            let body: String = example.lines().skip(1).map(|l| format!("  {l}\n")).collect();
+            let text = format!("authentication:\n{body}");
+            Config::parse(&text, "doc", Path::new(".")).unwrap_or_else(|e| panic!("{text}\n{e}"));
+        }
     }
 
     #[test]
