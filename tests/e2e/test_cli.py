@@ -16,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 import subprocess
 from pathlib import Path
 
 import harness
+import httpx
 import pytest
 
 # --- The seed, verbatim (/work/shared/seeds/000_91aa1b7f9a54a887.txt) -------------------
@@ -510,3 +512,56 @@ def test_keys_rotate_and_retire_explain_why_not_and_when(warden_bin: Path, tmp_p
 def test_hash_key_refuses_an_empty_key(warden_bin: Path) -> None:
     assert_fails(run(warden_bin, "hash-key", stdin=""), "empty")
     assert_fails(run(warden_bin, "hash-key", stdin="\n"), "empty")
+
+
+# ---------------------------------------------------------------------------------------
+# serve: what it says when no key signs, and log lines that stay whole
+# ---------------------------------------------------------------------------------------
+
+
+def test_serve_with_no_active_key_warns_and_readyz_says_why(
+    warden_bin: Path, tmp_path: Path, procs: harness.ProcessGroup
+) -> None:
+    config = keys_config(tmp_path)
+    assert_ok(run(warden_bin, "keys", "init", "--config", config))
+    manifest = tmp_path / "keys" / "keyring.json"
+    ring = json.loads(manifest.read_text())
+    later = int(time.time()) + 900
+    for key in ring["keys"]:  # the only key starts signing in 15 minutes
+        key["created"] = key["active_from"] = later
+    manifest.write_text(json.dumps(ring))
+    warden = harness.start_warden(
+        procs, tmp_path / "w", warden_bin, harness.default_policy(8080),
+        config_extra={"keys": {"dir": str(tmp_path / "keys")}, "log": {"format": "plain"}},
+    )
+    kid = ring["keys"][0]["kid"]
+    ready = httpx.get(f"{warden.http_url}/readyz", timeout=10)
+    assert ready.status_code == 503, ready.text
+    assert f"'{kid}' signs from" in ready.text and re.search(r"Z \(in 1[45]m", ready.text), ready.text
+    harness.wait_until(
+        lambda: "no signing key is active" in warden.proc.stderr_path.read_text(),
+        timeout=10,
+        what="the WARN that no key signs",
+        procs=[warden.proc],
+    )
+    warn = [l for l in warden.proc.stderr_path.read_text().splitlines() if "no signing key is active" in l]
+    assert "WARN" in warn[0] and kid in warn[0], warn
+
+
+def test_a_policy_error_at_start_is_one_whole_log_line_per_error(warden_bin: Path, tmp_path: Path) -> None:
+    policy = SEED_POLICY.replace(SEED_RULE, "^(get|query_.*$").replace(
+        "roles: [bedrock-mcp-readonly, no-db-queries]", "roles: [bedrock-mcp-readonly, no-such-role]"
+    )
+    config = write_config(tmp_path, policy, extra='log: {format: plain}\n')
+    result = subprocess.run(
+        [str(warden_bin), "serve", "--config", str(config)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        env={"RUST_LOG": "info", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    logged = [l for l in lines if "invalid policy" in l and "ERROR" in l and "policy-0.yaml:" in l]
+    assert len(logged) == 2, result.stderr
+    assert any("unclosed group" in l for l in logged) and any("no-such-role" in l for l in logged), logged
+    for line in lines:
+        assert re.match(r"^(\d{4}-\d\d-\d\dT|mcp-warden: )", line), f"a log line broken in two: {line!r}\n{result.stderr}"
