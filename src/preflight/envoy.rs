@@ -371,3 +371,101 @@ fn reaches(clusters: &HashMap<String, Vec<Endpoint>>, name: &str, listener: &Lis
         _ => Err(format!("cluster '{name}' does not point at {what}: {endpoints:?}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = "type.googleapis.com/";
+
+    /// A minimal Envoy config written as JSON (valid YAML), with a `local_reply_config` and
+    /// keys in another order than the shipped files: only the structure is read.
+    fn envoy(authz_extra: &str, list: &str) -> String {
+        let cluster = |name: &str, port: u16| {
+            format!(
+                r#"{{"name": "{name}", "load_assignment": {{"cluster_name": "{name}", "endpoints": [{{"lb_endpoints": [{{"endpoint": {{"address": {{"socket_address": {{"port_value": {port}, "address": "127.0.0.1"}}}}}}}}]}}]}}}}"#
+            )
+        };
+        let well_known = |path: &str| {
+            format!(
+                r#"{{"typed_per_filter_config": {{"envoy.filters.http.ext_authz": {{"@type": "{T}{EXT_AUTHZ_PER_ROUTE}", "disabled": true}}}}, "route": {{"cluster": "w_http"}}, "match": {{"path": "{path}"}}}}"#
+            )
+        };
+        format!(
+            r#"{{"static_resources": {{
+  "clusters": [{}, {}],
+  "listeners": [{{"filter_chains": [{{"filters": [{{"typed_config": {{
+    "@type": "{T}{HCM}",
+    "local_reply_config": {{"mappers": [{{"filter": {{"status_code_filter": {{"comparison": {{"op": "EQ", "value": {{"default_value": 503}}}}}}}}}}]}},
+    "http_filters": [
+      {{"name": "envoy.filters.http.ext_authz", "typed_config": {{"@type": "{T}{EXT_AUTHZ}", {authz_extra}
+        "grpc_service": {{"envoy_grpc": {{"cluster_name": "w_grpc"}}}}}}}},
+      {list}
+      {{"name": "router", "typed_config": {{"@type": "{T}envoy.extensions.filters.http.router.v3.Router"}}}}],
+    "route_config": {{"virtual_hosts": [{{"routes": [{}, {},
+      {{"match": {{"prefix": "/"}}, "route": {{"cluster": "up"}}, "typed_per_filter_config": {{"envoy.filters.http.ext_authz": {{"@type": "{T}{EXT_AUTHZ_PER_ROUTE}", "check_settings": {{"context_extensions": {{"app": "demo"}}}}}}}}}}]}}]}}
+  }}}}]}}]}}]}}}}"#,
+            cluster("w_grpc", 9191),
+            cluster("w_http", 9192),
+            well_known("/.well-known/openid-configuration"),
+            well_known("/.well-known/jwks-oidc"),
+        )
+    }
+
+    const BODY: &str =
+        r#""with_request_body": {"pack_as_bytes": true, "max_request_bytes": 1048576}, "failure_mode_allow": false,"#;
+
+    fn list(matcher: bool) -> String {
+        let proc =
+            format!(r#"{{"@type": "{T}{EXT_PROC}", "grpc_service": {{"envoy_grpc": {{"cluster_name": "w_grpc"}}}}}}"#);
+        if matcher {
+            format!(
+                r#"{{"name": "list", "typed_config": {{"@type": "{T}{WITH_MATCHER}", "xds_matcher": {{}}, "extension_config": {{"name": "p", "typed_config": {proc}}}}}}},"#
+            )
+        } else {
+            format!(r#"{{"name": "list", "typed_config": {proc}}},"#)
+        }
+    }
+
+    fn findings(text: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("envoy.yaml");
+        std::fs::write(&file, text).expect("write");
+        let config = Config::embedded_default();
+        let policy = Policy::load(&config.policy).expect("demo policy");
+        let mut out = Vec::new();
+        check(&file, &config, Some(&policy), &mut out);
+        out.iter().map(|f| format!("{:?} {}", f.severity, f.message)).collect()
+    }
+
+    #[test]
+    fn a_config_read_by_structure_passes_whatever_its_layout() {
+        assert_eq!(findings(&envoy(BODY, &list(true))), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_mismatch_is_named() {
+        let open = BODY.replace(r#""failure_mode_allow": false"#, r#""failure_mode_allow": true"#);
+        let f = findings(&envoy(&open, &list(true)));
+        assert!(f.len() == 1 && f[0].contains("failure_mode_allow: must be false"), "{f:?}");
+        let f = findings(&envoy(&BODY.replace("1048576", "65536"), &list(true)));
+        assert!(f.len() == 1 && f[0].contains("65536 differs from inspection.max_body_bytes (1048576)"), "{f:?}");
+        let f = findings(&envoy(r#""failure_mode_allow": false,"#, &list(true)));
+        assert!(f.len() == 1 && f[0].contains("no with_request_body"), "{f:?}");
+        let f = findings(&envoy(BODY, &list(false)));
+        assert!(f.len() == 1 && f[0].contains("not wrapped in its ExtensionWithMatcher"), "{f:?}");
+        let f = findings(&envoy(BODY, ""));
+        assert!(f.len() == 1 && f[0].starts_with("Warning") && f[0].contains("no list filter"), "{f:?}");
+        let f = findings(&envoy(BODY, &list(true)).replace(r#""app": "demo""#, r#""app": "nope""#));
+        assert!(f.len() == 1 && f[0].contains("'nope' is not an app"), "{f:?}");
+        let f = findings(&envoy(BODY, &list(true)).replace("9192", "9999"));
+        assert!(f.len() == 2 && f[0].contains("cluster 'w_http' does not point at listen.http"), "{f:?}");
+        let f = findings(&envoy(BODY, &list(true)).replace(
+            r#""disabled": true}}, "route": {"cluster": "w_http"}, "match": {"path": "/.well-known/jwks-oidc"}"#,
+            r#""disabled": false}}, "route": {"cluster": "w_http"}, "match": {"path": "/.well-known/jwks-oidc"}"#,
+        ));
+        assert!(f.len() == 1 && f[0].contains("ext_authz is not disabled"), "{f:?}");
+        let f = findings(&envoy(BODY, &list(true)).replace("/.well-known/openid-configuration", "/other"));
+        assert!(f.len() == 1 && f[0].contains("no route for /.well-known/openid-configuration"), "{f:?}");
+    }
+}

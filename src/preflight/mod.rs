@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use crate::config::{AuditOutput, Config};
+use crate::config::{AuditOutput, Config, GrpcListen};
 use crate::keyring::KeyStart;
 use crate::located::{Loc, locate};
 use crate::policy::Policy;
@@ -65,17 +65,26 @@ impl ConfigText {
     }
 }
 
+/// What `check` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Sorted by file, line and column; each once.
+    pub findings: Vec<Finding>,
+    /// `N apps, N users, N roles` when the policy loaded.
+    pub summary: Option<String>,
+}
+
 /// Every finding for the config at `path` (and the Envoy configs), sorted, each once.
-pub fn findings(path: &Path, envoy_files: &[PathBuf]) -> Vec<Finding> {
+pub fn findings(path: &Path, envoy_files: &[PathBuf]) -> Report {
     let mut out = Vec::new();
     let config = match Config::from_file(path) {
         Ok(c) => c,
-        Err(e) => return vec![finding(Severity::Error, e.loc(), &e.to_string())],
+        Err(e) => return Report { findings: vec![finding(Severity::Error, e.loc(), &e.to_string())], summary: None },
     };
     let text = ConfigText { file: path.display().to_string(), text: std::fs::read_to_string(path).unwrap_or_default() };
     check_keys(&config, &text, &mut out);
     check_issuer(&config, &text, &mut out);
-    check_audit(&config, &text, &mut out);
+    check_paths(&config, &text, &mut out);
     let policy = match Policy::load(&config.policy) {
         Ok(p) => {
             out.extend(p.warnings().iter().map(|w| finding(Severity::Warning, w.loc(), &w.to_string())));
@@ -88,17 +97,22 @@ pub fn findings(path: &Path, envoy_files: &[PathBuf]) -> Vec<Finding> {
     };
     if let (Some(jwt), Some(policy)) = (&config.jwt, &policy) {
         let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{}", config.http_listen));
-        if let Err(e) = crate::server::jwt_verifier(jwt, &issuer, policy) {
-            let message = format!("authentication.jwt: {}", e.to_string().trim_start_matches("authentication.jwt: "));
+        let verifier = crate::server::jwt_verifier(jwt, &issuer, policy).map(drop).map_err(|e| e.to_string());
+        let fetcher = crate::jwt::jwks::Fetcher::new(jwt).map(drop).map_err(|e| e.to_string());
+        if let Err(e) = verifier.and(fetcher) {
+            let message = format!("authentication.jwt: {}", e.trim_start_matches("authentication.jwt: "));
             out.push(Finding { severity: Severity::Error, at: text.at("authentication.jwt"), message });
         }
     }
+    let summary = policy
+        .as_ref()
+        .map(|p| format!("{} apps, {} users, {} roles", p.apps().len(), p.users().len(), p.role_names().len()));
     for file in envoy_files {
         envoy::check(file, &config, policy.as_ref(), &mut out);
     }
     out.sort_by(|a, b| (&a.at, a.severity, &a.message).cmp(&(&b.at, b.severity, &b.message)));
     out.dedup();
-    out
+    Report { findings: out, summary }
 }
 
 /// `serve`'s key loading, without its writes: a PEM that does not load or a read-only
@@ -174,38 +188,40 @@ fn is_loopback_host(host: &str) -> bool {
     bare == "localhost" || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `serve` opens the audit file at start: its directory must exist.
-fn check_audit(config: &Config, text: &ConfigText, out: &mut Vec<Finding>) {
-    if let AuditOutput::File(p) = &config.audit
-        && p.parent().is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir())
-    {
-        out.push(Finding {
-            severity: Severity::Error,
-            at: text.at("audit.output"),
-            message: format!("audit.output: {}: its directory does not exist; serve cannot open it", p.display()),
-        });
+/// Directories `serve` needs at start and does not create: the audit file's and the gRPC
+/// Unix socket's.
+fn check_paths(config: &Config, text: &ConfigText, out: &mut Vec<Finding>) {
+    let mut need_dir = |field: &str, path: &Path, what: &str| {
+        if path.parent().is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+            out.push(Finding {
+                severity: Severity::Error,
+                at: text.at(field),
+                message: format!("{field}: {}: its directory does not exist; serve cannot {what}", path.display()),
+            });
+        }
+    };
+    if let AuditOutput::File(p) = &config.audit {
+        need_dir("audit.output", p, "open it");
+    }
+    if let GrpcListen::Unix(p) = &config.grpc_listen {
+        need_dir("listen.grpc", p, "bind it");
     }
 }
 
 /// Prints the report; exit 0 (clean, or warnings only unless `strict`), 1 otherwise.
 pub fn run(path: &Path, envoy_files: &[PathBuf], strict: bool) -> ExitCode {
-    let all = findings(path, envoy_files);
-    let errors = all.iter().filter(|f| f.severity == Severity::Error).count();
-    let warnings = all.len() - errors;
-    for f in &all {
+    let report = findings(path, envoy_files);
+    let errors = report.findings.iter().filter(|f| f.severity == Severity::Error).count();
+    let warnings = report.findings.len() - errors;
+    for f in &report.findings {
         eprintln!("{f}");
     }
     if errors > 0 || (strict && warnings > 0) {
         eprintln!("{errors} error(s), {warnings} warning(s){}", if strict && errors == 0 { " (--strict)" } else { "" });
         return ExitCode::FAILURE;
     }
-    match Config::from_file(path).ok().and_then(|c| Policy::load(&c.policy).ok()) {
-        Some(p) => println!(
-            "ok: {} apps, {} users, {} roles, {warnings} warning(s)",
-            p.apps().len(),
-            p.users().len(),
-            p.role_names().len()
-        ),
+    match report.summary {
+        Some(summary) => println!("ok: {summary}, {warnings} warning(s)"),
         None => println!("ok: {warnings} warning(s)"),
     }
     ExitCode::SUCCESS
