@@ -780,6 +780,29 @@ mod tests {
         }
     }
 
+    /// Errors point at the offending node, not the document's start.
+    #[test]
+    fn errors_name_the_line_and_column_of_their_node() {
+        for (text, want) in [
+            ("# c\ntoken:\n  lifetime: 5d\n", "c.yaml:3:13: token.lifetime: "),
+            ("keys:\n  jwks_max_age: 10m\n  propagation_delay: 1m\n", "c.yaml:3:22: keys.propagation_delay: "),
+            ("inspection:\n  max_depht: 4\n", "c.yaml:2:3: inspection: unknown field `max_depht`"),
+            ("listen: {grpc: '127.0.0.1:1', http: nowhere}\n", "c.yaml:1:37: listen.http: "),
+            (
+                &format!("{JWT}    claims_to_roles: [{{claim: g, value: '^(x$', roles: [r]}}]\n"),
+                "c.yaml:5:22: authentication.jwt.claims_to_roles: ",
+            ),
+            // A field that is absent: its parent.
+            (
+                "authentication:\n  jwt: {issuer: 'https://idp.example.com'}\n",
+                "c.yaml:2:8: authentication.jwt.audiences: ",
+            ),
+        ] {
+            let e = Config::parse(text, "c.yaml", Path::new(".")).expect_err(text).to_string();
+            assert!(e.starts_with(want), "{text}\nwant: {want}\ngot:  {e}");
+        }
+    }
+
     #[test]
     fn list_filter_fails_closed_unless_told_to_pass() {
         let c = Config::embedded_default();

@@ -102,6 +102,16 @@ pub fn findings(path: &Path, envoy_files: &[PathBuf]) -> Report {
         if let Err(e) = verifier.and(fetcher) {
             let message = format!("authentication.jwt: {}", e.trim_start_matches("authentication.jwt: "));
             out.push(Finding { severity: Severity::Error, at: text.at("authentication.jwt"), message });
+            // Where: each claims_to_roles role the policy lacks, at its own node.
+            for (i, m) in jwt.claims_to_roles.iter().enumerate() {
+                for (j, role) in
+                    m.roles.iter().enumerate().filter(|(_, r)| !policy.role_names().iter().any(|p| **p == ***r))
+                {
+                    let field = format!("authentication.jwt.claims_to_roles[{i}].roles[{j}]");
+                    let message = format!("{field}: role '{role}' is not defined in the policy");
+                    out.push(Finding { severity: Severity::Error, at: text.at(&field), message });
+                }
+            }
         }
     }
     let summary = policy

@@ -565,3 +565,18 @@ def test_a_policy_error_at_start_is_one_whole_log_line_per_error(warden_bin: Pat
     assert any("unclosed group" in l for l in logged) and any("no-such-role" in l for l in logged), logged
     for line in lines:
         assert re.match(r"^(\d{4}-\d\d-\d\dT|mcp-warden: )", line), f"a log line broken in two: {line!r}\n{result.stderr}"
+
+
+def test_check_names_a_claims_to_roles_role_the_policy_lacks_at_its_line(warden_bin: Path, tmp_path: Path) -> None:
+    extra = (
+        "authentication:\n"
+        "  jwt:\n"
+        "    issuer: https://idp.example.com\n"
+        "    audiences: [https://mcp.example.com/mcp]\n"
+        "    claims_to_roles:\n"
+        "    - {claim: groups, value: admins, roles: [bedrock-mcp-readonly, ghost-role]}\n"
+    )
+    config = write_config(tmp_path, SEED_POLICY, extra=extra)
+    result = run(warden_bin, "check", "--config", config)
+    line = config.read_text().splitlines().index("    - {claim: groups, value: admins, roles: [bedrock-mcp-readonly, ghost-role]}") + 1
+    assert_fails(result, f"mcp-warden.yaml:{line}:", "claims_to_roles[0].roles[1]: role 'ghost-role' is not defined")
