@@ -5,7 +5,16 @@ Contract (issue 3 point 6, docs/configuration.md "Command line"):
   error on stderr, each naming the file and the bad field or pattern;
 - `explain --config FILE --user U --app A (--tool T | --body FILE)`: prints the decision
   and the role and rule that decided it (or that nothing allowed it); exit 0 allow, 1 deny;
-- `hash-key KEY` (or stdin): prints `sha256:<hex of SHA-256(KEY)>`.
+- `hash-key KEY` (or stdin): prints `sha256:<hex of SHA-256(KEY)>`; an empty key is refused.
+
+Issue 22 (docs/configuration.md "Pre-flight", "Signing keys"):
+- `check` fails (1) on what `serve` refuses at start, warns on what is legal but almost surely
+  wrong (`--strict` fails on warnings), reads `MCP_WARDEN_CONFIG`, exits 2 on usage errors;
+  every finding names file:line:column of the offending node; `--envoy` cross-checks every
+  shipped Envoy config with its service config;
+- `keys`: `--config` before or after the action; only `init` creates the directory; `rotate`
+  and `retire` say why not and when; times are RFC 3339 with a relative hint;
+- `serve` with no active key: a WARN and a 503 `/readyz` that say why.
 
 The policies use the seed's snippets verbatim (the `app_service:` block and the
 `bedrock-mcp-readonly` role of the AgentCore guide).
