@@ -57,6 +57,55 @@ pub fn locate(text: &str, doc: usize, path: &str) -> Option<(u32, u32)> {
     Some((u32::try_from(l.line()).ok()?, u32::try_from(l.column()).ok()?))
 }
 
+/// A multi-document text cut into its documents once, so that each lookup parses one
+/// document and not every document before it (a policy of many users, many findings).
+#[derive(Debug)]
+pub struct Documents {
+    text: String,
+    /// Byte offset and line offset of each document; `None` when the `---` lines could not
+    /// be matched to the parser's documents (a `---` inside a block scalar, say): lookups
+    /// then parse the whole text.
+    starts: Option<Vec<(usize, u32)>>,
+}
+
+impl Documents {
+    pub fn new(text: String) -> Self {
+        let count = yaml_serde::Deserializer::from_str(&text).count();
+        let starts = split(&text).filter(|s| s.len() == count);
+        Documents { text, starts }
+    }
+
+    /// As [`locate`], in document `doc`.
+    pub fn locate(&self, doc: usize, path: &str) -> Option<(u32, u32)> {
+        let Some(starts) = &self.starts else { return locate(&self.text, doc, path) };
+        let &(start, lines_before) = starts.get(doc)?;
+        let end = starts.get(doc + 1).map_or(self.text.len(), |&(e, _)| e);
+        let (line, column) = locate(&self.text[start..end], 0, path)?;
+        Some((line + lines_before, column))
+    }
+}
+
+/// Where each document starts: at its `---` line, or at the top for a first document
+/// without one.
+fn split(text: &str) -> Option<Vec<(usize, u32)>> {
+    let is_marker = |l: &str| l == "---" || l.starts_with("--- ") || l.starts_with("---\t");
+    let mut starts = Vec::new();
+    let (mut offset, mut content_seen) = (0, false);
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let content = !bare.trim().is_empty() && !bare.trim_start().starts_with('#') && !bare.starts_with('%');
+        if is_marker(bare) {
+            starts.push((offset, u32::try_from(i).ok()?));
+            content_seen = true;
+        } else if content && !content_seen {
+            starts.push((0, 0));
+            content_seen = true;
+        }
+        offset += line.len();
+    }
+    Some(starts)
+}
+
 /// A yaml_serde error's position, and its message without the trailing "at line …".
 pub fn yaml_error(e: &yaml_serde::Error) -> (Option<(u32, u32)>, String) {
     let message = e.to_string();
@@ -228,6 +277,26 @@ mod tests {
         assert_eq!(locate(TEXT, 0, "spec.allow.mcp.prompts"), Some((7, 7)));
         assert_eq!(locate(TEXT, 0, ""), Some((2, 1)));
         assert_eq!(locate(TEXT, 5, "kind"), None);
+    }
+
+    #[test]
+    fn documents_cut_once_locate_like_the_whole_text() {
+        let texts = [
+            TEXT,
+            "---\n---\nmetadata: {name: r}\n",
+            "# c\n%YAML 1.2\n---\na: 1\n--- {b: [1, 2]}\n",
+            "a: |\n  ---\n  text\nb: 1\n---\nc: 2\n", // a marker inside a block scalar
+        ];
+        for text in texts {
+            let docs = Documents::new(text.to_owned());
+            for (doc, path) in
+                [(0, "kind"), (0, "a"), (0, "b"), (1, "metadata.name"), (1, "b[1]"), (1, "c"), (1, "spec.roles[1]")]
+            {
+                assert_eq!(docs.locate(doc, path), locate(text, doc, path), "{text:?} {doc} {path}");
+            }
+        }
+        assert!(Documents::new(TEXT.to_owned()).starts.is_some());
+        assert_eq!(Documents::new(texts[3].to_owned()).starts.map(|s| s.len()), Some(2), "an indented --- is content");
     }
 
     #[test]

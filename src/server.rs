@@ -29,6 +29,9 @@ use crate::token::TokenSettings;
 /// generous: the listener is meant for Envoy alone (loopback or a private Unix socket).
 const ENVOY_CHUNK_SLACK: usize = 32 << 20;
 
+/// Policy warnings logged one by one at start; `check` lists every one.
+const MAX_LOGGED_WARNINGS: usize = 20;
+
 /// How often `serve` repeats that no signing key is active.
 const KEY_WATCH_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -148,8 +151,13 @@ fn load_keys(config: &Config) -> Result<KeyRing, StartError> {
 /// The policy, its warnings logged one by one.
 fn load_policy(config: &Config) -> Result<Policy, StartError> {
     let policy = Policy::load(&config.policy)?;
-    for w in policy.warnings() {
+    let warnings = policy.warnings();
+    for w in warnings.iter().take(MAX_LOGGED_WARNINGS) {
         tracing::warn!(warning = %w, "policy");
+    }
+    if warnings.len() > MAX_LOGGED_WARNINGS {
+        let more = warnings.len() - MAX_LOGGED_WARNINGS;
+        tracing::warn!(more, "more policy warnings: `mcp-warden check` lists them all");
     }
     tracing::info!(
         apps = policy.apps().len(),

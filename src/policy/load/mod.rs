@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::raw;
 use super::{Policy, Traits};
-use crate::located::{Loc, locate};
+use crate::located::{Documents, Loc};
 use apps::RawApp;
 pub use roles::PRESET_MCP_USER;
 pub(crate) use roles::{RoleDef, Shared};
@@ -296,7 +296,7 @@ impl Loader {
 struct Texts<'a> {
     sources: &'a [Source],
     files: &'a [Arc<str>],
-    read: HashMap<u32, Option<String>>,
+    read: HashMap<u32, Option<Documents>>,
 }
 
 impl Texts<'_> {
@@ -307,7 +307,7 @@ impl Texts<'_> {
             let (at_loc, first_loc) = error.locs_mut();
             for (loc, node) in [(at_loc, at), (first_loc, first)] {
                 if let (Some(loc), Some((node, path))) = (loc, node)
-                    && let Some(found) = self.text(node.file).and_then(|t| locate(t, node.doc as usize, &path))
+                    && let Some(found) = self.documents(node.file).and_then(|d| d.locate(node.doc as usize, &path))
                 {
                     (loc.line, loc.column) = found;
                 }
@@ -319,7 +319,7 @@ impl Texts<'_> {
         out
     }
 
-    fn text(&mut self, file: u32) -> Option<&str> {
+    fn documents(&mut self, file: u32) -> Option<&Documents> {
         let (sources, files) = (self.sources, self.files);
         self.read
             .entry(file)
@@ -329,9 +329,9 @@ impl Texts<'_> {
                     Source::Inline { name: n, text } if **n == **name => Some(text.clone()),
                     _ => None,
                 });
-                inline.or_else(|| std::fs::read_to_string(&**name).ok())
+                inline.or_else(|| std::fs::read_to_string(&**name).ok()).map(Documents::new)
             })
-            .as_deref()
+            .as_ref()
     }
 }
 
