@@ -6,7 +6,8 @@
 //! Checked: the ext_authz filter fails closed, sends the body unmodified
 //! (`with_request_body` + `pack_as_bytes`) with `max_request_bytes` equal to
 //! `inspection.max_body_bytes`; every route's `context_extensions.app` names an app; the
-//! list filter (ext_proc) comes after ext_authz inside its matcher; discovery and JWKS
+//! list filter (ext_proc) comes after ext_authz inside its matcher, which reads ext_authz's
+//! decision, forwarded to it; discovery and JWKS
 //! routes exist with ext_authz disabled; the clusters they use point at our listeners.
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use yaml_serde::Value;
 
 use super::{Finding, Severity};
 use crate::config::{Config, GrpcListen};
+use crate::extproc::EXT_AUTHZ_NAMESPACE;
 use crate::located::{Loc, join, locate};
 use crate::policy::Policy;
 
@@ -24,6 +26,7 @@ const EXT_AUTHZ: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
 const EXT_AUTHZ_PER_ROUTE: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute";
 const EXT_PROC: &str = "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor";
 const WITH_MATCHER: &str = "envoy.extensions.common.matching.v3.ExtensionWithMatcher";
+const DYNAMIC_METADATA_INPUT: &str = "envoy.extensions.matching.common_inputs.network.v3.DynamicMetadataInput";
 const HCM: &str = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 /// Paths AgentCore fetches; both must reach mcp-warden's HTTP listener unchecked.
 const WELL_KNOWN: [&str; 2] = ["/.well-known/openid-configuration", "/.well-known/jwks-oidc"];
@@ -169,6 +172,7 @@ fn check_manager(
                     format!("{fpath}.typed_config")
                 };
                 check_grpc_cluster(r, &ipath, inner, config, clusters);
+                check_list_inputs(r, &fpath, f, &ipath, inner, matcher);
                 if inner.get("failure_mode_allow").and_then(Value::as_bool) == Some(true) {
                     r.error(
                         &format!("{ipath}.failure_mode_allow"),
@@ -190,6 +194,37 @@ fn check_manager(
         );
     }
     check_routes(r, path, hcm, authz_name, config, policy, clusters);
+}
+
+/// The list filter acts on ext_authz's decision: its matcher must read that metadata, and
+/// the metadata must be forwarded to it (else every list answer becomes an error).
+fn check_list_inputs(r: &mut Report<'_>, fpath: &str, filter: &Value, ipath: &str, inner: &Value, matcher: bool) {
+    let reads_decision = |v: &Value| {
+        let mut found = false;
+        typed(v, String::new(), &mut |_, t, node| {
+            found |=
+                t == DYNAMIC_METADATA_INPUT && node.get("filter").and_then(Value::as_str) == Some(EXT_AUTHZ_NAMESPACE);
+        });
+        found
+    };
+    if matcher && !filter["typed_config"].get("xds_matcher").is_some_and(reads_decision) {
+        r.error(
+            &format!("{fpath}.typed_config.xds_matcher"),
+            format!("the matcher does not read {EXT_AUTHZ_NAMESPACE} metadata: the list filter would run without ext_authz's decision"),
+        );
+    }
+    let forwarded = inner
+        .get("metadata_options")
+        .and_then(|m| m.get("forwarding_namespaces"))
+        .and_then(|n| n.get("untyped"))
+        .and_then(Value::as_sequence)
+        .is_some_and(|l| l.iter().any(|n| n.as_str() == Some(EXT_AUTHZ_NAMESPACE)));
+    if !forwarded {
+        r.error(
+            &format!("{ipath}.metadata_options"),
+            format!("forwarding_namespaces.untyped lacks {EXT_AUTHZ_NAMESPACE}: the list filter cannot see who asked and answers every list with an error"),
+        );
+    }
 }
 
 fn check_authz(r: &mut Report<'_>, path: &str, c: &Value, config: &Config, clusters: &HashMap<String, Vec<Endpoint>>) {
@@ -416,11 +451,15 @@ mod tests {
         r#""with_request_body": {"pack_as_bytes": true, "max_request_bytes": 1048576}, "failure_mode_allow": false,"#;
 
     fn list(matcher: bool) -> String {
-        let proc =
-            format!(r#"{{"@type": "{T}{EXT_PROC}", "grpc_service": {{"envoy_grpc": {{"cluster_name": "w_grpc"}}}}}}"#);
+        let proc = format!(
+            r#"{{"@type": "{T}{EXT_PROC}", "grpc_service": {{"envoy_grpc": {{"cluster_name": "w_grpc"}}}}, "metadata_options": {{"forwarding_namespaces": {{"untyped": ["{EXT_AUTHZ_NAMESPACE}"]}}}}}}"#
+        );
+        let input = format!(
+            r#"{{"input": {{"typed_config": {{"@type": "{T}{DYNAMIC_METADATA_INPUT}", "filter": "{EXT_AUTHZ_NAMESPACE}"}}}}}}"#
+        );
         if matcher {
             format!(
-                r#"{{"name": "list", "typed_config": {{"@type": "{T}{WITH_MATCHER}", "xds_matcher": {{}}, "extension_config": {{"name": "p", "typed_config": {proc}}}}}}},"#
+                r#"{{"name": "list", "typed_config": {{"@type": "{T}{WITH_MATCHER}", "xds_matcher": {input}, "extension_config": {{"name": "p", "typed_config": {proc}}}}}}},"#
             )
         } else {
             format!(r#"{{"name": "list", "typed_config": {proc}}},"#)
@@ -454,6 +493,13 @@ mod tests {
         assert!(f.len() == 1 && f[0].contains("no with_request_body"), "{f:?}");
         let f = findings(&envoy(BODY, &list(false)));
         assert!(f.len() == 1 && f[0].contains("not wrapped in its ExtensionWithMatcher"), "{f:?}");
+        let f = findings(&envoy(
+            BODY,
+            &list(true).replace(&format!(r#""filter": "{EXT_AUTHZ_NAMESPACE}""#), r#""filter": "x""#),
+        ));
+        assert!(f.len() == 1 && f[0].contains("the matcher does not read"), "{f:?}");
+        let f = findings(&envoy(BODY, &list(true).replace(&format!(r#"["{EXT_AUTHZ_NAMESPACE}"]"#), "[]")));
+        assert!(f.len() == 1 && f[0].contains("forwarding_namespaces.untyped lacks"), "{f:?}");
         let f = findings(&envoy(BODY, ""));
         assert!(f.len() == 1 && f[0].starts_with("Warning") && f[0].contains("no list filter"), "{f:?}");
         let f = findings(&envoy(BODY, &list(true)).replace(r#""app": "demo""#, r#""app": "nope""#));
