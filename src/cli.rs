@@ -138,6 +138,13 @@ fn keys(config: Option<&std::path::Path>, action: KeysAction) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(pem) = &config.signing_key {
+        eprintln!(
+            "signing_key is set ({}): serve signs with that key only and ignores the key directory; remove it to use `keys`",
+            pem.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let dir = &config.keys;
     let now = std::time::SystemTime::now();
     let t = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();

@@ -589,3 +589,10 @@ def test_check_names_a_claims_to_roles_role_the_policy_lacks_at_its_line(warden_
     result = run(warden_bin, "check", "--config", config)
     line = config.read_text().splitlines().index("    - {claim: groups, value: admins, roles: [bedrock-mcp-readonly, ghost-role]}") + 1
     assert_fails(result, f"mcp-warden.yaml:{line}:", "claims_to_roles[0].roles[1]: role 'ghost-role' is not defined")
+
+
+def test_keys_refuse_to_manage_a_directory_serve_ignores(warden_bin: Path, tmp_path: Path) -> None:
+    config = tmp_path / "k.yaml"
+    config.write_text('signing_key: "key.pem"\nkeys: {dir: "keys"}\n')
+    assert_fails(run(warden_bin, "keys", "init", "--config", config), "signing_key is set")
+    assert not (tmp_path / "keys").exists()
