@@ -3,7 +3,7 @@
 //! would refuse as errors, and what is legal but almost surely wrong as warnings: an issuer
 //! AgentCore will not accept or will not find, a key directory `serve` would have to create,
 //! no key able to sign, and the policy's own warnings. With `--envoy`, Envoy configs are
-//! cross-checked against this config ([`envoy`]).
+//! cross-checked against this config (`preflight/envoy.rs`).
 //!
 //! Owns the report: every finding names file:line:column and field path, all in one list
 //! sorted by file and line, each once. Never binds a socket, writes a file or creates a
