@@ -404,9 +404,27 @@ SHIPPED_ENVOY = [
     pytest.param("envoy.yaml", lambda tmp: REPO / "deploy/agentcore/warden.yaml", id="envoy.yaml+deploy/agentcore"),
     pytest.param("envoy-compose.yaml", lambda tmp: REPO / "deploy/compose/warden.yaml", id="envoy-compose.yaml"),
     pytest.param("envoy-demo.yaml", demo_config, id="envoy-demo.yaml+embedded-default"),
-    # envoy-test.yaml is not cross-checked here: it is a template whose ports and clusters
-    # are ${PLACEHOLDERS} filled per run by harness.start_envoy, so no fixed config matches it.
 ]
+
+
+def test_check_envoy_passes_the_rendered_test_template_with_the_e2e_service_config(
+    warden_bin: Path, tmp_path: Path
+) -> None:
+    """envoy-test.yaml holds ${PLACEHOLDERS}: rendered as the harness renders it, with ports
+    nothing listens on (check binds nothing), against the config start_warden writes."""
+    grpc, http, upstream = 19191, 19192, 18080
+    envoy = tmp_path / "envoy-test.rendered.yaml"
+    envoy.write_text(
+        harness.render_envoy_test_config(warden_grpc_port=grpc, warden_http_port=http, upstream_port=upstream)
+    )
+    config = write_config(tmp_path, harness.default_policy(upstream))
+    config.write_text(
+        config.read_text().replace('"127.0.0.1:0", http: "127.0.0.1:0"', f'"127.0.0.1:{grpc}", http: "127.0.0.1:{http}"')
+    )
+    assert f"127.0.0.1:{grpc}" in config.read_text()
+    result = run(warden_bin, "check", "--config", config, "--envoy", envoy)
+    assert_ok(result)
+    assert ": error:" not in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize(("envoy", "config"), SHIPPED_ENVOY)
