@@ -1,5 +1,6 @@
-//! The command line: `serve`, `check`, `keys`, `hash-key`, `new-key`, and the operator tools
-//! of [`crate::tools`] (`explain`, `test`, `ls`, `client-config`, `completions`).
+//! The command line: `serve`, `check` (the pre-flight of [`crate::preflight`]), `keys`,
+//! `hash-key`, `new-key`, and the operator tools of [`crate::tools`] (`explain`, `test`, `ls`,
+//! `client-config`, `completions`).
 //!
 //! Owns argument parsing and what each command prints; the work is done by the library.
 
@@ -11,6 +12,7 @@ use base64::Engine as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::keyring::when;
 use crate::policy::Policy;
 
 #[derive(Debug, Parser)]
@@ -35,11 +37,19 @@ pub enum Command {
         #[arg(long)]
         ready_file: Option<PathBuf>,
     },
-    /// Validate a config and its policy; exit 0, or 1 with every error on stderr.
+    /// Pre-flight: everything `serve` would refuse at start (errors) and what is legal but
+    /// almost surely wrong (warnings), each with file:line:column and field path.
+    /// Exit 0 (clean, or warnings only), 1 (errors, or warnings with --strict), 2 (usage).
     Check {
         /// The service config (YAML) to validate, with every policy file it names.
-        #[arg(long)]
+        #[arg(long, env = "MCP_WARDEN_CONFIG")]
         config: PathBuf,
+        /// Fail on warnings too.
+        #[arg(long)]
+        strict: bool,
+        /// Envoy configs to cross-check against this config (listeners, limits, routes).
+        #[arg(long, num_args = 1.., value_name = "FILE")]
+        envoy: Vec<PathBuf>,
     },
     /// Explain the decision for an identity, an app and a request: role, rule and reason;
     /// exit 0 allow, 1 deny, 2 usage or unknown identity/app.
@@ -57,14 +67,16 @@ pub enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
-    /// Manage signing keys in the key directory: list, rotate, retire, secret.
+    /// Manage signing keys in the key directory: init, list, rotate, retire, secret.
     Keys {
         /// Service config naming the key directory and schedule (default: the embedded one).
-        #[arg(long, env = "MCP_WARDEN_CONFIG")]
+        /// Accepted before or after the action.
+        #[arg(long, env = "MCP_WARDEN_CONFIG", global = true)]
         config: Option<PathBuf>,
         /// Work on this directory instead of the config's (a local, writable copy of a
-        /// Kubernetes Secret's keys); the schedule still comes from the config.
-        #[arg(long)]
+        /// Kubernetes Secret's keys); the schedule still comes from the config. Accepted before
+        /// or after the action.
+        #[arg(long, global = true)]
         dir: Option<PathBuf>,
         #[command(subcommand)]
         action: KeysAction,
@@ -80,10 +92,16 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysAction {
-    /// Show every key with its state (next, active, retired, expired).
+    /// Create the key directory and a first key that signs at once.
+    Init,
+    /// Show every key with its state (next, active, retired, expired) and schedule.
     List,
     /// Add a key that starts signing after the propagation delay.
-    Rotate,
+    Rotate {
+        /// Add a key even though a next key is still waiting to sign.
+        #[arg(long)]
+        force: bool,
+    },
     /// Retire a key now; it stays published for the retention time.
     Retire {
         /// The key id (`kid`) to retire, as `keys list` shows it.
@@ -105,16 +123,7 @@ pub enum KeysAction {
 pub fn run_offline(command: Command) -> ExitCode {
     match command {
         Command::Serve { .. } => ExitCode::FAILURE,
-        Command::Check { config } => match load(&config) {
-            Ok((_, p)) => {
-                println!("ok: {} apps, {} users, {} roles", p.apps().len(), p.users().len(), p.role_names().len());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Check { config, strict, envoy } => crate::preflight::run(&config, &envoy, strict),
         Command::Explain(args) => crate::tools::explain::run(&args),
         Command::Test(args) => crate::tools::policy_test::run(&args),
         Command::Ls(args) => crate::tools::ls::run(&args),
@@ -127,6 +136,10 @@ pub fn run_offline(command: Command) -> ExitCode {
                 let _ = std::io::stdin().read_to_string(&mut s);
                 s.trim_end_matches(['\n', '\r']).to_owned()
             });
+            if key.is_empty() {
+                eprintln!("hash-key: the key is empty (pass it as an argument or on stdin)");
+                return ExitCode::FAILURE;
+            }
             println!("{}", hash_key(&key));
             ExitCode::SUCCESS
         }
@@ -151,24 +164,40 @@ fn keys(config: Option<&std::path::Path>, dir: Option<PathBuf>, action: KeysActi
             return ExitCode::FAILURE;
         }
     };
+    if let Some(pem) = &config.signing_key {
+        eprintln!(
+            "signing_key is set ({}): serve signs with that key only and ignores the key directory; remove it to use `keys`",
+            pem.display()
+        );
+        return ExitCode::FAILURE;
+    }
     if let Some(d) = dir {
         config.keys.dir = d;
         config.keys.read_only = false;
     }
     let dir = &config.keys;
     let now = std::time::SystemTime::now();
+    let t = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
     let result = match action {
-        KeysAction::List => dir.load(crate::keyring::Seen::Manifest).map(|ring| {
-            println!("{:<44} {:<8} {:>12} {:>12}", "KID", "STATE", "CREATED", "ACTIVE_FROM");
+        KeysAction::Init => dir.init(now).map(|kid| {
+            println!("created {} with {kid}: signs now", dir.dir.display());
+        }),
+        KeysAction::List => dir.require_dir().and_then(|()| dir.load(crate::keyring::Seen::Manifest)).map(|ring| {
+            println!("{:<44} {:<8} {:<32} {:<32}", "KID", "STATE", "CREATED", "ACTIVE_FROM");
             for (k, state) in ring.states(now) {
-                println!("{:<44} {:<8} {:>12} {:>12}", k.key.kid(), state.as_str(), k.created, k.active_from);
+                let (created, from) = (when(k.created, t), when(k.active_from, t));
+                println!("{:<44} {:<8} {created:<32} {from:<32}", k.key.kid(), state.as_str());
             }
         }),
-        KeysAction::Rotate => dir.rotate(now).map(|(kid, delay)| {
-            println!("added {kid}: published now, signs after {}s", delay.as_secs());
+        KeysAction::Rotate { force } => dir.rotate(now, force).map(|r| {
+            if r.immediate {
+                println!("added {}: no key could sign, so it signs now", r.kid);
+            } else {
+                println!("added {}: published now, signs from {}", r.kid, when(r.active_from, t));
+            }
         }),
         KeysAction::Retire { kid } => dir.retire(&kid, now).map(|()| {
-            println!("retired {kid}: published for {}s more", dir.retain.as_secs());
+            println!("retired {kid}: published until {}", when(t + dir.retain.as_secs(), t));
         }),
         KeysAction::Secret { name, namespace } => {
             dir.files().map(|files| print!("{}", secret_manifest(&name, namespace.as_deref(), &files)))

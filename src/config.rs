@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::jwt::{ClaimMapping, DEFAULT_ALGORITHMS, JwtConfig, KeySource};
 use crate::keyring::KeyDir;
+use crate::located::{Loc, locate};
 use crate::mcp::Limits;
 use crate::policy::Source;
 
@@ -24,10 +25,21 @@ pub const DEMO_POLICY: &str = include_str!("defaults/demo-policy.yaml");
 pub enum ConfigError {
     #[error("{file}: cannot read: {reason}")]
     Io { file: String, reason: String },
-    #[error("{file}: {message}")]
-    Parse { file: String, message: String },
-    #[error("{file}: {field}: {message}")]
-    Invalid { file: String, field: &'static str, message: String },
+    #[error("{at}: {message}")]
+    Parse { at: Loc, message: String },
+    /// `at` is the offending node (or the deepest present parent of a missing one).
+    #[error("{at}: {field}: {message}")]
+    Invalid { at: Loc, field: &'static str, message: String },
+}
+
+impl ConfigError {
+    /// Where it is (file:line:column when known).
+    pub fn loc(&self) -> Loc {
+        match self {
+            ConfigError::Io { file, .. } => Loc::file(file),
+            ConfigError::Parse { at, .. } | ConfigError::Invalid { at, .. } => at.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +115,8 @@ struct RawJwt {
     jwks_url: Option<String>,
     #[serde(default)]
     audiences: Vec<String>,
+    #[serde(default)]
+    client_ids: Vec<String>,
     algorithms: Option<Vec<String>>,
     clock_skew: Option<String>,
     max_lifetime: Option<String>,
@@ -304,10 +318,16 @@ impl Config {
     /// Parses config text; `file` names it in errors, `base` resolves relative paths.
     pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = yaml_serde::from_str::<Option<RawConfig>>(text)
-            .map_err(|e| ConfigError::Parse { file: file.to_owned(), message: e.to_string() })?
+            .map_err(|e| {
+                let (at, message) = crate::located::yaml_error(&e);
+                ConfigError::Parse { at: at.map_or_else(|| Loc::file(file), |a| Loc::at(file, a)), message }
+            })?
             .unwrap_or_default();
-        let invalid =
-            |field: &'static str, message: String| ConfigError::Invalid { file: file.to_owned(), field, message };
+        let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+            at: locate(text, 0, field).map_or_else(|| Loc::file(file), |a| Loc::at(file, a)),
+            field,
+            message,
+        };
         let addr = |field: &'static str, v: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let v = v.unwrap_or_else(|| default.to_owned());
             v.parse().map_err(|_| invalid(field, format!("'{v}' is not an IP:port address")))
@@ -468,11 +488,18 @@ fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError
             KeySource::Discovery(format!("{}/.well-known/openid-configuration", raw.issuer.trim_end_matches('/')))
         }
     };
-    if raw.audiences.is_empty() || raw.audiences.iter().any(String::is_empty) {
+    if raw.audiences.is_empty() && raw.client_ids.is_empty() {
         return Err(invalid(
             "authentication.jwt.audiences",
-            "list at least one accepted audience; none may be empty".into(),
+            "list at least one accepted audience (or, for tokens without `aud`, client_ids)".into(),
         ));
+    }
+    for (field, list) in
+        [("authentication.jwt.audiences", &raw.audiences), ("authentication.jwt.client_ids", &raw.client_ids)]
+    {
+        if list.iter().any(String::is_empty) {
+            return Err(invalid(field, "no entry may be empty".into()));
+        }
     }
     let algorithms = match raw.algorithms {
         None => DEFAULT_ALGORITHMS.to_vec(),
@@ -543,6 +570,7 @@ fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError
         issuer: raw.issuer,
         keys,
         audiences: raw.audiences,
+        client_ids: raw.client_ids,
         algorithms,
         clock_skew,
         max_lifetime,
@@ -679,6 +707,31 @@ mod tests {
     }
 
     #[test]
+    fn client_ids_may_stand_in_for_audiences() {
+        let text = "authentication:\n  jwt:\n    issuer: https://idp.example.com\n    client_ids: [app-1]\n";
+        let j = Config::parse(text, "c.yaml", Path::new(".")).expect("valid").jwt.expect("jwt");
+        assert!(j.audiences.is_empty());
+        assert_eq!(j.client_ids, ["app-1"]);
+        let e = Config::parse(&text.replace("[app-1]", "['']"), "c.yaml", Path::new(".")).expect_err("empty");
+        assert!(e.to_string().contains("authentication.jwt.client_ids"), "{e}");
+    }
+
+    /// The per-provider examples of docs/configuration.md are valid configs.
+    #[test]
+    fn the_documented_identity_provider_examples_load() {
+        let doc = include_str!("../docs/configuration.md");
+        let section = doc.split("### Per identity provider").nth(1).expect("section");
+        let block = section.split("```yaml\n").nth(1).and_then(|b| b.split("```").next()).expect("block");
+        let examples: Vec<&str> = block.split("\n# ").filter(|e| e.contains("jwt:")).collect();
+        assert_eq!(examples.len(), 5, "{block}");
+        for example in examples {
+            let body: String = example.lines().skip(1).map(|l| format!("  {l}\n")).collect();
+            let text = format!("authentication:\n{body}");
+            Config::parse(&text, "doc", Path::new(".")).unwrap_or_else(|e| panic!("{text}\n{e}"));
+        }
+    }
+
+    #[test]
     fn bad_jwt_settings_name_their_field() {
         let jwt = |extra: &str| format!("{JWT}    {extra}\n");
         for (text, field) in [
@@ -727,6 +780,29 @@ mod tests {
         }
     }
 
+    /// Errors point at the offending node, not the document's start.
+    #[test]
+    fn errors_name_the_line_and_column_of_their_node() {
+        for (text, want) in [
+            ("# c\ntoken:\n  lifetime: 5d\n", "c.yaml:3:13: token.lifetime: "),
+            ("keys:\n  jwks_max_age: 10m\n  propagation_delay: 1m\n", "c.yaml:3:22: keys.propagation_delay: "),
+            ("inspection:\n  max_depht: 4\n", "c.yaml:2:3: inspection: unknown field `max_depht`"),
+            ("listen: {grpc: '127.0.0.1:1', http: nowhere}\n", "c.yaml:1:37: listen.http: "),
+            (
+                &format!("{JWT}    claims_to_roles: [{{claim: g, value: '^(x$', roles: [r]}}]\n"),
+                "c.yaml:5:22: authentication.jwt.claims_to_roles: ",
+            ),
+            // A field that is absent: its parent.
+            (
+                "authentication:\n  jwt: {issuer: 'https://idp.example.com'}\n",
+                "c.yaml:2:8: authentication.jwt.audiences: ",
+            ),
+        ] {
+            let e = Config::parse(text, "c.yaml", Path::new(".")).expect_err(text).to_string();
+            assert!(e.starts_with(want), "{text}\nwant: {want}\ngot:  {e}");
+        }
+    }
+
     #[test]
     fn list_filter_fails_closed_unless_told_to_pass() {
         let c = Config::embedded_default();
@@ -739,5 +815,123 @@ mod tests {
             let e = Config::parse(text, "c.yaml", Path::new(".")).expect_err(text).to_string();
             assert!(e.contains("list_filter"), "{text}: {e}");
         }
+    }
+}
+
+/// `docs/configuration.md` documents exactly the fields the config structs accept.
+#[cfg(test)]
+mod documented_fields {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::RawConfig;
+
+    const PROBE: &str = "__probe__";
+
+    /// The fields of the struct at `path` (`x[]` is an element of list `x`), or `None` when
+    /// the node there is not a struct: serde is asked with an unknown key, which a struct
+    /// with `deny_unknown_fields` refuses by listing what it expects.
+    fn fields_at(path: &[String]) -> Option<Vec<String>> {
+        let mut text = format!("{{{PROBE}: 1}}");
+        for seg in path.iter().rev() {
+            text = match seg.strip_suffix("[]") {
+                Some(name) => format!("{{{name}: [{text}]}}"),
+                None => format!("{{{seg}: {text}}}"),
+            };
+        }
+        let e = yaml_serde::from_str::<RawConfig>(&text).expect_err("the probe key is unknown").to_string();
+        let rest = e.split(&format!("unknown field `{PROBE}`")).nth(1)?;
+        let rest = rest.split(" at line ").next().unwrap_or(rest);
+        Some(rest.split('`').skip(1).step_by(2).map(str::to_owned).collect())
+    }
+
+    /// Every field path the structs accept; `true` for a struct (fields below), `false` for a leaf.
+    fn struct_paths() -> BTreeMap<String, bool> {
+        let mut out = BTreeMap::new();
+        let mut todo = vec![Vec::<String>::new()];
+        while let Some(path) = todo.pop() {
+            for field in fields_at(&path).unwrap_or_default() {
+                let mut child = path.clone();
+                child.push(field.clone());
+                let mut list = path.clone();
+                list.push(format!("{field}[]"));
+                let name = child.join(".").replace("[]", "");
+                if fields_at(&child).is_some() {
+                    todo.push(child);
+                    out.insert(name, true);
+                } else if fields_at(&list).is_some() {
+                    todo.push(list);
+                    out.insert(name, true);
+                } else {
+                    out.insert(name, false);
+                }
+            }
+        }
+        out
+    }
+
+    /// The YAML blocks of the sections that document the service config, with documented
+    /// alternatives (`# key: value`) uncommented.
+    fn documented_yaml() -> Vec<yaml_serde::Value> {
+        let doc = include_str!("../docs/configuration.md");
+        let mut out = Vec::new();
+        let mut section = "";
+        let mut block: Option<String> = None;
+        for line in doc.lines() {
+            if line.starts_with('#') {
+                section = line;
+            }
+            match (&mut block, line) {
+                (None, "```yaml") if section == "## Service config" || section == "### `authentication.jwt`" => {
+                    block = Some(String::new());
+                }
+                (Some(b), "```") => {
+                    out.push(yaml_serde::from_str(b).expect("documented YAML parses"));
+                    block = None;
+                }
+                (Some(b), l) => {
+                    let trimmed = l.trim_start();
+                    let indent = &l[..l.len() - trimmed.len()];
+                    let alt = trimmed.strip_prefix("# ").filter(|t| {
+                        t.split_once(": ").is_some_and(|(k, _)| {
+                            !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        })
+                    });
+                    b.push_str(&alt.map_or_else(|| l.to_owned(), |t| format!("{indent}{t}")));
+                    b.push('\n');
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn walk(v: &yaml_serde::Value, path: &str, structs: &BTreeMap<String, bool>, out: &mut BTreeSet<String>) {
+        let Some(map) = v.as_mapping() else { return };
+        for (k, child) in map {
+            let Some(k) = k.as_str() else { continue };
+            let name = if path.is_empty() { k.to_owned() } else { format!("{path}.{k}") };
+            out.insert(name.clone());
+            if structs.get(&name) != Some(&true) {
+                continue; // a leaf, or a map of free-form keys (traits)
+            }
+            match child.as_sequence() {
+                Some(items) => items.iter().for_each(|i| walk(i, &name, structs, out)),
+                None => walk(child, &name, structs, out),
+            }
+        }
+    }
+
+    #[test]
+    fn every_documented_field_exists_and_every_field_is_documented() {
+        let structs = struct_paths();
+        assert!(structs.contains_key("authentication.jwt.claims_to_roles.claim"), "{structs:?}");
+        let mut documented = BTreeSet::new();
+        for v in documented_yaml() {
+            walk(&v, "", &structs, &mut documented);
+        }
+        let unknown: Vec<&String> = documented.iter().filter(|p| !structs.contains_key(*p)).collect();
+        assert!(unknown.is_empty(), "documented in docs/configuration.md but not a config field: {unknown:?}");
+        let missing: Vec<&String> = structs.keys().filter(|p| !documented.contains(*p)).collect();
+        assert!(missing.is_empty(), "config fields missing from docs/configuration.md: {missing:?}");
     }
 }

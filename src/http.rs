@@ -60,12 +60,12 @@ pub fn router(warden: Arc<Warden>, max_age: std::time::Duration) -> Router {
         .with_state(AppState { warden, discovery, max_age: max_age.as_secs() })
 }
 
-/// Ready only while a key can sign: without one every allowed call is refused (503).
+/// Ready only while a key can sign: without one every allowed call is refused (503, saying
+/// why and when the next key signs).
 async fn readyz(State(s): State<AppState>) -> Response {
-    if s.warden.key_ring().active(std::time::SystemTime::now()).is_some() {
-        "ready\n".into_response()
-    } else {
-        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no signing key is active\n").into_response()
+    match s.warden.key_ring().inactive_reason(std::time::SystemTime::now()) {
+        None => "ready\n".into_response(),
+        Some(reason) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
     }
 }
 

@@ -141,6 +141,20 @@ impl KeyRing {
         (0..self.keys.len()).map(|i| (&self.keys[i], self.state_of(i, now))).collect()
     }
 
+    /// Why no key signs at `now` (for `/readyz` and `serve`'s warning); `None` when one does.
+    pub fn inactive_reason(&self, now: SystemTime) -> Option<String> {
+        if self.active(now).is_some() {
+            return None;
+        }
+        let t = secs(now);
+        let next = self.keys.iter().filter(|k| k.signs_from > t && k.retired_at.is_none_or(|r| r > k.signs_from));
+        Some(match next.min_by_key(|k| k.signs_from) {
+            Some(k) => format!("no signing key is active: '{}' signs from {}", k.key.kid(), when(k.signs_from, t)),
+            None if self.keys.is_empty() => "no signing key: the key directory holds none".to_owned(),
+            None => "no signing key is active: every key is retired (run `mcp-warden keys rotate`)".to_owned(),
+        })
+    }
+
     /// Public keys to publish at `now`: next, active and recently retired.
     pub fn published(&self, now: SystemTime) -> Vec<&Jwk> {
         self.states(now).into_iter().filter(|(_, s)| *s != KeyState::Expired).map(|(k, _)| k.key.jwk()).collect()
@@ -232,26 +246,74 @@ impl KeyDir {
         }
     }
 
-    /// Loads the ring; a writable, empty directory gets a first key, active at once.
-    pub fn load_or_init(&self, now: SystemTime) -> Result<(KeyRing, bool), KeyError> {
+    /// What `serve` finds at start, changing nothing: the ring, or the first key it would
+    /// create. `serve` acts on this and `check` reports it, so both apply the same rules.
+    pub fn inspect_start(&self, now: SystemTime) -> Result<KeyStart, KeyError> {
         let ring = self.load(Seen::Server { now, previous: None })?;
-        if ring.active(now).is_some() || !ring.keys.is_empty() {
-            return Ok((ring, false));
+        if !ring.keys.is_empty() {
+            return Ok(KeyStart::Ring(ring));
         }
         if self.read_only {
             return Err(self.err(&self.dir, "read-only key directory holds no key"));
         }
-        self.add_key(now, Duration::ZERO)?;
-        Ok((self.load(Seen::Server { now, previous: None })?, true))
+        Ok(KeyStart::Create { dir_exists: self.dir.is_dir() })
     }
 
-    /// Adds a key that signs after the propagation delay; returns its kid and that delay.
-    /// The first key of an empty directory signs at once (no verifier can hold an older key
-    /// set to refresh).
-    pub fn rotate(&self, now: SystemTime) -> Result<(String, Duration), KeyError> {
-        let empty = self.read_manifest()?.is_none_or(|m| m.keys.is_empty());
-        let delay = if empty { Duration::ZERO } else { self.propagation };
-        Ok((self.add_key(now, delay)?, delay))
+    /// Loads the ring; a writable, empty directory gets a first key, active at once.
+    pub fn load_or_init(&self, now: SystemTime) -> Result<(KeyRing, bool), KeyError> {
+        match self.inspect_start(now)? {
+            KeyStart::Ring(ring) => Ok((ring, false)),
+            KeyStart::Create { .. } => {
+                self.add_key(now, Duration::ZERO)?;
+                Ok((self.load(Seen::Server { now, previous: None })?, true))
+            }
+        }
+    }
+
+    /// Fails unless the key directory exists: only `keys init` (and `serve`'s first start)
+    /// create it, so a misspelt path is an error rather than a new, empty directory.
+    pub fn require_dir(&self) -> Result<(), KeyError> {
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        Err(self.err(&self.dir, "key directory does not exist (create it with `mcp-warden keys init`)"))
+    }
+
+    /// `keys init`: creates the directory and a first key that signs at once. Refused when
+    /// the directory already holds keys.
+    pub fn init(&self, now: SystemTime) -> Result<String, KeyError> {
+        if !self.load(Seen::Manifest)?.keys.is_empty() {
+            return Err(self.err(&self.dir, "already holds keys (see `mcp-warden keys list`)"));
+        }
+        self.add_key(now, Duration::ZERO)
+    }
+
+    /// Adds a key that signs after the propagation delay (at once when no key can sign now:
+    /// nothing signs meanwhile anyway). Refused while a next key still waits, unless `force`;
+    /// a forced key is scheduled after the waiting one, so no two keys start together.
+    pub fn rotate(&self, now: SystemTime, force: bool) -> Result<Rotated, KeyError> {
+        self.require_dir()?;
+        let manifest = self.read_manifest()?.unwrap_or_default();
+        let t = secs(now);
+        let waiting = manifest.keys.iter().filter(|k| k.active_from > t && k.retired_at.is_none());
+        let last = waiting.max_by_key(|k| k.active_from);
+        if let (Some(next), false) = (last, force) {
+            return Err(self.err(
+                &self.manifest_path(),
+                format!(
+                    "key '{}' is already next: it signs from {}; rotate again after that, or pass --force to add another after it",
+                    next.kid,
+                    when(next.active_from, t)
+                ),
+            ));
+        }
+        let can_sign = manifest.keys.iter().any(|k| k.active_from <= t && k.retired_at.is_none_or(|r| r > t));
+        let mut delay = if can_sign { self.propagation } else { Duration::ZERO };
+        if let Some(next) = last {
+            delay = delay.max(Duration::from_secs(next.active_from + 1 - t));
+        }
+        let kid = self.add_key(now, delay)?;
+        Ok(Rotated { kid, active_from: t + delay.as_secs(), immediate: delay.is_zero() })
     }
 
     /// The directory's content as a Secret holds it: the manifest, then every key file it
@@ -289,37 +351,24 @@ impl KeyDir {
     }
 
     /// Marks `kid` retired now: it stops signing (if it was) and is unpublished after the
-    /// retention time. Refused when it would leave no key to sign with.
+    /// retention time. Refused, saying why and when it becomes possible, when it would leave
+    /// no published key to sign with.
     pub fn retire(&self, kid: &str, now: SystemTime) -> Result<(), KeyError> {
         if self.read_only {
             return Err(self.err(&self.dir, "key directory is read-only"));
         }
+        self.require_dir()?;
         let mut manifest = self.read_manifest()?.ok_or_else(|| self.err(&self.manifest_path(), "no manifest"))?;
         let t = secs(now);
         let Some(i) = manifest.keys.iter().position(|k| k.kid == kid) else {
-            return Err(self.err(&self.manifest_path(), format!("no key with kid '{kid}'")));
+            let known: Vec<&str> = manifest.keys.iter().map(|k| k.kid.as_str()).collect();
+            return Err(self.err(&self.manifest_path(), format!("no key '{kid}' (known: {})", known.join(", "))));
         };
-        // The key that would sign instead: the latest-scheduled other one that may sign now. It
-        // must still be published: a key superseded longer than `retain` ago has left the
-        // JWKS, and verifiers would refuse its tokens until they fetched it again.
-        let may_sign = |k: &Entry| k.active_from <= t && k.retired_at.is_none_or(|r| r > t);
-        let successor = (manifest.keys.iter().enumerate())
-            .filter(|&(j, k)| j != i && may_sign(k))
-            .max_by_key(|(_, k)| k.active_from)
-            .map(|(_, k)| k);
-        let published = successor.is_some_and(|k| {
-            let superseded = (manifest.keys.iter())
-                .filter(|l| l.active_from > k.active_from && l.active_from <= t)
-                .filter(|l| l.retired_at.is_none_or(|r| r > l.active_from))
-                .map(|l| l.active_from)
-                .min();
-            superseded.is_none_or(|s| t < s + self.retain.as_secs())
-        });
-        if !published {
-            return Err(self.err(
-                &self.manifest_path(),
-                format!("'{kid}' is the only published key that can sign now; rotate first"),
-            ));
+        if let Some(r) = manifest.keys[i].retired_at.filter(|r| *r <= t) {
+            return Err(self.err(&self.manifest_path(), format!("'{kid}' was already retired at {}", when(r, t))));
+        }
+        if let Err(why) = retire_check(&manifest.keys, i, t, self.retain.as_secs()) {
+            return Err(self.err(&self.manifest_path(), format!("cannot retire '{kid}' now: {why}")));
         }
         manifest.keys[i].retired_at = Some(t);
         self.write_manifest(&manifest)
@@ -330,6 +379,115 @@ impl KeyDir {
         let text = serde_json::to_string_pretty(m).map_err(|e| self.err(&path, e))?;
         keys::write_private(&self.dir, &path, text.as_bytes())
     }
+}
+
+/// Why retiring the `i`th key at `t` would leave no published key that may sign, and when
+/// that changes. The key that would sign instead is the latest-scheduled other one that may
+/// sign now; it must still be published: a key superseded longer than `retain` ago has left
+/// the JWKS, and verifiers would refuse its tokens until they fetched it again.
+fn retire_check(keys: &[Entry], i: usize, t: u64, retain: u64) -> Result<(), String> {
+    let may_sign = |k: &Entry| k.active_from <= t && k.retired_at.is_none_or(|r| r > t);
+    let successor = (keys.iter().enumerate())
+        .filter(|&(j, k)| j != i && may_sign(k))
+        .max_by_key(|(_, k)| k.active_from)
+        .map(|(_, k)| k);
+    let superseded_at = |k: &Entry| {
+        (keys.iter())
+            .filter(|l| l.active_from > k.active_from && l.active_from <= t)
+            .filter(|l| l.retired_at.is_none_or(|r| r > l.active_from))
+            .map(|l| l.active_from)
+            .min()
+    };
+    let next = (keys.iter().enumerate())
+        .filter(|&(j, k)| j != i && k.active_from > t && k.retired_at.is_none())
+        .min_by_key(|(_, k)| k.active_from)
+        .map(|(_, k)| k);
+    let target = &keys[i];
+    match successor {
+        Some(k) => match superseded_at(k) {
+            Some(s) if t >= s + retain => Err(format!(
+                "the key that would sign instead, '{}', left the JWKS at {}; run `keys rotate` and retire '{}' once the new key signs",
+                k.kid,
+                when(s + retain, t),
+                target.kid
+            )),
+            _ => Ok(()),
+        },
+        None if target.active_from > t => Err(format!(
+            "it has not started signing (from {}) and no other key can sign; run `keys rotate` first",
+            when(target.active_from, t)
+        )),
+        None => match next {
+            Some(n) => Err(format!(
+                "it is the key signing now; '{}' takes over at {} and '{}' then retires on its own (retiring it earlier would sign with a key verifiers may not have fetched yet)",
+                n.kid,
+                when(n.active_from, t),
+                target.kid
+            )),
+            None => Err("it is the only key that can sign; run `keys rotate` first: it retires on its own when the new key takes over".into()),
+        },
+    }
+}
+
+/// What `serve` finds in the key directory at start.
+#[derive(Debug)]
+pub enum KeyStart {
+    /// Keys to load.
+    Ring(KeyRing),
+    /// No key yet: a writable directory gets a first key (and is created if it is missing).
+    Create { dir_exists: bool },
+}
+
+/// A key added by `rotate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    pub kid: String,
+    /// Unix seconds.
+    pub active_from: u64,
+    /// No key could sign, so the new one signs at once.
+    pub immediate: bool,
+}
+
+/// `2026-12-07T20:30:00Z (in 5m)` / `(5m ago)` / `(now)`: Unix seconds `at`, seen at `now`.
+pub fn when(at: u64, now: u64) -> String {
+    let hint = match at.cmp(&now) {
+        std::cmp::Ordering::Equal => "now".to_owned(),
+        std::cmp::Ordering::Greater => format!("in {}", span(at - now)),
+        std::cmp::Ordering::Less => format!("{} ago", span(now - at)),
+    };
+    format!("{} ({hint})", rfc3339(at))
+}
+
+/// `1h 5m`, `5m 30s`, `45s`, `3d 2h`: the two largest units.
+fn span(secs: u64) -> String {
+    let units = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let mut parts = Vec::new();
+    let mut rest = secs;
+    for (size, name) in units {
+        if rest >= size || (size == 1 && parts.is_empty()) {
+            parts.push(format!("{}{name}", rest / size));
+            rest %= size;
+        }
+        if parts.len() == 2 || (!parts.is_empty() && rest == 0) {
+            break;
+        }
+    }
+    parts.join(" ")
+}
+
+/// RFC 3339 in UTC, to the second (days to civil date: Howard Hinnant's algorithm).
+pub fn rfc3339(secs: u64) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// See [`RingKey`]: a key due when first seen signs at once; otherwise not before it has been
@@ -382,7 +540,7 @@ mod tests {
         let d = dir(tmp.path());
         let (ring, _) = d.load_or_init(at(0)).expect("init");
         let old = ring.active(at(0)).expect("active").kid().to_owned();
-        let (new, _) = d.rotate(at(100)).expect("rotate");
+        let new = d.rotate(at(100), false).expect("rotate").kid;
         let ring = d.load(Seen::Manifest).expect("load");
         // Published but not yet signing.
         assert_eq!(ring.active(at(159)).map(|k| k.kid()), Some(old.as_str()));
@@ -401,7 +559,7 @@ mod tests {
         let d = dir(tmp.path());
         let (first, _) = d.load_or_init(at(0)).expect("init");
         let old = first.active(at(0)).expect("active").kid().to_owned();
-        let (new, _) = d.rotate(at(100)).expect("rotate"); // due at 160
+        let new = d.rotate(at(100), false).expect("rotate").kid; // due at 160
         // This server only notices the new key at 130: it publishes from then on, and signs
         // with it at 190, not 160.
         let ring = d.load(Seen::Server { now: at(130), previous: Some(&first) }).expect("reload");
@@ -454,14 +612,84 @@ mod tests {
         let d = dir(tmp.path());
         let (ring, _) = d.load_or_init(at(0)).expect("init");
         let old = ring.active(at(0)).expect("active").kid().to_owned();
-        let (new, _) = d.rotate(at(100)).expect("rotate"); // signs from 160; old published until 760
+        let new = d.rotate(at(100), false).expect("rotate").kid; // signs from 160; old published until 760
         // Long after the old key left the JWKS: it must not sign again at once.
         let err = d.retire(&new, at(2000)).expect_err("old key is unpublished");
-        assert!(err.to_string().contains("only published key"), "{err}");
+        assert!(err.to_string().contains("left the JWKS"), "{err}");
         assert_eq!(d.load(Seen::Manifest).expect("load").active(at(2000)).map(|k| k.kid()), Some(new.as_str()));
         // Within the retention time it is still published, so it may take over.
         d.retire(&new, at(700)).expect("old key is still published");
         assert_eq!(d.load(Seen::Manifest).expect("load").active(at(701)).map(|k| k.kid()), Some(old.as_str()));
+    }
+
+    #[test]
+    fn no_command_creates_the_key_directory_but_init() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = dir(tmp.path());
+        let e = d.rotate(at(0), false).expect_err("missing dir");
+        assert!(e.to_string().contains("keys init"), "{e}");
+        assert!(d.retire("x", at(0)).is_err());
+        assert!(!d.dir.exists());
+        assert!(matches!(d.inspect_start(at(0)), Ok(KeyStart::Create { dir_exists: false })));
+        assert!(!d.dir.exists(), "inspecting changes nothing");
+        d.init(at(0)).expect("init");
+        assert!(d.init(at(1)).is_err(), "init refuses a directory that holds keys");
+    }
+
+    #[test]
+    fn rotating_an_empty_directory_signs_at_once_and_a_waiting_next_key_refuses_a_second_rotate() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = dir(tmp.path());
+        std::fs::create_dir(&d.dir).expect("mkdir");
+        let first = d.rotate(at(0), false).expect("rotate");
+        assert!(first.immediate);
+        assert_eq!(d.load(Seen::Manifest).expect("load").active(at(0)).map(|k| k.kid().to_owned()), Some(first.kid));
+        let next = d.rotate(at(10), false).expect("rotate");
+        assert_eq!(next.active_from, secs(at(70)));
+        let e = d.rotate(at(20), false).expect_err("a next key waits").to_string();
+        assert!(e.contains(&next.kid) && e.contains("--force") && e.contains("(in 50s)"), "{e}");
+        let forced = d.rotate(at(20), true).expect("forced");
+        assert!(forced.active_from > next.active_from, "never two keys starting together");
+    }
+
+    #[test]
+    fn retire_says_why_not_and_when() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = dir(tmp.path());
+        let (ring, _) = d.load_or_init(at(0)).expect("init");
+        let old = ring.active(at(0)).expect("active").kid().to_owned();
+        let e = d.retire(&old, at(1)).expect_err("only key").to_string();
+        assert!(e.contains("only key that can sign") && e.contains("keys rotate"), "{e}");
+        let new = d.rotate(at(100), false).expect("rotate").kid;
+        let e = d.retire(&old, at(101)).expect_err("new key not yet signing").to_string();
+        assert!(e.contains(&new) && e.contains("takes over at") && e.contains("(in 59s)"), "{e}");
+        d.retire(&new, at(102)).expect("a next key may be retired while the old one signs");
+        let e = d.retire(&new, at(103)).expect_err("twice").to_string();
+        assert!(e.contains("already retired"), "{e}");
+        let e = d.retire("nope", at(103)).expect_err("unknown").to_string();
+        assert!(e.contains(&old), "{e}");
+    }
+
+    #[test]
+    fn an_inactive_ring_says_why() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = dir(tmp.path());
+        std::fs::create_dir(&d.dir).expect("mkdir");
+        assert!(d.load(Seen::Manifest).expect("empty").inactive_reason(at(0)).is_some());
+        d.rotate(at(0), false).expect("first");
+        assert_eq!(d.load(Seen::Manifest).expect("load").inactive_reason(at(0)), None);
+    }
+
+    #[test]
+    fn times_print_as_rfc3339_with_a_relative_hint() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(when(400, 100), "1970-01-01T00:06:40Z (in 5m)");
+        assert_eq!(when(100, 3800), "1970-01-01T00:01:40Z (1h 1m ago)");
+        assert_eq!(when(5, 5), "1970-01-01T00:00:05Z (now)");
+        assert_eq!(span(45), "45s");
+        assert_eq!(span(330), "5m 30s");
     }
 
     #[test]
@@ -474,6 +702,6 @@ mod tests {
         let (ring, created) = d.load_or_init(at(0)).expect("load");
         assert!(!created);
         assert_eq!(ring.active(at(0)).map(|k| k.kid()), Some(key.kid()));
-        assert!(d.rotate(at(1)).is_err());
+        assert!(d.rotate(at(1), false).is_err());
     }
 }

@@ -20,7 +20,9 @@ fn main() -> ExitCode {
     };
     init_logging(&config);
     if config.path.is_none() {
-        tracing::info!("no --config given: using the embedded default (demo policy, loopback listeners)");
+        tracing::warn!(
+            "no --config given: running the embedded demo (public demo API keys of alice and bob are accepted, loopback listeners); not for production"
+        );
     }
     let mut builder = if config.workers == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -39,6 +41,13 @@ fn main() -> ExitCode {
     match runtime.block_on(mcp_warden::server::serve(config, ready_file.as_deref())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // One log line per policy error, so plain-format lines stay whole.
+            if let mcp_warden::server::StartError::Policy(errors) = &e {
+                for error in &errors.0 {
+                    tracing::error!(error = %error, "invalid policy");
+                    eprintln!("mcp-warden: {error}");
+                }
+            }
             tracing::error!("{e}");
             eprintln!("mcp-warden: {e}");
             ExitCode::FAILURE

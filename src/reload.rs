@@ -178,10 +178,15 @@ pub async fn reload_policy(warden: &Warden, sources: &[Source]) -> bool {
         Ok(Err(errors)) => {
             warden.metrics.reload("error");
             warden.audit_event("policy.reload_failed", "invalid_policy", None);
+            // One log line per error: plain-format lines stay whole.
             if errors.0.iter().all(|e| matches!(e, PolicyError::Empty(_) | PolicyError::Io { .. })) {
-                tracing::warn!(errors = %errors, "policy files missing; keeping the last good policy");
+                for e in &errors.0 {
+                    tracing::warn!(error = %e, "policy files missing; keeping the last good policy");
+                }
             } else {
-                tracing::error!(errors = %errors, "invalid policy; keeping the last good policy");
+                for e in &errors.0 {
+                    tracing::error!(error = %e, "invalid policy; keeping the last good policy");
+                }
             }
             false
         }

@@ -17,7 +17,7 @@ use crate::authz::{SERVICE_NAME, Settings, Warden};
 use crate::config::Config;
 use crate::extproc::ListFilterService;
 use crate::jwt::{JwtConfig, Verifier, jwks};
-use crate::keyring::KeyRing;
+use crate::keyring::{KeyRing, KeyStart};
 use crate::keys;
 use crate::policy::Policy;
 use crate::token::TokenSettings;
@@ -29,6 +29,12 @@ use crate::token::TokenSettings;
 /// generous: the listener is meant for Envoy alone (loopback or a private Unix socket).
 const ENVOY_CHUNK_SLACK: usize = 32 << 20;
 
+/// Policy warnings logged one by one at start; `check` lists every one.
+const MAX_LOGGED_WARNINGS: usize = 20;
+
+/// How often `serve` repeats that no signing key is active.
+const KEY_WATCH_INTERVAL: Duration = Duration::from_secs(60);
+
 /// A start-up failure, naming what could not be done.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -36,7 +42,7 @@ pub enum StartError {
     Bind { addr: String, what: &'static str, source: std::io::Error },
     #[error(transparent)]
     Key(#[from] keys::KeyError),
-    #[error("invalid policy:\n{0}")]
+    #[error("invalid policy: {} error(s), logged above", .0.0.len())]
     Policy(#[from] crate::policy::PolicyErrors),
     #[error("audit output: {0}")]
     Audit(std::io::Error),
@@ -66,32 +72,8 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
     let http_addr = http.local_addr().map_err(|e| StartError::Serve(e.to_string()))?;
     let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{http_addr}"));
 
-    let ring = match &config.signing_key {
-        Some(path) => {
-            let key = keys::load_pem_file(path)?;
-            tracing::info!(path = %path.display(), kid = key.kid(), "loaded signing key (no rotation)");
-            KeyRing::single(key)
-        }
-        None => {
-            let (ring, created) = config.keys.load_or_init(SystemTime::now())?;
-            let kid = ring.active(SystemTime::now()).map(|k| k.kid().to_owned()).unwrap_or_default();
-            let dir = config.keys.dir.display();
-            if created {
-                tracing::info!(dir = %dir, kid, "generated a new RSA 2048 signing key");
-            } else {
-                tracing::info!(dir = %dir, kid, "loaded signing keys");
-            }
-            ring
-        }
-    };
-    let policy = Policy::load(&config.policy)?;
-    tracing::info!(
-        apps = policy.apps().len(),
-        users = policy.users().len(),
-        roles = policy.role_names().len(),
-        source = if config.path.is_some() { "config" } else { "embedded demo policy" },
-        "policy loaded"
-    );
+    let ring = load_keys(&config)?;
+    let policy = load_policy(&config)?;
     let audit = Audit::start(&config.audit).map_err(StartError::Audit)?;
     let settings = Settings {
         token: TokenSettings { issuer: issuer.as_str().into(), lifetime: config.token_lifetime },
@@ -111,6 +93,7 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
         start_jwks(&warden, v).await?;
     }
     crate::reload::spawn(warden.clone(), &config);
+    spawn_key_watch(warden.clone());
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving).await;
@@ -140,9 +123,68 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
     Ok(())
 }
 
+/// The signing keys `serve` starts with: the configured PEM, or the key directory's ring (a
+/// writable directory with no key gets one, created with the directory if need be).
+fn load_keys(config: &Config) -> Result<KeyRing, StartError> {
+    if let Some(path) = &config.signing_key {
+        let key = keys::load_pem_file(path)?;
+        tracing::info!(path = %path.display(), kid = key.kid(), "loaded signing key (no rotation)");
+        return Ok(KeyRing::single(key));
+    }
+    let now = SystemTime::now();
+    let dir = config.keys.dir.display();
+    if let KeyStart::Create { dir_exists: false } = config.keys.inspect_start(now)? {
+        tracing::warn!(dir = %dir, "key directory does not exist: creating it (`mcp-warden check` reports this)");
+    }
+    let (ring, created) = config.keys.load_or_init(now)?;
+    match (ring.active(now), created) {
+        (Some(k), true) => tracing::info!(dir = %dir, kid = k.kid(), "generated a new RSA 2048 signing key"),
+        (Some(k), false) => tracing::info!(dir = %dir, kid = k.kid(), "loaded signing keys"),
+        (None, _) => {
+            let reason = ring.inactive_reason(now).unwrap_or_default();
+            tracing::warn!(dir = %dir, reason = %reason, "loaded signing keys, but none signs yet: allowed calls fail");
+        }
+    }
+    Ok(ring)
+}
+
+/// The policy, its warnings logged one by one.
+fn load_policy(config: &Config) -> Result<Policy, StartError> {
+    let policy = Policy::load(&config.policy)?;
+    let warnings = policy.warnings();
+    for w in warnings.iter().take(MAX_LOGGED_WARNINGS) {
+        tracing::warn!(warning = %w, "policy");
+    }
+    if warnings.len() > MAX_LOGGED_WARNINGS {
+        let more = warnings.len() - MAX_LOGGED_WARNINGS;
+        tracing::warn!(more, "more policy warnings: `mcp-warden check` lists them all");
+    }
+    tracing::info!(
+        apps = policy.apps().len(),
+        users = policy.users().len(),
+        roles = policy.role_names().len(),
+        source = if config.path.is_some() { "config" } else { "embedded demo policy" },
+        "policy loaded"
+    );
+    Ok(policy)
+}
+
+/// While no key signs, every allowed call fails: say so every minute, and why.
+fn spawn_key_watch(warden: Arc<Warden>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_WATCH_INTERVAL);
+        loop {
+            tick.tick().await;
+            if let Some(reason) = warden.key_ring().inactive_reason(SystemTime::now()) {
+                tracing::warn!(reason = %reason, "no signing key is active: allowed calls are refused (/readyz is 503)");
+            }
+        }
+    });
+}
+
 /// Builds the `jwt` method's verifier; a `claims_to_roles` role the policy lacks is a
 /// start-up error (after a reload it becomes a per-request denial).
-fn jwt_verifier(config: &JwtConfig, issuer: &str, policy: &Policy) -> Result<Arc<Verifier>, StartError> {
+pub(crate) fn jwt_verifier(config: &JwtConfig, issuer: &str, policy: &Policy) -> Result<Arc<Verifier>, StartError> {
     let verifier = Verifier::new(config.clone(), Arc::default(), issuer).map_err(|e| StartError::Jwt(e.to_string()))?;
     crate::jwt::check_mapped_roles(config, policy).map_err(StartError::Jwt)?;
     Ok(Arc::new(verifier))

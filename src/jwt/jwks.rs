@@ -570,6 +570,7 @@ mod tests {
             issuer: issuer.to_owned(),
             keys,
             audiences: vec!["aud".into()],
+            client_ids: Vec::new(),
             algorithms: super::super::DEFAULT_ALGORITHMS.to_vec(),
             clock_skew: Duration::from_secs(60),
             max_lifetime: Duration::from_secs(3600),

@@ -81,7 +81,11 @@ pub struct JwtConfig {
     /// Compared byte for byte with `iss`.
     pub issuer: String,
     pub keys: KeySource,
+    /// Accepted `aud` values; a token passes when its `aud` names one of them, or when its
+    /// `client_id` claim is one of `client_ids` (Cognito access tokens carry no `aud`).
     pub audiences: Vec<String>,
+    /// Accepted `client_id` claim values (RFC 9068), the alternative to `audiences`.
+    pub client_ids: Vec<String>,
     pub algorithms: Vec<Algorithm>,
     pub clock_skew: Duration,
     pub max_lifetime: Duration,
@@ -414,7 +418,8 @@ impl Verifier {
                 v.required_spec_claims.clear();
                 v.leeway = 0;
                 v.set_issuer(&[&config.issuer]);
-                v.set_audience(&config.audiences);
+                // `aud` (or `client_id`) is checked in `check_claims`: either may be absent.
+                v.validate_aud = false;
                 (alg, v)
             })
             .collect();
@@ -541,7 +546,8 @@ impl Verifier {
             }
             _ => false,
         };
-        if !aud_ok {
+        let client_ok = matches!(claims.get("client_id"), Some(Value::String(c)) if self.config.client_ids.contains(c));
+        if !aud_ok && !client_ok {
             return Err(Rejected::Audience);
         }
         let times = times(claims)?;
@@ -768,6 +774,7 @@ pub(crate) mod testkit {
             issuer: ISSUER.into(),
             keys: KeySource::Discovery(format!("{ISSUER}/.well-known/openid-configuration")),
             audiences: vec![AUDIENCE.into(), "second-audience".into()],
+            client_ids: Vec::new(),
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             clock_skew: Duration::from_secs(30),
             max_lifetime: Duration::from_secs(3600),
@@ -955,6 +962,27 @@ mod tests {
         assert_eq!(verify(&v, &token("RS256", &without(claims(), "aud"))), Err(Rejected::Audience));
         let t = token("RS256", &with(claims(), "aud", json!(["x", "second-audience"])));
         assert!(verify(&v, &t).is_ok(), "an array naming one accepted audience is accepted");
+    }
+
+    #[test]
+    fn a_client_id_claim_is_accepted_instead_of_an_audience_when_configured() {
+        // A Cognito access token: `client_id`, no `aud`.
+        let cognito = with(without(claims(), "aud"), "client_id", json!("app-client-1"));
+        assert_eq!(verify(&verifier(), &token("RS256", &cognito)), Err(Rejected::Audience), "not configured");
+        let mut config = JwtConfig { client_ids: vec!["app-client-1".into()], ..config() };
+        let v = verifier_with(config.clone(), &jwks());
+        assert!(verify(&v, &token("RS256", &cognito)).is_ok());
+        for other in [json!("app-client-2"), json!(["app-client-1"]), json!(1)] {
+            let t = token("RS256", &with(cognito.clone(), "client_id", other.clone()));
+            assert_eq!(verify(&v, &t), Err(Rejected::Audience), "{other}");
+        }
+        // Either check suffices: an accepted `aud` with another client passes, as before.
+        assert!(verify(&v, &token("RS256", &with(claims(), "client_id", json!("x")))).is_ok());
+        // With no accepted audience at all, only the client id lets a token in.
+        config.audiences.clear();
+        let v = verifier_with(config, &jwks());
+        assert_eq!(verify(&v, &token("RS256", &claims())), Err(Rejected::Audience));
+        assert!(verify(&v, &token("RS256", &cognito)).is_ok());
     }
 
     #[test]

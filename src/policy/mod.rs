@@ -135,6 +135,8 @@ pub struct Policy {
     principals: HashMap<Box<str>, usize>,
     role_names: Vec<Arc<str>>,
     role_defs: HashMap<Arc<str>, Arc<RoleDef>>,
+    /// What is legal but almost surely wrong (see [`Policy::warnings`]).
+    warnings: Vec<PolicyError>,
 }
 
 impl Policy {
@@ -215,6 +217,12 @@ impl Policy {
             }
         }
         out
+    }
+
+    /// Legal but almost surely wrong, each located like an error: roles whose app labels
+    /// match no app, users no credential can reach, non-v8 roles, files listed twice.
+    pub fn warnings(&self) -> &[PolicyError] {
+        &self.warnings
     }
 
     /// Compiles an identity that is not in policy (one an identity provider vouched for):

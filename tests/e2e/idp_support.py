@@ -104,6 +104,17 @@ CLIENTS: list[dict[str, Any]] = [
         "customize": {"iss": "https://evil.example.com"},
     },
     {"client_id": "nomail-agent", "claims": {"groups": ["mcp-admins"]}},
+    # Amazon Cognito's access-token shape: `client_id` and no `aud`.
+    {
+        "client_id": "cognito-app-client",
+        "claims": {"email": "carol@example.com", "groups": ["mcp-admins"]},
+        "customize": {"drop_aud": True},
+    },
+    {
+        "client_id": "cognito-other-client",
+        "claims": {"email": "carol@example.com", "groups": ["mcp-admins"]},
+        "customize": {"drop_aud": True},
+    },
     {
         "client_id": "unverified-agent",
         "claims": {"email": "alice@example.com", "email_verified": False, "groups": ["mcp-admins"]},

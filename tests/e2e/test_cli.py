@@ -6,7 +6,16 @@ Contract (issue 3 point 6, docs/configuration.md "Command line"):
 - `explain --config FILE --user U --app A (--tool T | --body FILE)`: prints the decision
   and the role and rule that decided it (or that nothing allowed it); exit 0 allow, 1 deny,
   2 unknown user or app (more in test_operator_tools.py);
-- `hash-key KEY` (or stdin): prints `sha256:<hex of SHA-256(KEY)>`.
+- `hash-key KEY` (or stdin): prints `sha256:<hex of SHA-256(KEY)>`; an empty key is refused.
+
+Issue 22 (docs/configuration.md "Pre-flight", "Signing keys"):
+- `check` fails (1) on what `serve` refuses at start, warns on what is legal but almost surely
+  wrong (`--strict` fails on warnings), reads `MCP_WARDEN_CONFIG`, exits 2 on usage errors;
+  every finding names file:line:column of the offending node; `--envoy` cross-checks every
+  shipped Envoy config with its service config;
+- `keys`: `--config` before or after the action; only `init` creates the directory; `rotate`
+  and `retire` say why not and when; times are RFC 3339 with a relative hint;
+- `serve` with no active key: a WARN and a 503 `/readyz` that say why.
 
 The policies use the seed's snippets verbatim (the `app_service:` block and the
 `bedrock-mcp-readonly` role of the AgentCore guide).
@@ -16,10 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import time
 import subprocess
 from pathlib import Path
 
 import harness
+import httpx
 import pytest
 
 # --- The seed, verbatim (/work/shared/seeds/000_91aa1b7f9a54a887.txt) -------------------
@@ -364,3 +376,244 @@ def test_hash_key_reads_the_key_from_stdin(warden_bin: Path) -> None:
     result = run(warden_bin, "hash-key", stdin=harness.BOB_KEY + "\n")
     assert_ok(result)
     assert result.stdout.strip() == harness.api_key_hash(harness.BOB_KEY), result.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# check as a pre-flight (issue 22): serve's start-up failures, warnings, --strict, --envoy
+# ---------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_env(binary: Path, *args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(binary), *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"RUST_LOG": "warn", "PATH": "/usr/bin:/bin", **env},
+    )
+
+
+def demo_config(tmp_path: Path) -> Path:
+    """The embedded default, as a file: the demo policy is what envoy-demo.yaml routes to."""
+    config = tmp_path / "demo.yaml"
+    config.write_text(f'policy: ["{REPO / "src/defaults/demo-policy.yaml"}"]\nstate_dir: "{tmp_path / "state"}"\n')
+    return config
+
+
+SHIPPED_ENVOY = [
+    pytest.param("envoy.yaml", lambda tmp: REPO / "deploy/agentcore/warden.yaml", id="envoy.yaml+deploy/agentcore"),
+    pytest.param("envoy-compose.yaml", lambda tmp: REPO / "deploy/compose/warden.yaml", id="envoy-compose.yaml"),
+    pytest.param("envoy-demo.yaml", demo_config, id="envoy-demo.yaml+embedded-default"),
+]
+
+
+def test_check_envoy_passes_the_rendered_test_template_with_the_e2e_service_config(
+    warden_bin: Path, tmp_path: Path
+) -> None:
+    """envoy-test.yaml holds ${PLACEHOLDERS}: rendered as the harness renders it, with ports
+    nothing listens on (check binds nothing), against the config start_warden writes."""
+    grpc, http, upstream = 19191, 19192, 18080
+    envoy = tmp_path / "envoy-test.rendered.yaml"
+    envoy.write_text(
+        harness.render_envoy_test_config(warden_grpc_port=grpc, warden_http_port=http, upstream_port=upstream)
+    )
+    config = write_config(tmp_path, harness.default_policy(upstream))
+    config.write_text(
+        config.read_text().replace('"127.0.0.1:0", http: "127.0.0.1:0"', f'"127.0.0.1:{grpc}", http: "127.0.0.1:{http}"')
+    )
+    assert f"127.0.0.1:{grpc}" in config.read_text()
+    result = run(warden_bin, "check", "--config", config, "--envoy", envoy)
+    assert_ok(result)
+    assert ": error:" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("envoy", "config"), SHIPPED_ENVOY)
+def test_check_envoy_passes_every_shipped_envoy_config_with_its_service_config(
+    warden_bin: Path, tmp_path: Path, envoy: str, config
+) -> None:
+    result = run(warden_bin, "check", "--config", config(tmp_path), "--envoy", REPO / "envoy" / envoy)
+    assert_ok(result)
+    assert ": error:" not in result.stderr, result.stderr
+
+
+def test_check_envoy_names_each_mismatch_at_its_line(warden_bin: Path, tmp_path: Path) -> None:
+    text = (REPO / "envoy/envoy-demo.yaml").read_text()
+    bad = (
+        text.replace("max_request_bytes: 1048576", "max_request_bytes: 2097152")
+        .replace("context_extensions: {app: demo}", "context_extensions: {app: dmeo}")
+        .replace("failure_mode_allow: false", "failure_mode_allow: true", 1)
+        .replace("pack_as_bytes: true", "pack_as_bytes: false")
+    )
+    envoy = tmp_path / "envoy.yaml"
+    envoy.write_text(bad)
+    line = lambda needle: bad[: bad.index(needle)].count("\n") + 1  # noqa: E731
+    result = run(warden_bin, "check", "--config", demo_config(tmp_path), "--envoy", envoy)
+    assert_fails(result, "'dmeo' is not an app", "differs from inspection.max_body_bytes", "pack_as_bytes", "failure_mode_allow")
+    assert f"envoy.yaml:{line('max_request_bytes: 2097152')}:" in result.stderr, result.stderr
+    assert f"envoy.yaml:{line('{app: dmeo}')}:" in result.stderr, result.stderr
+
+
+def test_check_fails_on_what_serve_refuses_at_start(warden_bin: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, SEED_POLICY, extra=f'keys: {{dir: "{tmp_path / "nokeys"}", read_only: true}}\n')
+    result = run(warden_bin, "check", "--config", config)
+    assert_fails(result, "read-only key directory holds no key")
+    assert "mcp-warden.yaml:4:" in result.stderr, result.stderr
+    assert not (tmp_path / "nokeys").exists(), "check must not create the directory"
+
+
+def test_check_warns_on_legal_but_wrong_settings_and_strict_fails_on_them(warden_bin: Path, tmp_path: Path) -> None:
+    policy = SEED_POLICY.replace("kind: role\nversion: v8\nmetadata:\n  name: no-db-queries", "kind: role\nversion: v7\nmetadata:\n  name: no-db-queries") + (
+        "---\nkind: role\nversion: v8\nmetadata: {name: prod-only}\nspec: {allow: {app_labels: {env: prod}, mcp: {tools: ['*']}}}\n"
+    )
+    config = write_config(tmp_path, policy, extra='issuer: "http://mcp.example.com/prefix"\n')
+    result = run(warden_bin, "check", "--config", config)
+    assert_ok(result)
+    for needle in [
+        "is not https",
+        "has a path",
+        "a v7 role",
+        "role 'prod-only': spec.allow.app_labels: matches no app",
+        "user 'erin': spec: has no api_keys",
+        "key directory",
+    ]:
+        assert needle in result.stderr, f"{needle!r} not warned:\n{result.stderr}"
+    lines = [l for l in result.stderr.splitlines() if ": warning: " in l]
+    assert lines == sorted(lines, key=lambda l: (l.split(":")[0], int(l.split(":")[1]))), lines
+    assert_fails(run(warden_bin, "check", "--strict", "--config", config), "--strict")
+
+
+def test_check_reads_mcp_warden_config_and_usage_errors_exit_2(warden_bin: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, SEED_POLICY)
+    assert_ok(run_env(warden_bin, "check", env={"MCP_WARDEN_CONFIG": str(config)}))
+    assert run(warden_bin, "check", "--no-such-flag").returncode == 2
+    assert run(warden_bin, "check").returncode == 2, "no config given"
+
+
+def test_a_bad_regex_is_one_error_at_its_own_line(warden_bin: Path, tmp_path: Path) -> None:
+    policy = SEED_POLICY.replace(SEED_RULE, "^(get|query_.*$")
+    config = write_config(tmp_path, policy)
+    result = run(warden_bin, "check", "--config", config)
+    line = policy[: policy.index("^(get|query_.*$")].count("\n") + 1
+    errors = [l for l in result.stderr.splitlines() if ": error: " in l]
+    assert len(errors) == 1 and f"policy-0.yaml:{line}:" in errors[0], result.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# keys
+# ---------------------------------------------------------------------------------------
+
+
+def keys_config(tmp_path: Path) -> Path:
+    config = tmp_path / "k.yaml"
+    config.write_text('keys: {dir: "keys", propagation_delay: 6m, jwks_max_age: 5m}\n')
+    return config
+
+
+def test_keys_never_create_a_directory_unless_init_and_flags_go_anywhere(warden_bin: Path, tmp_path: Path) -> None:
+    config = keys_config(tmp_path)
+    for action in (["list"], ["rotate"], ["retire", "x"]):
+        result = run(warden_bin, "keys", *action, "--config", config)
+        assert_fails(result, "does not exist", "keys init")
+    assert not (tmp_path / "keys").exists()
+    assert_ok(run(warden_bin, "keys", "init", "--config", config))
+    listed = run(warden_bin, "keys", "--config", config, "list")
+    assert_ok(listed)
+    assert re.search(r"active\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \((now|\d+s ago)\)", listed.stdout), listed.stdout
+    assert_ok(run_env(warden_bin, "keys", "list", env={"MCP_WARDEN_CONFIG": str(config)}))
+
+
+def test_keys_rotate_and_retire_explain_why_not_and_when(warden_bin: Path, tmp_path: Path) -> None:
+    config = keys_config(tmp_path)
+    init = run(warden_bin, "keys", "init", "--config", config)
+    assert_ok(init)
+    old = re.search(r"with (\S+):", init.stdout).group(1)
+    rotated = run(warden_bin, "keys", "rotate", "--config", config)
+    assert_ok(rotated)
+    assert re.search(r"signs from \S+Z \(in (6m|5m \d+s)\)", rotated.stdout), rotated.stdout
+    new = re.search(r"added (\S+):", rotated.stdout).group(1)
+    assert_fails(run(warden_bin, "keys", "rotate", "--config", config), f"'{new}' is already next", "--force")
+    assert_fails(run(warden_bin, "keys", "retire", old, "--config", config), f"'{new}' takes over at", "(in ")
+    assert_ok(run(warden_bin, "keys", "rotate", "--force", "--config", config))
+
+
+def test_hash_key_refuses_an_empty_key(warden_bin: Path) -> None:
+    assert_fails(run(warden_bin, "hash-key", stdin=""), "empty")
+    assert_fails(run(warden_bin, "hash-key", stdin="\n"), "empty")
+
+
+# ---------------------------------------------------------------------------------------
+# serve: what it says when no key signs, and log lines that stay whole
+# ---------------------------------------------------------------------------------------
+
+
+def test_serve_with_no_active_key_warns_and_readyz_says_why(
+    warden_bin: Path, tmp_path: Path, procs: harness.ProcessGroup
+) -> None:
+    config = keys_config(tmp_path)
+    assert_ok(run(warden_bin, "keys", "init", "--config", config))
+    manifest = tmp_path / "keys" / "keyring.json"
+    ring = json.loads(manifest.read_text())
+    later = int(time.time()) + 900
+    for key in ring["keys"]:  # the only key starts signing in 15 minutes
+        key["created"] = key["active_from"] = later
+    manifest.write_text(json.dumps(ring))
+    warden = harness.start_warden(
+        procs, tmp_path / "w", warden_bin, harness.default_policy(8080),
+        config_extra={"keys": {"dir": str(tmp_path / "keys")}, "log": {"format": "plain"}},
+    )
+    kid = ring["keys"][0]["kid"]
+    ready = httpx.get(f"{warden.http_url}/readyz", timeout=10)
+    assert ready.status_code == 503, ready.text
+    assert f"'{kid}' signs from" in ready.text and re.search(r"Z \(in 1[45]m", ready.text), ready.text
+    harness.wait_until(
+        lambda: "no signing key is active" in warden.proc.stderr_path.read_text(),
+        timeout=10,
+        what="the WARN that no key signs",
+        procs=[warden.proc],
+    )
+    warn = [l for l in warden.proc.stderr_path.read_text().splitlines() if "no signing key is active" in l]
+    assert "WARN" in warn[0] and kid in warn[0], warn
+
+
+def test_a_policy_error_at_start_is_one_whole_log_line_per_error(warden_bin: Path, tmp_path: Path) -> None:
+    policy = SEED_POLICY.replace(SEED_RULE, "^(get|query_.*$").replace(
+        "roles: [bedrock-mcp-readonly, no-db-queries]", "roles: [bedrock-mcp-readonly, no-such-role]"
+    )
+    config = write_config(tmp_path, policy, extra='log: {format: plain}\n')
+    result = subprocess.run(
+        [str(warden_bin), "serve", "--config", str(config)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        env={"RUST_LOG": "info", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    logged = [l for l in lines if "invalid policy" in l and "ERROR" in l and "policy-0.yaml:" in l]
+    assert len(logged) == 2, result.stderr
+    assert any("unclosed group" in l for l in logged) and any("no-such-role" in l for l in logged), logged
+    for line in lines:
+        assert re.match(r"^(\d{4}-\d\d-\d\dT|mcp-warden: )", line), f"a log line broken in two: {line!r}\n{result.stderr}"
+
+
+def test_check_names_a_claims_to_roles_role_the_policy_lacks_at_its_line(warden_bin: Path, tmp_path: Path) -> None:
+    extra = (
+        "authentication:\n"
+        "  jwt:\n"
+        "    issuer: https://idp.example.com\n"
+        "    audiences: [https://mcp.example.com/mcp]\n"
+        "    claims_to_roles:\n"
+        "    - {claim: groups, value: admins, roles: [bedrock-mcp-readonly, ghost-role]}\n"
+    )
+    config = write_config(tmp_path, SEED_POLICY, extra=extra)
+    result = run(warden_bin, "check", "--config", config)
+    line = config.read_text().splitlines().index("    - {claim: groups, value: admins, roles: [bedrock-mcp-readonly, ghost-role]}") + 1
+    assert_fails(result, f"mcp-warden.yaml:{line}:", "claims_to_roles[0].roles[1]: role 'ghost-role' is not defined")
+
+
+def test_keys_refuse_to_manage_a_directory_serve_ignores(warden_bin: Path, tmp_path: Path) -> None:
+    config = tmp_path / "k.yaml"
+    config.write_text('signing_key: "key.pem"\nkeys: {dir: "keys"}\n')
+    assert_fails(run(warden_bin, "keys", "init", "--config", config), "signing_key is set")
+    assert not (tmp_path / "keys").exists()

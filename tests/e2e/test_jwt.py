@@ -175,6 +175,8 @@ BAD_TOKENS: dict[str, str] = {
     "rs384-not-allowed": "jwt_algorithm",
     "no-email-claim": "jwt_username",
     "email-not-verified": "jwt_email_unverified",
+    # A Cognito-shaped token (client_id, no aud) where no client_ids are configured.
+    "client-id-without-aud": "jwt_audience",
 }
 
 
@@ -204,6 +206,8 @@ def _bad_token(stack: JwtStack, case: str) -> str:
             return stack.token("nomail-agent")
         case "email-not-verified":
             return stack.token("unverified-agent")
+        case "client-id-without-aud":
+            return stack.token("cognito-app-client")
     raise AssertionError(case)
 
 
@@ -307,6 +311,31 @@ def test_api_keys_still_work_and_a_jwt_beside_another_identity_is_a_conflict(sha
 
 def _status(stack: JwtStack, token: str, id: Any = 1) -> int:
     return _post(stack, initialize_request(id=id), bearer(token)).status_code
+
+
+def test_client_ids_accept_tokens_by_client_id_without_aud_beside_tokens_with_aud(
+    procs: harness.ProcessGroup, tmp_path: Path, envoy_bin: Path, warden_bin: Path, own_idp: idp_support.Idp
+) -> None:
+    """Cognito access tokens carry `client_id` and no `aud`: `client_ids` accepts them, while
+    tokens naming an accepted `aud` keep working, and a client not listed is refused."""
+    stack = idp_support.start_jwt_stack(
+        procs, tmp_path, envoy_bin=envoy_bin, warden_bin=warden_bin, idp=own_idp,
+        jwt_extra={"client_ids": ["cognito-app-client"]},
+    )
+    cognito = stack.token("cognito-app-client")
+    claims = jwt.decode(cognito, options={"verify_signature": False})
+    assert "aud" not in claims and claims["client_id"] == "cognito-app-client", claims
+    with_aud = stack.token("alice-agent")
+    assert jwt.decode(with_aud, options={"verify_signature": False})["aud"] == stack.resource
+    for token, sub in ((cognito, "carol@example.com"), (with_aud, "alice@example.com")):
+        before = stack.upstream.count()
+        run = harness.run_async(harness.mcp_list_and_call(stack.mcp_url, bearer(token), "delete_file", {"path": "/x"}))
+        assert run.error is None, f"{run.error}\n{_logs(stack)}"
+        assert {c["sub"] for c in _verify_id_tokens(stack, stack.upstream.records()[before:], token)} == {sub}
+    other = stack.token("cognito-other-client")
+    before, refused = stack.upstream.count(), stack.denials("jwt_audience")
+    _assert_challenge(_post(stack, initialize_request(id="other"), bearer(other)), stack, invalid=True)
+    assert stack.upstream.count() == before and stack.denials("jwt_audience") >= refused + 1
 
 
 def test_an_abrupt_key_rotation_is_picked_up_on_the_unknown_kid_without_restart(

@@ -15,7 +15,9 @@
 //                 "alg": "RS256",                  // JWS alg of this client's access tokens
 //                 "claims": {"email": "...", ...}, // extraTokenClaims
 //                 "customize": {"iss": "...", "iat_offset": -7200, "exp_offset": -3600,
-//                               "nbf_offset": 3600}}],  // formats.customizers.jwt, seconds from now
+//                               "nbf_offset": 3600,   // formats.customizers.jwt, seconds from now
+//                               "drop_aud": true}}],  // no `aud`, `client_id` only: the shape of
+//                                                     // an Amazon Cognito access token
 //    "ttl": 300}
 //
 // Test controls, under /__test/ (never part of the OpenID Provider):
@@ -106,6 +108,10 @@ function makeProvider() {
           if (custom.iat_offset !== undefined) jwt.payload.iat = now + custom.iat_offset;
           if (custom.exp_offset !== undefined) jwt.payload.exp = now + custom.exp_offset;
           if (custom.nbf_offset !== undefined) jwt.payload.nbf = now + custom.nbf_offset;
+          // oidc-provider refuses a JWT access token without `aud` (RFC 9068 requires one),
+          // so its check is handed a value that serialises to nothing: the token it signs
+          // carries no `aud`, only `client_id`, as Amazon Cognito's access tokens do.
+          if (custom.drop_aud) jwt.payload.aud = { toJSON: () => undefined };
         },
       },
     },

@@ -6,50 +6,71 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Loader, PolicyError, Raw};
+use super::{Loader, Node, Raw};
 use crate::policy::pattern::Template;
 use crate::policy::raw;
 use crate::policy::{App, HeaderRewrite, Policy, ValuePart};
 
 /// Both app shapes, normalised.
 pub(super) struct RawApp {
+    /// Field paths in its document: `app_service.apps[i].` or `metadata.`/`spec.` (see [`Form`]).
+    form: Form,
     name: String,
     uri: String,
     description: Option<String>,
     public_addr: Option<String>,
     labels: BTreeMap<String, String>,
-    headers: Vec<(String, String)>,
-    header_errors: Vec<String>,
+    /// Each with its position in the written list.
+    headers: Vec<(usize, String, String)>,
+    header_errors: Vec<(usize, String)>,
     client_id: Option<String>,
     scope: Option<String>,
     audit_arguments: bool,
 }
 
+/// Which shape an app was written in, for the field paths of its errors.
+#[derive(Clone, Copy)]
+enum Form {
+    /// The `i`th entry of `app_service.apps`.
+    Service(usize),
+    /// `kind: app`.
+    Resource,
+}
+
+impl Form {
+    fn path(self, field: &str) -> String {
+        match self {
+            Form::Service(i) => format!("app_service.apps[{i}].{field}"),
+            Form::Resource if field == "name" => "metadata.name".to_owned(),
+            Form::Resource => format!("spec.{field}"),
+        }
+    }
+}
+
 impl Loader {
-    pub(super) fn add_app_service(&mut self, file: &str, doc: raw::AppServiceDoc) {
+    pub(super) fn add_app_service(&mut self, node: Node, doc: raw::AppServiceDoc) {
         if let Some(enabled) = &doc.app_service.enabled
             && enabled.is_enabled().is_none()
         {
-            self.errors.push(PolicyError::Parse {
-                file: file.to_owned(),
-                message: "app_service.enabled: expected yes/no or true/false".into(),
-            });
+            let message = "app_service.enabled: expected yes/no or true/false".into();
+            self.errors.push(self.parse_at(node, "app_service.enabled", message));
         }
         if doc.app_service.enabled.as_ref().and_then(|e| e.is_enabled()) == Some(false) {
             return;
         }
-        for app in doc.app_service.apps {
+        for (i, app) in doc.app_service.apps.into_iter().enumerate() {
             let mut headers = Vec::new();
             let mut header_errors = Vec::new();
-            for h in app.rewrite.map(|r| r.headers).unwrap_or_default() {
+            for (j, h) in app.rewrite.map(|r| r.headers).unwrap_or_default().into_iter().enumerate() {
                 match h.split_once(':') {
-                    Some((n, v)) => headers.push((n.trim().to_owned(), v.trim().to_owned())),
-                    None => header_errors.push(format!("'{h}' is not \"Name: value\"")),
+                    Some((n, v)) => headers.push((j, n.trim().to_owned(), v.trim().to_owned())),
+                    None => header_errors.push((j, format!("'{h}' is not \"Name: value\""))),
                 }
             }
             self.apps.push(Raw {
-                file: file.to_owned(),
+                node,
                 doc: RawApp {
+                    form: Form::Service(i),
                     name: app.name,
                     uri: app.uri,
                     description: app.description,
@@ -65,18 +86,18 @@ impl Loader {
         }
     }
 
-    pub(super) fn add_app(&mut self, file: &str, doc: raw::AppDoc) {
+    pub(super) fn add_app(&mut self, node: Node, doc: raw::AppDoc) {
         if let Some(v) = doc.version.as_deref().filter(|v| *v != "v3") {
-            self.errors.push(PolicyError::Parse {
-                file: file.to_owned(),
-                message: format!("app '{}': unsupported version '{v}' (use v3)", doc.metadata.name),
-            });
+            let message = format!("app '{}': version: unsupported version '{v}' (use v3)", doc.metadata.name);
+            self.errors.push(self.parse_at(node, "version", message));
         }
         let headers =
-            doc.spec.rewrite.map(|r| r.headers.into_iter().map(|h| (h.name, h.value)).collect()).unwrap_or_default();
+            doc.spec.rewrite.map(|r| r.headers.into_iter().enumerate().map(|(j, h)| (j, h.name, h.value)).collect());
+        let headers = headers.unwrap_or_default();
         self.apps.push(Raw {
-            file: file.to_owned(),
+            node,
             doc: RawApp {
+                form: Form::Resource,
                 name: doc.metadata.name,
                 uri: doc.spec.uri,
                 description: doc.metadata.description,
@@ -92,56 +113,40 @@ impl Loader {
     }
 
     pub(super) fn compile_apps(&mut self, policy: &mut Policy) {
-        let mut first_seen: HashMap<String, String> = HashMap::new();
-        for Raw { file, doc } in std::mem::take(&mut self.apps) {
-            let invalid = |field: &str, message: String| PolicyError::Invalid {
-                file: file.clone(),
-                kind: "app",
-                name: doc.name.clone(),
-                field: field.to_owned(),
-                message,
-            };
+        let mut first_seen: HashMap<String, (Node, String)> = HashMap::new();
+        for Raw { node, doc } in std::mem::take(&mut self.apps) {
+            let name_at = (node, doc.form.path("name"));
             if let Some(first) = first_seen.get(&doc.name) {
-                self.app_errors.push(PolicyError::Duplicate {
-                    file: file.clone(),
-                    kind: "app",
-                    name: doc.name.clone(),
-                    first: first.clone(),
-                });
+                self.errors.push(self.duplicate("app", &doc.name, name_at, first.clone()));
                 continue;
             }
-            first_seen.insert(doc.name.clone(), file.clone());
-            let mut ok = true;
+            first_seen.insert(doc.name.clone(), name_at);
+            let mut errors = Vec::new();
             if !valid_name(&doc.name) {
-                self.app_errors.push(invalid("name", "use letters, digits, '.', '_' and '-'".into()));
-                ok = false;
+                errors.push(("name".to_owned(), "use letters, digits, '.', '_' and '-'".to_owned()));
             }
             if let Err(m) = check_uri(&doc.uri) {
-                self.app_errors.push(invalid("uri", m));
-                ok = false;
+                errors.push(("uri".to_owned(), m));
             }
-            for m in &doc.header_errors {
-                self.app_errors.push(invalid("rewrite.headers", m.clone()));
-                ok = false;
+            for (j, m) in &doc.header_errors {
+                errors.push((format!("rewrite.headers[{j}]"), m.clone()));
             }
             let mut rewrite = Vec::new();
-            for (name, value) in &doc.headers {
+            for (j, name, value) in &doc.headers {
                 match compile_header(name, value) {
                     Ok(h) => rewrite.push(h),
-                    Err(m) => {
-                        self.app_errors.push(invalid("rewrite.headers", m));
-                        ok = false;
-                    }
+                    Err(m) => errors.push((format!("rewrite.headers[{j}]"), m)),
                 }
             }
-            if let Some(addr) = &doc.public_addr {
-                let key = addr.to_ascii_lowercase();
-                if policy.app_by_host.contains_key(key.as_str()) {
-                    self.app_errors.push(invalid("public_addr", format!("'{addr}' is used by another app")));
-                    ok = false;
-                }
+            if let Some(addr) = &doc.public_addr
+                && policy.app_by_host.contains_key(addr.to_ascii_lowercase().as_str())
+            {
+                errors.push(("public_addr".to_owned(), format!("'{addr}' is used by another app")));
             }
-            if !ok {
+            if !errors.is_empty() {
+                for (field, message) in errors {
+                    self.errors.push(self.invalid(node, "app", &doc.name, doc.form.path(&field), message));
+                }
                 continue;
             }
             let idx = policy.apps.len();

@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use super::raw;
 use super::{Policy, Traits};
+use crate::located::{Documents, Loc};
 use apps::RawApp;
 pub use roles::PRESET_MCP_USER;
 pub(crate) use roles::{RoleDef, Shared};
@@ -41,22 +42,46 @@ impl Source {
     }
 }
 
-/// One policy error.
+/// One policy error (or, in [`Policy::warnings`], one warning). Each names where the
+/// offending node is (file:line:column) and its field path.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("{file}: cannot read: {reason}")]
-    Io { file: String, reason: String },
-    #[error("{file}: {message}")]
-    Parse { file: String, message: String },
-    #[error("{file}: {kind} '{name}': {field}: {message}")]
-    Invalid { file: String, kind: &'static str, name: String, field: String, message: String },
-    #[error("{file}: duplicate {kind} '{name}' (first defined in {first})")]
-    Duplicate { file: String, kind: &'static str, name: String, first: String },
+    #[error("{at}: cannot read: {reason}")]
+    Io { at: Loc, reason: String },
+    #[error("{at}: {message}")]
+    Parse { at: Loc, message: String },
+    #[error("{at}: {kind} '{name}': {field}: {message}")]
+    Invalid { at: Loc, kind: &'static str, name: String, field: String, message: String },
+    #[error("{at}: duplicate {kind} '{name}' (first defined at {first})")]
+    Duplicate { at: Loc, kind: &'static str, name: String, first: Loc },
     #[error("no policy files found in {0}")]
     Empty(String),
 }
 
-/// Every error found while loading; displayed one per line.
+impl PolicyError {
+    /// Where it is; `Empty` names a directory only.
+    pub fn loc(&self) -> Loc {
+        match self {
+            PolicyError::Io { at, .. }
+            | PolicyError::Parse { at, .. }
+            | PolicyError::Invalid { at, .. }
+            | PolicyError::Duplicate { at, .. } => at.clone(),
+            PolicyError::Empty(dir) => Loc::file(dir),
+        }
+    }
+
+    fn locs_mut(&mut self) -> (Option<&mut Loc>, Option<&mut Loc>) {
+        match self {
+            PolicyError::Duplicate { at, first, .. } => (Some(at), Some(first)),
+            PolicyError::Io { at, .. } | PolicyError::Parse { at, .. } | PolicyError::Invalid { at, .. } => {
+                (Some(at), None)
+            }
+            PolicyError::Empty(_) => (None, None),
+        }
+    }
+}
+
+/// Every error found while loading, sorted by file and line, each once; displayed one per line.
 #[derive(Debug)]
 pub struct PolicyErrors(pub Vec<PolicyError>);
 
@@ -81,25 +106,47 @@ impl Policy {
         for source in sources {
             loader.read_source(source);
         }
-        loader.finish()
+        loader.finish(sources)
     }
 }
 
 struct Raw<T> {
-    file: String,
+    node: Node,
     doc: T,
 }
 
+/// A document: the file it is in (an index into `Loader::files`) and its place there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Node {
+    file: u32,
+    doc: u32,
+}
+
+/// A finding whose line is not known yet: the document and field path of its node (and of
+/// the first definition, for a duplicate). Lines are looked up once loading is over.
+struct Pending {
+    error: PolicyError,
+    at: Option<(Node, String)>,
+    first: Option<(Node, String)>,
+}
+
+impl Pending {
+    fn new(error: PolicyError) -> Self {
+        Pending { error, at: None, first: None }
+    }
+}
+
 /// Roles are compiled and users built as their documents are read, so the raw documents
-/// of a large policy are never all held at once. Errors are kept per stage and reported
-/// in the order of the stages: parse, apps, roles, users.
+/// of a large policy are never all held at once. Findings are sorted by file and line once
+/// loading is over.
 #[derive(Default)]
 struct Loader {
-    /// Parse errors, in reading order.
-    errors: Vec<PolicyError>,
-    app_errors: Vec<PolicyError>,
-    role_errors: Vec<PolicyError>,
-    user_errors: Vec<PolicyError>,
+    errors: Vec<Pending>,
+    warnings: Vec<Pending>,
+    /// Every file read, by name; a `Node` names one by position.
+    files: Vec<Arc<str>>,
+    /// Canonical paths read so far: a file listed twice is read once.
+    read: HashSet<PathBuf>,
     apps: Vec<Raw<RawApp>>,
     roles: Vec<RoleDef>,
     role_index: HashMap<Arc<str>, usize>,
@@ -117,23 +164,42 @@ impl Loader {
         match source {
             Source::Inline { name, text } => self.parse_file(name, text),
             Source::Path(path) => match files_in(path) {
-                Ok(files) if files.is_empty() => self.errors.push(PolicyError::Empty(path.display().to_string())),
+                Ok(files) if files.is_empty() => {
+                    self.errors.push(Pending::new(PolicyError::Empty(path.display().to_string())));
+                }
                 Ok(files) => {
                     for file in files {
                         let name = file.display().to_string();
+                        if !self.read.insert(std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone())) {
+                            self.warnings.push(Pending::new(PolicyError::Parse {
+                                at: Loc::file(&name),
+                                message: "listed more than once (through the config's policy entries); read once"
+                                    .into(),
+                            }));
+                            continue;
+                        }
                         match std::fs::read_to_string(&file) {
                             Ok(text) => self.parse_file(&name, &text),
-                            Err(e) => self.errors.push(PolicyError::Io { file: name, reason: e.to_string() }),
+                            Err(e) => self
+                                .errors
+                                .push(Pending::new(PolicyError::Io { at: Loc::file(&name), reason: e.to_string() })),
                         }
                     }
                 }
-                Err(e) => self.errors.push(PolicyError::Io { file: path.display().to_string(), reason: e.to_string() }),
+                Err(e) => self.errors.push(Pending::new(PolicyError::Io {
+                    at: Loc::file(&path.display().to_string()),
+                    reason: e.to_string(),
+                })),
             },
         }
     }
 
     fn parse_file(&mut self, file: &str, text: &str) {
-        let parse_err = |e: yaml_serde::Error| PolicyError::Parse { file: file.to_owned(), message: e.to_string() };
+        let parse_err = |e: yaml_serde::Error| {
+            let (at, message) = crate::located::yaml_error(&e);
+            let at = at.map_or_else(|| Loc::file(file), |a| Loc::at(file, a));
+            Pending::new(PolicyError::Parse { at, message })
+        };
         // A first pass checks every document before any is used: a file with a syntax error
         // contributes that error only.
         let mut kinds = Vec::new();
@@ -146,34 +212,26 @@ impl Loader {
                 }
             }
         }
+        let file_index = u32::try_from(self.files.len()).unwrap_or(u32::MAX);
+        self.files.push(file.into());
         // Sized once: a policy of many users does not grow (and copy) its tables repeatedly.
         self.users.reserve(kinds.iter().filter(|k| matches!(k, Some(DocKind::User))).count());
-        let starts = document_lines(text, kinds.len());
-        let lines = (0..kinds.len()).map(|i| starts.as_ref().map(|s| s[i]));
-        for ((kind, doc), line) in kinds.into_iter().zip(yaml_serde::Deserializer::from_str(text)).zip(lines) {
+        for (i, (kind, doc)) in kinds.into_iter().zip(yaml_serde::Deserializer::from_str(text)).enumerate() {
             let Some(kind) = kind else { continue }; // an empty document
-            // Resource errors found later name the line where the resource's document starts.
-            let at = || match line {
-                Some(l) => format!("{file}:{l}"),
-                None => file.to_owned(),
-            };
+            let node = Node { file: file_index, doc: u32::try_from(i).unwrap_or(u32::MAX) };
             let result = match kind {
-                DocKind::AppService => raw::AppServiceDoc::deserialize(doc).map(|d| self.add_app_service(&at(), d)),
-                DocKind::App => raw::AppDoc::deserialize(doc).map(|d| self.add_app(&at(), d)),
-                DocKind::Role => raw::RoleDoc::deserialize(doc).map(|d| self.add_role(at(), d)),
-                DocKind::User => raw::UserDoc::deserialize(doc).map(|d| self.add_user(&at, d)),
+                DocKind::AppService => raw::AppServiceDoc::deserialize(doc).map(|d| self.add_app_service(node, d)),
+                DocKind::App => raw::AppDoc::deserialize(doc).map(|d| self.add_app(node, d)),
+                DocKind::Role => raw::RoleDoc::deserialize(doc).map(|d| self.add_role(node, d)),
+                DocKind::User => raw::UserDoc::deserialize(doc).map(|d| self.add_user(node, d)),
                 DocKind::Unknown(other) => {
-                    self.errors.push(PolicyError::Parse {
-                        file: at(),
-                        message: format!("unknown kind '{other}' (expected app, role or user)"),
-                    });
+                    let message = format!("kind: unknown kind '{other}' (expected app, role or user)");
+                    self.errors.push(self.parse_at(node, "kind", message));
                     continue;
                 }
                 DocKind::Missing => {
-                    self.errors.push(PolicyError::Parse {
-                        file: at(),
-                        message: "a document needs `kind:` (app, role, user) or an `app_service:` block".into(),
-                    });
+                    let message = "a document needs `kind:` (app, role, user) or an `app_service:` block".into();
+                    self.errors.push(self.parse_at(node, "", message));
                     continue;
                 }
             };
@@ -183,25 +241,111 @@ impl Loader {
         }
     }
 
-    fn finish(mut self) -> Result<Policy, PolicyErrors> {
+    /// A message about the node at `path` of a document.
+    fn parse_at(&self, node: Node, path: &str, message: String) -> Pending {
+        let error = PolicyError::Parse { at: self.loc(node), message };
+        Pending { error, at: Some((node, path.to_owned())), first: None }
+    }
+
+    /// An invalid field of a resource; the field path is shown and its node located.
+    fn invalid(&self, node: Node, kind: &'static str, name: &str, field: String, message: String) -> Pending {
+        let at = Some((node, field.clone()));
+        let message = one_line(&message);
+        Pending {
+            error: PolicyError::Invalid { at: self.loc(node), kind, name: name.to_owned(), field, message },
+            at,
+            first: None,
+        }
+    }
+
+    fn duplicate(&self, kind: &'static str, name: &str, at: (Node, String), first: (Node, String)) -> Pending {
+        let error =
+            PolicyError::Duplicate { at: self.loc(at.0), kind, name: name.to_owned(), first: self.loc(first.0) };
+        Pending { error, at: Some(at), first: Some(first) }
+    }
+
+    fn loc(&self, node: Node) -> Loc {
+        Loc::file(self.files.get(node.file as usize).map_or("", |f| f))
+    }
+
+    fn finish(mut self, sources: &[Source]) -> Result<Policy, PolicyErrors> {
         let mut policy = Policy::default();
         self.compile_apps(&mut policy);
         if !self.role_index.contains_key(PRESET_MCP_USER) {
             self.roles.push(RoleDef::preset_mcp_user(&mut self.shared));
             self.role_index.insert(PRESET_MCP_USER.into(), self.roles.len() - 1);
         }
-        for Raw { file, doc } in std::mem::take(&mut self.deferred) {
-            self.build_and_add_user(&|| file.clone(), doc);
+        for Raw { node, doc } in std::mem::take(&mut self.deferred) {
+            self.build_and_add_user(node, doc);
         }
+        self.warn_roles_matching_no_app(&policy);
         std::mem::take(&mut self.users).move_into(&mut policy);
         policy.role_names = self.roles.iter().map(|r| r.name.clone()).collect();
         policy.role_defs = std::mem::take(&mut self.roles).into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect();
-        let mut errors = self.errors;
-        errors.extend(self.app_errors);
-        errors.extend(self.role_errors);
-        errors.extend(self.user_errors);
-        if errors.is_empty() { Ok(policy) } else { Err(PolicyErrors(errors)) }
+        let mut texts = Texts { sources, files: &self.files, read: HashMap::new() };
+        let errors = texts.resolve(std::mem::take(&mut self.errors));
+        if !errors.is_empty() {
+            return Err(PolicyErrors(errors));
+        }
+        policy.warnings = texts.resolve(std::mem::take(&mut self.warnings));
+        Ok(policy)
     }
+}
+
+/// The text of each file, read again (or taken from an inline source) to find lines.
+struct Texts<'a> {
+    sources: &'a [Source],
+    files: &'a [Arc<str>],
+    read: HashMap<u32, Option<Documents>>,
+}
+
+impl Texts<'_> {
+    /// Fills in every finding's lines, then sorts by file and line and drops repeats.
+    fn resolve(&mut self, pending: Vec<Pending>) -> Vec<PolicyError> {
+        let mut out: Vec<PolicyError> = Vec::with_capacity(pending.len());
+        for Pending { mut error, at, first } in pending {
+            let (at_loc, first_loc) = error.locs_mut();
+            for (loc, node) in [(at_loc, at), (first_loc, first)] {
+                if let (Some(loc), Some((node, path))) = (loc, node)
+                    && let Some(found) = self.documents(node.file).and_then(|d| d.locate(node.doc as usize, &path))
+                {
+                    (loc.line, loc.column) = found;
+                }
+            }
+            out.push(error);
+        }
+        out.sort_by_cached_key(|e| (e.loc(), e.to_string()));
+        out.dedup_by(|a, b| a.to_string() == b.to_string());
+        out
+    }
+
+    fn documents(&mut self, file: u32) -> Option<&Documents> {
+        let (sources, files) = (self.sources, self.files);
+        self.read
+            .entry(file)
+            .or_insert_with(|| {
+                let name = files.get(file as usize)?;
+                let inline = sources.iter().find_map(|s| match s {
+                    Source::Inline { name: n, text } if **n == **name => Some(text.clone()),
+                    _ => None,
+                });
+                inline.or_else(|| std::fs::read_to_string(&**name).ok()).map(Documents::new)
+            })
+            .as_ref()
+    }
+}
+
+/// Regex errors span several lines (pattern, caret, reason): one line keeps logs whole.
+fn one_line(message: &str) -> String {
+    if !message.contains('\n') {
+        return message.to_owned();
+    }
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^'))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The kind of a document, from its probe.
@@ -225,24 +369,6 @@ impl DocKind {
             (None, false) => DocKind::Missing,
         }
     }
-}
-
-/// The 1-based line where each of `count` YAML documents starts (its `---`, or line 1 for a
-/// first document without one). `None` when the markers cannot be matched to the parser's
-/// documents (a `---` inside a block scalar, say): errors then name the file only.
-fn document_lines(text: &str, count: usize) -> Option<Vec<u32>> {
-    let is_marker = |l: &str| l == "---" || l.starts_with("--- ") || l.starts_with("---\t");
-    let mut starts = Vec::with_capacity(count);
-    let mut content_seen = false;
-    for (i, line) in text.lines().enumerate() {
-        let first_content =
-            !content_seen && !line.trim().is_empty() && !line.trim_start().starts_with('#') && !line.starts_with('%');
-        if is_marker(line) || first_content {
-            starts.push(u32::try_from(i + 1).ok()?);
-            content_seen = true;
-        }
-    }
-    (starts.len() == count).then_some(starts)
 }
 
 fn files_in(path: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -329,9 +455,7 @@ spec:
     #[test]
     fn unknown_field_names_the_file_line_and_field() {
         let e = errors("kind: role\nversion: v8\nmetadata: {name: r}\nspec:\n  allow:\n    mcp:\n      toolz: [a]\n");
-        assert!(e.starts_with("test.yaml:"), "{e}");
-        assert!(e.contains("toolz"), "{e}");
-        assert!(e.contains("line 7"), "{e}");
+        assert!(e.starts_with("test.yaml:7:7: spec.allow.mcp: unknown field `toolz`"), "{e}");
     }
 
     #[test]
@@ -346,13 +470,99 @@ spec:
     }
 
     #[test]
-    fn validation_errors_name_the_line_where_the_resource_starts() {
+    fn validation_errors_name_the_offending_node_not_the_document() {
         let e = errors(
             "# roles\nkind: role\nversion: v8\nmetadata: {name: ok}\n---\nkind: user\nmetadata: {name: u}\nspec: {roles: [ghost]}\n",
         );
-        assert!(e.starts_with("test.yaml:5: user 'u'"), "{e}");
-        let e = errors("kind: role\nversion: v8\nmetadata: {name: r}\nspec:\n  allow:\n    mcp: {tools: ['^(x$']}\n");
-        assert!(e.starts_with("test.yaml:1: role 'r'"), "{e}");
+        assert_eq!(e, "test.yaml:8:16: user 'u': spec.roles[0]: unknown role 'ghost'");
+        let e = errors(
+            "kind: role\nversion: v8\nmetadata: {name: r}\nspec:\n  allow:\n    mcp:\n      tools:\n      - a\n      - b\n      - '^(x$'\n",
+        );
+        assert!(e.starts_with("test.yaml:10:9: role 'r': spec.allow.mcp.tools[2]: "), "{e}");
+        assert_eq!(e.lines().count(), 1, "a regex error is one line: {e}");
+    }
+
+    /// One pinned position per kind of error, several in multi-document files.
+    #[test]
+    fn every_error_kind_names_its_line_and_column() {
+        let app = |name: &str, uri: &str| format!("kind: app\nmetadata: {{name: {name}}}\nspec: {{uri: '{uri}'}}\n");
+        for (text, want) in [
+            // Duplicate app: the second name, and the first's position.
+            (
+                format!("{}---\n{}", app("a", "https://h"), app("a", "https://h")),
+                "test.yaml:6:18: duplicate app 'a' (first defined at test.yaml:2:18)",
+            ),
+            (format!("---\n{}", app("a", "ftp://h")), "test.yaml:4:13: app 'a': spec.uri: 'ftp://h' must start with"),
+            (
+                "app_service:\n  apps:\n  - name: a\n    uri: https://h\n  - name: b\n    uri: https://h\n    rewrite: {headers: ['X: 1', 'Host: evil']}\n".into(),
+                "test.yaml:7:33: app 'b': app_service.apps[1].rewrite.headers[1]: header 'Host' cannot be rewritten",
+            ),
+            (
+                "kind: role\nversion: v8\nmetadata: {name: r}\n---\nkind: role\nversion: v8\nmetadata: {name: r}\n".into(),
+                "test.yaml:7:18: duplicate role 'r' (first defined at test.yaml:3:18)",
+            ),
+            ("kind: role\nversion: v6\nmetadata: {name: r}\n".into(), "test.yaml:2:10: role 'r': version: unsupported"),
+            (
+                "kind: role\nversion: v8\nmetadata: {name: r}\nspec:\n  allow:\n    app_labels: {'*': dev}\n".into(),
+                "test.yaml:6:17: role 'r': spec.allow.app_labels: the '*' key",
+            ),
+            (
+                "kind: user\nmetadata: {name: u}\nspec:\n  roles: [mcp-user]\n  api_keys: [plain]\n".into(),
+                "test.yaml:5:14: user 'u': spec.api_keys[0]: an API key is stored as",
+            ),
+            (
+                "kind: user\nmetadata: {name: u}\nspec: {roles: [mcp-user], mtls_principals: [p]}\n---\nkind: user\nmetadata: {name: u}\nspec: {roles: [mcp-user], mtls_principals: [q]}\n".into(),
+                "test.yaml:6:18: duplicate user 'u' (first defined at test.yaml:2:18)",
+            ),
+            ("kind: rol\nmetadata: {name: r}\n".into(), "test.yaml:1:7: kind: unknown kind 'rol'"),
+            ("---\n---\nmetadata: {name: r}\n".into(), "test.yaml:3:1: a document needs `kind:`"),
+            ("kind: role\nversion: v8\nmetadata: {name: r}\nspec: [\n".into(), "test.yaml:5:1: "),
+        ] {
+            let e = errors(&text);
+            assert!(e.starts_with(want), "{text}\nwant: {want}\ngot:  {e}");
+        }
+    }
+
+    #[test]
+    fn a_bad_regex_in_a_role_is_reported_once_not_under_each_user() {
+        let e = errors(
+            "kind: role\nversion: v8\nmetadata: {name: r}\nspec: {allow: {mcp: {tools: ['{{internal.t}}', '^(x$']}}}\n---\nkind: user\nmetadata: {name: u1}\nspec: {roles: [r], api_keys: []}\n---\nkind: user\nmetadata: {name: u2}\nspec: {roles: [r]}\n",
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.starts_with("test.yaml:4:48: role 'r': spec.allow.mcp.tools[1]"), "{e}");
+    }
+
+    #[test]
+    fn errors_are_sorted_by_file_and_line() {
+        let e = errors(
+            "kind: user\nmetadata: {name: u}\nspec: {roles: [ghost]}\n---\nkind: role\nversion: v1\nmetadata: {name: r}\n---\nkind: app\nmetadata: {name: 'a b'}\nspec: {uri: 'https://h'}\n",
+        );
+        let lines: Vec<u32> =
+            e.lines().map(|l| l.split(':').nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)).collect();
+        assert_eq!(lines, [3, 6, 10], "{e}");
+    }
+
+    #[test]
+    fn warnings_are_located_like_errors() {
+        let p = load(
+            "kind: role\nversion: v7\nmetadata: {name: r}\nspec: {allow: {app_labels: {env: prod}, mcp: {tools: [a]}}}\n---\nkind: user\nmetadata: {name: u}\nspec: {roles: [r]}\n",
+        )
+        .expect("legal");
+        let w: Vec<String> = p.warnings().iter().map(ToString::to_string).collect();
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].starts_with("test.yaml:2:10: role 'r': version: a v7 role"), "{w:?}");
+        assert!(w[1].starts_with("test.yaml:4:28: role 'r': spec.allow.app_labels: matches no app"), "{w:?}");
+        assert!(w[2].starts_with("test.yaml:8:7: user 'u': spec: has no api_keys"), "{w:?}");
+    }
+
+    #[test]
+    fn a_file_listed_twice_is_read_once_with_a_warning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("a.yaml");
+        std::fs::write(&file, "kind: app\nmetadata: {name: a}\nspec: {uri: 'https://h'}\n").expect("write");
+        let p = Policy::load(&[Source::Path(file), Source::Path(dir.path().to_owned())]).expect("read once");
+        assert_eq!(p.apps().len(), 1);
+        assert!(p.warnings().iter().any(|w| w.to_string().contains("listed more than once")));
     }
 
     #[test]

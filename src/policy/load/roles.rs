@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Loader, PolicyError};
+use super::{Loader, Node, PolicyError};
 use crate::policy::pattern::{Interner, NameSet, Template, TraitNamespace, TraitValues};
 use crate::policy::raw::{self, OneOrMany};
 use crate::policy::{CompiledRole, LabelSelector, Rules, TraitSource, Traits};
@@ -18,43 +18,64 @@ pub const PRESET_MCP_USER: &str = "mcp-user";
 
 impl Loader {
     /// Validates and (when it uses no template) compiles a role as soon as it is read.
-    pub(super) fn add_role(&mut self, file: String, doc: raw::RoleDoc) {
+    pub(super) fn add_role(&mut self, node: Node, doc: raw::RoleDoc) {
         let name = doc.metadata.name;
         if let Some(&first) = self.role_index.get(name.as_str()) {
-            let first = self.roles[first].file.to_string();
-            self.role_errors.push(PolicyError::Duplicate { file, kind: "role", name, first });
+            // Only the preset has no document, and it is added after every document is read.
+            let first = (self.roles[first].node.unwrap_or(node), "metadata.name".to_owned());
+            self.errors.push(self.duplicate("role", &name, (node, "metadata.name".to_owned()), first));
             return;
         }
         let mut errors = Vec::new();
-        if !matches!(doc.version.as_str(), "v7" | "v8") {
-            errors.push(("version".to_owned(), format!("unsupported role version '{}' (use v8)", doc.version)));
+        match doc.version.as_str() {
+            "v8" => {}
+            "v7" => {
+                let message = "a v7 role: Teleport gives v7 and v8 different MCP semantics; mcp-warden applies v8's (set version: v8)".into();
+                self.warnings.push(self.invalid(node, "role", &name, "version".into(), message));
+            }
+            v => errors.push(("version".to_owned(), format!("unsupported role version '{v}' (use v8)"))),
         }
+        let allow_labels = !doc.spec.allow.app_labels.is_empty();
         let allow = RawRules::parse("spec.allow", doc.spec.allow, &mut errors);
         let deny = RawRules::parse("spec.deny", doc.spec.deny, &mut errors);
         let mut def = RoleDef {
             name: name.as_str().into(),
-            file: file.as_str().into(),
+            node: Some(node),
             rules: Some(Box::new([allow, deny])),
             compiled: None,
             idp_trait_patterns: doc.spec.options.idp_trait_patterns,
+            invalid: false,
+            allow_labels,
         };
         if errors.is_empty() && def.is_static() {
             match def.compile(&Traits::new(), TraitSource::Policy, &mut self.shared) {
                 Ok(c) => def.set_compiled(c),
                 Err((field, m)) => errors.push((field, m)),
             }
+        } else if let Some(rules) = def.rules.as_deref() {
+            // A templated role compiles per user; its literal entries are checked once here,
+            // so a bad one is the role's error, not every holder's.
+            rules.iter().for_each(|r| r.check_plain(&mut errors));
         }
+        def.invalid = !errors.is_empty();
         for (field, message) in errors {
-            self.role_errors.push(PolicyError::Invalid {
-                file: file.clone(),
-                kind: "role",
-                name: name.clone(),
-                field,
-                message,
-            });
+            self.errors.push(self.invalid(node, "role", &name, field, message));
         }
         self.role_index.insert(def.name.clone(), self.roles.len());
         self.roles.push(def);
+    }
+
+    /// A role whose `allow.app_labels` are given but match no app grants nothing.
+    pub(super) fn warn_roles_matching_no_app(&mut self, policy: &crate::policy::Policy) {
+        let mut found = Vec::new();
+        for role in self.roles.iter().filter(|r| r.allow_labels) {
+            let (Some(node), Some(c)) = (role.node, &role.compiled) else { continue };
+            if !policy.apps().iter().any(|a| c.allow.app_labels.matches(&a.labels)) {
+                let message = "matches no app: the role allows nothing".to_owned();
+                found.push(self.invalid(node, "role", &role.name, "spec.allow.app_labels".into(), message));
+            }
+        }
+        self.warnings.extend(found);
     }
 }
 
@@ -62,8 +83,12 @@ impl Loader {
 #[derive(Debug)]
 pub(crate) struct RoleDef {
     pub(super) name: Arc<str>,
-    /// Where the role's document starts, for duplicate errors.
-    file: Box<str>,
+    /// Its document (none for the preset), for duplicate errors and warnings.
+    node: Option<Node>,
+    /// It has errors (reported once, for the role): users holding it report nothing more.
+    pub(super) invalid: bool,
+    /// `spec.allow.app_labels` is given, so matching no app is a mistake.
+    allow_labels: bool,
     /// The templates, kept only while the role is not compiled: per user, from its traits.
     rules: Option<Box<[RawRules; 2]>>,
     /// Shared by every user when the role uses no templates.
@@ -141,6 +166,24 @@ impl RawRules {
         out
     }
 
+    /// Pushes an error for each entry without a template that does not compile.
+    fn check_plain(&self, errors: &mut Vec<(String, String)>) {
+        let p = self.prefix;
+        let lists = self.labels.iter().map(|(k, v)| (format!("{p}.app_labels.{k}"), v.as_slice()));
+        let rules =
+            [("tools", Some(&self.tools)), ("prompts", self.prompts.as_ref()), ("resources", self.resources.as_ref())];
+        let rules = rules.into_iter().filter_map(|(f, v)| Some((format!("{p}.mcp.{f}"), v?.as_slice())));
+        for (field, templates) in lists.chain(rules) {
+            for (i, t) in templates.iter().enumerate() {
+                if let Template::Plain(text) = t
+                    && let Err(e) = NameSet::compile(std::slice::from_ref(text))
+                {
+                    errors.push((format!("{field}[{i}]"), e.to_string()));
+                }
+            }
+        }
+    }
+
     fn is_static(&self) -> bool {
         let plain = |t: &[Template]| t.iter().all(Template::is_plain);
         self.labels.iter().all(|(_, v)| plain(v))
@@ -157,7 +200,15 @@ impl RawRules {
             for template in t {
                 template.expand(lookup, values, &mut entries);
             }
-            shared.sets.compile(&entries).map_err(|e| (field(), e.to_string()))
+            shared.sets.compile(&entries).map_err(|e| {
+                // The entry at fault, when one template alone fails (always, for a static role).
+                let bad = t.iter().position(|template| {
+                    let mut one = Vec::new();
+                    template.expand(lookup, &mut one);
+                    NameSet::compile(&one).is_err()
+                });
+                (bad.map_or_else(field, |i| format!("{}[{i}]", field())), e.to_string())
+            })
         };
         let mut keys = Vec::with_capacity(self.labels.len());
         for (k, v) in &self.labels {
@@ -215,7 +266,9 @@ impl RoleDef {
         let deny = RawRules { prefix: "spec.deny", ..Default::default() };
         let mut def = RoleDef {
             name: PRESET_MCP_USER.into(),
-            file: "(preset)".into(),
+            node: None,
+            invalid: false,
+            allow_labels: false,
             rules: Some(Box::new([allow, deny])),
             compiled: None,
             idp_trait_patterns: false,
@@ -230,7 +283,8 @@ impl RoleDef {
 fn parse_templates(field: String, values: &[String], errors: &mut Vec<(String, String)>) -> Vec<Template> {
     values
         .iter()
-        .filter_map(|v| Template::parse(v).map_err(|e| errors.push((field.clone(), e.to_string()))).ok())
+        .enumerate()
+        .filter_map(|(i, v)| Template::parse(v).map_err(|e| errors.push((format!("{field}[{i}]"), e.to_string()))).ok())
         .collect()
 }
 

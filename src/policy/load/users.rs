@@ -9,13 +9,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::roles::{RoleDef, Shared};
-use super::{Loader, PolicyError, Raw};
+use super::{Loader, Node, PolicyError, Raw};
 use crate::policy::{ApiKey, CompiledRole, Index, Policy, Rules, TraitSource, Traits, User, names, raw};
 
 /// The users built so far and their lookups, moved into the [`Policy`] at the end.
 #[derive(Default)]
 pub(super) struct UserTable {
     users: Vec<User>,
+    /// Each user's document, for duplicate errors (not kept in the policy).
+    nodes: Vec<Node>,
     by_name: Index,
     /// Owners are positions in `users`, or from [`FAILED`] on in `failed`: a rejected
     /// user's keys still name it when reused (and a policy with one is rejected whole).
@@ -40,8 +42,10 @@ impl UserTable {
         key_index.reserve(more, |idx, p| idx.hash(&keys[p as usize].prefix));
     }
 
-    fn has_user(&self, name: &str) -> bool {
-        self.by_name.find(self.by_name.hash(name), |p| &*self.users[p as usize].name == name).is_some()
+    /// The document of the accepted user named `name`.
+    fn user_node(&self, name: &str) -> Option<Node> {
+        let p = self.by_name.find(self.by_name.hash(name), |p| &*self.users[p as usize].name == name)?;
+        self.nodes.get(p as usize).copied()
     }
 
     fn key(&self, prefix: &[u8; 16]) -> Option<&ApiKey> {
@@ -56,7 +60,8 @@ impl UserTable {
         key_index.insert(key_index.hash(&prefix), pos, |idx, p| idx.hash(&keys[p as usize].prefix));
     }
 
-    fn add_user(&mut self, user: User) {
+    fn add_user(&mut self, user: User, node: Node) {
+        self.nodes.push(node);
         let Self { users, by_name, .. } = self;
         let pos = users.len() as u32;
         let hash = by_name.hash(&*user.name);
@@ -87,25 +92,21 @@ impl UserTable {
 impl Loader {
     /// Builds a user now when every role it names is known, else defers it (and every
     /// later user) to the end of the load.
-    pub(super) fn add_user(&mut self, at: &dyn Fn() -> String, doc: raw::UserDoc) {
+    pub(super) fn add_user(&mut self, node: Node, doc: raw::UserDoc) {
         if !self.deferred.is_empty() || doc.spec.roles.iter().any(|r| !self.role_index.contains_key(r.as_str())) {
-            self.deferred.push(Raw { file: at(), doc });
+            self.deferred.push(Raw { node, doc });
             return;
         }
-        self.build_and_add_user(at, doc);
+        self.build_and_add_user(node, doc);
     }
 
-    /// `at` names where the document starts, formatted only for an error.
-    pub(super) fn build_and_add_user(&mut self, at: &dyn Fn() -> String, doc: raw::UserDoc) {
+    /// Builds and adds one user; errors and warnings name fields of its document `node`.
+    pub(super) fn build_and_add_user(&mut self, node: Node, doc: raw::UserDoc) {
         let name: Arc<str> = doc.metadata.name.into();
         let mut errors: Vec<(String, String)> = Vec::new();
-        if self.users.has_user(&name) {
-            self.user_errors.push(PolicyError::Duplicate {
-                file: at(),
-                kind: "user",
-                name: name.to_string(),
-                first: "an earlier document".into(),
-            });
+        if let Some(first) = self.users.user_node(&name) {
+            let path = || "metadata.name".to_owned();
+            self.errors.push(self.duplicate("user", &name, (node, path()), (first, path())));
             return;
         }
         if name.is_empty() {
@@ -113,6 +114,10 @@ impl Loader {
         }
         if let Some(v) = doc.version.as_deref().filter(|v| *v != "v2") {
             errors.push(("version".into(), format!("unsupported user version '{v}' (use v2)")));
+        }
+        if doc.spec.api_keys.is_empty() && doc.spec.mtls_principals.is_empty() {
+            let message = "has no api_keys and no mtls_principals: no request can authenticate as this user (identity-provider users get their roles from authentication.jwt.claims_to_roles)".into();
+            self.warnings.push(self.invalid(node, "user", &name, "spec".into(), message));
         }
         let traits: Traits =
             doc.spec.traits.into_iter().map(|(k, v)| (k, v.into_vec())).filter(|(_, v)| !v.is_empty()).collect();
@@ -148,7 +153,7 @@ impl Loader {
         // This user's position if it is accepted, else its place among the rejected.
         let (pos, failed) = (self.users.users.len() as u32, FAILED + self.users.failed.len() as u32);
         let mut own_keys = Vec::new();
-        for key in &doc.spec.api_keys {
+        for (i, key) in doc.spec.api_keys.iter().enumerate() {
             match parse_key_hash(key) {
                 Ok(d) => {
                     let (prefix, suffix) = split_digest(&d);
@@ -160,7 +165,10 @@ impl Loader {
                             };
                             // An owner not built yet is this user: a key listed twice.
                             let owner = owner.unwrap_or(&name);
-                            errors.push(("spec.api_keys".into(), format!("key hash already belongs to user '{owner}'")))
+                            errors.push((
+                                format!("spec.api_keys[{i}]"),
+                                format!("key hash already belongs to user '{owner}'"),
+                            ))
                         }
                         None => {
                             own_keys.push(self.users.keys.len());
@@ -168,14 +176,15 @@ impl Loader {
                         }
                     }
                 }
-                Err(m) => errors.push(("spec.api_keys".into(), m)),
+                Err(m) => errors.push((format!("spec.api_keys[{i}]"), m)),
             }
         }
-        for p in &doc.spec.mtls_principals {
+        for (i, p) in doc.spec.mtls_principals.iter().enumerate() {
+            let field = || format!("spec.mtls_principals[{i}]");
             if p.is_empty() {
-                errors.push(("spec.mtls_principals".into(), "must not be empty".into()));
+                errors.push((field(), "must not be empty".into()));
             } else if self.users.principals.contains_key(p.as_str()) {
-                errors.push(("spec.mtls_principals".into(), format!("'{p}' already belongs to another user")));
+                errors.push((field(), format!("'{p}' already belongs to another user")));
             }
         }
         let user = match user {
@@ -186,15 +195,8 @@ impl Loader {
                     self.users.keys[k].user = failed;
                 }
                 self.users.failed.push(name.clone());
-                let file = at();
                 for (field, message) in errors {
-                    self.user_errors.push(PolicyError::Invalid {
-                        file: file.clone(),
-                        kind: "user",
-                        name: name.to_string(),
-                        field,
-                        message,
-                    });
+                    self.errors.push(self.invalid(node, "user", &name, field, message));
                 }
                 return;
             }
@@ -202,7 +204,7 @@ impl Loader {
         for p in doc.spec.mtls_principals {
             self.users.principals.insert(p.into(), pos as usize);
         }
-        self.users.add_user(user);
+        self.users.add_user(user, node);
     }
 }
 
@@ -225,16 +227,20 @@ pub(crate) fn build_user<'r>(
     let mut errors = Vec::new();
     let mut compiled = Vec::with_capacity(role_names.len());
     let mut names = Vec::with_capacity(role_names.len());
-    for role_name in role_names {
+    for (i, role_name) in role_names.iter().enumerate() {
         match role(role_name) {
-            None => errors.push(("spec.roles".into(), format!("unknown role '{role_name}'"))),
+            None => errors.push((format!("spec.roles[{i}]"), format!("unknown role '{role_name}'"))),
+            // Its errors are the role's, reported once; the policy is rejected anyway.
+            Some(def) if def.invalid => {}
             Some(def) => {
                 names.push(def.name.clone());
                 match &def.compiled {
                     Some(c) => compiled.push(c.clone()),
                     None => match def.compile(&traits, source, shared) {
                         Ok(c) => compiled.push(Arc::new(c)),
-                        Err((field, m)) => errors.push((format!("role '{role_name}' {field}"), m)),
+                        Err((field, m)) => {
+                            errors.push((format!("spec.roles[{i}]"), format!("role '{role_name}': {field}: {m}")))
+                        }
                     },
                 }
             }
