@@ -13,7 +13,6 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::keyring::when;
-use crate::policy::Policy;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -233,14 +232,4 @@ pub fn hash_key(key: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
     let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
-}
-
-fn load(path: &std::path::Path) -> Result<(Config, Policy), String> {
-    let config = Config::from_file(path).map_err(|e| e.to_string())?;
-    let policy = Policy::load(&config.policy).map_err(|e| e.to_string())?;
-    if let Some(jwt) = &config.jwt {
-        crate::jwt::check_mapped_roles(jwt, &policy)
-            .map_err(|e| format!("{}: authentication.jwt: {e}", path.display()))?;
-    }
-    Ok((config, policy))
 }

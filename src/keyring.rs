@@ -575,11 +575,13 @@ mod tests {
     fn rotating_an_empty_directory_makes_a_key_that_signs_at_once() {
         let tmp = tempfile::tempdir().expect("tmp");
         let d = dir(tmp.path());
-        let (first, delay) = d.rotate(at(0)).expect("rotate");
-        assert_eq!(delay, Duration::ZERO);
+        let first = d.rotate(at(0), false).expect("rotate");
+        assert!(first.immediate);
+        let first = first.kid;
         assert_eq!(d.load(Seen::Manifest).expect("load").active(at(0)).map(|k| k.kid()), Some(first.as_str()));
-        let (second, delay) = d.rotate(at(10)).expect("rotate");
-        assert_eq!(delay, d.propagation);
+        let second = d.rotate(at(10), false).expect("rotate");
+        assert_eq!(second.active_from, 10 + d.propagation.as_secs());
+        let second = second.kid;
         let ring = d.load(Seen::Manifest).expect("load");
         assert_eq!(ring.active(at(69)).map(|k| k.kid()), Some(first.as_str()));
         assert_eq!(ring.active(at(70)).map(|k| k.kid()), Some(second.as_str()));
@@ -590,8 +592,8 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let d = dir(tmp.path());
         assert!(d.files().is_err(), "no manifest yet");
-        let (a, _) = d.rotate(at(0)).expect("rotate");
-        let (b, _) = d.rotate(at(1)).expect("rotate");
+        let a = d.rotate(at(0), false).expect("rotate").kid;
+        let b = d.rotate(at(1), false).expect("rotate").kid;
         std::fs::write(d.dir.join("stray.pem"), "not listed").expect("write");
         let names: Vec<String> = d.files().expect("files").into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, [MANIFEST.to_owned(), format!("{a}.pem"), format!("{b}.pem")]);

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Loader, Node, PolicyError};
+use super::{Loader, Node};
 use crate::policy::pattern::{Interner, NameSet, Template, TraitNamespace, TraitValues};
 use crate::policy::raw::{self, OneOrMany};
 use crate::policy::{CompiledRole, LabelSelector, Rules, TraitSource, Traits};
@@ -204,7 +204,7 @@ impl RawRules {
                 // The entry at fault, when one template alone fails (always, for a static role).
                 let bad = t.iter().position(|template| {
                     let mut one = Vec::new();
-                    template.expand(lookup, &mut one);
+                    template.expand(lookup, values, &mut one);
                     NameSet::compile(&one).is_err()
                 });
                 (bad.map_or_else(field, |i| format!("{}[{i}]", field())), e.to_string())

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::roles::{RoleDef, Shared};
-use super::{Loader, Node, PolicyError, Raw};
+use super::{Loader, Node, Raw};
 use crate::policy::{ApiKey, CompiledRole, Index, Policy, Rules, TraitSource, Traits, User, names, raw};
 
 /// The users built so far and their lookups, moved into the [`Policy`] at the end.
