@@ -16,6 +16,7 @@ use prost::Message as _;
 
 use crate::audit::{Audit, Event};
 use crate::authn;
+use crate::bounds::Bounds;
 use crate::config::{AuthMethod, EnvoyMetadata};
 use crate::headers::Headers;
 use crate::keyring::KeyRing;
@@ -57,6 +58,8 @@ pub struct Settings {
     pub audit_skip_allowed: Vec<String>,
     /// Which checks carry decision metadata for Envoy.
     pub envoy_metadata: EnvoyMetadata,
+    /// Longest names and URIs accepted, longest client values recorded.
+    pub bounds: Bounds,
 }
 
 /// The shared state behind both gRPC services and the HTTP endpoint.
@@ -174,7 +177,7 @@ impl Warden {
         };
         let ctx = Context::new(&view);
         let snap = self.snapshot.load();
-        let mut audit = AuditInfo::new(&ctx, started);
+        let mut audit = AuditInfo::new(&ctx, started, self.settings.bounds);
         let reply = self.decide(&snap, &ctx, &mut audit);
         self.metrics.check(reply.is_allow(), audit.reason, started.elapsed());
         if let Some(cached) = audit.token_cached {
@@ -317,6 +320,15 @@ impl Warden {
                 code: -32602,
                 message: "the search tool cannot be called as a task".into(),
                 reason: "search_task_not_allowed",
+                id: msg.id,
+            }),
+            // Longer than any name or URI the upstream is meant to serve (the MCP spec asks
+            // 1–128 characters of a tool name): refused, never matched or recorded whole.
+            Some(g) if !self.settings.bounds.fits(g) => Err(Rejection {
+                status: 400,
+                code: -32602,
+                message: format!("{} name is longer than mcp-warden accepts", g.kind()).into(),
+                reason: "invalid_name",
                 id: msg.id,
             }),
             Some(g) => Ok(check_name(user, app, g)),

@@ -1,5 +1,6 @@
 //! What one check records: the audit event(s) and the decision metadata handed to Envoy.
 //! Collected while the check runs, written once at its end (batches element by element).
+//! Every client-supplied value is held as recorded: cut to the configured [`Bounds`].
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use serde_json::value::RawValue;
 
 use super::Context;
 use crate::audit::{self, Audit, Event};
+use crate::bounds::Bounds;
 use crate::config::EnvoyMetadata;
 use crate::extproc::filter::ListKind;
 use crate::mcp::{self, Message, Rejection};
@@ -21,15 +23,16 @@ type AuditUser = (Arc<str>, Arc<[Arc<str>]>);
 /// Collects what the audit event of one check says.
 pub(super) struct AuditInfo<'a> {
     pub(super) started: Instant,
+    pub(super) bounds: Bounds,
     pub(super) event: &'static str,
-    pub(super) request_id: &'a str,
-    pub(super) http_method: &'a str,
-    pub(super) session_id: Option<&'a str>,
+    pub(super) request_id: Cow<'a, str>,
+    pub(super) http_method: Cow<'a, str>,
+    pub(super) session_id: Option<Cow<'a, str>>,
     pub(super) user: Option<AuditUser>,
     pub(super) fingerprint: Option<u64>,
     pub(super) app: Option<&'a App>,
     pub(super) mcp_method: Option<Cow<'a, str>>,
-    pub(super) jsonrpc_id: Option<&'a RawValue>,
+    pub(super) jsonrpc_id: Option<Cow<'a, RawValue>>,
     pub(super) name: Option<(&'static str, String)>,
     pub(super) protocol_version: Option<&'static str>,
     pub(super) reason: &'static str,
@@ -43,13 +46,14 @@ pub(super) struct AuditInfo<'a> {
 }
 
 impl<'a> AuditInfo<'a> {
-    pub(super) fn new(ctx: &Context<'a>, started: Instant) -> Self {
+    pub(super) fn new(ctx: &Context<'a>, started: Instant, bounds: Bounds) -> Self {
         AuditInfo {
             started,
+            bounds,
             event: "request",
-            request_id: ctx.request_id,
-            http_method: ctx.http.method,
-            session_id: ctx.session_id,
+            request_id: bounds.value(ctx.request_id),
+            http_method: bounds.value(ctx.http.method),
+            session_id: ctx.session_id.map(|s| bounds.value(s)),
             user: None,
             fingerprint: None,
             app: None,
@@ -72,10 +76,13 @@ impl<'a> AuditInfo<'a> {
     }
 
     pub(super) fn set_message(&mut self, msg: &Message<'a>) {
-        self.mcp_method.clone_from(&msg.method);
-        self.jsonrpc_id = msg.id;
+        self.mcp_method = msg.method.as_ref().map(|m| match m {
+            Cow::Borrowed(m) => self.bounds.value(m),
+            Cow::Owned(m) => Cow::Owned(self.bounds.value(m).into_owned()),
+        });
+        self.jsonrpc_id = msg.id.map(|id| self.bounds.id(id));
         if let Ok(Some(g)) = mcp::governed(msg) {
-            self.name = Some((g.kind(), g.name().to_owned()));
+            self.name = Some((g.kind(), self.bounds.name(g).into_owned()));
         }
     }
 
@@ -95,10 +102,11 @@ impl<'a> AuditInfo<'a> {
     ) {
         let mut one = AuditInfo {
             started: self.started,
+            bounds: self.bounds,
             event: "request",
-            request_id: self.request_id,
-            http_method: self.http_method,
-            session_id: self.session_id,
+            request_id: self.request_id.clone(),
+            http_method: self.http_method.clone(),
+            session_id: self.session_id.clone(),
             user: self.user.clone(),
             fingerprint: self.fingerprint,
             app: self.app,
@@ -184,7 +192,7 @@ impl<'a> AuditInfo<'a> {
             if let Some(v) = self.protocol_version {
                 fields.push(("protocol_version", v));
             }
-            if let Some(s) = self.session_id {
+            if let Some(s) = &self.session_id {
                 fields.push(("session_id", s));
             }
         }
@@ -212,17 +220,17 @@ impl<'a> AuditInfo<'a> {
         sink.emit(&Event {
             time: audit::rfc3339(SystemTime::now()),
             event,
-            request_id: self.request_id,
+            request_id: &self.request_id,
             user: self.user.as_ref().map(|u| &*u.0),
             roles: self.user.as_ref().map(|u| &*u.1),
             app: self.app.map(|a| &*a.name),
-            http_method: self.http_method,
+            http_method: &self.http_method,
             mcp_method: self.mcp_method.as_deref(),
-            jsonrpc_id: self.jsonrpc_id,
+            jsonrpc_id: self.jsonrpc_id.as_deref(),
             tool,
             prompt,
             resource,
-            session_id: self.session_id,
+            session_id: self.session_id.as_deref(),
             protocol_version: self.protocol_version,
             decision: if allowed { "allow" } else { "deny" },
             reason: self.reason,
