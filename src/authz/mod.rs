@@ -38,6 +38,29 @@ use wire::View;
 /// The gRPC service name Envoy calls (and health checks name).
 pub const SERVICE_NAME: &str = "envoy.service.auth.v3.Authorization";
 
+/// What became of a decided check's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Written to Envoy's stream.
+    Delivered,
+    /// Envoy had reset the stream (or the connection was gone): nobody read the answer.
+    StreamReset,
+    /// Decided after the deadline Envoy stated (`grpc-timeout`): Envoy had given up and
+    /// answered the client itself.
+    DeadlineExceeded,
+}
+
+impl Delivery {
+    /// How the audit event names an undelivered answer.
+    pub fn code(self) -> Option<&'static str> {
+        match self {
+            Delivery::Delivered => None,
+            Delivery::StreamReset => Some("stream_reset"),
+            Delivery::DeadlineExceeded => Some("deadline_exceeded"),
+        }
+    }
+}
+
 /// Why a `Check` message could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unread {
@@ -165,14 +188,27 @@ impl Warden {
     }
 
     /// Decides one ext_authz check from the encoded `CheckRequest`; the answer is the encoded
-    /// `CheckResponse` (the gRPC service's path).
+    /// `CheckResponse` (tests, tools: an answer returned is taken as delivered).
     pub fn check_bytes(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.check_then(bytes, |answer| {
+            out = answer;
+            Delivery::Delivered
+        });
+        out
+    }
+
+    /// Decides one ext_authz check from the encoded `CheckRequest` and hands the encoded
+    /// `CheckResponse` to `deliver` (the gRPC service's path); the audit event is written
+    /// after, saying whether the answer reached Envoy's stream.
+    pub fn check_then(&self, bytes: &[u8], deliver: impl FnOnce(Vec<u8>) -> Delivery) {
         let started = Instant::now();
         let view = match wire::view(bytes) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "refused a check request that cannot be read exactly");
-                return self.refuse_unread(started, Unread::Invalid);
+                deliver(self.refuse_unread(started, Unread::Invalid));
+                return;
             }
         };
         let ctx = Context::new(&view);
@@ -183,14 +219,19 @@ impl Warden {
         if let Some(cached) = audit.token_cached {
             self.metrics.token(cached);
         }
-        let skip = reply.is_allow()
+        let mut fingerprint = String::new();
+        let allowed = reply.is_allow();
+        let metadata = audit.metadata(allowed, self.settings.envoy_metadata, &mut fingerprint);
+        let delivery = deliver(reply.encode(&metadata));
+        if let Some(why) = delivery.code() {
+            self.metrics.undelivered(why);
+        }
+        let skip = allowed
+            && delivery == Delivery::Delivered
             && audit.mcp_method.as_deref().is_some_and(|m| self.settings.audit_skip_allowed.iter().any(|s| s == m));
         if !skip {
-            audit.finish(&self.audit, &reply);
+            audit.finish(&self.audit, allowed, delivery);
         }
-        let mut fingerprint = String::new();
-        let metadata = audit.metadata(reply.is_allow(), self.settings.envoy_metadata, &mut fingerprint);
-        reply.encode(&metadata)
     }
 
     /// Answers a `Check` whose message could not be read (see [`Unread`]) with an audited
@@ -342,7 +383,7 @@ impl Warden {
         &self,
         user: &User,
         app: &App,
-        msgs: &[Message<'_>],
+        msgs: &[Message<'s>],
         audit: &mut AuditInfo<'s>,
     ) -> Option<Reply> {
         let outcomes: Vec<_> = msgs.iter().map(|m| self.check_message(user, app, m)).collect();
@@ -351,7 +392,7 @@ impl Warden {
         // element is denied.
         audit.batch = true;
         for (msg, outcome) in msgs.iter().zip(&outcomes) {
-            audit.batch_element(&self.audit, msg, outcome, any_denied);
+            audit.batch_element(msg, outcome, any_denied);
         }
         audit.reason = if any_denied { "batch_element_denied" } else { BATCH_ALLOWED };
         any_denied.then(|| Reply::batch_denied(msgs, &outcomes, self.settings.denied_status))

@@ -8,14 +8,13 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::value::RawValue;
 
-use super::Context;
+use super::{Context, Delivery};
 use crate::audit::{self, Audit, Event};
 use crate::bounds::Bounds;
 use crate::config::EnvoyMetadata;
 use crate::extproc::filter::ListKind;
 use crate::mcp::{self, Message, Rejection};
 use crate::policy::{App, Decision, User};
-use crate::reply::Reply;
 
 /// A user's name and roles, as audited.
 type AuditUser = (Arc<str>, Arc<[Arc<str>]>);
@@ -41,8 +40,10 @@ pub(super) struct AuditInfo<'a> {
     pub(super) token_cached: Option<bool>,
     /// `tools/call` arguments, only for apps with `audit_arguments: true`.
     pub(super) arguments: Option<serde_json::Value>,
-    /// Batches are audited element by element.
+    /// Batches are audited element by element: each element's record and whether it was
+    /// allowed, written once the answer's fate is known.
     pub(super) batch: bool,
+    elements: Vec<(AuditInfo<'a>, bool)>,
 }
 
 impl<'a> AuditInfo<'a> {
@@ -67,6 +68,7 @@ impl<'a> AuditInfo<'a> {
             token_cached: None,
             arguments: None,
             batch: false,
+            elements: Vec::new(),
         }
     }
 
@@ -92,10 +94,9 @@ impl<'a> AuditInfo<'a> {
         self.rule = d.rule.map(str::to_owned);
     }
 
-    /// Batch elements are audited one by one, as they are decided.
+    /// Batch elements are audited one by one, in order, when the check is.
     pub(super) fn batch_element(
-        &self,
-        sink: &Audit,
+        &mut self,
         msg: &Message<'a>,
         outcome: &Result<Decision<'_>, Rejection<'_>>,
         batch_denied: bool,
@@ -120,6 +121,7 @@ impl<'a> AuditInfo<'a> {
             token_cached: None,
             arguments: None,
             batch: false,
+            elements: Vec::new(),
         };
         one.set_message(msg);
         let allowed = match outcome {
@@ -135,7 +137,7 @@ impl<'a> AuditInfo<'a> {
                 false
             }
         };
-        one.write(sink, allowed);
+        self.elements.push((one, allowed));
     }
 
     /// Whether Envoy's list-filter matcher runs ext_proc for this check once it is allowed:
@@ -199,23 +201,30 @@ impl<'a> AuditInfo<'a> {
         fields
     }
 
-    pub(super) fn finish(&self, sink: &Audit, reply: &Reply) {
+    /// Writes the check's event (a batch: its elements' events), with what became of the
+    /// answer.
+    pub(super) fn finish(&self, sink: &Audit, allowed: bool, delivery: Delivery) {
         if !self.batch {
-            self.write(sink, reply.is_allow());
+            self.write(sink, allowed, delivery);
+        }
+        for (element, allowed) in &self.elements {
+            element.write(sink, *allowed, delivery);
         }
     }
 
-    pub(super) fn write(&self, sink: &Audit, allowed: bool) {
+    fn write(&self, sink: &Audit, allowed: bool, delivery: Delivery) {
         let (tool, prompt, resource) = match &self.name {
             Some(("tool", n)) => (Some(n.as_str()), None, None),
             Some(("prompt", n)) => (None, Some(n.as_str()), None),
             Some((_, n)) => (None, None, Some(n.as_str())),
             None => (None, None, None),
         };
-        let event = match (self.event, allowed) {
-            ("request", true) => "request.allowed",
-            ("request", false) => "request.denied",
-            (e, _) => e,
+        // An answer Envoy never read decided nothing: never a plain allowed (or denied) request.
+        let event = match (self.event, allowed, delivery) {
+            ("request", _, Delivery::StreamReset | Delivery::DeadlineExceeded) => "request.not_delivered",
+            ("request", true, Delivery::Delivered) => "request.allowed",
+            ("request", false, Delivery::Delivered) => "request.denied",
+            (e, ..) => e,
         };
         sink.emit(&Event {
             time: audit::rfc3339(SystemTime::now()),
@@ -236,6 +245,7 @@ impl<'a> AuditInfo<'a> {
             reason: self.reason,
             role: self.role.as_deref(),
             rule: self.rule.as_deref(),
+            undelivered: delivery.code(),
             arguments: self.arguments.as_ref(),
             kid: None,
             latency_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
