@@ -331,7 +331,7 @@ impl Warden {
                 if app.audit_arguments && msg.method.as_deref() == Some("tools/call") {
                     audit.arguments = tool_arguments(ctx.http.body);
                 }
-                match self.check_message(user, app, &msg) {
+                match self.check_message(user, app, &msg, Some(ctx.http.body)) {
                     Ok(d) => {
                         audit.decision(d);
                         if d.allowed { allow(audit) } else { self.denied(&msg) }
@@ -346,13 +346,18 @@ impl Warden {
         }
     }
 
-    /// The decision for one message: its governed name, if any, against the user's roles.
+    /// The decision for one message: its governed name, if any, against the user's roles
+    /// (docs/mcp-methods.md). `body`: the whole body of a single message (`None` in a batch).
     fn check_message<'p, 'm>(
         &self,
         user: &'p User,
         app: &App,
         msg: &'m Message<'m>,
+        body: Option<&[u8]>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
+        if msg.method.as_deref() == Some("subscriptions/listen") {
+            return self.check_subscriptions(user, app, msg, body);
+        }
         match mcp::governed(msg)? {
             // A task-augmented call answers through `tasks/result`, which the list filter does
             // not read: the tool definitions this tool returns would reach the client unfiltered.
@@ -377,6 +382,44 @@ impl Warden {
         }
     }
 
+    /// `subscriptions/listen`: every URI it subscribes to, as a resource; one denied denies.
+    fn check_subscriptions<'p, 'm>(
+        &self,
+        user: &'p User,
+        app: &App,
+        msg: &'m Message<'m>,
+        body: Option<&[u8]>,
+    ) -> Result<Decision<'p>, Rejection<'m>> {
+        let refuse = |reason, message: String| Rejection {
+            status: 400,
+            code: -32602,
+            message: message.into(),
+            reason,
+            id: msg.id,
+        };
+        // A batch element's own text is not at hand; the version that has this method has no batches.
+        let Some(text) = body.and_then(|b| std::str::from_utf8(b).ok()) else {
+            return Err(refuse("invalid_subscriptions", "subscriptions/listen cannot be sent in a batch".into()));
+        };
+        let uris = mcp::methods::subscriptions(text).map_err(|e| refuse("invalid_subscriptions", e.to_string()))?;
+        let mut decision =
+            Decision { allowed: true, reason: crate::policy::Reason::NotGoverned, role: None, rule: None };
+        for uri in &uris {
+            let what = crate::policy::Governed::Resource(uri);
+            if uri.is_empty() || uri.chars().any(char::is_control) || !self.settings.bounds.fits(what) {
+                return Err(refuse(
+                    "invalid_name",
+                    "a subscribed resource URI is empty, too long or holds a control character".into(),
+                ));
+            }
+            decision = check_name(user, app, what);
+            if !decision.allowed {
+                break;
+            }
+        }
+        Ok(decision)
+    }
+
     /// A batch is forwarded only when every element is allowed; otherwise every request in
     /// it gets an error and nothing is forwarded. `None` means allow.
     fn check_batch<'s>(
@@ -386,7 +429,7 @@ impl Warden {
         msgs: &[Message<'s>],
         audit: &mut AuditInfo<'s>,
     ) -> Option<Reply> {
-        let outcomes: Vec<_> = msgs.iter().map(|m| self.check_message(user, app, m)).collect();
+        let outcomes: Vec<_> = msgs.iter().map(|m| self.check_message(user, app, m, None)).collect();
         let any_denied = outcomes.iter().any(|o| !matches!(o, Ok(d) if d.allowed));
         // One audit event per element, with the batch's fate: nothing is forwarded when any
         // element is denied.
