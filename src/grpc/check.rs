@@ -112,7 +112,10 @@ fn answer(
             warden.refuse_unread(started, why)
         }
         Err(ReadError::Stream(e)) => {
+            // Nothing was decided, so there is nothing to audit; counted with the answers
+            // Envoy never read.
             tracing::debug!(error = %e, "check stream ended before its message");
+            warden.metrics.undelivered(Delivery::StreamReset.code().unwrap_or_default());
             return;
         }
     };
