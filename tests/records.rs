@@ -119,3 +119,39 @@ fn resource_uris_over_the_limit_are_refused_as_invalid() {
     let body = body_of(&read(&format!("{fits}a")));
     assert_eq!(body["error"]["code"], -32602);
 }
+
+#[test]
+fn an_undelivered_answer_is_audited_as_not_delivered_for_every_element_of_a_batch() {
+    use mcp_warden::authz::Delivery;
+    use prost::Message as _;
+    let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_a"}},
+                    {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_b"}}]"#;
+    let single = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_c"}}"#;
+    let lines = audited(|w| {
+        for (body, delivery) in [(batch, Delivery::StreamReset), (single, Delivery::DeadlineExceeded)] {
+            let req = request("POST", &[JSON, ("x-api-key", "foo")], body, Some("bedrock-mcp"), "");
+            let mut answered = false;
+            w.check_then(&req.encode_to_vec(), |answer| {
+                answered = !answer.is_empty();
+                delivery
+            });
+            assert!(answered, "the answer is still handed over");
+        }
+        // Delivered: a plain allowed request.
+        w.check(&request("POST", &[JSON, ("x-api-key", "foo")], single, Some("bedrock-mcp"), ""));
+    });
+    let events: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| (e["jsonrpc_id"].as_i64(), e["event"].as_str(), e["decision"].as_str(), e["undelivered"].as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Some(1), Some("request.not_delivered"), Some("allow"), Some("stream_reset")),
+            (Some(2), Some("request.not_delivered"), Some("allow"), Some("stream_reset")),
+            (Some(3), Some("request.not_delivered"), Some("allow"), Some("deadline_exceeded")),
+            (Some(3), Some("request.allowed"), Some("allow"), None),
+        ]
+    );
+}
