@@ -7,8 +7,11 @@
 #       -v ./policy:/etc/mcp-warden/policy:ro -p 9191:9191 -p 9192:9192 mcp-warden
 #
 # The config is not baked in: mount one at /etc/mcp-warden/warden.yaml (see
-# deploy/compose/warden.yaml and docs/configuration.md). Listen on 0.0.0.0 in it, and keep
-# state_dir (the generated signing key) on a volume, e.g. /var/lib/mcp-warden.
+# deploy/compose/warden.yaml and docs/configuration.md). Keep state_dir (the generated
+# signing key) on a volume, e.g. /var/lib/mcp-warden. The gRPC port answers checks with
+# freshly minted ID tokens: only Envoy may reach it. docker-compose.yml runs this container in
+# Envoy's network namespace, listening on 127.0.0.1; listen on 0.0.0.0 only on a network that
+# nothing but Envoy joins.
 
 # ---- build ------------------------------------------------------------------------------
 FROM rust:1.95-bookworm AS builder
