@@ -331,7 +331,7 @@ impl Warden {
                 if app.audit_arguments && msg.method.as_deref() == Some("tools/call") {
                     audit.arguments = tool_arguments(ctx.http.body);
                 }
-                match self.check_message(user, app, &msg, Some(ctx.http.body)) {
+                match self.check_message(user, app, &msg, Some((ctx.http.body, &mut *audit))) {
                     Ok(d) => {
                         audit.decision(d);
                         if d.allowed { allow(audit) } else { self.denied(&msg) }
@@ -347,16 +347,17 @@ impl Warden {
     }
 
     /// The decision for one message: its governed name, if any, against the user's roles
-    /// (docs/mcp-methods.md). `body`: the whole body of a single message (`None` in a batch).
+    /// (docs/mcp-methods.md). `single`: the whole body of a single message and its audit
+    /// record (`None` in a batch).
     fn check_message<'p, 'm>(
         &self,
         user: &'p User,
         app: &App,
         msg: &'m Message<'m>,
-        body: Option<&[u8]>,
+        single: Option<Single<'_, '_>>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
         if msg.method.as_deref() == Some("subscriptions/listen") {
-            return self.check_subscriptions(user, app, msg, body);
+            return self.check_subscriptions(user, app, msg, single);
         }
         match mcp::governed(msg)? {
             // A task-augmented call answers through `tasks/result`, which the list filter does
@@ -382,13 +383,14 @@ impl Warden {
         }
     }
 
-    /// `subscriptions/listen`: every URI it subscribes to, as a resource; one denied denies.
+    /// `subscriptions/listen`: every URI it subscribes to, as a resource; one denied denies
+    /// (and is the resource audited).
     fn check_subscriptions<'p, 'm>(
         &self,
         user: &'p User,
         app: &App,
         msg: &'m Message<'m>,
-        body: Option<&[u8]>,
+        single: Option<Single<'_, '_>>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
         let refuse = |reason, message: String| Rejection {
             status: 400,
@@ -398,7 +400,7 @@ impl Warden {
             id: msg.id,
         };
         // A batch element's own text is not at hand; the version that has this method has no batches.
-        let Some(text) = body.and_then(|b| std::str::from_utf8(b).ok()) else {
+        let Some((text, audit)) = single.and_then(|(b, a)| Some((std::str::from_utf8(b).ok()?, a))) else {
             return Err(refuse("invalid_subscriptions", "subscriptions/listen cannot be sent in a batch".into()));
         };
         let uris = mcp::methods::subscriptions(text).map_err(|e| refuse("invalid_subscriptions", e.to_string()))?;
@@ -414,6 +416,7 @@ impl Warden {
             }
             decision = check_name(user, app, what);
             if !decision.allowed {
+                audit.name = Some((what.kind(), self.settings.bounds.name(what).into_owned()));
                 break;
             }
         }
@@ -548,6 +551,9 @@ impl Warden {
         Ok(out)
     }
 }
+
+/// A single message's whole body and its audit record.
+type Single<'b, 'a> = (&'b [u8], &'b mut AuditInfo<'a>);
 
 /// Why a header of an app's `rewrite` gets no value.
 enum Unfilled {

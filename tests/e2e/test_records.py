@@ -200,6 +200,8 @@ def test_a_method_naming_a_governed_object_is_checked_as_that_object(
     assert "denied by policy" in body["error"]["message"], body
     assert "file:///docs/*" not in resp.text and "demo-curated" not in resp.text, resp.text
     assert (event["event"], event["decision"]) == ("request.denied", "deny"), event
+    if "secret/passwords" in json.dumps(message):
+        assert event["resource"] == "file:///secret/passwords", f"the denied resource is audited: {event}"
 
 
 # ---------------------------------------------------------------------------------------
