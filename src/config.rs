@@ -627,8 +627,16 @@ mod tests {
         assert_eq!(c.http_listen.to_string(), "127.0.0.1:9192");
         assert_eq!(c.token_lifetime, Duration::from_secs(300));
         assert_eq!(c.denied_status, 200);
+        assert_eq!(c.bounds, Bounds { max_name_chars: 128, max_uri_bytes: 8192, max_recorded_bytes: 512 });
         assert_eq!(c.issuer, None);
         crate::policy::Policy::load(&c.policy).expect("the embedded demo policy is valid");
+    }
+
+    #[test]
+    fn name_uri_and_record_limits_are_read_from_inspection() {
+        let text = "inspection: {max_name_chars: 64, max_uri_bytes: 4096, max_recorded_bytes: 256}\n";
+        let c = Config::parse(text, "w.yaml", Path::new(".")).expect("valid");
+        assert_eq!(c.bounds, Bounds { max_name_chars: 64, max_uri_bytes: 4096, max_recorded_bytes: 256 });
     }
 
     #[test]
