@@ -9,9 +9,11 @@
 #
 # The config is not baked in: mount one at /etc/mcp-warden/warden.yaml (see
 # deploy/compose/warden.yaml and docs/configuration.md), or use the Kubernetes manifests in
-# deploy/kubernetes/ (docs/deployment.md), which run this image read-only beside Envoy.
-# Listen on 0.0.0.0 in it, and keep state_dir (a generated signing key) on a volume, e.g.
-# /var/lib/mcp-warden, or point keys.dir at a read-only Secret.
+# deploy/kubernetes/ (docs/deployment.md), which run this image read-only beside Envoy. Keep
+# state_dir (the generated signing key) on a volume, e.g. /var/lib/mcp-warden, or point keys.dir
+# at a read-only Secret. The gRPC port answers checks with freshly minted ID tokens: only Envoy
+# may reach it. docker-compose.yml runs this container in Envoy's network namespace, listening
+# on 127.0.0.1; listen on 0.0.0.0 only on a network that nothing but Envoy joins.
 
 # ---- build ------------------------------------------------------------------------------
 FROM rust:1.95-bookworm AS builder

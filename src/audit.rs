@@ -52,6 +52,10 @@ pub struct Event<'a> {
     pub role: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<&'a str>,
+    /// Why the answer never reached Envoy (`stream_reset`, `deadline_exceeded`); absent when
+    /// it did. The event is then `request.not_delivered`, whatever was decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undelivered: Option<&'static str>,
     /// Present only for apps that enabled argument auditing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<&'a serde_json::Value>,
@@ -84,6 +88,7 @@ impl<'a> Event<'a> {
             reason,
             role: None,
             rule: None,
+            undelivered: None,
             arguments: None,
             kid: None,
             latency_us: 0,
@@ -125,6 +130,7 @@ impl<'a> Event<'a> {
         w.str("reason", self.reason);
         w.opt_str("role", self.role);
         w.opt_str("rule", self.rule);
+        w.opt_str("undelivered", self.undelivered);
         if let Some(arguments) = self.arguments {
             w.key("arguments");
             // A `Value` always serialises (its map keys are strings).
@@ -412,6 +418,7 @@ mod tests {
                 reason: text,
                 role: Some(text),
                 rule: Some(text),
+                undelivered: Some("stream_reset"),
                 arguments: Some(&arguments),
                 kid: Some(text),
                 latency_us: u64::MAX,

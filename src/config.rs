@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::bounds::Bounds;
 use crate::jwt::{ClaimMapping, DEFAULT_ALGORITHMS, JwtConfig, KeySource};
 use crate::keyring::KeyDir;
 use crate::located::{Loc, locate};
@@ -146,6 +147,9 @@ struct RawInspection {
     max_body_bytes: Option<usize>,
     max_depth: Option<usize>,
     denied_status: Option<u16>,
+    max_name_chars: Option<usize>,
+    max_uri_bytes: Option<usize>,
+    max_recorded_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -274,6 +278,8 @@ pub struct Config {
     /// The `jwt` method's settings, when configured.
     pub jwt: Option<JwtConfig>,
     pub limits: Limits,
+    /// `inspection.max_name_chars`, `max_uri_bytes`, `max_recorded_bytes`.
+    pub bounds: Bounds,
     pub denied_status: u16,
     pub audit: AuditOutput,
     /// MCP methods whose *allowed* requests are not audited (e.g. `tools/list`, `ping`).
@@ -377,6 +383,7 @@ impl Config {
         if !(2..=MAX_DEPTH_LIMIT).contains(&limits.max_depth) {
             return Err(invalid("inspection.max_depth", format!("must be between 2 and {MAX_DEPTH_LIMIT}")));
         }
+        let bounds = bounds(&raw.inspection, &invalid)?;
         let denied_status = raw.inspection.denied_status.unwrap_or(200);
         if !matches!(denied_status, 200 | 403) {
             return Err(invalid(
@@ -441,6 +448,7 @@ impl Config {
             auth_order,
             jwt,
             limits,
+            bounds,
             denied_status,
             audit: match raw.audit.output.as_deref() {
                 None | Some("stdout" | "-") => AuditOutput::Stdout,
@@ -459,6 +467,28 @@ impl Config {
             path: None,
         })
     }
+}
+
+/// Validates the name, URI and record limits of `inspection` (see [`Bounds`]).
+fn bounds(raw: &RawInspection, invalid: &impl Fn(&'static str, String) -> ConfigError) -> Result<Bounds, ConfigError> {
+    let default = Bounds::default();
+    let within = |field: &'static str, v: Option<usize>, default: usize, range: std::ops::RangeInclusive<usize>| {
+        let v = v.unwrap_or(default);
+        match range.contains(&v) {
+            true => Ok(v),
+            false => Err(invalid(field, format!("{v}: must be between {} and {}", range.start(), range.end()))),
+        }
+    };
+    Ok(Bounds {
+        max_name_chars: within("inspection.max_name_chars", raw.max_name_chars, default.max_name_chars, 1..=4096)?,
+        max_uri_bytes: within("inspection.max_uri_bytes", raw.max_uri_bytes, default.max_uri_bytes, 256..=65_536)?,
+        max_recorded_bytes: within(
+            "inspection.max_recorded_bytes",
+            raw.max_recorded_bytes,
+            default.max_recorded_bytes,
+            64..=65_536,
+        )?,
+    })
 }
 
 /// Validates `authentication.jwt`; every error names its field.
@@ -625,8 +655,16 @@ mod tests {
         assert_eq!(c.http_listen.to_string(), "127.0.0.1:9192");
         assert_eq!(c.token_lifetime, Duration::from_secs(300));
         assert_eq!(c.denied_status, 200);
+        assert_eq!(c.bounds, Bounds { max_name_chars: 128, max_uri_bytes: 8192, max_recorded_bytes: 512 });
         assert_eq!(c.issuer, None);
         crate::policy::Policy::load(&c.policy).expect("the embedded demo policy is valid");
+    }
+
+    #[test]
+    fn name_uri_and_record_limits_are_read_from_inspection() {
+        let text = "inspection: {max_name_chars: 64, max_uri_bytes: 4096, max_recorded_bytes: 256}\n";
+        let c = Config::parse(text, "w.yaml", Path::new(".")).expect("valid");
+        assert_eq!(c.bounds, Bounds { max_name_chars: 64, max_uri_bytes: 4096, max_recorded_bytes: 256 });
     }
 
     #[test]
@@ -772,6 +810,9 @@ mod tests {
             ("inspection: {denied_status: 500}\n", "inspection.denied_status"),
             ("listen: {http: nowhere}\n", "listen.http"),
             ("inspection: {max_depth: 1000}\n", "inspection.max_depth"),
+            ("inspection: {max_name_chars: 0}\n", "inspection.max_name_chars"),
+            ("inspection: {max_uri_bytes: 100}\n", "inspection.max_uri_bytes"),
+            ("inspection: {max_recorded_bytes: 1000000}\n", "inspection.max_recorded_bytes"),
             ("keys: {jwks_max_age: 10m, propagation_delay: 1m}\n", "keys.propagation_delay"),
             ("keys: {retain: 1m}\n", "keys.retain"),
         ] {

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod authn;
 pub mod authz;
+pub mod bounds;
 pub mod cli;
 pub mod coalesce;
 pub mod config;

@@ -50,6 +50,7 @@ impl Family {
 #[derive(Debug, Default)]
 pub struct Metrics {
     checks: Family,
+    undelivered: Family,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
@@ -75,6 +76,12 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// A decided check whose answer never reached Envoy (`why`: `stream_reset`,
+    /// `deadline_exceeded`).
+    pub fn undelivered(&self, why: &'static str) {
+        self.undelivered.inc((why, ""));
     }
 
     pub fn token(&self, cached: bool) {
@@ -107,6 +114,13 @@ impl Metrics {
         let _ = writeln!(out, "mcp_warden_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
         help(&mut out, "mcp_warden_checks_total", "counter", "ext_authz checks by decision and reason code.");
         self.checks.render(&mut out, "mcp_warden_checks_total", ("decision", "reason"));
+        help(
+            &mut out,
+            "mcp_warden_checks_undelivered_total",
+            "counter",
+            "Decided checks whose answer Envoy no longer waited for, by why.",
+        );
+        self.undelivered.render(&mut out, "mcp_warden_checks_undelivered_total", ("why", ""));
         help(&mut out, "mcp_warden_check_duration_seconds", "histogram", "Time to decide one check.");
         let mut cumulative = 0;
         for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {

@@ -82,6 +82,7 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
         auth_order: config.auth_order.clone(),
         audit_skip_allowed: config.audit_skip_allowed.clone(),
         envoy_metadata: config.envoy_metadata,
+        bounds: config.bounds,
     };
     let verifier = config.jwt.as_ref().map(|j| jwt_verifier(j, &issuer, &policy)).transpose()?;
     let mut warden = Warden::new(policy, ring, settings, audit);

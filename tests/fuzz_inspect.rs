@@ -86,7 +86,7 @@ fn their_governed(r: Reader, j: &J) -> Option<(&'static str, Option<String>)> {
     Some(match text_at(r, j, &[("method", true)])?.as_str() {
         "tools/call" => ("tool", param("name")),
         "prompts/get" => ("prompt", param("name")),
-        "resources/read" => ("resource", param("uri")),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => ("resource", param("uri")),
         "completion/complete" => match in_ref("type").as_deref() {
             Some("ref/prompt") => ("prompt", in_ref("name")),
             Some("ref/resource") => ("resource", in_ref("uri")),
@@ -301,14 +301,15 @@ impl Gen {
         let method = match kind {
             0..=6 | 19 => "tools/call",
             7 | 8 => "prompts/get",
-            9 | 10 => "resources/read",
+            9 => "resources/read",
+            10 => self.rng.pick(&["resources/read", "resources/subscribe", "resources/unsubscribe"]),
             11 => "completion/complete",
             14 => "notifications/initialized",
             _ => self.rng.pick(ODD_METHODS),
         };
         m.push(("method", self.text(&[method]).0));
         let (mut params, mut name) = (Vec::new(), None);
-        let key = if method == "resources/read" { "uri" } else { "name" };
+        let key = if method.starts_with("resources/") { "uri" } else { "name" };
         if method == "completion/complete" {
             let reference = vec![("type", "\"ref/prompt\"".into()), ("name", self.text(NAMES).0)];
             params.push(("ref", self.object(reference)));

@@ -82,9 +82,12 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with(warden()).await
+}
+
+async fn start_with(warden: Arc<Warden>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
-    let warden = warden();
     let services = Services { warden: warden.clone(), routes: routes(&warden).await };
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(serve(Listener::Tcp(listener), services, async move {
@@ -550,6 +553,123 @@ async fn an_oversized_check_is_denied_with_413_from_its_prefix_alone() {
     let (response, mut body) = open_check(&client, server.addr).await;
     body.send_data(message(&check_request(&call("req-2", "get_time"))), true).expect("sent");
     assert_bearer_token(&allowed(&answer(response).await.check_response()).0);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4b. Checks whose answer Envoy no longer waits for (issue 19.7)
+// ---------------------------------------------------------------------------------------
+
+/// A server whose warden audits to a file in `dir`.
+async fn auditing_server(dir: &std::path::Path) -> (Server, std::path::PathBuf) {
+    let path = dir.join("audit.jsonl");
+    let audit = mcp_warden::audit::Audit::start(&mcp_warden::config::AuditOutput::File(path.clone())).expect("audit");
+    let warden = Arc::new(common::auditing(DENIED_STATUS, EnvoyMetadata::All, audit));
+    (start_with(warden).await, path)
+}
+
+impl Server {
+    /// Waits (within the guard) until `n` checks were counted as undelivered for `why`, then
+    /// returns every audit event written.
+    async fn undelivered_events(&self, why: &str, n: u64, audit: &std::path::Path) -> Vec<serde_json::Value> {
+        let series = format!("mcp_warden_checks_undelivered_total{{why=\"{why}\"}} {n}");
+        within(async {
+            while !self.warden.metrics.render(0).lines().any(|l| l == series) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        self.warden.close_audit();
+        let text = std::fs::read_to_string(audit).expect("audit file");
+        text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+    }
+}
+
+/// One HTTP/2 frame: 24-bit length, type, flags, stream id, payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("small frame").to_be_bytes();
+    let mut out = vec![len[1], len[2], len[3], kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The bytes a client sends for a `Check` on stream 1 whose whole message is followed, before
+/// any answer can come, by RST_STREAM CANCEL: what Envoy sends when it gives up on a check.
+/// Written by hand in one piece (an h2 client would drop the queued DATA on reset).
+fn check_then_cancel(message: &[u8]) -> Vec<u8> {
+    // HPACK, no Huffman: :method POST and :scheme http indexed (0x83, 0x86); :path (4),
+    // :authority (1) and content-type (31 = 15 + 16) literal with indexed names; te literal.
+    let mut block = vec![0x83, 0x86, 0x04, CHECK_PATH.len() as u8];
+    block.extend_from_slice(CHECK_PATH.as_bytes());
+    block.extend_from_slice(&[0x01, 9]);
+    block.extend_from_slice(b"localhost");
+    block.extend_from_slice(&[0x0f, 0x10, 16]);
+    block.extend_from_slice(b"application/grpc");
+    block.extend_from_slice(&[0x00, 2]);
+    block.extend_from_slice(b"te");
+    block.push(8);
+    block.extend_from_slice(b"trailers");
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    out.extend(frame(0x1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+    out.extend(frame(0x0, 0x1, 1, message)); // DATA, END_STREAM
+    out.extend(frame(0x3, 0, 1, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+    out
+}
+
+#[tokio::test]
+async fn a_check_whose_stream_envoy_reset_before_the_answer_is_audited_as_not_delivered() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, audit) = auditing_server(dir.path()).await;
+    // An allowed call: decided (the message is whole) but cancelled before it could be answered.
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    tcp.write_all(&check_then_cancel(&message(&check_request(&call("req-9", "get_weather"))))).await.expect("sent");
+    let events = server.undelivered_events("stream_reset", 1, &audit).await;
+    drop(tcp);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e["event"], "request.not_delivered", "never a plain request.allowed: {e}");
+    assert_eq!(
+        (&e["undelivered"], &e["decision"], &e["tool"]),
+        (&"stream_reset".into(), &"allow".into(), &"get_weather".into())
+    );
+    assert_eq!(e["jsonrpc_id"], "req-9");
+}
+
+#[tokio::test]
+async fn a_check_decided_after_the_deadline_envoy_stated_is_audited_as_not_delivered() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, audit) = auditing_server(dir.path()).await;
+    let (client, _connection) = raw_client(server.addr).await;
+    let timed = |timeout: &str| {
+        http::Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://{}{CHECK_PATH}", server.addr))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("grpc-timeout", timeout)
+            .body(())
+            .expect("request")
+    };
+    // Envoy states its ext_authz timeout in grpc-timeout; one nanosecond is always over by the
+    // time a check is decided. A generous one is met.
+    for (timeout, id) in [("1n", "late"), ("10S", "in-time")] {
+        let mut ready = within(client.clone().ready()).await.expect("ready");
+        let (response, mut body) = ready.send_request(timed(timeout), false).expect("stream");
+        body.send_data(message(&check_request(&call(id, "get_weather"))), true).expect("sent");
+        assert_bearer_token(&allowed(&answer(response).await.check_response()).0);
+    }
+    let events = server.undelivered_events("deadline_exceeded", 1, &audit).await;
+    let summary: Vec<_> =
+        events.iter().map(|e| (e["jsonrpc_id"].clone(), e["event"].clone(), e["undelivered"].clone())).collect();
+    assert_eq!(
+        summary,
+        [
+            ("late".into(), "request.not_delivered".into(), "deadline_exceeded".into()),
+            ("in-time".into(), "request.allowed".into(), serde_json::Value::Null),
+        ]
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -126,6 +126,7 @@ pub(crate) fn warden(policy: Policy, audit: Audit) -> Warden {
         auth_order: vec![AuthMethod::Mtls, AuthMethod::ApiKey],
         audit_skip_allowed: Vec::new(),
         envoy_metadata: mcp_warden::config::EnvoyMetadata::All,
+        bounds: Default::default(),
     };
     Warden::new(policy, KeyRing::single(key), settings, audit)
 }

@@ -16,6 +16,7 @@ use prost::Message as _;
 
 use crate::audit::{Audit, Event};
 use crate::authn;
+use crate::bounds::Bounds;
 use crate::config::{AuthMethod, EnvoyMetadata};
 use crate::headers::Headers;
 use crate::keyring::KeyRing;
@@ -37,6 +38,29 @@ use wire::View;
 /// The gRPC service name Envoy calls (and health checks name).
 pub const SERVICE_NAME: &str = "envoy.service.auth.v3.Authorization";
 
+/// What became of a decided check's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Written to Envoy's stream.
+    Delivered,
+    /// Envoy had reset the stream (or the connection was gone): nobody read the answer.
+    StreamReset,
+    /// Decided after the deadline Envoy stated (`grpc-timeout`): Envoy had given up and
+    /// answered the client itself.
+    DeadlineExceeded,
+}
+
+impl Delivery {
+    /// How the audit event names an undelivered answer.
+    pub fn code(self) -> Option<&'static str> {
+        match self {
+            Delivery::Delivered => None,
+            Delivery::StreamReset => Some("stream_reset"),
+            Delivery::DeadlineExceeded => Some("deadline_exceeded"),
+        }
+    }
+}
+
 /// Why a `Check` message could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unread {
@@ -57,6 +81,8 @@ pub struct Settings {
     pub audit_skip_allowed: Vec<String>,
     /// Which checks carry decision metadata for Envoy.
     pub envoy_metadata: EnvoyMetadata,
+    /// Longest names and URIs accepted, longest client values recorded.
+    pub bounds: Bounds,
 }
 
 /// The shared state behind both gRPC services and the HTTP endpoint.
@@ -162,32 +188,50 @@ impl Warden {
     }
 
     /// Decides one ext_authz check from the encoded `CheckRequest`; the answer is the encoded
-    /// `CheckResponse` (the gRPC service's path).
+    /// `CheckResponse` (tests, tools: an answer returned is taken as delivered).
     pub fn check_bytes(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.check_then(bytes, |answer| {
+            out = answer;
+            Delivery::Delivered
+        });
+        out
+    }
+
+    /// Decides one ext_authz check from the encoded `CheckRequest` and hands the encoded
+    /// `CheckResponse` to `deliver` (the gRPC service's path); the audit event is written
+    /// after, saying whether the answer reached Envoy's stream.
+    pub fn check_then(&self, bytes: &[u8], deliver: impl FnOnce(Vec<u8>) -> Delivery) {
         let started = Instant::now();
         let view = match wire::view(bytes) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "refused a check request that cannot be read exactly");
-                return self.refuse_unread(started, Unread::Invalid);
+                deliver(self.refuse_unread(started, Unread::Invalid));
+                return;
             }
         };
         let ctx = Context::new(&view);
         let snap = self.snapshot.load();
-        let mut audit = AuditInfo::new(&ctx, started);
+        let mut audit = AuditInfo::new(&ctx, started, self.settings.bounds);
         let reply = self.decide(&snap, &ctx, &mut audit);
         self.metrics.check(reply.is_allow(), audit.reason, started.elapsed());
         if let Some(cached) = audit.token_cached {
             self.metrics.token(cached);
         }
-        let skip = reply.is_allow()
+        let mut fingerprint = String::new();
+        let allowed = reply.is_allow();
+        let metadata = audit.metadata(allowed, self.settings.envoy_metadata, &mut fingerprint);
+        let delivery = deliver(reply.encode(&metadata));
+        if let Some(why) = delivery.code() {
+            self.metrics.undelivered(why);
+        }
+        let skip = allowed
+            && delivery == Delivery::Delivered
             && audit.mcp_method.as_deref().is_some_and(|m| self.settings.audit_skip_allowed.iter().any(|s| s == m));
         if !skip {
-            audit.finish(&self.audit, &reply);
+            audit.finish(&self.audit, allowed, delivery);
         }
-        let mut fingerprint = String::new();
-        let metadata = audit.metadata(reply.is_allow(), self.settings.envoy_metadata, &mut fingerprint);
-        reply.encode(&metadata)
     }
 
     /// Answers a `Check` whose message could not be read (see [`Unread`]) with an audited
@@ -287,7 +331,12 @@ impl Warden {
                 if app.audit_arguments && msg.method.as_deref() == Some("tools/call") {
                     audit.arguments = tool_arguments(ctx.http.body);
                 }
-                match Self::check_message(user, app, &msg) {
+                let mut single = Single { body: ctx.http.body, denied_uri: None };
+                let outcome = Self::check_message(&self.settings.bounds, user, app, &msg, Some(&mut single));
+                if let Some(uri) = single.denied_uri {
+                    audit.name = Some((crate::policy::Governed::Resource("").kind(), uri));
+                }
+                match outcome {
                     Ok(d) => {
                         audit.decision(d);
                         if d.allowed { allow(audit) } else { self.denied(&msg) }
@@ -302,13 +351,20 @@ impl Warden {
         }
     }
 
-    /// The decision for one message: its governed name, if any, against the user's roles.
-    /// Public so the offline tools (`explain`, `mcp-warden test`) decide as a check does.
+    /// The decision for one message: its governed name, if any, against the user's roles
+    /// (docs/mcp-methods.md). `single`: what a single message carries beyond itself (`None`
+    /// in a batch). Public so the offline tools (`explain`, `mcp-warden test`) decide as a
+    /// check does.
     pub fn check_message<'p, 'm>(
+        bounds: &Bounds,
         user: &'p User,
         app: &App,
         msg: &'m Message<'m>,
+        single: Option<&mut Single<'_>>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
+        if msg.method.as_deref() == Some("subscriptions/listen") {
+            return Self::check_subscriptions(bounds, user, app, msg, single);
+        }
         match mcp::governed(msg)? {
             // A task-augmented call answers through `tasks/result`, which the list filter does
             // not read: the tool definitions this tool returns would reach the client unfiltered.
@@ -319,9 +375,58 @@ impl Warden {
                 reason: "search_task_not_allowed",
                 id: msg.id,
             }),
+            // Longer than any name or URI the upstream is meant to serve (the MCP spec asks
+            // 1–128 characters of a tool name): refused, never matched or recorded whole.
+            Some(g) if !bounds.fits(g) => Err(Rejection {
+                status: 400,
+                code: -32602,
+                message: format!("{} name is longer than mcp-warden accepts", g.kind()).into(),
+                reason: "invalid_name",
+                id: msg.id,
+            }),
             Some(g) => Ok(check_name(user, app, g)),
             None => Ok(Decision { allowed: true, reason: crate::policy::Reason::NotGoverned, role: None, rule: None }),
         }
+    }
+
+    /// `subscriptions/listen`: every URI it subscribes to, as a resource; one denied denies
+    /// (and is the resource audited).
+    fn check_subscriptions<'p, 'm>(
+        bounds: &Bounds,
+        user: &'p User,
+        app: &App,
+        msg: &'m Message<'m>,
+        single: Option<&mut Single<'_>>,
+    ) -> Result<Decision<'p>, Rejection<'m>> {
+        let refuse = |reason, message: String| Rejection {
+            status: 400,
+            code: -32602,
+            message: message.into(),
+            reason,
+            id: msg.id,
+        };
+        // A batch element's own text is not at hand; the version that has this method has no batches.
+        let Some((text, single)) = single.and_then(|s| Some((std::str::from_utf8(s.body).ok()?, s))) else {
+            return Err(refuse("invalid_subscriptions", "subscriptions/listen cannot be sent in a batch".into()));
+        };
+        let uris = mcp::methods::subscriptions(text).map_err(|e| refuse("invalid_subscriptions", e.to_string()))?;
+        let mut decision =
+            Decision { allowed: true, reason: crate::policy::Reason::NotGoverned, role: None, rule: None };
+        for uri in &uris {
+            let what = crate::policy::Governed::Resource(uri);
+            if uri.is_empty() || uri.chars().any(char::is_control) || !bounds.fits(what) {
+                return Err(refuse(
+                    "invalid_name",
+                    "a subscribed resource URI is empty, too long or holds a control character".into(),
+                ));
+            }
+            decision = check_name(user, app, what);
+            if !decision.allowed {
+                single.denied_uri = Some(bounds.name(what).into_owned());
+                break;
+            }
+        }
+        Ok(decision)
     }
 
     /// A batch is forwarded only when every element is allowed; otherwise every request in
@@ -330,16 +435,16 @@ impl Warden {
         &self,
         user: &User,
         app: &App,
-        msgs: &[Message<'_>],
+        msgs: &[Message<'s>],
         audit: &mut AuditInfo<'s>,
     ) -> Option<Reply> {
-        let outcomes: Vec<_> = msgs.iter().map(|m| Self::check_message(user, app, m)).collect();
+        let outcomes: Vec<_> = msgs.iter().map(|m| Self::check_message(&self.settings.bounds, user, app, m, None)).collect();
         let any_denied = outcomes.iter().any(|o| !matches!(o, Ok(d) if d.allowed));
         // One audit event per element, with the batch's fate: nothing is forwarded when any
         // element is denied.
         audit.batch = true;
         for (msg, outcome) in msgs.iter().zip(&outcomes) {
-            audit.batch_element(&self.audit, msg, outcome, any_denied);
+            audit.batch_element(msg, outcome, any_denied);
         }
         audit.reason = if any_denied { "batch_element_denied" } else { BATCH_ALLOWED };
         any_denied.then(|| Reply::batch_denied(msgs, &outcomes, self.settings.denied_status))
@@ -452,6 +557,15 @@ impl Warden {
         }
         Ok(out)
     }
+}
+
+/// What [`Warden::check_message`] reads of a single message beyond the message itself.
+#[derive(Debug)]
+pub struct Single<'b> {
+    /// The whole body (a `subscriptions/listen` is read again for its URIs).
+    pub body: &'b [u8],
+    /// The URI a denied `subscriptions/listen` was denied for, cut to the recorded bound.
+    pub denied_uri: Option<String>,
 }
 
 /// Why a header of an app's `rewrite` gets no value.

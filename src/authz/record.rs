@@ -1,5 +1,6 @@
 //! What one check records: the audit event(s) and the decision metadata handed to Envoy.
 //! Collected while the check runs, written once at its end (batches element by element).
+//! Every client-supplied value is held as recorded: cut to the configured [`Bounds`].
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -7,13 +8,13 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::value::RawValue;
 
-use super::Context;
+use super::{Context, Delivery};
 use crate::audit::{self, Audit, Event};
+use crate::bounds::Bounds;
 use crate::config::EnvoyMetadata;
 use crate::extproc::filter::ListKind;
 use crate::mcp::{self, Message, Rejection};
 use crate::policy::{App, Decision, User};
-use crate::reply::Reply;
 
 /// A user's name and roles, as audited.
 type AuditUser = (Arc<str>, Arc<[Arc<str>]>);
@@ -21,15 +22,16 @@ type AuditUser = (Arc<str>, Arc<[Arc<str>]>);
 /// Collects what the audit event of one check says.
 pub(super) struct AuditInfo<'a> {
     pub(super) started: Instant,
+    pub(super) bounds: Bounds,
     pub(super) event: &'static str,
-    pub(super) request_id: &'a str,
-    pub(super) http_method: &'a str,
-    pub(super) session_id: Option<&'a str>,
+    pub(super) request_id: Cow<'a, str>,
+    pub(super) http_method: Cow<'a, str>,
+    pub(super) session_id: Option<Cow<'a, str>>,
     pub(super) user: Option<AuditUser>,
     pub(super) fingerprint: Option<u64>,
     pub(super) app: Option<&'a App>,
     pub(super) mcp_method: Option<Cow<'a, str>>,
-    pub(super) jsonrpc_id: Option<&'a RawValue>,
+    pub(super) jsonrpc_id: Option<Cow<'a, RawValue>>,
     pub(super) name: Option<(&'static str, String)>,
     pub(super) protocol_version: Option<&'static str>,
     pub(super) reason: &'static str,
@@ -38,18 +40,21 @@ pub(super) struct AuditInfo<'a> {
     pub(super) token_cached: Option<bool>,
     /// `tools/call` arguments, only for apps with `audit_arguments: true`.
     pub(super) arguments: Option<serde_json::Value>,
-    /// Batches are audited element by element.
+    /// Batches are audited element by element: each element's record and whether it was
+    /// allowed, written once the answer's fate is known.
     pub(super) batch: bool,
+    elements: Vec<(AuditInfo<'a>, bool)>,
 }
 
 impl<'a> AuditInfo<'a> {
-    pub(super) fn new(ctx: &Context<'a>, started: Instant) -> Self {
+    pub(super) fn new(ctx: &Context<'a>, started: Instant, bounds: Bounds) -> Self {
         AuditInfo {
             started,
+            bounds,
             event: "request",
-            request_id: ctx.request_id,
-            http_method: ctx.http.method,
-            session_id: ctx.session_id,
+            request_id: bounds.value(ctx.request_id),
+            http_method: bounds.value(ctx.http.method),
+            session_id: ctx.session_id.map(|s| bounds.value(s)),
             user: None,
             fingerprint: None,
             app: None,
@@ -63,6 +68,7 @@ impl<'a> AuditInfo<'a> {
             token_cached: None,
             arguments: None,
             batch: false,
+            elements: Vec::new(),
         }
     }
 
@@ -72,10 +78,13 @@ impl<'a> AuditInfo<'a> {
     }
 
     pub(super) fn set_message(&mut self, msg: &Message<'a>) {
-        self.mcp_method.clone_from(&msg.method);
-        self.jsonrpc_id = msg.id;
+        self.mcp_method = msg.method.as_ref().map(|m| match m {
+            Cow::Borrowed(m) => self.bounds.value(m),
+            Cow::Owned(m) => Cow::Owned(self.bounds.value(m).into_owned()),
+        });
+        self.jsonrpc_id = msg.id.map(|id| self.bounds.id(id));
         if let Ok(Some(g)) = mcp::governed(msg) {
-            self.name = Some((g.kind(), g.name().to_owned()));
+            self.name = Some((g.kind(), self.bounds.name(g).into_owned()));
         }
     }
 
@@ -85,20 +94,20 @@ impl<'a> AuditInfo<'a> {
         self.rule = d.rule.map(str::to_owned);
     }
 
-    /// Batch elements are audited one by one, as they are decided.
+    /// Batch elements are audited one by one, in order, when the check is.
     pub(super) fn batch_element(
-        &self,
-        sink: &Audit,
+        &mut self,
         msg: &Message<'a>,
         outcome: &Result<Decision<'_>, Rejection<'_>>,
         batch_denied: bool,
     ) {
         let mut one = AuditInfo {
             started: self.started,
+            bounds: self.bounds,
             event: "request",
-            request_id: self.request_id,
-            http_method: self.http_method,
-            session_id: self.session_id,
+            request_id: self.request_id.clone(),
+            http_method: self.http_method.clone(),
+            session_id: self.session_id.clone(),
             user: self.user.clone(),
             fingerprint: self.fingerprint,
             app: self.app,
@@ -112,6 +121,7 @@ impl<'a> AuditInfo<'a> {
             token_cached: None,
             arguments: None,
             batch: false,
+            elements: Vec::new(),
         };
         one.set_message(msg);
         let allowed = match outcome {
@@ -127,7 +137,7 @@ impl<'a> AuditInfo<'a> {
                 false
             }
         };
-        one.write(sink, allowed);
+        self.elements.push((one, allowed));
     }
 
     /// Whether Envoy's list-filter matcher runs ext_proc for this check once it is allowed:
@@ -184,50 +194,58 @@ impl<'a> AuditInfo<'a> {
             if let Some(v) = self.protocol_version {
                 fields.push(("protocol_version", v));
             }
-            if let Some(s) = self.session_id {
+            if let Some(s) = &self.session_id {
                 fields.push(("session_id", s));
             }
         }
         fields
     }
 
-    pub(super) fn finish(&self, sink: &Audit, reply: &Reply) {
+    /// Writes the check's event (a batch: its elements' events), with what became of the
+    /// answer.
+    pub(super) fn finish(&self, sink: &Audit, allowed: bool, delivery: Delivery) {
         if !self.batch {
-            self.write(sink, reply.is_allow());
+            self.write(sink, allowed, delivery);
+        }
+        for (element, allowed) in &self.elements {
+            element.write(sink, *allowed, delivery);
         }
     }
 
-    pub(super) fn write(&self, sink: &Audit, allowed: bool) {
+    fn write(&self, sink: &Audit, allowed: bool, delivery: Delivery) {
         let (tool, prompt, resource) = match &self.name {
             Some(("tool", n)) => (Some(n.as_str()), None, None),
             Some(("prompt", n)) => (None, Some(n.as_str()), None),
             Some((_, n)) => (None, None, Some(n.as_str())),
             None => (None, None, None),
         };
-        let event = match (self.event, allowed) {
-            ("request", true) => "request.allowed",
-            ("request", false) => "request.denied",
-            (e, _) => e,
+        // An answer Envoy never read decided nothing: never a plain allowed (or denied) request.
+        let event = match (self.event, allowed, delivery) {
+            ("request", _, Delivery::StreamReset | Delivery::DeadlineExceeded) => "request.not_delivered",
+            ("request", true, Delivery::Delivered) => "request.allowed",
+            ("request", false, Delivery::Delivered) => "request.denied",
+            (e, ..) => e,
         };
         sink.emit(&Event {
             time: audit::rfc3339(SystemTime::now()),
             event,
-            request_id: self.request_id,
+            request_id: &self.request_id,
             user: self.user.as_ref().map(|u| &*u.0),
             roles: self.user.as_ref().map(|u| &*u.1),
             app: self.app.map(|a| &*a.name),
-            http_method: self.http_method,
+            http_method: &self.http_method,
             mcp_method: self.mcp_method.as_deref(),
-            jsonrpc_id: self.jsonrpc_id,
+            jsonrpc_id: self.jsonrpc_id.as_deref(),
             tool,
             prompt,
             resource,
-            session_id: self.session_id,
+            session_id: self.session_id.as_deref(),
             protocol_version: self.protocol_version,
             decision: if allowed { "allow" } else { "deny" },
             reason: self.reason,
             role: self.role.as_deref(),
             rule: self.rule.as_deref(),
+            undelivered: delivery.code(),
             arguments: self.arguments.as_ref(),
             kid: None,
             latency_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),

@@ -55,6 +55,7 @@ fn warden() -> Arc<Warden> {
         auth_order: vec![AuthMethod::ApiKey],
         audit_skip_allowed: Vec::new(),
         envoy_metadata: crate::config::EnvoyMetadata::All,
+        bounds: Default::default(),
     };
     Arc::new(Warden::new(policy, KeyRing::single(key), settings, Audit::disabled()))
 }

@@ -7,6 +7,13 @@
 //! is answered with an audited denial from [`Warden::refuse_unread`], never with an allow;
 //! a check that panics (a bug), with one from [`Warden::refuse_failed`]; a caller that is
 //! not speaking gRPC at all gets a plain HTTP error.
+//!
+//! A decided check is audited after its answer is handed to the stream, as not delivered
+//! when Envoy had reset the stream by then (or the connection was gone), or when the
+//! decision came after the deadline Envoy stated in `grpc-timeout` (Envoy's own timer, started
+//! before this one, had fired: it answered the client itself and resets the stream). A reset
+//! that arrives after the answer was queued is not seen: the audit is exact about what
+//! mcp-warden knew when it answered, and the deadline catches the checks that were late.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -19,7 +26,7 @@ use h2::server::SendResponse;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
-use crate::authz::{Unread, Warden};
+use crate::authz::{Delivery, Unread, Warden};
 use crate::mcp::Limits;
 
 /// The one path this module serves.
@@ -62,46 +69,100 @@ pub(super) fn serve(
         return;
     }
     let started = Instant::now();
+    let deadline = request.headers().get("grpc-timeout").and_then(grpc_timeout).and_then(|t| started.checked_add(t));
     let mut message = Message::new(request.into_body(), max_check_message(&warden.settings.limits));
     if inline {
         // Only what already arrived: the no-op waker is replaced by the task's own below if
         // the message is still incomplete.
         let mut now = Context::from_waker(Waker::noop());
         match message.poll_whole(&mut now) {
-            Poll::Ready(read) => return answer(warden, started, read, respond),
+            Poll::Ready(read) => return answer(warden, started, deadline, read, respond),
             Poll::Pending => {}
         }
     }
     let warden = warden.clone();
     tokio::spawn(async move {
         let read = std::future::poll_fn(|cx| message.poll_whole(cx)).await;
-        answer(&warden, started, read, respond);
+        answer(&warden, started, deadline, read, respond);
     });
 }
 
-fn answer(warden: &Warden, started: Instant, read: Result<Bytes, ReadError>, mut respond: SendResponse<Bytes>) {
+fn answer(
+    warden: &Warden,
+    started: Instant,
+    deadline: Option<Instant>,
+    read: Result<Bytes, ReadError>,
+    mut respond: SendResponse<Bytes>,
+) {
     let answer = match read {
         // A panic in the check is a bug; it is still a denial, audited, never a reset stream
         // that takes the connection's other checks with it.
-        Ok(message) => match std::panic::catch_unwind(AssertUnwindSafe(|| warden.check_bytes(&message))) {
-            Ok(answer) => answer,
-            Err(_) => {
-                tracing::error!("the check panicked (a bug); the request is refused");
-                warden.refuse_failed(started)
+        Ok(message) => {
+            let hand = |answer: Vec<u8>| deliver(&mut respond, deadline, &answer);
+            match std::panic::catch_unwind(AssertUnwindSafe(|| warden.check_then(&message, hand))) {
+                Ok(()) => return,
+                Err(_) => {
+                    tracing::error!("the check panicked (a bug); the request is refused");
+                    warden.refuse_failed(started)
+                }
             }
-        },
+        }
         Err(ReadError::Unread(why)) => {
             tracing::warn!(?why, "refused a check message that cannot be read");
             warden.refuse_unread(started, why)
         }
         Err(ReadError::Stream(e)) => {
+            // Nothing was decided, so there is nothing to audit; counted with the answers
+            // Envoy never read.
             tracing::debug!(error = %e, "check stream ended before its message");
+            warden.metrics.undelivered(Delivery::StreamReset.code().unwrap_or_default());
             return;
         }
     };
     if let Err(e) = send_answer(&mut respond, &answer) {
         tracing::debug!(error = %e, "check answer not sent");
     }
+}
+
+/// Hands a decided answer to the stream and says whether Envoy can still read it.
+fn deliver(respond: &mut SendResponse<Bytes>, deadline: Option<Instant>, answer: &[u8]) -> Delivery {
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        // Envoy has answered the client itself; its reset may not have arrived yet.
+        send_answer(respond, answer).ok();
+        return Delivery::DeadlineExceeded;
+    }
+    // A reset that came in before now (read by the connection's task, which runs the inline
+    // checks between its reads, or concurrently on another worker).
+    if respond.poll_reset(&mut Context::from_waker(Waker::noop())).is_ready() {
+        return Delivery::StreamReset;
+    }
+    match send_answer(respond, answer) {
+        Ok(()) => Delivery::Delivered,
+        Err(e) => {
+            tracing::debug!(error = %e, "check answer not sent");
+            Delivery::StreamReset
+        }
+    }
+}
+
+/// gRPC's `grpc-timeout` header: up to eight digits and a unit (`H`, `M`, `S`, `m`, `u`,
+/// `n`). Envoy sends its ext_authz `timeout` there; anything else reads as no deadline.
+fn grpc_timeout(value: &HeaderValue) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (digits, unit) = value.as_bytes().split_at_checked(value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b"H" => Duration::from_secs(n * 3600),
+        b"M" => Duration::from_secs(n * 60),
+        b"S" => Duration::from_secs(n),
+        b"m" => Duration::from_millis(n),
+        b"u" => Duration::from_micros(n),
+        b"n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// Only gRPC over POST is served; anything else is answered the way the gRPC over HTTP/2
@@ -253,5 +314,20 @@ mod tests {
     fn the_message_limit_follows_the_body_limit() {
         let limits = Limits { max_body_bytes: 1 << 20, ..Limits::default() };
         assert_eq!(max_check_message(&limits), (1 << 20) + CHECK_HEADROOM);
+    }
+
+    #[test]
+    fn grpc_timeout_reads_every_unit_and_refuses_anything_else() {
+        use std::time::Duration;
+        let read = |s: &'static str| grpc_timeout(&HeaderValue::from_static(s));
+        assert_eq!(read("250m"), Some(Duration::from_millis(250)), "Envoy's ext_authz timeout of 0.25s");
+        assert_eq!(read("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(read("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(read("1S"), Some(Duration::from_secs(1)));
+        assert_eq!(read("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(read("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "m", "123456789m", "1x", "-1S", "1.5S", " 1S", "1 S"] {
+            assert_eq!(read(bad), None, "{bad:?}");
+        }
     }
 }

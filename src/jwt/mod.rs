@@ -1358,6 +1358,7 @@ spec: {allow: {app_labels: {service: none}}}
             auth_order: vec![AuthMethod::Mtls, AuthMethod::ApiKey, AuthMethod::Jwt],
             audit_skip_allowed: Vec::new(),
             envoy_metadata: crate::config::EnvoyMetadata::All,
+            bounds: Default::default(),
         };
         Warden::new(policy, KeyRing::single(key), settings, Audit::disabled()).with_jwt(Arc::new(testkit::verifier()))
     }

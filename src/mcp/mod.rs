@@ -7,6 +7,7 @@
 //! parsing failed. Pure: no I/O, no policy.
 
 pub mod jsonrpc;
+pub mod methods;
 
 use std::borrow::Cow;
 
@@ -288,7 +289,8 @@ fn decode_mirror(h: &str) -> Option<Cow<'_, str>> {
     }
 }
 
-/// What a message names that policy governs, or why it is malformed.
+/// What a message names that policy governs, or why it is malformed (docs/mcp-methods.md;
+/// `subscriptions/listen`'s list is read by [`methods::subscriptions`]).
 pub fn governed<'m, 'a>(msg: &'m Message<'a>) -> Result<Option<Governed<'m>>, Rejection<'a>> {
     let Some(method) = msg.method.as_deref() else {
         return Ok(None);
@@ -310,8 +312,10 @@ pub fn governed<'m, 'a>(msg: &'m Message<'a>) -> Result<Option<Governed<'m>>, Re
     Ok(Some(match method {
         "tools/call" => Governed::Tool(required(&msg.params.name, "tools/call needs a non-empty params.name")?),
         "prompts/get" => Governed::Prompt(required(&msg.params.name, "prompts/get needs a non-empty params.name")?),
-        "resources/read" => {
-            Governed::Resource(required(&msg.params.uri, "resources/read needs a non-empty params.uri")?)
+        // Subscribing names the resource as reading it does: the server then pushes
+        // `notifications/resources/updated` for it.
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            Governed::Resource(required(&msg.params.uri, "this method needs a non-empty params.uri")?)
         }
         "completion/complete" => {
             let r = msg.params.reference.as_ref().ok_or_else(|| invalid("completion/complete needs params.ref"))?;
@@ -508,6 +512,37 @@ mod tests {
             let Body::Single(m) = jsonrpc::parse(body, 8).expect("parses") else { panic!() };
             let r = governed(&m).expect_err(body);
             assert_eq!((r.reason, r.code, r.id.map(|i| i.get())), ("invalid_name", -32602, Some("4")), "{body}");
+        }
+    }
+
+    #[test]
+    fn subscribing_and_completing_name_the_resource_or_prompt_the_upstream_reads() {
+        let named = |body: &str| {
+            let Body::Single(m) = jsonrpc::parse(body, 8).expect("parses") else { panic!() };
+            governed(&m).map(|g| g.map(|g| (g.kind(), g.name().to_owned()))).map_err(|r| r.reason)
+        };
+        for method in ["resources/subscribe", "resources/unsubscribe"] {
+            let body =
+                format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"uri":"file:///secret/x"}}}}"#);
+            assert_eq!(named(&body), Ok(Some(("resource", "file:///secret/x".to_owned()))), "{method}");
+            let empty = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"uri":""}}}}"#);
+            assert_eq!(named(&empty), Err("missing_name"), "{method}");
+        }
+        // ref/resource names a URI template, checked as the template string itself (as the
+        // list filter checks `uriTemplate`); its `name` is not what the upstream reads.
+        let template = r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///docs/{path}","name":"x"},"argument":{"name":"path","value":"a"}}}"#;
+        assert_eq!(named(template), Ok(Some(("resource", "file:///docs/{path}".to_owned()))));
+        let prompt = r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p","uri":"u://x"}}}"#;
+        assert_eq!(named(prompt), Ok(Some(("prompt", "p".to_owned()))));
+        for unreadable in [
+            r#"{"type":"ref/tool","name":"t"}"#,
+            r#"{"type":"ref/resource","name":"r"}"#,
+            r#"{"type":"ref/prompt","uri":"u://x"}"#,
+            r#"{"name":"p"}"#,
+        ] {
+            let body =
+                format!(r#"{{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{{"ref":{unreadable}}}}}"#);
+            assert_eq!(named(&body), Err("missing_name"), "{unreadable}");
         }
     }
 }

@@ -14,7 +14,8 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use super::{ConfigArg, Identity, IdentityArgs, Loaded, Output, Unresolved, fail, print_json};
-use crate::authz::Warden;
+use crate::authz::{Single, Warden};
+use crate::bounds::Bounds;
 use crate::headers::Headers;
 use crate::mcp::{self, Body, Inspection, Limits};
 use crate::policy::engine::check_app;
@@ -182,7 +183,7 @@ impl Outcome {
 }
 
 /// Decides `body` for `user` at `app` as the live check does (after authentication).
-pub fn evaluate(limits: &Limits, user: &User, app: &App, body: &[u8]) -> Outcome {
+pub fn evaluate(limits: &Limits, bounds: &Bounds, user: &User, app: &App, body: &[u8]) -> Outcome {
     let d = check_app(user, app);
     let mut verdicts = vec![Verdict::of(format!("app '{}'", app.name), d)];
     if !d.allowed {
@@ -207,7 +208,9 @@ pub fn evaluate(limits: &Limits, user: &User, app: &App, body: &[u8]) -> Outcome
             Ok(Some(g)) => format!("{} '{}'", g.kind(), g.name()),
             _ => m.method.as_deref().map_or("a response".to_owned(), |n| format!("method '{n}'")),
         };
-        verdicts.push(match Warden::check_message(user, app, m) {
+        let mut single = Single { body, denied_uri: None };
+        let single = matches!(parsed, Body::Single(_)).then_some(&mut single);
+        verdicts.push(match Warden::check_message(bounds, user, app, m, single) {
             Ok(d) => Verdict::of(subject, d),
             Err(r) => Verdict::refused("request", r.reason, &r.message),
         });
@@ -224,7 +227,7 @@ pub fn decide(
     request: &Request,
 ) -> Result<(Option<String>, Outcome), String> {
     match loaded.user(identity) {
-        Ok(user) => Ok((Some(user.name.to_string()), evaluate(&loaded.config.limits, &user, app, &request.body()))),
+        Ok(user) => Ok((Some(user.name.to_string()), evaluate(&loaded.config.limits, &loaded.config.bounds, &user, app, &request.body()))),
         Err(Unresolved::Usage(e)) => Err(e),
         Err(Unresolved::Refused(e, message)) => {
             Ok((None, Outcome(vec![Verdict::refused("identity", e.reason(), &message)])))
@@ -289,7 +292,7 @@ mod tests {
 
     fn decide(p: &Policy, user: &str, request: Request) -> Outcome {
         let (u, a) = (p.user(user).expect("user"), p.app("demo").expect("app"));
-        evaluate(&Limits::default(), u, a, &request.body())
+        evaluate(&Limits::default(), &Bounds::default(), u, a, &request.body())
     }
 
     #[test]

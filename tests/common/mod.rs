@@ -51,6 +51,11 @@ spec:
 /// The warden; tool denials carry `denied_status`; `envoy_metadata` says which checks carry
 /// decision metadata.
 pub(crate) fn warden(denied_status: u16, envoy_metadata: EnvoyMetadata) -> Warden {
+    auditing(denied_status, envoy_metadata, Audit::disabled())
+}
+
+/// [`warden`], writing its audit events to `audit`.
+pub(crate) fn auditing(denied_status: u16, envoy_metadata: EnvoyMetadata, audit: Audit) -> Warden {
     let policy = Policy::load(&[Source::inline("common.yaml", POLICY)]).expect("policy");
     let (key, _) = SigningKey::generate().expect("key");
     let settings = Settings {
@@ -60,8 +65,9 @@ pub(crate) fn warden(denied_status: u16, envoy_metadata: EnvoyMetadata) -> Warde
         auth_order: vec![AuthMethod::Mtls, AuthMethod::ApiKey],
         audit_skip_allowed: Vec::new(),
         envoy_metadata,
+        bounds: Default::default(),
     };
-    Warden::new(policy, KeyRing::single(key), settings, Audit::disabled())
+    Warden::new(policy, KeyRing::single(key), settings, audit)
 }
 
 /// What Envoy sends for `method` with these header lines and body, on the route naming `app`

@@ -17,6 +17,7 @@ import base64
 import itertools
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,14 @@ class SharedStack:
         return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n") and line.strip()]
 
 
-def start_shared_stack(group: harness.ProcessGroup, work_dir: Path, envoy_bin: Path, warden_bin: Path) -> SharedStack:
+def start_shared_stack(
+    group: harness.ProcessGroup,
+    work_dir: Path,
+    envoy_bin: Path,
+    warden_bin: Path,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> SharedStack:
     audit_path = work_dir / "audit.jsonl"
     stack = harness.start_stack(
         group,
@@ -116,11 +124,32 @@ def start_shared_stack(group: harness.ProcessGroup, work_dir: Path, envoy_bin: P
         stateless=True,
         json_response=True,
         config_extra={
-            "inspection": {"max_body_bytes": MAX_BODY_BYTES, "max_depth": MAX_DEPTH},
+            "inspection": {"max_body_bytes": max_body_bytes, "max_depth": MAX_DEPTH},
             "audit": {"output": str(audit_path)},
         },
     )
     return SharedStack(stack, audit_path)
+
+
+def module_stack(
+    tmp_path_factory: Any, name: str, envoy_bin: Path, warden_bin: Path, **options: Any
+) -> Iterator[SharedStack]:
+    """A module fixture's body: a shared stack in a fresh directory, stopped at the end."""
+    work = tmp_path_factory.mktemp(name)
+    group = harness.ProcessGroup(work / "logs")
+    try:
+        yield start_shared_stack(group, work / "stack", envoy_bin, warden_bin, **options)
+    finally:
+        group.stop_all()
+
+
+def checked(request: Any, shared: SharedStack) -> SharedStack:
+    """The shared stack for one test: its process logs attached to the test's failure
+    report, every process still alive."""
+    attach_logs(request.node, shared.stack.group)
+    for proc in shared.stack.group.procs:
+        proc.check_alive("a test started")
+    return shared
 
 
 def attach_logs(node: Any, group: harness.ProcessGroup) -> None:

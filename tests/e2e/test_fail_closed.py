@@ -52,7 +52,7 @@ from inspect_support import (
     assert_forwarded_with_id_token,
     assert_jsonrpc_error,
     assert_same_id,
-    attach_logs,
+    checked,
     audit_event_for,
     base64_sentinel,
     body_bytes,
@@ -63,7 +63,7 @@ from inspect_support import (
     new_request_id,
     padded_call,
     raw,
-    start_shared_stack,
+    module_stack,
     stateless_meta,
 )
 
@@ -75,21 +75,13 @@ INTERNAL_NAMES = ["demo-full", "demo-readonly", "other-only", "demo-curated", "^
 def shared_stack(
     tmp_path_factory: pytest.TempPathFactory, envoy_bin: Path, warden_bin: Path
 ) -> Iterator[SharedStack]:
-    work = tmp_path_factory.mktemp("fail-closed")
-    group = harness.ProcessGroup(work / "logs")
-    try:
-        yield start_shared_stack(group, work / "stack", envoy_bin, warden_bin)
-    finally:
-        group.stop_all()
+    yield from module_stack(tmp_path_factory, "fail-closed", envoy_bin, warden_bin)
 
 
 @pytest.fixture
 def fc(request: pytest.FixtureRequest, shared_stack: SharedStack) -> SharedStack:
     """The shared stack, with its process logs attached to this test's failure report."""
-    attach_logs(request.node, shared_stack.stack.group)
-    for proc in shared_stack.stack.group.procs:
-        proc.check_alive("a test started")
-    return shared_stack
+    return checked(request, shared_stack)
 
 
 def send(
