@@ -438,7 +438,8 @@ impl Warden {
         msgs: &[Message<'s>],
         audit: &mut AuditInfo<'s>,
     ) -> Option<Reply> {
-        let outcomes: Vec<_> = msgs.iter().map(|m| Self::check_message(&self.settings.bounds, user, app, m, None)).collect();
+        let outcomes: Vec<_> =
+            msgs.iter().map(|m| Self::check_message(&self.settings.bounds, user, app, m, None)).collect();
         let any_denied = outcomes.iter().any(|o| !matches!(o, Ok(d) if d.allowed));
         // One audit event per element, with the batch's fate: nothing is forwarded when any
         // element is denied.

@@ -227,7 +227,10 @@ pub fn decide(
     request: &Request,
 ) -> Result<(Option<String>, Outcome), String> {
     match loaded.user(identity) {
-        Ok(user) => Ok((Some(user.name.to_string()), evaluate(&loaded.config.limits, &loaded.config.bounds, &user, app, &request.body()))),
+        Ok(user) => Ok((
+            Some(user.name.to_string()),
+            evaluate(&loaded.config.limits, &loaded.config.bounds, &user, app, &request.body()),
+        )),
         Err(Unresolved::Usage(e)) => Err(e),
         Err(Unresolved::Refused(e, message)) => {
             Ok((None, Outcome(vec![Verdict::refused("identity", e.reason(), &message)])))
