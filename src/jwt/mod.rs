@@ -8,7 +8,7 @@
 //!
 //! What a token must be, in order:
 //! 1. at most [`MAX_TOKEN_BYTES`], three base64url parts, a header with no `crit`, and no
-//!    key named twice in any object of the header or the claims ([`strict`]);
+//!    key named twice in any object of the header or the claims (`strict`);
 //! 2. `alg` in the configured allow-list (asymmetric only: `none` and HMAC cannot be
 //!    configured);
 //! 3. signed by a published key: the `kid` names it, or, only when the identity provider
