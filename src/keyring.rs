@@ -575,6 +575,7 @@ mod tests {
     fn rotating_an_empty_directory_makes_a_key_that_signs_at_once() {
         let tmp = tempfile::tempdir().expect("tmp");
         let d = dir(tmp.path());
+        std::fs::create_dir_all(&d.dir).expect("mkdir");
         let first = d.rotate(at(0), false).expect("rotate");
         assert!(first.immediate);
         let first = first.kid;
@@ -592,6 +593,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let d = dir(tmp.path());
         assert!(d.files().is_err(), "no manifest yet");
+        std::fs::create_dir_all(&d.dir).expect("mkdir");
         let a = d.rotate(at(0), false).expect("rotate").kid;
         let b = d.rotate(at(1), false).expect("rotate").kid;
         std::fs::write(d.dir.join("stray.pem"), "not listed").expect("write");

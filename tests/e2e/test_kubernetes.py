@@ -310,9 +310,9 @@ def tls_secret(host: str) -> tuple[dict[str, str], bytes]:
 
 
 def keys_secret(warden_bin: Path, work: Path, name: str) -> dict[str, Any]:
-    """The key Secret as the runbook makes it: `keys rotate` on a local dir, `keys secret`."""
+    """The key Secret as the runbook makes it: `keys init` on a local dir, `keys secret`."""
     keys = work / "keys-copy"
-    for argv in (["rotate"], ["secret", "--name", name]):
+    for argv in (["init"], ["secret", "--name", name]):
         out = subprocess.run(
             [str(warden_bin), "keys", "--dir", str(keys), *argv], capture_output=True, text=True, timeout=60
         )

@@ -130,7 +130,7 @@ def test_two_replicas_on_one_secret_rotate_together_under_load_and_every_token_v
     schedule_config.write_text(json.dumps({**SCHEDULE, "keys": {**SCHEDULE["keys"], "read_only": False}}))
 
     # --- the first Secret, as the runbook creates it ---
-    keys_cli(warden_bin, schedule_config, copy, "rotate")
+    keys_cli(warden_bin, schedule_config, copy, "init")
     volume.write(secret_files(keys_cli(warden_bin, schedule_config, copy, "secret", "--name", "mcp-warden-keys")))
     (old_kid,) = [k["kid"] for k in json.loads((volume.root / "keyring.json").read_text())["keys"]]
 
