@@ -5,8 +5,20 @@
 //! duplicate keys at every level, and keys that differ from a known key only by case
 //! (including the Unicode folds Go's `encoding/json` applies: `ſ`→`s`, `K`→`k`).
 //! Anything ambiguous is an error; it never guesses. Borrows from the body; builds no tree.
+//!
+//! Cost is linear in the body (issue 19), whatever its shape:
+//! - one pass of serde_json: each string (escapes and surrogate pairs included) and number
+//!   is read once; an escaped key or string value is unescaped once into its own buffer;
+//! - nesting stops at `max_depth`, so the reader's recursion is bounded by it;
+//! - keys of one object: at most [`INLINE_KEYS`] comparisons each, then one lookup in a
+//!   hash set with std's randomly keyed SipHash (see `SeenKeys`), never a scan of the keys
+//!   seen before;
+//! - case variants: only keys of the envelope, `params` and `ref` are folded, each against
+//!   a fixed list of at most seven known keys, stopping at the first character that differs;
+//! - a batch is read element by element into one `Vec`, each element as a message above.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -141,33 +153,64 @@ fn classify_key<E: de::Error>(key: &str, known: &[&str], slot: Failure<'_>) -> R
     Ok(None)
 }
 
-/// Records keys of one object and rejects a repeat. The first keys are kept inline (no
-/// allocation): this runs for every object of every body, and most have a few keys.
+/// Records keys of one object and rejects a repeat, in time linear in the object's keys.
+/// The first keys are kept inline and compared one by one (no allocation: this runs for
+/// every object of every body, and most have a few keys); from the ninth on, every key goes
+/// into a hash set. Its hasher is std's SipHash with per-process random keys, so a body
+/// cannot choose keys that collide: each insert costs at most [`INLINE_KEYS`] comparisons
+/// plus one hash of the key and the expected O(1) probes.
 struct SeenKeys<'a> {
     inline: [Cow<'a, str>; INLINE_KEYS],
     len: usize,
-    more: Vec<Cow<'a, str>>,
+    /// Created at the first key past the inline ones (most objects never need it).
+    more: Option<HashSet<Seen<'a>>>,
 }
 
 const INLINE_KEYS: usize = 8;
 
 impl Default for SeenKeys<'_> {
     fn default() -> Self {
-        SeenKeys { inline: std::array::from_fn(|_| Cow::Borrowed("")), len: 0, more: Vec::new() }
+        SeenKeys { inline: std::array::from_fn(|_| Cow::Borrowed("")), len: 0, more: None }
     }
 }
 
 impl<'a> SeenKeys<'a> {
     fn insert<E: de::Error>(&mut self, key: Cow<'a, str>, slot: Failure<'_>) -> Result<(), E> {
-        if self.inline[..self.len.min(INLINE_KEYS)].contains(&key) || self.more.contains(&key) {
+        let inline = &self.inline[..self.len.min(INLINE_KEYS)];
+        if inline.iter().any(|k| Seen::same(k, &key)) {
             return Err(fail(slot, JsonRpcError::DuplicateKey(key.into_owned())));
         }
         match self.inline.get_mut(self.len) {
             Some(free) => *free = key,
-            None => self.more.push(key),
+            None => {
+                if let Some(Seen(repeated)) = self.more.get_or_insert_default().replace(Seen(key)) {
+                    return Err(fail(slot, JsonRpcError::DuplicateKey(repeated.into_owned())));
+                }
+            }
         }
         self.len += 1;
         Ok(())
+    }
+}
+
+/// A key as the set holds it. Equality goes through [`Seen::same`], which tests count.
+#[derive(Hash)]
+struct Seen<'a>(Cow<'a, str>);
+
+impl PartialEq for Seen<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        Seen::same(&self.0, &other.0)
+    }
+}
+
+impl Eq for Seen<'_> {}
+
+impl Seen<'_> {
+    #[inline]
+    fn same(a: &str, b: &str) -> bool {
+        #[cfg(test)]
+        tests::COMPARISONS.with(|c| c.set(c.get() + 1));
+        a == b
     }
 }
 
@@ -634,6 +677,18 @@ impl<'de> Visitor<'de> for RefSeed<'_> {
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// Keys compared by `SeenKeys` on this thread.
+        pub(super) static COMPARISONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Parses `body` and returns the key comparisons it took.
+    fn comparisons(body: &str) -> usize {
+        COMPARISONS.with(|c| c.set(0));
+        parse(body, 32).expect("valid");
+        COMPARISONS.with(std::cell::Cell::get)
+    }
+
     fn one(body: &str) -> Message<'_> {
         match parse(body, 32).expect("valid") {
             Body::Single(m) => m,
@@ -785,5 +840,43 @@ mod tests {
         assert!(m.params.has_task);
         let r = m.params.reference.expect("ref");
         assert_eq!((r.kind.as_deref(), r.name.as_deref()), (Some("ref/prompt"), Some("greet")));
+    }
+
+    #[test]
+    fn distinct_keys_cost_a_bounded_number_of_comparisons_each() {
+        // Issue 19: past the inline keys, each key was compared with every earlier one, so a
+        // 1 MiB object of 65,536 keys took 5.5 s. Now each costs at most the inline keys
+        // plus the (rare) equal-hash candidates of one lookup.
+        for n in [16usize, 1024, 65_536] {
+            let keys: Vec<String> = (0..n).map(|i| format!("\"{i:x}\":0")).collect();
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"arguments":{{{}}}}}}}"#,
+                keys.join(",")
+            );
+            let compared = comparisons(&body);
+            assert!(compared <= (INLINE_KEYS + 2) * n, "{compared} comparisons for {n} keys");
+        }
+    }
+
+    #[test]
+    fn a_repeat_past_thousands_of_keys_is_still_found() {
+        let keys: Vec<String> = (0..5000).map(|i| format!("\"k{i}\":0")).collect();
+        let body = |extra: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"a":{{{},{extra}}}}}}}"#, keys.join(","))
+        };
+        assert_eq!(err32(&body(r#""k4321":1"#)), JsonRpcError::DuplicateKey("k4321".into()));
+        assert_eq!(err32(&body(r#""k\u0030":1"#)), JsonRpcError::DuplicateKey("k0".into()), "after unescaping");
+    }
+
+    #[test]
+    fn many_small_objects_cost_comparisons_in_proportion_to_their_keys() {
+        let objects: Vec<String> = (0..20_000).map(|i| format!(r#"{{"a":{i},"b":[{{"c":1}}]}}"#)).collect();
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"list":[{}]}}}}"#, objects.join(","));
+        // Each object compares its second key with its first: one comparison per object.
+        assert!(comparisons(&body) <= 2 * objects.len() + 16);
+    }
+
+    fn err32(body: &str) -> JsonRpcError {
+        parse(body, 32).expect_err("must be rejected")
     }
 }
