@@ -65,6 +65,26 @@ fn filled(method: &str, item: impl Fn(usize) -> String) -> String {
     body
 }
 
+/// A 2025-03-26 batch of `max_batch` (100) `tools/call`s whose arguments are distinct keys,
+/// together just under the limit.
+fn full_batch() -> String {
+    let max = mcp_warden::mcp::Limits::default().max_batch;
+    let per = LIMIT / max - 100;
+    let element = |i: usize| {
+        let mut args = String::new();
+        let mut k = 0;
+        while args.len() + 12 < per {
+            args.push_str(&format!("\"{k:x}\":0,"));
+            k += 1;
+        }
+        args.pop();
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"search_docs","arguments":{{{args}}}}}}}"#
+        )
+    };
+    format!("[{}]", (0..max).map(element).collect::<Vec<_>>().join(","))
+}
+
 /// A 2025-03-26 batch of `element(i)`, as many as fit under the limit.
 fn batch(element: impl Fn(usize) -> String) -> String {
     let mut body = String::from("[");
@@ -163,7 +183,13 @@ fn cases(key: &str) -> Vec<Case> {
             "plain `tools/call`, 1 MiB",
         ),
         case(
-            "batch of `tools/call` (2025-03-26)",
+            "batch of 100 `tools/call` (`max_batch`) of 10 KiB, 2025-03-26",
+            request(Some(key), &full_batch(), "2025-03-26", Vec::new()),
+            Expect::Allow,
+            "plain `tools/call`, 1 MiB",
+        ),
+        case(
+            "batch of 14,000 `tools/call`, 2025-03-26 (refused: over `max_batch`)",
             request(
                 Some(key),
                 &batch(|i| {
@@ -172,30 +198,30 @@ fn cases(key: &str) -> Vec<Case> {
                 "2025-03-26",
                 Vec::new(),
             ),
-            Expect::Allow,
+            Expect::Deny(400),
             "plain `tools/call`, 1 MiB",
         ),
         case(
-            "batch of `ping` (2025-03-26)",
+            "batch of 21,000 `ping`, 2025-03-26 (refused: over `max_batch`)",
             request(
                 Some(key),
                 &batch(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#)),
                 "2025-03-26",
                 Vec::new(),
             ),
-            Expect::Allow,
+            Expect::Deny(400),
             "plain `tools/call`, 1 MiB",
         ),
         case("long name, denied (1 MiB)", call(&long_name), Expect::Denied, "plain `tools/call`, 1 MiB"),
         case("plain `tools/call`, 300 B", call(&plain_small), Expect::Allow, "plain `tools/call`, 300 B"),
         case(
-            "200 KiB of headers: 8,000 distinct names",
+            "headers: 8,000 distinct names",
             request(Some(key), &plain_small, v, (0..8000).map(|i| (format!("x-h{i}"), "v".into())).collect()),
             Expect::Allow,
             "plain `tools/call`, 300 B",
         ),
         case(
-            "200 KiB of headers: 8,000 lines of one name",
+            "headers: 8,000 lines of one name",
             request(
                 Some(key),
                 &plain_small,
@@ -206,7 +232,7 @@ fn cases(key: &str) -> Vec<Case> {
             "plain `tools/call`, 300 B",
         ),
         case(
-            "200 KiB of headers: 4 of 50 KiB",
+            "headers: 4 of 50 KiB",
             request(
                 Some(key),
                 &plain_small,

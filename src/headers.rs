@@ -69,13 +69,19 @@ impl<'a> Headers<'a> {
 
     /// Where `name` is in `entries`: a bit test, then a scan of at most [`SCANNED`] names or
     /// one hash lookup.
+    #[inline]
     fn position(&self, name: &str) -> Option<usize> {
         if self.names & bit(name) == 0 {
             return None;
         }
+        self.find(name)
+    }
+
+    #[inline]
+    fn find(&self, name: &str) -> Option<usize> {
         match &self.index {
-            Some(index) => index.get(name).copied(),
             None => self.entries.iter().position(|(n, _)| same(n, name)),
+            Some(index) => index.get(name).copied(),
         }
     }
 

@@ -12,6 +12,12 @@
 //! Ambiguity is refused rather than guessed: a duplicate key, or a case variant of a key it
 //! reads (`Tools`, `ID`, `Result`; Go's `encoding/json` would match those), makes the message
 //! unfilterable.
+//!
+//! Cost (issue 19): an object's keys are checked for repeats by sorting them once (k log k
+//! for k keys, never a comparison with every key seen before); a key is looked up by one pass
+//! over its object's members, folding each only against the key looked up; the fixed shape
+//! (message, `result`, the list, an entry) is read level by level, so a byte is parsed at
+//! most once per level, five times in all.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -182,14 +182,19 @@ impl<'a> SeenKeys<'a> {
         }
         match self.inline.get_mut(self.len) {
             Some(free) => *free = key,
-            None => {
-                if let Some(Seen(repeated)) = self.more.get_or_insert_default().replace(Seen(key)) {
-                    return Err(fail(slot, JsonRpcError::DuplicateKey(repeated.into_owned())));
-                }
-            }
+            None => self.insert_more(key, slot)?,
         }
         self.len += 1;
         Ok(())
+    }
+
+    /// A key past the inline ones (kept out of line: most objects never get here).
+    #[inline(never)]
+    fn insert_more<E: de::Error>(&mut self, key: Cow<'a, str>, slot: Failure<'_>) -> Result<(), E> {
+        match self.more.get_or_insert_default().replace(Seen(key)) {
+            Some(Seen(repeated)) => Err(fail(slot, JsonRpcError::DuplicateKey(repeated.into_owned()))),
+            None => Ok(()),
+        }
     }
 }
 
