@@ -7,7 +7,7 @@
 //! Names are lower-case in both forms (Envoy's HTTP codecs lower-case them).
 //!
 //! Cost: linear in the header lines. A lookup or an added line compares at most
-//! [`SCANNED`] names while there are that few distinct names; past that, names are indexed
+//! 16 (`SCANNED`) names while there are that few distinct names; past that, names are indexed
 //! in a hash map (std's SipHash, keyed at random per process, so header names cannot be
 //! chosen to collide), and each lookup or line costs one hash of the name. A repeated
 //! name's joined value grows by appending (amortized linear in its lines).

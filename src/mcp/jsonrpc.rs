@@ -10,7 +10,7 @@
 //! - one pass of serde_json: each string (escapes and surrogate pairs included) and number
 //!   is read once; an escaped key or string value is unescaped once into its own buffer;
 //! - nesting stops at `max_depth`, so the reader's recursion is bounded by it;
-//! - keys of one object: at most [`INLINE_KEYS`] comparisons each, then one lookup in a
+//! - keys of one object: at most eight (`INLINE_KEYS`) comparisons each, then one lookup in a
 //!   hash set with std's randomly keyed SipHash (see `SeenKeys`), never a scan of the keys
 //!   seen before;
 //! - case variants: only keys of the envelope, `params` and `ref` are folded, each against
