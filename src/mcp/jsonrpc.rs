@@ -20,6 +20,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
+use std::hash::{BuildHasher as _, BuildHasherDefault, Hash, Hasher, RandomState};
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -156,17 +157,25 @@ fn classify_key<E: de::Error>(key: &str, known: &[&str], slot: Failure<'_>) -> R
 /// Records keys of one object and rejects a repeat, in time linear in the object's keys.
 /// The first keys are kept inline and compared one by one (no allocation: this runs for
 /// every object of every body, and most have a few keys); from the ninth on, every key goes
-/// into a hash set. Its hasher is std's SipHash with per-process random keys, so a body
-/// cannot choose keys that collide: each insert costs at most [`INLINE_KEYS`] comparisons
-/// plus one hash of the key and the expected O(1) probes.
+/// into a hash set. Each key is hashed once, with std's SipHash under per-process random
+/// keys, so a body cannot choose keys that collide; the set then reuses that hash (growing it
+/// hashes nothing again). Each insert costs at most [`INLINE_KEYS`] comparisons plus one hash
+/// of the key and the expected O(1) probes, each comparing two hashes before any text.
 struct SeenKeys<'a> {
     inline: [Cow<'a, str>; INLINE_KEYS],
     len: usize,
     /// Created at the first key past the inline ones (most objects never need it).
-    more: Option<HashSet<Seen<'a>>>,
+    more: Option<Box<More<'a>>>,
 }
 
 const INLINE_KEYS: usize = 8;
+
+/// The keys past the inline ones, and the keyed hash they were hashed with.
+#[derive(Default)]
+struct More<'a> {
+    sip: RandomState,
+    keys: HashSet<Seen<'a>, BuildHasherDefault<Prehashed>>,
+}
 
 impl Default for SeenKeys<'_> {
     fn default() -> Self {
@@ -191,20 +200,35 @@ impl<'a> SeenKeys<'a> {
     /// A key past the inline ones (kept out of line: most objects never get here).
     #[inline(never)]
     fn insert_more<E: de::Error>(&mut self, key: Cow<'a, str>, slot: Failure<'_>) -> Result<(), E> {
-        match self.more.get_or_insert_default().replace(Seen(key)) {
-            Some(Seen(repeated)) => Err(fail(slot, JsonRpcError::DuplicateKey(repeated.into_owned()))),
+        let more = self.more.get_or_insert_with(|| {
+            let mut more = Box::<More<'a>>::default();
+            more.keys.reserve(4 * INLINE_KEYS);
+            more
+        });
+        let hash = more.sip.hash_one(&*key);
+        match more.keys.replace(Seen { hash, key }) {
+            Some(Seen { key: repeated, .. }) => Err(fail(slot, JsonRpcError::DuplicateKey(repeated.into_owned()))),
             None => Ok(()),
         }
     }
 }
 
-/// A key as the set holds it. Equality goes through [`Seen::same`], which tests count.
-#[derive(Hash)]
-struct Seen<'a>(Cow<'a, str>);
+/// A key as the set holds it, with its hash. Equality compares the hashes, then the text
+/// through [`Seen::same`], which tests count.
+struct Seen<'a> {
+    hash: u64,
+    key: Cow<'a, str>,
+}
+
+impl Hash for Seen<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
 
 impl PartialEq for Seen<'_> {
     fn eq(&self, other: &Self) -> bool {
-        Seen::same(&self.0, &other.0)
+        self.hash == other.hash && Seen::same(&self.key, &other.key)
     }
 }
 
@@ -216,6 +240,25 @@ impl Seen<'_> {
         #[cfg(test)]
         tests::COMPARISONS.with(|c| c.set(c.get() + 1));
         a == b
+    }
+}
+
+/// The set's hasher: a [`Seen`] key's hash, already keyed, passed through.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is called (`Seen::hash`); anything else still hashes all it is given.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
     }
 }
 
