@@ -93,10 +93,11 @@ pub(super) fn serve(
 }
 
 /// A message larger than this is checked on the blocking pool, not on the runtime thread
-/// that serves every connection's small checks. Reading a body is linear in its size (≈ 5 µs
-/// per KiB), so a check this size takes a fraction of a millisecond and one at the body
-/// limit a few milliseconds; without this, a stream of those from one caller would queue
-/// every other caller's checks behind them on a one-thread runtime.
+/// that serves every connection's small checks. Reading a body is linear in its size (1.4 to
+/// 10 µs per KiB by shape: BENCHMARKS.md, *Worst-case requests*), so a check this size takes
+/// well under a millisecond and one at the 1 MiB body limit up to about 10 ms; without this,
+/// a stream of those from one caller would queue every other caller's checks behind them on
+/// a one-thread runtime.
 pub(super) const OFF_THREAD_BYTES: usize = 64 << 10;
 
 /// How many large checks run at once: one per CPU, at most four. The rest wait (in arrival
