@@ -5,7 +5,8 @@
 //! machine of one architecture, whatever the VM's speed is doing: `scripts/bench.sh` does
 //! so, and a change to the check can be weighed before a load run.
 //!
-//! `cargo bench --bench instructions -- CASE N` (CASE: call, denied, list).
+//! `cargo bench --bench instructions -- CASE N` (CASE: call, denied, list; keys: issue 19's
+//! body of 65,536 distinct keys in one object).
 
 mod common;
 
@@ -26,7 +27,16 @@ fn main() {
         "call" => common::tools_call_body(common::COMMON_TOOL, 300),
         "denied" => common::tools_call_body("delete_everything", 300),
         "list" => common::TOOLS_LIST.to_owned(),
-        other => panic!("unknown case {other:?} (call, denied, list)"),
+        // Issue 19's body: one object of 65,536 distinct keys.
+        "keys" => {
+            let keys: Vec<String> = (0..65_536).map(|i| format!("\"{i:x}\":0")).collect();
+            common::tools_call_body(common::COMMON_TOOL, 300).replacen(
+                "\"arguments\":{",
+                &format!("\"arguments\":{{{},", keys.join(",")),
+                1,
+            )
+        }
+        other => panic!("unknown case {other:?} (call, denied, list, keys)"),
     };
     let request = Bytes::from(common::check_request(&users[0].key, &body).encode_to_vec());
     let dir = tempfile::tempdir().expect("temp dir");

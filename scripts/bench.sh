@@ -657,6 +657,11 @@ if [ "$MICRO" = 1 ]; then
     cargo bench --quiet --bench "$b" -- --warm-up-time 1 --measurement-time 3 >"$WORK/criterion-$b.log" 2>&1 ||
       die "cargo bench --bench $b failed: $(tail -20 "$WORK/criterion-$b.log")"
   done
+  # Adversarial requests at the size limits (issue 19): a Markdown table of CPU per KiB.
+  log "worst-case requests (benches/worst_case.rs)"
+  cargo bench --quiet --bench worst_case >"$WORK/worst-case.md" 2>"$WORK/worst-case.log" ||
+    die "cargo bench --bench worst_case failed: $(tail -20 "$WORK/worst-case.log")"
+  export BENCH_WORST_CASE="$WORK/worst-case.md"
   # Instructions per check, counted by callgrind inside `check_bytes` only: the same on every
   # run, so a change to the check is weighed without the VM's drift. N checks minus none
   # (the first check, which mints the token, is in both).
@@ -820,6 +825,14 @@ if out.exists():
 if not notes:
     notes = "<!-- notes:begin -->\n<!-- notes:end -->"
 
+# The worst-case table: this run's, else the one already in the report (--no-micro).
+worst = ""
+if E.get("BENCH_WORST_CASE") and Path(E["BENCH_WORST_CASE"]).exists():
+    worst = "<!-- worst-case:begin -->\n" + Path(E["BENCH_WORST_CASE"]).read_text().strip() + "\n<!-- worst-case:end -->"
+elif out.exists():
+    m = re.search(r"<!-- worst-case:begin -->.*?<!-- worst-case:end -->", out.read_text(), re.S)
+    worst = m.group(0) if m else ""
+
 if big_hwm is not None:
     big_section = f"""### Large policy ({E['BENCH_BIG_USERS']} users, {E['BENCH_BIG_ROLES']} roles, {med('big', 'policy', 'bytes') / 1e6:.1f} MB of YAML)
 
@@ -966,6 +979,15 @@ Instructions per check (`benches/instructions.rs` under callgrind, counted insid
 `Warden::check_bytes` only; the same on every run, whatever the VM's speed):
 cached-token `tools/call` {fmt(instr["call"])}; denied `tools/call` {fmt(instr["denied"])};
 `tools/list` {fmt(instr["list"])}.
+
+## Worst-case requests (issue 19)
+
+Adversarial requests at the size limits through `Warden::check_bytes` (`benches/worst_case.rs`:
+`cargo bench --bench worst_case`, which prints this table): process CPU per check and per KiB
+of the `CheckRequest`, audit to a file (its writer thread counted), beside a plain
+`tools/call` of the same size (bodies) or of 300 B (headers).
+
+{worst}
 
 ## Notes
 

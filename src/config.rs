@@ -146,6 +146,7 @@ struct RawClaimMapping {
 struct RawInspection {
     max_body_bytes: Option<usize>,
     max_depth: Option<usize>,
+    max_batch: Option<usize>,
     denied_status: Option<u16>,
     max_name_chars: Option<usize>,
     max_uri_bytes: Option<usize>,
@@ -376,9 +377,13 @@ impl Config {
         let limits = Limits {
             max_body_bytes: raw.inspection.max_body_bytes.unwrap_or(1 << 20),
             max_depth: raw.inspection.max_depth.unwrap_or(32),
+            max_batch: raw.inspection.max_batch.unwrap_or(100),
         };
         if limits.max_body_bytes == 0 {
             return Err(invalid("inspection.max_body_bytes", "must be positive".into()));
+        }
+        if limits.max_batch == 0 {
+            return Err(invalid("inspection.max_batch", "must be positive".into()));
         }
         if !(2..=MAX_DEPTH_LIMIT).contains(&limits.max_depth) {
             return Err(invalid("inspection.max_depth", format!("must be between 2 and {MAX_DEPTH_LIMIT}")));
@@ -813,6 +818,7 @@ mod tests {
             ("inspection: {max_name_chars: 0}\n", "inspection.max_name_chars"),
             ("inspection: {max_uri_bytes: 100}\n", "inspection.max_uri_bytes"),
             ("inspection: {max_recorded_bytes: 1000000}\n", "inspection.max_recorded_bytes"),
+            ("inspection: {max_batch: 0}\n", "inspection.max_batch"),
             ("keys: {jwks_max_age: 10m, propagation_delay: 1m}\n", "keys.propagation_delay"),
             ("keys: {retain: 1m}\n", "keys.retain"),
         ] {

@@ -110,6 +110,48 @@ fn missing_and_bad_credentials_are_401_with_www_authenticate() {
 }
 
 #[test]
+fn an_unauthenticated_body_over_4_kib_is_refused_unread() {
+    // Issue 19: the body was parsed before the caller was authenticated, so one request of
+    // 1 MiB without credentials could hold the check thread for seconds. The body below
+    // repeats a key past 4 KiB: read, it would be refused as malformed (400).
+    let w = warden();
+    let args: Vec<String> = (0..600).map(|i| format!(r#""k{i}":{i}"#)).collect();
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"get_a","arguments":{{{},"k0":0}}}}}}"#,
+        args.join(",")
+    );
+    assert!(body.len() > mcp_warden::authz::UNAUTHENTICATED_INSPECT_BYTES);
+    let authenticated = request("POST", &[JSON, ("x-api-key", "foo")], &body, Some("bedrock-mcp"), "");
+    let Outcome::Deny { status, body: answer, .. } = check(&w, &authenticated) else { panic!("expected deny") };
+    assert_eq!((status, &answer["id"]), (400, &serde_json::json!(7)), "read when authenticated");
+    for headers in [vec![JSON], vec![JSON, ("x-api-key", "nope")]] {
+        let req = request("POST", &headers, &body, Some("bedrock-mcp"), "");
+        let Outcome::Deny { status, body: answer, .. } = check(&w, &req) else { panic!("expected deny") };
+        assert_eq!((status, answer["error"]["code"].as_i64()), (401, Some(-32001)));
+        assert_eq!(answer["id"], serde_json::Value::Null, "unread: no id to echo");
+    }
+}
+
+#[test]
+fn a_batch_of_more_than_max_batch_messages_is_refused_whole() {
+    // Issue 19: every element is decided and audited, so a 1 MiB batch of pings cost 15
+    // times a 1 MiB call.
+    let w = warden();
+    let batch = |n: usize| {
+        let elements: Vec<String> =
+            (0..n).map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#)).collect();
+        format!("[{}]", elements.join(","))
+    };
+    let max = mcp_warden::mcp::Limits::default().max_batch;
+    let req = request("POST", &[JSON, ("x-api-key", "foo")], &batch(max), Some("bedrock-mcp"), "");
+    assert!(matches!(check(&w, &req), Outcome::Allow { .. }), "{max} messages pass");
+    let req = request("POST", &[JSON, ("x-api-key", "foo")], &batch(max + 1), Some("bedrock-mcp"), "");
+    let Outcome::Deny { status, body, .. } = check(&w, &req) else { panic!("expected deny") };
+    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(-32600)));
+    assert!(w.metrics.render(0).contains("batch_too_large"));
+}
+
+#[test]
 fn mtls_principal_authenticates_and_host_names_the_app() {
     let w = warden();
     let req = request("POST", &[JSON], &call("get_weather"), None, "spiffe://example.org/alice");

@@ -32,7 +32,7 @@ use rng::Rng;
 const KNOWN_VERSIONS: [&str; 5] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", STATELESS];
 const STATELESS: &str = "2026-07-28";
 const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
-const LIMITS: Limits = Limits { max_body_bytes: 4096, max_depth: 16 };
+const LIMITS: Limits = Limits { max_body_bytes: 4096, max_depth: 16, max_batch: 100 };
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// A mirrored header value as the spec defines it: `=?base64?{payload}?=` (markers lower-case

@@ -1,6 +1,7 @@
 //! The ext_authz decision: Envoy's `CheckRequest` in, `CheckResponse` out.
 //!
-//! Order: inspect the MCP request (fail-closed gate), authenticate, resolve the app
+//! Order: authenticate, inspect the MCP request (fail-closed gate; for a caller that failed
+//! authentication only a body of at most [`UNAUTHENTICATED_INSPECT_BYTES`]), resolve the app
 //! (route `context_extensions.app`, else the Host against `public_addr`), check app access,
 //! then every governed name in the body. On allow, the app's `rewrite.headers` replace the
 //! client's (`OVERWRITE_IF_EXISTS_OR_ADD`) and the client's credentials are removed; on deny,
@@ -104,6 +105,11 @@ const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", LIST_HEADER,
 /// A name reserved for mcp-warden, never set by it (the list filter is gated on decision
 /// metadata): a client-sent copy is removed here and by Envoy, so no upstream can be misled.
 pub const LIST_HEADER: &str = "x-mcp-warden-list";
+
+/// The largest body read for a caller whose authentication failed: such a body is inspected
+/// (so the answer echoes its id and the audit event names its method and tool, at a bounded
+/// cost); a larger one is refused unread, its answer's id `null`.
+pub const UNAUTHENTICATED_INSPECT_BYTES: usize = 4 << 10;
 
 /// The decision reason of an allowed batch: Envoy sends every answer of one through the list
 /// filter, which rewrites the list answers in it (by shape) and passes the rest unchanged.
@@ -259,15 +265,20 @@ impl Warden {
         Self: 's,
     {
         let policy = &snap.policy;
-        let inspected = mcp::inspect(&ctx.http, &self.settings.limits);
+        let jwt = self.jwt.as_deref();
+        // Authentication first: a caller without a valid credential never has a large body
+        // read (see `UNAUTHENTICATED_INSPECT_BYTES`).
+        let authenticated = authn::authenticate(snap, jwt, &self.settings.auth_order, ctx.http.headers, ctx.principal);
+        let inspected = (authenticated.is_ok() || ctx.http.body.len() <= UNAUTHENTICATED_INSPECT_BYTES)
+            .then(|| mcp::inspect(&ctx.http, &self.settings.limits));
         let echo_id = match &inspected {
-            Ok(Inspection::Messages { body: Body::Single(m), .. }) => m.id,
-            Ok(_) => None,
-            Err(r) => r.id,
+            Some(Ok(Inspection::Messages { body: Body::Single(m), .. })) => m.id,
+            Some(Ok(_)) | None => None,
+            Some(Err(r)) => r.id,
         };
-        // Recorded before any decision, so every audit event (authentication failures too)
-        // says what was asked of which app.
-        if let Ok(Inspection::Messages { version, body }) = &inspected {
+        // Recorded before any decision, so every audit event (authentication failures with a
+        // body that was read too) says what was asked of which app.
+        if let Some(Ok(Inspection::Messages { version, body })) = &inspected {
             audit.protocol_version = Some(version.as_str());
             if let Body::Single(m) = body {
                 audit.set_message(m);
@@ -283,8 +294,7 @@ impl Warden {
             audit.reason = "body_too_large";
             return Reply::error(413, echo_id, -32600, "request body too large");
         }
-        let jwt = self.jwt.as_deref();
-        let auth = match authn::authenticate(snap, jwt, &self.settings.auth_order, ctx.http.headers, ctx.principal) {
+        let auth = match authenticated {
             Ok(a) => a,
             Err(e) => {
                 audit.event = "authentication.failed";
@@ -305,7 +315,8 @@ impl Warden {
             audit.decision(d);
             return Reply::error(403, echo_id, -32003, "access to this MCP server is denied by policy");
         }
-        let inspection = match inspected {
+        // Authenticated: the body was inspected.
+        let inspection = match inspected.unwrap_or_else(|| mcp::inspect(&ctx.http, &self.settings.limits)) {
             Ok(i) => i,
             Err(r) => {
                 audit.reason = r.reason;

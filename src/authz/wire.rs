@@ -5,6 +5,13 @@
 //! `map` is a repeated key/value message) and skips the rest. Text fields are checked for
 //! UTF-8, header names for lower case; a request that is malformed, or repeats a singular
 //! message field (protobuf would merge; Envoy never sends one), is refused, never guessed at.
+//!
+//! Cost is linear in the message (issue 19): every field is visited once per pass (the
+//! `HttpRequest` message's twice at most: its scalars, then its legacy header map), the
+//! header map's text is checked for UTF-8 once, and each header entry is read once and added
+//! to [`Headers`] in bounded time (a scan of at most 16 names, else one hash lookup). The
+//! body is a slice, never copied or scanned here. `context_extensions` is read once into a
+//! list that is searched twice.
 
 use crate::headers::Headers;
 

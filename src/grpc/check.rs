@@ -14,6 +14,9 @@
 //! before this one, had fired: it answered the client itself and resets the stream). A reset
 //! that arrives after the answer was queued is not seen: the audit is exact about what
 //! mcp-warden knew when it answered, and the deadline catches the checks that were late.
+//!
+//! A message over [`OFF_THREAD_BYTES`] is checked on the blocking pool, a bounded number at
+//! a time, so that large bodies never hold up the small checks served on the runtime thread.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -83,8 +86,37 @@ pub(super) fn serve(
     let warden = warden.clone();
     tokio::spawn(async move {
         let read = std::future::poll_fn(|cx| message.poll_whole(cx)).await;
-        answer(&warden, started, deadline, read, respond);
+        match read {
+            Ok(large) if large.len() > OFF_THREAD_BYTES => {
+                // Off the runtime's threads, a few at a time, in arrival order: the small
+                // checks of other callers keep being answered while it runs.
+                let Ok(permit) = large_checks().acquire().await else { return };
+                tokio::task::spawn_blocking(move || {
+                    answer(&warden, started, deadline, Ok(large), respond);
+                    drop(permit);
+                });
+            }
+            read => answer(&warden, started, deadline, read, respond),
+        }
     });
+}
+
+/// A message larger than this is checked on the blocking pool, not on the runtime thread
+/// that serves every connection's small checks. Reading a body is linear in its size (1.4 to
+/// 10 µs per KiB by shape: BENCHMARKS.md, *Worst-case requests*), so a check this size takes
+/// well under a millisecond and one at the 1 MiB body limit up to about 10 ms; without this,
+/// a stream of those from one caller would queue every other caller's checks behind them on
+/// a one-thread runtime.
+pub(super) const OFF_THREAD_BYTES: usize = 64 << 10;
+
+/// How many large checks run at once: one per CPU, at most four. The rest wait (in arrival
+/// order, holding their message) without occupying a thread.
+fn large_checks() -> &'static tokio::sync::Semaphore {
+    static LARGE: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    LARGE.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        tokio::sync::Semaphore::new(cpus.clamp(1, 4))
+    })
 }
 
 fn answer(

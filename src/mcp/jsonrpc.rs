@@ -5,9 +5,22 @@
 //! duplicate keys at every level, and keys that differ from a known key only by case
 //! (including the Unicode folds Go's `encoding/json` applies: `ſ`→`s`, `K`→`k`).
 //! Anything ambiguous is an error; it never guesses. Borrows from the body; builds no tree.
+//!
+//! Cost is linear in the body (issue 19), whatever its shape:
+//! - one pass of serde_json: each string (escapes and surrogate pairs included) and number
+//!   is read once; an escaped key or string value is unescaped once into its own buffer;
+//! - nesting stops at `max_depth`, so the reader's recursion is bounded by it;
+//! - keys of one object: at most eight (`INLINE_KEYS`) comparisons each, then one lookup in a
+//!   hash set with std's randomly keyed SipHash (see `SeenKeys`), never a scan of the keys
+//!   seen before;
+//! - case variants: only keys of the envelope, `params` and `ref` are folded, each against
+//!   a fixed list of at most seven known keys, stopping at the first character that differs;
+//! - a batch is read element by element into one `Vec`, each element as a message above.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
+use std::hash::{BuildHasher as _, BuildHasherDefault, Hash, Hasher, RandomState};
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -141,33 +154,111 @@ fn classify_key<E: de::Error>(key: &str, known: &[&str], slot: Failure<'_>) -> R
     Ok(None)
 }
 
-/// Records keys of one object and rejects a repeat. The first keys are kept inline (no
-/// allocation): this runs for every object of every body, and most have a few keys.
+/// Records keys of one object and rejects a repeat, in time linear in the object's keys.
+/// The first keys are kept inline and compared one by one (no allocation: this runs for
+/// every object of every body, and most have a few keys); from the ninth on, every key goes
+/// into a hash set. Each key is hashed once, with std's SipHash under per-process random
+/// keys, so a body cannot choose keys that collide; the set then reuses that hash (growing it
+/// hashes nothing again). Each insert costs at most [`INLINE_KEYS`] comparisons plus one hash
+/// of the key and the expected O(1) probes, each comparing two hashes before any text.
 struct SeenKeys<'a> {
     inline: [Cow<'a, str>; INLINE_KEYS],
     len: usize,
-    more: Vec<Cow<'a, str>>,
+    /// Created at the first key past the inline ones (most objects never need it).
+    more: Option<Box<More<'a>>>,
 }
 
 const INLINE_KEYS: usize = 8;
 
+/// The keys past the inline ones, and the keyed hash they were hashed with.
+#[derive(Default)]
+struct More<'a> {
+    sip: RandomState,
+    keys: HashSet<Seen<'a>, BuildHasherDefault<Prehashed>>,
+}
+
 impl Default for SeenKeys<'_> {
     fn default() -> Self {
-        SeenKeys { inline: std::array::from_fn(|_| Cow::Borrowed("")), len: 0, more: Vec::new() }
+        SeenKeys { inline: std::array::from_fn(|_| Cow::Borrowed("")), len: 0, more: None }
     }
 }
 
 impl<'a> SeenKeys<'a> {
     fn insert<E: de::Error>(&mut self, key: Cow<'a, str>, slot: Failure<'_>) -> Result<(), E> {
-        if self.inline[..self.len.min(INLINE_KEYS)].contains(&key) || self.more.contains(&key) {
+        let inline = &self.inline[..self.len.min(INLINE_KEYS)];
+        if inline.iter().any(|k| Seen::same(k, &key)) {
             return Err(fail(slot, JsonRpcError::DuplicateKey(key.into_owned())));
         }
         match self.inline.get_mut(self.len) {
             Some(free) => *free = key,
-            None => self.more.push(key),
+            None => self.insert_more(key, slot)?,
         }
         self.len += 1;
         Ok(())
+    }
+
+    /// A key past the inline ones (kept out of line: most objects never get here).
+    #[inline(never)]
+    fn insert_more<E: de::Error>(&mut self, key: Cow<'a, str>, slot: Failure<'_>) -> Result<(), E> {
+        let more = self.more.get_or_insert_with(|| {
+            let mut more = Box::<More<'a>>::default();
+            more.keys.reserve(4 * INLINE_KEYS);
+            more
+        });
+        let hash = more.sip.hash_one(&*key);
+        match more.keys.replace(Seen { hash, key }) {
+            Some(Seen { key: repeated, .. }) => Err(fail(slot, JsonRpcError::DuplicateKey(repeated.into_owned()))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A key as the set holds it, with its hash. Equality compares the hashes, then the text
+/// through [`Seen::same`], which tests count.
+struct Seen<'a> {
+    hash: u64,
+    key: Cow<'a, str>,
+}
+
+impl Hash for Seen<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialEq for Seen<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && Seen::same(&self.key, &other.key)
+    }
+}
+
+impl Eq for Seen<'_> {}
+
+impl Seen<'_> {
+    #[inline]
+    fn same(a: &str, b: &str) -> bool {
+        #[cfg(test)]
+        tests::COMPARISONS.with(|c| c.set(c.get() + 1));
+        a == b
+    }
+}
+
+/// The set's hasher: a [`Seen`] key's hash, already keyed, passed through.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is called (`Seen::hash`); anything else still hashes all it is given.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
     }
 }
 
@@ -634,6 +725,18 @@ impl<'de> Visitor<'de> for RefSeed<'_> {
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// Keys compared by `SeenKeys` on this thread.
+        pub(super) static COMPARISONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Parses `body` and returns the key comparisons it took.
+    fn comparisons(body: &str) -> usize {
+        COMPARISONS.with(|c| c.set(0));
+        parse(body, 32).expect("valid");
+        COMPARISONS.with(std::cell::Cell::get)
+    }
+
     fn one(body: &str) -> Message<'_> {
         match parse(body, 32).expect("valid") {
             Body::Single(m) => m,
@@ -785,5 +888,43 @@ mod tests {
         assert!(m.params.has_task);
         let r = m.params.reference.expect("ref");
         assert_eq!((r.kind.as_deref(), r.name.as_deref()), (Some("ref/prompt"), Some("greet")));
+    }
+
+    #[test]
+    fn distinct_keys_cost_a_bounded_number_of_comparisons_each() {
+        // Issue 19: past the inline keys, each key was compared with every earlier one, so a
+        // 1 MiB object of 65,536 keys took 5.5 s. Now each costs at most the inline keys
+        // plus the (rare) equal-hash candidates of one lookup.
+        for n in [16usize, 1024, 65_536] {
+            let keys: Vec<String> = (0..n).map(|i| format!("\"{i:x}\":0")).collect();
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"arguments":{{{}}}}}}}"#,
+                keys.join(",")
+            );
+            let compared = comparisons(&body);
+            assert!(compared <= (INLINE_KEYS + 2) * n, "{compared} comparisons for {n} keys");
+        }
+    }
+
+    #[test]
+    fn a_repeat_past_thousands_of_keys_is_still_found() {
+        let keys: Vec<String> = (0..5000).map(|i| format!("\"k{i}\":0")).collect();
+        let body = |extra: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"a":{{{},{extra}}}}}}}"#, keys.join(","))
+        };
+        assert_eq!(err32(&body(r#""k4321":1"#)), JsonRpcError::DuplicateKey("k4321".into()));
+        assert_eq!(err32(&body(r#""k\u0030":1"#)), JsonRpcError::DuplicateKey("k0".into()), "after unescaping");
+    }
+
+    #[test]
+    fn many_small_objects_cost_comparisons_in_proportion_to_their_keys() {
+        let objects: Vec<String> = (0..20_000).map(|i| format!(r#"{{"a":{i},"b":[{{"c":1}}]}}"#)).collect();
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"list":[{}]}}}}"#, objects.join(","));
+        // Each object compares its second key with its first: one comparison per object.
+        assert!(comparisons(&body) <= 2 * objects.len() + 16);
+    }
+
+    fn err32(body: &str) -> JsonRpcError {
+        parse(body, 32).expect_err("must be rejected")
     }
 }

@@ -24,11 +24,14 @@ use crate::policy::Governed;
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_depth: usize,
+    /// Messages in one (2025-03-26) batch: each is decided and audited on its own, so a
+    /// batch costs per message, not only per byte.
+    pub max_batch: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 1 << 20, max_depth: 32 }
+        Limits { max_body_bytes: 1 << 20, max_depth: 32, max_batch: 100 }
     }
 }
 
@@ -187,6 +190,9 @@ pub fn inspect<'a>(req: &HttpRequest<'a>, limits: &Limits) -> Result<Inspection<
                 "JSON-RPC batches are not allowed in this protocol version",
             ));
         }
+        Body::Batch(msgs) if msgs.len() > limits.max_batch => {
+            return Err(Rejection::new(400, -32600, "batch_too_large", "too many messages in one JSON-RPC batch"));
+        }
         Body::Batch(msgs) => {
             for m in msgs {
                 check_mirrors(req, version, m)?;
@@ -342,7 +348,7 @@ mod tests {
     fn run<'a>(method: &'a str, h: &'a Headers<'a>, body: &'a str) -> Result<Inspection<'a>, Rejection<'a>> {
         inspect(
             &HttpRequest { method, headers: h, body: body.as_bytes() },
-            &Limits { max_body_bytes: 4096, max_depth: 16 },
+            &Limits { max_body_bytes: 4096, max_depth: 16, max_batch: 100 },
         )
     }
 
