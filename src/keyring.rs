@@ -581,7 +581,7 @@ mod tests {
         let first = first.kid;
         assert_eq!(d.load(Seen::Manifest).expect("load").active(at(0)).map(|k| k.kid()), Some(first.as_str()));
         let second = d.rotate(at(10), false).expect("rotate");
-        assert_eq!(second.active_from, 10 + d.propagation.as_secs());
+        assert_eq!(second.active_from, secs(at(10)) + d.propagation.as_secs());
         let second = second.kid;
         let ring = d.load(Seen::Manifest).expect("load");
         assert_eq!(ring.active(at(69)).map(|k| k.kid()), Some(first.as_str()));
