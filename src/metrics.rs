@@ -13,14 +13,20 @@ use std::time::Duration;
 const LATENCY_BUCKETS: [f64; 12] =
     [0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05];
 
-/// A counter family keyed by a small set of static label values.
-#[derive(Debug, Default)]
-struct Family {
-    values: RwLock<HashMap<(&'static str, &'static str), AtomicU64>>,
+/// A counter family keyed by `N` label values, each from a small static set.
+#[derive(Debug)]
+struct Family<const N: usize> {
+    values: RwLock<HashMap<[&'static str; N], AtomicU64>>,
 }
 
-impl Family {
-    fn inc(&self, key: (&'static str, &'static str)) {
+impl<const N: usize> Default for Family<N> {
+    fn default() -> Self {
+        Family { values: RwLock::default() }
+    }
+}
+
+impl<const N: usize> Family<N> {
+    fn inc(&self, key: [&'static str; N]) {
         if let Ok(map) = self.values.read()
             && let Some(c) = map.get(&key)
         {
@@ -32,16 +38,16 @@ impl Family {
         }
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: (&str, &str)) {
+    fn render(&self, out: &mut String, name: &str, labels: [&str; N]) {
         let Ok(map) = self.values.read() else { return };
         let mut rows: Vec<_> = map.iter().map(|(k, v)| (*k, v.load(Ordering::Relaxed))).collect();
         rows.sort();
-        for ((a, b), v) in rows {
-            if labels.1.is_empty() {
-                let _ = writeln!(out, "{name}{{{}=\"{a}\"}} {v}", labels.0);
-            } else {
-                let _ = writeln!(out, "{name}{{{}=\"{a}\",{}=\"{b}\"}} {v}", labels.0, labels.1);
+        for (key, v) in rows {
+            let _ = write!(out, "{name}{{");
+            for (i, (label, value)) in labels.iter().zip(key).enumerate() {
+                let _ = write!(out, "{}{label}=\"{value}\"", if i == 0 { "" } else { "," });
             }
+            let _ = writeln!(out, "}} {v}");
         }
     }
 }
@@ -49,23 +55,24 @@ impl Family {
 /// Every metric mcp-warden exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    checks: Family,
-    undelivered: Family,
+    checks: Family<2>,
+    undelivered: Family<1>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
     tokens_minted: AtomicU64,
     token_cache_hits: AtomicU64,
-    jwks_fetches: Family,
-    reloads: Family,
+    jwks_fetches: Family<1>,
+    reloads: Family<1>,
     policy_generation: AtomicU64,
     key_rotations: AtomicU64,
+    list_filter_refusals: Family<3>,
 }
 
 impl Metrics {
     /// One ext_authz check: its decision, stable reason code and latency.
     pub fn check(&self, allowed: bool, reason: &'static str, latency: Duration) {
-        self.checks.inc((if allowed { "allow" } else { "deny" }, reason));
+        self.checks.inc([if allowed { "allow" } else { "deny" }, reason]);
         let secs = latency.as_secs_f64();
         for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
             if secs <= *bound {
@@ -81,7 +88,7 @@ impl Metrics {
     /// A decided check whose answer never reached Envoy (`why`: `stream_reset`,
     /// `deadline_exceeded`).
     pub fn undelivered(&self, why: &'static str) {
-        self.undelivered.inc((why, ""));
+        self.undelivered.inc([why]);
     }
 
     pub fn token(&self, cached: bool) {
@@ -89,11 +96,11 @@ impl Metrics {
     }
 
     pub fn jwks_fetch(&self, result: &'static str) {
-        self.jwks_fetches.inc((result, ""));
+        self.jwks_fetches.inc([result]);
     }
 
     pub fn reload(&self, result: &'static str) {
-        self.reloads.inc((result, ""));
+        self.reloads.inc([result]);
     }
 
     pub fn set_generation(&self, generation: u64) {
@@ -102,6 +109,13 @@ impl Metrics {
 
     pub fn key_rotated(&self) {
         self.key_rotations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A list response the list filter could not filter: `kind` of list (`unknown` before the
+    /// decision is read), stable `reason` code, and whether it was `refused` (the client got
+    /// the JSON-RPC error) or `passed` unfiltered (`list_filter.on_unparseable: pass`).
+    pub fn list_filter_refusal(&self, kind: &'static str, reason: &'static str, passed: bool) {
+        self.list_filter_refusals.inc([kind, reason, if passed { "passed" } else { "refused" }]);
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -113,14 +127,14 @@ impl Metrics {
         help(&mut out, "mcp_warden_build_info", "gauge", "Build information.");
         let _ = writeln!(out, "mcp_warden_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
         help(&mut out, "mcp_warden_checks_total", "counter", "ext_authz checks by decision and reason code.");
-        self.checks.render(&mut out, "mcp_warden_checks_total", ("decision", "reason"));
+        self.checks.render(&mut out, "mcp_warden_checks_total", ["decision", "reason"]);
         help(
             &mut out,
             "mcp_warden_checks_undelivered_total",
             "counter",
             "Decided checks whose answer Envoy no longer waited for, by why.",
         );
-        self.undelivered.render(&mut out, "mcp_warden_checks_undelivered_total", ("why", ""));
+        self.undelivered.render(&mut out, "mcp_warden_checks_undelivered_total", ["why"]);
         help(&mut out, "mcp_warden_check_duration_seconds", "histogram", "Time to decide one check.");
         let mut cumulative = 0;
         for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
@@ -152,9 +166,9 @@ impl Metrics {
             self.token_cache_hits.load(Ordering::Relaxed),
         );
         help(&mut out, "mcp_warden_jwks_fetches_total", "counter", "Identity-provider JWKS fetches by result.");
-        self.jwks_fetches.render(&mut out, "mcp_warden_jwks_fetches_total", ("result", ""));
+        self.jwks_fetches.render(&mut out, "mcp_warden_jwks_fetches_total", ["result"]);
         help(&mut out, "mcp_warden_policy_reloads_total", "counter", "Policy reloads by result.");
-        self.reloads.render(&mut out, "mcp_warden_policy_reloads_total", ("result", ""));
+        self.reloads.render(&mut out, "mcp_warden_policy_reloads_total", ["result"]);
         simple(
             &mut out,
             "mcp_warden_policy_generation",
@@ -168,6 +182,17 @@ impl Metrics {
             "counter",
             "Signing-key switches.",
             self.key_rotations.load(Ordering::Relaxed),
+        );
+        help(
+            &mut out,
+            "mcp_warden_list_filter_refusals_total",
+            "counter",
+            "List responses the list filter could not filter, by kind, reason code and action (refused or passed).",
+        );
+        self.list_filter_refusals.render(
+            &mut out,
+            "mcp_warden_list_filter_refusals_total",
+            ["kind", "reason", "action"],
         );
         simple(
             &mut out,
@@ -201,6 +226,26 @@ mod tests {
         assert_eq!(value(&t, "mcp_warden_check_duration_seconds_bucket{le=\"0.05\"}"), Some(2.0));
         assert_eq!(value(&t, "mcp_warden_check_duration_seconds_bucket{le=\"+Inf\"}"), Some(3.0));
         assert_eq!(value(&t, "mcp_warden_check_duration_seconds_count"), Some(3.0));
+    }
+
+    #[test]
+    fn list_filter_refusals_count_by_kind_reason_and_action() {
+        let m = Metrics::default();
+        m.list_filter_refusal("tools/list", "charset", false);
+        m.list_filter_refusal("tools/list", "charset", false);
+        m.list_filter_refusal("stream", "event_too_large", true);
+        m.reload("ok");
+        let t = m.render(0);
+        let series = "mcp_warden_list_filter_refusals_total";
+        assert_eq!(
+            value(&t, &format!("{series}{{kind=\"tools/list\",reason=\"charset\",action=\"refused\"}}")),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&t, &format!("{series}{{kind=\"stream\",reason=\"event_too_large\",action=\"passed\"}}")),
+            Some(1.0)
+        );
+        assert_eq!(value(&t, "mcp_warden_policy_reloads_total{result=\"ok\"}"), Some(1.0));
     }
 
     #[test]

@@ -109,6 +109,21 @@ pub enum FilterError {
     MissingList(&'static str),
     #[error("a response whose id is not the awaited request's")]
     UnexpectedId,
+    #[error("the policy no longer has the identity the list was checked for")]
+    IdentityGone,
+}
+
+impl FilterError {
+    /// A stable code for metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FilterError::NotJson(_) => "unparseable",
+            FilterError::Ambiguous(_) => "ambiguous",
+            FilterError::MissingList(_) => "missing_list",
+            FilterError::UnexpectedId => "unexpected_id",
+            FilterError::IdentityGone => "identity_gone",
+        }
+    }
 }
 
 /// What one list shape holds and how its entries are named.

@@ -36,6 +36,17 @@ pub enum Unreadable {
     Parameter(String),
 }
 
+impl Unreadable {
+    /// A stable code for metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Unreadable::Compressed(_) => "compressed",
+            Unreadable::RepeatedContentType(_) | Unreadable::MalformedContentType(_) => "content_type",
+            Unreadable::Parameter(_) => "content_type_parameter",
+        }
+    }
+}
+
 /// The framing of a body with these response headers (each line as Envoy sent it, lower-case
 /// names), or why it cannot be read.
 pub fn framing<'h>(headers: impl Iterator<Item = (&'h str, &'h str)> + Clone) -> Result<Framing, Unreadable> {

@@ -18,7 +18,8 @@
 //! other than UTF-8 or any other parameter) or a list that cannot be parsed, or that answers
 //! another request than the one awaited, gives the client a JSON-RPC error
 //! (-32603) instead of the list, unless `list_filter.on_unparseable: pass` says otherwise for
-//! the last two.
+//! the last two. Each list given up on is counted in `mcp_warden_list_filter_refusals_total`
+//! by kind, reason code and action (`refused` or `passed`).
 //! Owns the protocol conversation only; it never logs tool names or bodies.
 
 pub mod filter;
@@ -230,6 +231,7 @@ impl Session {
             }
             Err(why) => {
                 tracing::error!(reason = %why, "list filter: no usable ext_authz decision; the list is withheld");
+                self.warden.metrics.list_filter_refusal("unknown", "no_decision", false);
                 self.state = State::Drop;
                 return immediate(500, reply::jsonrpc_error(None, ERR_INTERNAL, UNFILTERABLE));
             }
@@ -245,6 +247,8 @@ impl Session {
                 app = %target.app,
                 "list filter: the policy changed since the check and no longer has this identity; the list is withheld"
             );
+            let reason = filter::FilterError::IdentityGone.code();
+            self.warden.metrics.list_filter_refusal(target.kind.as_str(), reason, false);
             self.state = State::Drop;
             return immediate(200, target.error_body());
         }
@@ -253,7 +257,7 @@ impl Session {
             Ok(framing) => self.ask_for_body(Box::new(target), framing, headers),
             Err(why) => {
                 tracing::warn!(kind = target.kind.as_str(), reason = %why, "list filter: list response not readable");
-                match self.settings.on_unparseable {
+                match self.give_up(target.kind, why.code()) {
                     OnUnparseable::Pass => self.pass(),
                     OnUnparseable::Error => {
                         self.state = State::Drop;
@@ -299,6 +303,14 @@ impl Session {
         }
     }
 
+    /// Counts a list response given up on for `reason`, and says what `on_unparseable` makes
+    /// of it.
+    fn give_up(&self, kind: ListKind, reason: &'static str) -> OnUnparseable {
+        let action = self.settings.on_unparseable;
+        self.warden.metrics.list_filter_refusal(kind.as_str(), reason, action == OnUnparseable::Pass);
+        action
+    }
+
     fn pass(&mut self) -> ProcessingResponse {
         self.state = State::Pass;
         ProcessingResponse {
@@ -342,7 +354,7 @@ impl Session {
                 filter::filter_payload(target.kind, &View { user: &user, app }, target.id.as_deref(), text)
             }
             (Err(_), _) => Err(filter::FilterError::NotJson("not UTF-8".into())),
-            (_, None) => Err(filter::FilterError::NotJson("identity no longer in policy".into())),
+            (_, None) => Err(filter::FilterError::IdentityGone),
         };
         match outcome {
             Ok(Filtered::Unchanged) if !held_back => BodyResponse::default(),
@@ -358,7 +370,7 @@ impl Session {
             }
             Err(e) => {
                 tracing::warn!(kind = target.kind.as_str(), error = %e, "list filter: unparseable list response");
-                match self.settings.on_unparseable {
+                match self.give_up(target.kind, e.code()) {
                     OnUnparseable::Pass if held_back => replace(body, None),
                     OnUnparseable::Pass => BodyResponse::default(),
                     OnUnparseable::Error => replace(target.error_body().into_bytes(), Some("application/json")),
@@ -375,7 +387,7 @@ impl Session {
             limit = self.settings.max_event_bytes,
             "list filter: list response too large"
         );
-        match (self.settings.on_unparseable, streamed) {
+        match (self.give_up(target.kind, "body_too_large"), streamed) {
             (OnUnparseable::Pass, true) => replace_chunk(held),
             (OnUnparseable::Pass, false) => BodyResponse::default(),
             (OnUnparseable::Error, _) => {
@@ -387,7 +399,6 @@ impl Session {
 
     fn sse_chunk(&mut self, target: Box<Target>, mut reframer: Reframer, chunk: &HttpBody) -> BodyResponse {
         let mut out = Vec::with_capacity(chunk.body.len() + reframer.pending());
-        let on_unparseable = self.settings.on_unparseable;
         let snapshot = self.warden.snapshot();
         let resolved = target.resolve(&snapshot);
         let mut rewrite = |data: &str| -> Option<String> {
@@ -400,7 +411,7 @@ impl Session {
                 Some((user, app)) => {
                     filter::filter_payload(target.kind, &View { user, app }, target.id.as_deref(), data)
                 }
-                None => Err(filter::FilterError::NotJson("identity no longer in policy".into())),
+                None => Err(filter::FilterError::IdentityGone),
             };
             match outcome {
                 Ok(Filtered::Unchanged) => None,
@@ -415,7 +426,7 @@ impl Session {
                 }
                 Err(e) => {
                     tracing::warn!(kind = target.kind.as_str(), error = %e, "list filter: unparseable event");
-                    match on_unparseable {
+                    match self.give_up(target.kind, e.code()) {
                         OnUnparseable::Pass => None,
                         OnUnparseable::Error => Some(target.error_body()),
                     }
@@ -432,7 +443,7 @@ impl Session {
             Ok(()) => self.state = State::Sse { target, reframer },
             Err(e) => {
                 tracing::warn!(kind = target.kind.as_str(), error = %e, "list filter: event stream given up");
-                match on_unparseable {
+                match self.give_up(target.kind, e.code()) {
                     OnUnparseable::Pass => {
                         out.extend_from_slice(&reframer.take_pending());
                         self.state = State::Pass;

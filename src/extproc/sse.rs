@@ -20,6 +20,15 @@ pub enum SseError {
     EventTooLarge { limit: usize },
 }
 
+impl SseError {
+    /// A stable code for metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SseError::EventTooLarge { .. } => "event_too_large",
+        }
+    }
+}
+
 /// Re-frames one event stream. One per HTTP response.
 #[derive(Debug)]
 pub struct Reframer {

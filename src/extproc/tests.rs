@@ -546,3 +546,34 @@ fn an_answer_with_another_id_is_refused_where_one_call_is_answered() {
     let out = sent(&body_response(s.handle(body(format!("data: {other}\n\n").as_bytes(), true)).expect("answer")));
     assert_eq!(out, Some(format!("data: {}\n\n", FILTERED.replace("\"id\":7", "\"id\":8")).into_bytes()));
 }
+
+/// The value of `mcp_warden_list_filter_refusals_total` for these labels (0 when absent).
+fn refusals(w: &Warden, kind: &str, reason: &str, action: &str) -> u64 {
+    let series =
+        format!("mcp_warden_list_filter_refusals_total{{kind=\"{kind}\",reason=\"{reason}\",action=\"{action}\"}} ");
+    w.metrics.render(0).lines().find_map(|l| l.strip_prefix(&series)?.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn every_list_given_up_on_is_counted_by_kind_reason_and_action() {
+    let w = warden();
+    let pass = ListFilterSettings { on_unparseable: OnUnparseable::Pass, ..SETTINGS };
+    let utf16 = [("content-type", "application/json; charset=utf-16")];
+    headers_answer(&w, SETTINGS, false, &utf16);
+    headers_answer(&w, SETTINGS, false, &utf16);
+    headers_answer(&w, pass, true, &utf16);
+    headers_answer(&w, SETTINGS, false, &[("content-type", "application/json"), ("content-encoding", "gzip")]);
+    let mut s = Session::new(w.clone(), SETTINGS);
+    s.handle(response_headers(None, &[(":status", "200")]));
+    let (mut s, _) = sse_session(&w, decision(&w, LIST));
+    s.handle(body(b"data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[\n\n", false));
+    s.handle(body(format!("data: {}", "x".repeat(5000)).as_bytes(), false));
+
+    assert_eq!(refusals(&w, "tools/list", "content_type_parameter", "refused"), 2);
+    assert_eq!(refusals(&w, "stream", "content_type_parameter", "passed"), 1);
+    assert_eq!(refusals(&w, "tools/list", "content_type_parameter", "passed"), 0);
+    assert_eq!(refusals(&w, "tools/list", "compressed", "refused"), 1);
+    assert_eq!(refusals(&w, "unknown", "no_decision", "refused"), 1);
+    assert_eq!(refusals(&w, "tools/list", "unparseable", "refused"), 1);
+    assert_eq!(refusals(&w, "tools/list", "event_too_large", "refused"), 1);
+}

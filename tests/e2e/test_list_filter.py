@@ -41,7 +41,7 @@ import list_upstream as lu
 import pytest
 from harness import ERR_INVALID_PARAMS, bearer, jsonrpc, mcp_session, post_jsonrpc, run_async
 from mcp.shared.exceptions import MCPError
-from opsupport import complete_lines, read_json_lines
+from opsupport import complete_lines, read_json_lines, scrape
 
 
 @pytest.fixture
@@ -329,17 +329,25 @@ def test_a_list_over_max_event_bytes_is_an_error_not_a_stall(
         assert "delete_file" not in resp.text
 
 
-@pytest.mark.parametrize("scenario", ["broken", "gzip"])
+def _refusals(stack: harness.Stack, kind: str, reason: str, action: str) -> float | None:
+    """mcp_warden_list_filter_refusals_total for these labels, scraped from mcp-warden."""
+    return scrape(stack.warden).value("mcp_warden_list_filter_refusals_total", kind=kind, reason=reason, action=action)
+
+
+@pytest.mark.parametrize(("scenario", "reason"), [("broken", "unparseable"), ("gzip", "compressed")])
 def test_a_list_that_cannot_be_filtered_is_an_error_not_the_full_list(
-    scripted: Callable[..., harness.Stack], http: httpx.Client, scenario: str
+    scripted: Callable[..., harness.Stack], http: httpx.Client, scenario: str, reason: str
 ) -> None:
     stack = scripted()
+    assert _refusals(stack, "tools/list", reason, "refused") is None
     resp = _list_page(http, stack, "bob", scenario, None, id="e-1")
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"].startswith("application/json")
     body = resp.json()
     assert body == {"jsonrpc": "2.0", "id": "e-1", "error": {"code": ls.ERR_INTERNAL, "message": ls.UNFILTERABLE}}
     assert "delete_file" not in resp.text
+    # Counted for the alert (deploy/observability: McpWardenListFilterRefusals).
+    assert _refusals(stack, "tools/list", reason, "refused") == 1
 
 
 def test_on_unparseable_pass_lets_an_unparseable_list_through(
@@ -795,6 +803,8 @@ def test_a_get_stream_in_an_encoding_the_filter_does_not_read_is_refused_at_its_
         resp = http.get(stack.mcp_url, headers=_stream_headers("bob", {"x-list-scenario": f"enc:get:{encoding}"}))
         assert resp.status_code == 200 and resp.headers["content-type"] == "application/json", resp.text
         assert resp.json() == {"jsonrpc": "2.0", "id": None, "error": {"code": ls.ERR_INTERNAL, "message": ls.UNFILTERABLE}}
+    assert _refusals(stack, "stream", "content_type_parameter", "refused") == 2
+    assert _refusals(stack, "stream", "compressed", "refused") == 1
 
 
 @pytest.mark.parametrize("encoding", ["utf-7", "iso-8859-1", "utf-16le", "utf-8-bom"])
@@ -820,6 +830,8 @@ def test_with_pass_a_list_in_another_charset_goes_through_as_documented(
     resp = _list_page(http, stack, "bob", "enc:post:utf-16le", None, id=5)
     assert resp.headers["content-type"] == "text/event-stream; charset=utf-16le"
     assert resp.content == lu.encoded_event("utf-16le", lu.full_list_answer(5))
+    assert _refusals(stack, "tools/list", "content_type_parameter", "passed") == 1
+    assert _refusals(stack, "tools/list", "content_type_parameter", "refused") is None
 
 
 @pytest.mark.parametrize("where", ["post", "get"])
