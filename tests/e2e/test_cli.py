@@ -617,3 +617,26 @@ def test_keys_refuse_to_manage_a_directory_serve_ignores(warden_bin: Path, tmp_p
     config.write_text('signing_key: "key.pem"\nkeys: {dir: "keys"}\n')
     assert_fails(run(warden_bin, "keys", "init", "--config", config), "signing_key is set")
     assert not (tmp_path / "keys").exists()
+
+
+def test_serve_without_a_config_warns_that_the_public_demo_keys_are_accepted(warden_bin: Path, tmp_path: Path) -> None:
+    """Issue 22 point 6: the WARN comes before any listener is bound (the embedded default binds
+    fixed loopback ports, so the process is stopped as soon as the line is seen, bound or not)."""
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(warden_bin), "serve"], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        line = ""
+        while time.monotonic() < deadline:
+            line = next((l for l in log.read_text(errors="replace").splitlines() if "public demo API keys" in l), "")
+            if line or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not line:  # the process may have exited right after writing it
+            line = next((l for l in log.read_text(errors="replace").splitlines() if "public demo API keys" in l), "")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert "WARN" in line, log.read_text(errors="replace")[-2000:]
+    assert "not for production" in line
