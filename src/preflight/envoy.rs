@@ -136,23 +136,32 @@ fn upstreams<'a>(
 
 /// Each node with a typed `@type`, with its field path: `(path, type name, node)`.
 fn typed(v: &Value, path: String, f: &mut dyn FnMut(&str, &str, &Value)) {
+    walk(v, path, &mut |path, node| {
+        if let Some(t) = type_of(node) {
+            f(path, t, node);
+        }
+    });
+}
+
+/// Every node under `v` (itself included), with its field path.
+fn walk(v: &Value, path: String, f: &mut dyn FnMut(&str, &Value)) {
+    if let Value::Tagged(t) = v {
+        return walk(&t.value, path, f);
+    }
+    f(&path, v);
     match v {
         Value::Mapping(m) => {
-            if let Some(Value::String(t)) = m.get("@type") {
-                f(&path, t.rsplit('/').next().unwrap_or(t), v);
-            }
             for (k, child) in m {
                 if let Some(k) = k.as_str() {
-                    typed(child, join(&path, k), f);
+                    walk(child, join(&path, k), f);
                 }
             }
         }
         Value::Sequence(s) => {
             for (i, child) in s.iter().enumerate() {
-                typed(child, format!("{path}[{i}]"), f);
+                walk(child, format!("{path}[{i}]"), f);
             }
         }
-        Value::Tagged(t) => typed(&t.value, path, f),
         _ => {}
     }
 }

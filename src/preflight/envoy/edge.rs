@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use yaml_serde::Value;
 
-use super::{Report, type_of, typed};
+use super::{Report, type_of, typed, walk};
 
 const DOWNSTREAM_CONNECTIONS: &str =
     "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig";
@@ -144,9 +144,8 @@ fn is_zero(d: &str) -> bool {
 }
 
 fn check_http2(r: &mut Report<'_>, path: &str, hcm: &Value) {
-    let at = format!("{path}.http2_protocol_options");
     let h2 = hcm.get("http2_protocol_options");
-    let at = if h2.is_some() { at } else { path.to_owned() };
+    let at = if h2.is_some() { format!("{path}.http2_protocol_options") } else { path.to_owned() };
     let get = |k: &str| h2.and_then(|h| h.get(k)).and_then(Value::as_u64);
     let limits = [
         (
@@ -162,7 +161,7 @@ fn check_http2(r: &mut Report<'_>, path: &str, hcm: &Value) {
         (
             "initial_connection_window_size",
             MAX_CONNECTION_WINDOW,
-            "Envoy's default lets a client send 16 MiB per stream, on every stream at once",
+            "what a client may have in flight on one connection, all its streams together, before Envoy reads it",
         ),
     ];
     for (key, max, why) in limits {
@@ -176,28 +175,12 @@ fn check_http2(r: &mut Report<'_>, path: &str, hcm: &Value) {
 
 /// Every `%REQ(…)%` and `%DYNAMIC_METADATA(…)%` in an access log format carries a `:N`
 /// length: those print what a client chose, and a 1 MiB tool name would make a 1 MiB line.
-fn check_log_lengths(r: &mut Report<'_>, path: &str, v: &Value) {
-    match v {
-        Value::String(s) => {
-            for c in CLIENT_VALUE.captures_iter(s).filter(|c| c.get(3).is_none()) {
-                r.warn(path, format!("%{}({})% has no length (`:N`): a client's value is logged whole", &c[1], &c[2]));
-            }
+fn check_log_lengths(r: &mut Report<'_>, path: &str, logs: &Value) {
+    walk(logs, path.to_owned(), &mut |path, v| {
+        for c in v.as_str().into_iter().flat_map(|s| CLIENT_VALUE.captures_iter(s)).filter(|c| c.get(3).is_none()) {
+            r.warn(path, format!("%{}({})% has no length (`:N`): a client's value is logged whole", &c[1], &c[2]));
         }
-        Value::Mapping(m) => {
-            for (k, child) in m {
-                if let Some(k) = k.as_str() {
-                    check_log_lengths(r, &super::join(path, k), child);
-                }
-            }
-        }
-        Value::Sequence(s) => {
-            for (i, child) in s.iter().enumerate() {
-                check_log_lengths(r, &format!("{path}[{i}]"), child);
-            }
-        }
-        Value::Tagged(t) => check_log_lengths(r, path, &t.value),
-        _ => {}
-    }
+    });
 }
 
 /// The upstream cluster's circuit breakers admit as many requests as Envoy admits
