@@ -574,5 +574,7 @@ mod tests {
         assert!(f.len() == 1 && f[0].contains("ext_authz is not disabled"), "{f:?}");
         let f = findings(&envoy(BODY, &list(true)).replace("/.well-known/openid-configuration", "/other"));
         assert!(f.len() == 1 && f[0].contains("no route for /.well-known/openid-configuration"), "{f:?}");
+        let f = findings(&envoy(BODY, "").replace(&format!("{EXT_AUTHZ}\""), "other\""));
+        assert!(f.len() == 1 && f[0].contains("no ext_authz filter: nothing asks mcp-warden"), "{f:?}");
     }
 }
