@@ -8,7 +8,11 @@
 //! `inspection.max_body_bytes`; every route's `context_extensions.app` names an app; the
 //! list filter (ext_proc) comes after ext_authz inside its matcher, which reads ext_authz's
 //! decision, forwarded to it; discovery and JWKS
-//! routes exist with ext_authz disabled; the clusters they use point at our listeners.
+//! routes exist with ext_authz disabled; the clusters they use point at our listeners. A
+//! client-facing listener (its manager runs ext_authz) is also held to the edge limits
+//! (`edge.rs`, warnings).
+
+mod edge;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -85,27 +89,79 @@ pub(super) fn check(file: &Path, config: &Config, policy: Option<&Policy>, out: 
     for (path, hcm) in &managers {
         check_manager(&mut r, path, hcm, config, policy, &clusters);
     }
+    let facing: Vec<_> = managers.iter().filter(|(_, hcm)| has_authz(hcm)).collect();
+    if let (true, Some((path, _))) = (facing.is_empty(), managers.first()) {
+        r.error(&format!("{path}.http_filters"), "no ext_authz filter: nothing asks mcp-warden".into());
+    } else if !facing.is_empty() {
+        let limit = edge::check_process(&mut r, &doc);
+        for (path, hcm) in facing {
+            let upstreams = upstreams(&doc, hcm, config, &clusters);
+            edge::check_manager(&mut r, &doc, path, hcm, &upstreams, limit);
+        }
+    }
+}
+
+/// Whether a connection manager faces clients: it runs ext_authz.
+fn has_authz(hcm: &Value) -> bool {
+    let filters = hcm.get("http_filters").and_then(Value::as_sequence);
+    filters.into_iter().flatten().any(|f| matches!(filter_kind(f), Some((_, Kind::Authz))))
+}
+
+/// The upstream MCP servers: the clusters `hcm`'s checked routes (ext_authz not disabled)
+/// send to, but for mcp-warden's HTTP listener, with their index in static_resources.clusters.
+fn upstreams<'a>(
+    doc: &'a Value,
+    hcm: &Value,
+    config: &Config,
+    clusters: &HashMap<String, Vec<Endpoint>>,
+) -> Vec<(usize, &'a Value)> {
+    let unchecked = |route: &Value| {
+        let per_filter = route.get("typed_per_filter_config").and_then(Value::as_mapping);
+        per_filter.into_iter().flatten().any(|(_, c)| {
+            type_of(c) == Some(EXT_AUTHZ_PER_ROUTE) && c.get("disabled").and_then(Value::as_bool) == Some(true)
+        })
+    };
+    let defined = doc.get("static_resources").and_then(|s| s.get("clusters")).and_then(Value::as_sequence);
+    let hosts = hcm.get("route_config").and_then(|c| c.get("virtual_hosts")).and_then(Value::as_sequence);
+    let routes = hosts.into_iter().flatten().filter_map(|h| h.get("routes")?.as_sequence()).flatten();
+    routes
+        .filter(|r| !unchecked(r))
+        .filter_map(|r| r.get("route")?.get("cluster")?.as_str())
+        .filter(|name| reaches(clusters, name, &Listener::Http(config.http_listen)).is_err())
+        .filter_map(|name| {
+            defined?.iter().enumerate().find(|(_, c)| c.get("name").and_then(Value::as_str) == Some(name))
+        })
+        .collect()
 }
 
 /// Each node with a typed `@type`, with its field path: `(path, type name, node)`.
 fn typed(v: &Value, path: String, f: &mut dyn FnMut(&str, &str, &Value)) {
+    walk(v, path, &mut |path, node| {
+        if let Some(t) = type_of(node) {
+            f(path, t, node);
+        }
+    });
+}
+
+/// Every node under `v` (itself included), with its field path.
+fn walk(v: &Value, path: String, f: &mut dyn FnMut(&str, &Value)) {
+    if let Value::Tagged(t) = v {
+        return walk(&t.value, path, f);
+    }
+    f(&path, v);
     match v {
         Value::Mapping(m) => {
-            if let Some(Value::String(t)) = m.get("@type") {
-                f(&path, t.rsplit('/').next().unwrap_or(t), v);
-            }
             for (k, child) in m {
                 if let Some(k) = k.as_str() {
-                    typed(child, join(&path, k), f);
+                    walk(child, join(&path, k), f);
                 }
             }
         }
         Value::Sequence(s) => {
             for (i, child) in s.iter().enumerate() {
-                typed(child, format!("{path}[{i}]"), f);
+                walk(child, format!("{path}[{i}]"), f);
             }
         }
-        Value::Tagged(t) => typed(&t.value, path, f),
         _ => {}
     }
 }
@@ -183,10 +239,9 @@ fn check_manager(
             None => {}
         }
     }
-    let Some((_, authz_name)) = authz else {
-        r.error(&format!("{path}.http_filters"), "no ext_authz filter: nothing asks mcp-warden".into());
-        return;
-    };
+    // Without ext_authz a manager is not mcp-warden's (a health listener, say): `check`
+    // reports when none has it.
+    let Some((_, authz_name)) = authz else { return };
     if list.is_none() {
         r.warn(
             &format!("{path}.http_filters"),
@@ -412,9 +467,11 @@ mod tests {
     use super::*;
 
     const T: &str = "type.googleapis.com/";
+    const CONNECTIONS: &str =
+        "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig";
 
-    /// A minimal Envoy config written as JSON (valid YAML), with a `local_reply_config` and
-    /// keys in another order than the shipped files: only the structure is read.
+    /// A minimal Envoy config written as JSON (valid YAML), with the edge settings
+    /// (`edge.rs`) and keys in another order than the shipped files: only the structure is read.
     fn envoy(authz_extra: &str, list: &str) -> String {
         let cluster = |name: &str, port: u16| {
             format!(
@@ -427,16 +484,20 @@ mod tests {
             )
         };
         format!(
-            r#"{{"static_resources": {{
-  "clusters": [{}, {}],
-  "listeners": [{{"filter_chains": [{{"filters": [{{"typed_config": {{
-    "@type": "{T}{HCM}",
+            r#"{{"admin": {{"address": {{"pipe": {{"path": "/tmp/a.sock"}}}}}},
+"overload_manager": {{"resource_monitors": [{{"typed_config": {{"@type": "{T}{CONNECTIONS}", "max_active_downstream_connections": 2000}}}}]}},
+"static_resources": {{
+  "clusters": [{}, {}, {{"name": "up", "circuit_breakers": {{"thresholds": [{{"max_requests": 2000}}]}}}}],
+  "listeners": [{{"per_connection_buffer_limit_bytes": 1048576, "filter_chains": [{{"filters": [{{"typed_config": {{
+    "@type": "{T}{HCM}", "server_header_transformation": "PASS_THROUGH", "request_headers_timeout": "10s",
+    "common_http_protocol_options": {{"headers_with_underscores_action": "REJECT_REQUEST"}},
+    "http2_protocol_options": {{"max_concurrent_streams": 100, "initial_stream_window_size": 65536, "initial_connection_window_size": 1048576}},
     "local_reply_config": {{"mappers": [{{"filter": {{"status_code_filter": {{"comparison": {{"op": "EQ", "value": {{"default_value": 503}}}}}}}}}}]}},
     "http_filters": [
       {{"name": "envoy.filters.http.ext_authz", "typed_config": {{"@type": "{T}{EXT_AUTHZ}", {authz_extra}
         "grpc_service": {{"envoy_grpc": {{"cluster_name": "w_grpc"}}}}}}}},
       {list}
-      {{"name": "router", "typed_config": {{"@type": "{T}envoy.extensions.filters.http.router.v3.Router"}}}}],
+      {{"name": "router", "typed_config": {{"@type": "{T}envoy.extensions.filters.http.router.v3.Router", "suppress_envoy_headers": true}}}}],
     "route_config": {{"virtual_hosts": [{{"routes": [{}, {},
       {{"match": {{"prefix": "/"}}, "route": {{"cluster": "up"}}, "typed_per_filter_config": {{"envoy.filters.http.ext_authz": {{"@type": "{T}{EXT_AUTHZ_PER_ROUTE}", "check_settings": {{"context_extensions": {{"app": "demo"}}}}}}}}}}]}}]}}
   }}}}]}}]}}]}}}}"#,
@@ -513,5 +574,7 @@ mod tests {
         assert!(f.len() == 1 && f[0].contains("ext_authz is not disabled"), "{f:?}");
         let f = findings(&envoy(BODY, &list(true)).replace("/.well-known/openid-configuration", "/other"));
         assert!(f.len() == 1 && f[0].contains("no route for /.well-known/openid-configuration"), "{f:?}");
+        let f = findings(&envoy(BODY, "").replace(&format!("{EXT_AUTHZ}\""), "other\""));
+        assert!(f.len() == 1 && f[0].contains("no ext_authz filter: nothing asks mcp-warden"), "{f:?}");
     }
 }

@@ -434,9 +434,31 @@ def test_check_envoy_passes_the_rendered_test_template_with_the_e2e_service_conf
 def test_check_envoy_passes_every_shipped_envoy_config_with_its_service_config(
     warden_bin: Path, tmp_path: Path, envoy: str, config
 ) -> None:
+    """And with --strict: the shipped configs hold every edge invariant (no finding at all
+    on the Envoy file; the service configs' own key-directory warnings aside)."""
     result = run(warden_bin, "check", "--config", config(tmp_path), "--envoy", REPO / "envoy" / envoy)
     assert_ok(result)
     assert ": error:" not in result.stderr, result.stderr
+    strict = run(warden_bin, "check", "--strict", "--config", config(tmp_path), "--envoy", REPO / "envoy" / envoy)
+    assert f"{envoy}:" not in strict.stderr, strict.stderr
+    assert ": error:" not in strict.stderr, strict.stderr
+
+
+def test_check_envoy_warns_on_a_config_without_the_edge_limits(warden_bin: Path, tmp_path: Path) -> None:
+    text = (REPO / "envoy/envoy-demo.yaml").read_text()
+    bad = text.replace("request_headers_timeout: 10s", "request_headers_timeout: 0s", 1).replace(
+        "max_concurrent_streams: 100", "max_concurrent_streams: 1024"
+    )
+    assert "request_headers_timeout: 0s" in bad and "max_concurrent_streams: 1024" in bad
+    envoy = tmp_path / "envoy.yaml"
+    envoy.write_text(bad)
+    line = lambda needle: bad[: bad.index(needle)].count("\n") + 1  # noqa: E731
+    result = run(warden_bin, "check", "--config", demo_config(tmp_path), "--envoy", envoy)
+    assert_ok(result)
+    assert f"envoy.yaml:{line('max_concurrent_streams: 1024')}:" in result.stderr, result.stderr
+    assert "no request_headers_timeout" in result.stderr, result.stderr
+    result = run(warden_bin, "check", "--strict", "--config", demo_config(tmp_path), "--envoy", envoy)
+    assert_fails(result, "max_concurrent_streams: 1024 is above 128", "no request_headers_timeout")
 
 
 def test_check_envoy_names_each_mismatch_at_its_line(warden_bin: Path, tmp_path: Path) -> None:
