@@ -187,6 +187,7 @@ def test_mcp_warden_check_accepts_every_rendered_service_config_and_policy(tmp_p
             (policy_dir / file).write_text(text)
         assert config["policy"] == ["/etc/mcp-warden/policy/"]
         config["policy"] = [str(policy_dir)]
+        config["keys"] = {**config["keys"], "dir": str(initialized_keys(warden_bin, tmp_path / name / "keys"))}
         path = tmp_path / name / "warden.yaml"
         path.write_text(json.dumps(config))
         out = subprocess.run(
@@ -307,6 +308,16 @@ def tls_secret(host: str) -> tuple[dict[str, str], bytes]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return {"tls.crt": pem.decode(), "tls.key": key_pem.decode()}, pem
+
+
+def initialized_keys(warden_bin: Path, keys: Path) -> Path:
+    """A key directory holding one signing key, where the Secret would be mounted: `check`
+    runs serve's own start-up steps, and a read-only directory with no key fails them."""
+    out = subprocess.run(
+        [str(warden_bin), "keys", "--dir", str(keys), "init"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return keys
 
 
 def keys_secret(warden_bin: Path, work: Path, name: str) -> dict[str, Any]:
@@ -567,7 +578,8 @@ def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tm
         kustomize.find(warden, "ConfigMap", "mcp-warden-policy")["data"]["policy.yaml"]
     )
     path = tmp_path / "warden.yaml"
-    path.write_text(json.dumps({**config, "policy": [str(policy_dir)]}))
+    keys = {**config["keys"], "dir": str(initialized_keys(warden_bin, tmp_path / "keys"))}
+    path.write_text(json.dumps({**config, "policy": [str(policy_dir)], "keys": keys}))
     out = subprocess.run([str(warden_bin), "check", "--config", str(path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
 
