@@ -11,8 +11,9 @@
 //!   is read once; an escaped key or string value is unescaped once into its own buffer;
 //! - nesting stops at `max_depth`, so the reader's recursion is bounded by it;
 //! - keys of one object: at most eight (`INLINE_KEYS`) comparisons each, then one lookup in a
-//!   hash set with std's randomly keyed SipHash (see `SeenKeys`), never a scan of the keys
-//!   seen before;
+//!   set of hashes with std's randomly keyed SipHash (see `Keys`), never a scan of the keys
+//!   seen before; opening or closing an object allocates and clears nothing (its keys sit on
+//!   one stack for the whole parse);
 //! - case variants: only keys of the envelope, `params` and `ref` are folded, each against
 //!   a fixed list of at most seven known keys, stopping at the first character that differs;
 //! - a batch is read element by element into one `Vec`, each element as a message above.
@@ -762,7 +763,7 @@ mod tests {
     use super::*;
 
     thread_local! {
-        /// Keys compared by `SeenKeys` on this thread.
+        /// Keys compared by `ObjectKeys` on this thread.
         pub(super) static COMPARISONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
