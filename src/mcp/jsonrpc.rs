@@ -11,8 +11,9 @@
 //!   is read once; an escaped key or string value is unescaped once into its own buffer;
 //! - nesting stops at `max_depth`, so the reader's recursion is bounded by it;
 //! - keys of one object: at most eight (`INLINE_KEYS`) comparisons each, then one lookup in a
-//!   hash set with std's randomly keyed SipHash (see `SeenKeys`), never a scan of the keys
-//!   seen before;
+//!   set of hashes with std's randomly keyed SipHash (see `Keys`), never a scan of the keys
+//!   seen before; opening or closing an object allocates and clears nothing (its keys sit on
+//!   one stack for the whole parse);
 //! - case variants: only keys of the envelope, `params` and `ref` are folded, each against
 //!   a fixed list of at most seven known keys, stopping at the first character that differs;
 //! - a batch is read element by element into one `Vec`, each element as a message above.
@@ -20,7 +21,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
-use std::hash::{BuildHasher as _, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher as _, BuildHasherDefault, Hasher, RandomState};
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -101,9 +102,9 @@ const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// are not checked for UTF-8 one by one again.
 pub fn parse(body: &str, max_depth: usize) -> Result<Body<'_>, JsonRpcError> {
     let mut de = serde_json::Deserializer::from_str(body);
-    let mut failure = None;
-    let result = TopSeed { max_depth, failure: &mut failure }.deserialize(&mut de).and_then(|b| de.end().map(|()| b));
-    match (result, failure) {
+    let mut cx = Cx::new();
+    let result = TopSeed { max_depth, failure: &mut cx }.deserialize(&mut de).and_then(|b| de.end().map(|()| b));
+    match (result, cx.failure) {
         (_, Some(f)) => Err(f),
         (Ok(b), None) => Ok(b),
         (Err(e), None) => Err(JsonRpcError::Syntax(e.to_string())),
@@ -111,11 +112,11 @@ pub fn parse(body: &str, max_depth: usize) -> Result<Body<'_>, JsonRpcError> {
 }
 
 /// Our own failures travel beside serde's error type, so they keep their meaning.
-type Failure<'f> = &'f mut Option<JsonRpcError>;
+type Failure<'f, 'de> = &'f mut Cx<'de>;
 
-fn fail<E: de::Error>(slot: Failure<'_>, e: JsonRpcError) -> E {
+fn fail<E: de::Error>(cx: &mut Cx<'_>, e: JsonRpcError) -> E {
     let text = e.to_string();
-    *slot = Some(e);
+    cx.failure = Some(e);
     E::custom(text)
 }
 
@@ -144,7 +145,7 @@ pub(crate) fn read_id(raw: &RawValue) -> Result<(), Option<serde_json::Error>> {
 }
 
 /// Checks a key against a set of known keys: exact → its index; a case variant → error.
-fn classify_key<E: de::Error>(key: &str, known: &[&str], slot: Failure<'_>) -> Result<Option<usize>, E> {
+fn classify_key<E: de::Error>(key: &str, known: &[&str], slot: &mut Cx<'_>) -> Result<Option<usize>, E> {
     if let Some(i) = known.iter().position(|k| *k == key) {
         return Ok(Some(i));
     }
@@ -154,96 +155,127 @@ fn classify_key<E: de::Error>(key: &str, known: &[&str], slot: Failure<'_>) -> R
     Ok(None)
 }
 
-/// Records keys of one object and rejects a repeat, in time linear in the object's keys.
-/// The first keys are kept inline and compared one by one (no allocation: this runs for
-/// every object of every body, and most have a few keys); from the ninth on, every key goes
-/// into a hash set. Each key is hashed once, with std's SipHash under per-process random
-/// keys, so a body cannot choose keys that collide; the set then reuses that hash (growing it
-/// hashes nothing again). Each insert costs at most [`INLINE_KEYS`] comparisons plus one hash
-/// of the key and the expected O(1) probes, each comparing two hashes before any text.
-struct SeenKeys<'a> {
-    inline: [Cow<'a, str>; INLINE_KEYS],
-    len: usize,
-    /// Created at the first key past the inline ones (most objects never need it).
-    more: Option<Box<More<'a>>>,
+/// What the visitors of one parse share: our own failure, and the keys of the objects
+/// being read.
+struct Cx<'de> {
+    failure: Option<JsonRpcError>,
+    keys: Keys<'de>,
+}
+
+/// The keys of every object being read, innermost last, so that an object costs nothing to
+/// open or close but its own keys (this runs for every object of every body, most of them
+/// with a few keys or none). A key is compared with at most [`INLINE_KEYS`] keys of its
+/// object; an object past that many goes into `index`: each of its keys is hashed once, with
+/// std's SipHash under per-process random keys (created at the first such object of the
+/// parse), told apart per object by its serial number (see [`hash`]), so a body cannot
+/// choose keys that collide. Only an equal hash leads to comparing text, with the keys of that object: a
+/// repeat (which ends the parse) or a collision of the keyed 64-bit hash. One index serves
+/// every object of the parse, emptied (its room kept) when no object being read uses it, so
+/// sibling objects reuse it and neither grows nor frees it again.
+struct Keys<'de> {
+    stack: Vec<Cow<'de, str>>,
+    index: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    sip: Option<RandomState>,
+    /// Objects opened so far: each one's serial is mixed into its keys' hashes.
+    objects: u64,
+    /// Objects being read whose keys are in `index`.
+    indexed: usize,
 }
 
 const INLINE_KEYS: usize = 8;
 
-/// The keys past the inline ones, and the keyed hash they were hashed with.
-#[derive(Default)]
-struct More<'a> {
-    sip: RandomState,
-    keys: HashSet<Seen<'a>, BuildHasherDefault<Prehashed>>,
-}
-
-impl Default for SeenKeys<'_> {
-    fn default() -> Self {
-        SeenKeys { inline: std::array::from_fn(|_| Cow::Borrowed("")), len: 0, more: None }
+impl Cx<'_> {
+    fn new() -> Self {
+        let keys = Keys {
+            stack: Vec::with_capacity(2 * INLINE_KEYS),
+            index: HashSet::default(),
+            sip: None,
+            objects: 0,
+            indexed: 0,
+        };
+        Cx { failure: None, keys }
     }
 }
 
-impl<'a> SeenKeys<'a> {
-    fn insert<E: de::Error>(&mut self, key: Cow<'a, str>, slot: Failure<'_>) -> Result<(), E> {
-        let inline = &self.inline[..self.len.min(INLINE_KEYS)];
-        if inline.iter().any(|k| Seen::same(k, &key)) {
-            return Err(fail(slot, JsonRpcError::DuplicateKey(key.into_owned())));
+/// One object's keys: where they start in [`Keys::stack`]. Rejects a repeated key in time
+/// linear in the object's keys.
+struct ObjectKeys {
+    start: usize,
+    serial: u64,
+    indexed: bool,
+}
+
+impl ObjectKeys {
+    fn open(cx: &mut Cx<'_>) -> Self {
+        cx.keys.objects += 1;
+        ObjectKeys { start: cx.keys.stack.len(), serial: cx.keys.objects, indexed: false }
+    }
+
+    fn insert<'de, E: de::Error>(&mut self, key: Cow<'de, str>, cx: &mut Cx<'de>) -> Result<(), E> {
+        let mine = &cx.keys.stack[self.start..];
+        if mine.len() < INLINE_KEYS {
+            if mine.iter().any(|k| same(k, &key)) {
+                return Err(fail(cx, JsonRpcError::DuplicateKey(key.into_owned())));
+            }
+        } else {
+            self.insert_indexed(&key, cx)?;
         }
-        match self.inline.get_mut(self.len) {
-            Some(free) => *free = key,
-            None => self.insert_more(key, slot)?,
-        }
-        self.len += 1;
+        cx.keys.stack.push(key);
         Ok(())
     }
 
     /// A key past the inline ones (kept out of line: most objects never get here).
     #[inline(never)]
-    fn insert_more<E: de::Error>(&mut self, key: Cow<'a, str>, slot: Failure<'_>) -> Result<(), E> {
-        let more = self.more.get_or_insert_with(|| {
-            let mut more = Box::<More<'a>>::default();
-            more.keys.reserve(4 * INLINE_KEYS);
-            more
-        });
-        let hash = more.sip.hash_one(&*key);
-        match more.keys.replace(Seen { hash, key }) {
-            Some(Seen { key: repeated, .. }) => Err(fail(slot, JsonRpcError::DuplicateKey(repeated.into_owned()))),
-            None => Ok(()),
+    fn insert_indexed<E: de::Error>(&mut self, key: &str, cx: &mut Cx<'_>) -> Result<(), E> {
+        let keys = &mut cx.keys;
+        let sip = keys.sip.get_or_insert_with(RandomState::new);
+        if !self.indexed {
+            self.indexed = true;
+            keys.indexed += 1;
+            for k in &keys.stack[self.start..] {
+                keys.index.insert(hash(sip, self.serial, k));
+            }
+        }
+        if keys.index.insert(hash(sip, self.serial, key)) {
+            return Ok(());
+        }
+        if keys.stack[self.start..].iter().any(|k| same(k, key)) {
+            return Err(fail(cx, JsonRpcError::DuplicateKey(key.to_owned())));
+        }
+        Ok(())
+    }
+
+    fn close(self, cx: &mut Cx<'_>) {
+        let keys = &mut cx.keys;
+        keys.stack.truncate(self.start);
+        if self.indexed {
+            keys.indexed -= 1;
+            if keys.indexed == 0 {
+                keys.index.clear();
+            }
         }
     }
 }
 
-/// A key as the set holds it, with its hash. Equality compares the hashes, then the text
-/// through [`Seen::same`], which tests count.
-struct Seen<'a> {
-    hash: u64,
-    key: Cow<'a, str>,
+/// The hash of key `key` of object `serial`: the key's keyed hash, told apart per object by
+/// an odd multiple of the serial (a bijection, so one key's hashes in two objects differ; two
+/// keys' hashes are as far apart as the keyed hash makes them). The serial is not hashed
+/// itself: one SipHash block less per short key.
+fn hash(sip: &RandomState, serial: u64, key: &str) -> u64 {
+    let mut h = sip.build_hasher();
+    h.write(key.as_bytes());
+    h.finish() ^ serial.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-impl Hash for Seen<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
+/// Compares two keys' text (tests count the calls).
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    #[cfg(test)]
+    tests::COMPARISONS.with(|c| c.set(c.get() + 1));
+    a == b
 }
 
-impl PartialEq for Seen<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && Seen::same(&self.key, &other.key)
-    }
-}
-
-impl Eq for Seen<'_> {}
-
-impl Seen<'_> {
-    #[inline]
-    fn same(a: &str, b: &str) -> bool {
-        #[cfg(test)]
-        tests::COMPARISONS.with(|c| c.set(c.get() + 1));
-        a == b
-    }
-}
-
-/// The set's hasher: a [`Seen`] key's hash, already keyed, passed through.
+/// The index's hasher: a key's hash, already keyed, passed through.
 #[derive(Default)]
 struct Prehashed(u64);
 
@@ -255,7 +287,7 @@ impl Hasher for Prehashed {
         self.0 = hash;
     }
     fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is called (`Seen::hash`); anything else still hashes all it is given.
+        // Only `write_u64` is called (the index holds `u64`s); anything else still hashes all it is given.
         for &b in bytes {
             self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }
@@ -290,20 +322,20 @@ impl<'de> Visitor<'de> for StrVisitor {
 }
 
 /// A string value, or `Err(())` for any other JSON value (validated all the same).
-struct MaybeStr<'f> {
+struct MaybeStr<'f, 'de> {
     depth: usize,
     max: usize,
-    failure: Failure<'f>,
+    failure: Failure<'f, 'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for MaybeStr<'_> {
+impl<'de> DeserializeSeed<'de> for MaybeStr<'_, 'de> {
     type Value = Result<Cow<'de, str>, ()>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for MaybeStr<'_> {
+impl<'de> Visitor<'de> for MaybeStr<'_, 'de> {
     type Value = Result<Cow<'de, str>, ()>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
@@ -341,14 +373,14 @@ impl<'de> Visitor<'de> for MaybeStr<'_> {
 }
 
 /// Validates any value: depth and duplicate keys, without building it.
-struct Any<'f> {
+struct Any<'f, 'de> {
     depth: usize,
     max: usize,
-    failure: Failure<'f>,
+    failure: Failure<'f, 'de>,
 }
 
-impl<'f> Any<'f> {
-    fn new(depth: usize, max: usize, failure: Failure<'f>) -> Self {
+impl<'f, 'de> Any<'f, 'de> {
+    fn new(depth: usize, max: usize, failure: Failure<'f, 'de>) -> Self {
         Any { depth, max, failure }
     }
 
@@ -361,14 +393,14 @@ impl<'f> Any<'f> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Any<'_> {
+impl<'de> DeserializeSeed<'de> for Any<'_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Any<'_> {
+impl<'de> Visitor<'de> for Any<'_, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
@@ -398,29 +430,30 @@ impl<'de> Visitor<'de> for Any<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         let depth = self.enter()?;
-        let mut seen = SeenKeys::default();
+        let mut seen = ObjectKeys::open(self.failure);
         while let Some(Key(k)) = map.next_key()? {
             seen.insert(k, self.failure)?;
             map.next_value_seed(Any::new(depth, self.max, self.failure))?;
         }
+        seen.close(self.failure);
         Ok(())
     }
 }
 
 /// The top level: one object or a batch array of objects.
-struct TopSeed<'f> {
+struct TopSeed<'f, 'de> {
     max_depth: usize,
-    failure: Failure<'f>,
+    failure: Failure<'f, 'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
+impl<'de> DeserializeSeed<'de> for TopSeed<'_, 'de> {
     type Value = Body<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Body<'de>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for TopSeed<'_> {
+impl<'de> Visitor<'de> for TopSeed<'_, 'de> {
     type Value = Body<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON-RPC object or batch array")
@@ -464,20 +497,20 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
 }
 
 /// One envelope object at `depth` (0 for a single message, 1 inside a batch).
-struct MessageSeed<'f> {
+struct MessageSeed<'f, 'de> {
     depth: usize,
     max: usize,
-    failure: Failure<'f>,
+    failure: Failure<'f, 'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
+impl<'de> DeserializeSeed<'de> for MessageSeed<'_, 'de> {
     type Value = Message<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Message<'de>, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for MessageSeed<'_> {
+impl<'de> Visitor<'de> for MessageSeed<'_, 'de> {
     type Value = Message<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON-RPC message object")
@@ -488,7 +521,7 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
             return Err(fail(self.failure, JsonRpcError::TooDeep(self.max)));
         }
         let mut msg = Message::default();
-        let mut seen = SeenKeys::default();
+        let mut seen = ObjectKeys::open(self.failure);
         let mut jsonrpc_ok = false;
         while let Some(Key(key)) = map.next_key()? {
             let which = classify_key(&key, ENVELOPE_KEYS, self.failure)?;
@@ -524,6 +557,7 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
                 None => map.next_value_seed(Any::new(depth, self.max, self.failure))?,
             }
         }
+        seen.close(self.failure);
         if !jsonrpc_ok {
             return Err(fail(self.failure, JsonRpcError::NotJsonRpc2));
         }
@@ -541,20 +575,20 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
 }
 
 /// `params`: an object (or array — JSON-RPC allows by-position params, which govern nothing).
-struct ParamsSeed<'f> {
+struct ParamsSeed<'f, 'de> {
     depth: usize,
     max: usize,
-    failure: Failure<'f>,
+    failure: Failure<'f, 'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for ParamsSeed<'_> {
+impl<'de> DeserializeSeed<'de> for ParamsSeed<'_, 'de> {
     type Value = Params<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Params<'de>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ParamsSeed<'_> {
+impl<'de> Visitor<'de> for ParamsSeed<'_, 'de> {
     type Value = Params<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("params object")
@@ -569,7 +603,7 @@ impl<'de> Visitor<'de> for ParamsSeed<'_> {
             return Err(fail(self.failure, JsonRpcError::TooDeep(self.max)));
         }
         let mut p = Params::default();
-        let mut seen = SeenKeys::default();
+        let mut seen = ObjectKeys::open(self.failure);
         while let Some(Key(key)) = map.next_key()? {
             let which = classify_key(&key, PARAMS_KEYS, self.failure)?;
             seen.insert(key, self.failure)?;
@@ -591,6 +625,7 @@ impl<'de> Visitor<'de> for ParamsSeed<'_> {
                 _ => map.next_value_seed(Any::new(depth, self.max, self.failure))?,
             }
         }
+        seen.close(self.failure);
         Ok(p)
     }
     fn visit_unit<E: de::Error>(self) -> Result<Params<'de>, E> {
@@ -614,20 +649,20 @@ impl<'de> Visitor<'de> for ParamsSeed<'_> {
 }
 
 /// `params._meta`: picks out the protocol version, validates the rest.
-struct MetaSeed<'f> {
+struct MetaSeed<'f, 'de> {
     depth: usize,
     max: usize,
-    failure: Failure<'f>,
+    failure: Failure<'f, 'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for MetaSeed<'_> {
+impl<'de> DeserializeSeed<'de> for MetaSeed<'_, 'de> {
     type Value = Option<Cow<'de, str>>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for MetaSeed<'_> {
+impl<'de> Visitor<'de> for MetaSeed<'_, 'de> {
     type Value = Option<Cow<'de, str>>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("_meta object")
@@ -638,7 +673,7 @@ impl<'de> Visitor<'de> for MetaSeed<'_> {
             return Err(fail(self.failure, JsonRpcError::TooDeep(self.max)));
         }
         let mut out = None;
-        let mut seen = SeenKeys::default();
+        let mut seen = ObjectKeys::open(self.failure);
         while let Some(Key(key)) = map.next_key()? {
             let is_version = key == META_PROTOCOL_VERSION;
             seen.insert(key, self.failure)?;
@@ -651,6 +686,7 @@ impl<'de> Visitor<'de> for MetaSeed<'_> {
                 map.next_value_seed(Any::new(depth, self.max, self.failure))?;
             }
         }
+        seen.close(self.failure);
         Ok(out)
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
@@ -677,20 +713,20 @@ impl<'de> Visitor<'de> for MetaSeed<'_> {
 }
 
 /// `completion/complete` `params.ref`.
-struct RefSeed<'f> {
+struct RefSeed<'f, 'de> {
     depth: usize,
     max: usize,
-    failure: Failure<'f>,
+    failure: Failure<'f, 'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for RefSeed<'_> {
+impl<'de> DeserializeSeed<'de> for RefSeed<'_, 'de> {
     type Value = Reference<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for RefSeed<'_> {
+impl<'de> Visitor<'de> for RefSeed<'_, 'de> {
     type Value = Reference<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ref object")
@@ -701,7 +737,7 @@ impl<'de> Visitor<'de> for RefSeed<'_> {
             return Err(fail(self.failure, JsonRpcError::TooDeep(self.max)));
         }
         let mut out = Reference::default();
-        let mut seen = SeenKeys::default();
+        let mut seen = ObjectKeys::open(self.failure);
         while let Some(Key(key)) = map.next_key()? {
             let which = classify_key(&key, REF_KEYS, self.failure)?;
             seen.insert(key, self.failure)?;
@@ -717,6 +753,7 @@ impl<'de> Visitor<'de> for RefSeed<'_> {
             let v = map.next_value_seed(MaybeStr { depth, max: self.max, failure: self.failure })?;
             *slot = Some(v.map_err(|()| fail(self.failure, JsonRpcError::Invalid("'ref' fields must be strings")))?);
         }
+        seen.close(self.failure);
         Ok(out)
     }
 }
@@ -726,7 +763,7 @@ mod tests {
     use super::*;
 
     thread_local! {
-        /// Keys compared by `SeenKeys` on this thread.
+        /// Keys compared by `ObjectKeys` on this thread.
         pub(super) static COMPARISONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
@@ -922,6 +959,26 @@ mod tests {
         let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"list":[{}]}}}}"#, objects.join(","));
         // Each object compares its second key with its first: one comparison per object.
         assert!(comparisons(&body) <= 2 * objects.len() + 16);
+    }
+
+    #[test]
+    fn nested_objects_past_the_inline_keys_keep_their_keys_apart() {
+        // One index serves every object of a parse: the same keys in an outer and an inner
+        // object (both past the inline keys) are neither repeats nor a reason to compare.
+        let keys = |n: usize| (0..n).map(|i| format!("\"k{i}\":0")).collect::<Vec<_>>().join(",");
+        let body = |inner: &str, after: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"a":{{{},"in":{{{inner}}},"in2":{{{inner}}}{after}}}}}}}"#,
+                keys(2000)
+            )
+        };
+        let n = 3 * 2000;
+        let compared = comparisons(&body(&keys(2000), ""));
+        assert!(compared <= (INLINE_KEYS + 2) * n, "{compared} comparisons for {n} keys");
+        let repeat_inside = format!(r#"{},"k1999":1"#, keys(2000));
+        assert_eq!(err32(&body(&repeat_inside, "")), JsonRpcError::DuplicateKey("k1999".into()));
+        assert_eq!(err32(&body(&keys(2000), r#","k17":1"#)), JsonRpcError::DuplicateKey("k17".into()));
+        assert_eq!(err32(&body(&keys(2000), r#","in":1"#)), JsonRpcError::DuplicateKey("in".into()));
     }
 
     fn err32(body: &str) -> JsonRpcError {
