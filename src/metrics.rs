@@ -59,6 +59,9 @@ pub struct Metrics {
     reloads: Family,
     policy_generation: AtomicU64,
     key_rotations: AtomicU64,
+    /// Shadow decisions by role, rule and outcome: role and rule names come from the policy
+    /// (bounded by it), never from a request.
+    shadows: RwLock<HashMap<(String, String, &'static str), AtomicU64>>,
 }
 
 impl Metrics {
@@ -75,6 +78,33 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// What a rule in `mode: audit` would have decided.
+    pub fn shadow(&self, role: &str, rule: &str, outcome: &'static str) {
+        if let Ok(map) = self.shadows.read()
+            && let Some(c) = map.get(&(role.to_owned(), rule.to_owned(), outcome))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Ok(mut map) = self.shadows.write() {
+            map.entry((role.to_owned(), rule.to_owned(), outcome)).or_default().fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn render_shadows(&self, out: &mut String) {
+        let Ok(map) = self.shadows.read() else { return };
+        let mut rows: Vec<_> = map.iter().map(|(k, v)| (k, v.load(Ordering::Relaxed))).collect();
+        rows.sort();
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        for ((role, rule, outcome), v) in rows {
+            let (role, rule) = (esc(role), esc(rule));
+            let _ = writeln!(
+                out,
+                "mcp_warden_shadow_decisions_total{{role=\"{role}\",rule=\"{rule}\",outcome=\"{outcome}\"}} {v}"
+            );
+        }
     }
 
     pub fn token(&self, cached: bool) {
@@ -107,6 +137,13 @@ impl Metrics {
         let _ = writeln!(out, "mcp_warden_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
         help(&mut out, "mcp_warden_checks_total", "counter", "ext_authz checks by decision and reason code.");
         self.checks.render(&mut out, "mcp_warden_checks_total", ("decision", "reason"));
+        help(
+            &mut out,
+            "mcp_warden_shadow_decisions_total",
+            "counter",
+            "Rules in mode: audit, by what they would decide.",
+        );
+        self.render_shadows(&mut out);
         help(&mut out, "mcp_warden_check_duration_seconds", "histogram", "Time to decide one check.");
         let mut cumulative = 0;
         for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {

@@ -21,7 +21,8 @@ use crate::headers::Headers;
 use crate::keyring::KeyRing;
 use crate::mcp::{self, Body, Inspection, Limits, Message, Rejection};
 use crate::metrics::Metrics;
-use crate::policy::engine::{check_app, check_name};
+use crate::policy::condition::Vars;
+use crate::policy::engine::{self, Shadow, check_app, check_name};
 use crate::policy::{App, Decision, Policy, User, ValuePart};
 use crate::reply::Reply;
 use crate::token::TokenSettings;
@@ -185,6 +186,10 @@ impl Warden {
         if !skip {
             audit.finish(&self.audit, &reply);
         }
+        for (role, rule, outcome) in &audit.shadows {
+            self.metrics.shadow(role, rule, outcome);
+        }
+        audit.write_shadows(&self.audit);
         let mut fingerprint = String::new();
         let metadata = audit.metadata(reply.is_allow(), self.settings.envoy_metadata, &mut fingerprint);
         reply.encode(&metadata)
@@ -287,7 +292,11 @@ impl Warden {
                 if app.audit_arguments && msg.method.as_deref() == Some("tools/call") {
                     audit.arguments = tool_arguments(ctx.http.body);
                 }
-                match Self::check_message(user, app, &msg) {
+                let call = Call { body: (ctx.http.body, None), version: audit.protocol_version };
+                let mut shadows = Vec::new();
+                let outcome = Self::check_call(user, app, &msg, &call, &mut shadows);
+                audit.shadows(&shadows);
+                match outcome {
                     Ok(d) => {
                         audit.decision(d);
                         if d.allowed { allow(audit) } else { self.denied(&msg) }
@@ -298,7 +307,9 @@ impl Warden {
                     }
                 }
             }
-            Body::Batch(msgs) => self.check_batch(user, app, &msgs, audit).unwrap_or_else(|| allow(audit)),
+            Body::Batch(msgs) => {
+                self.check_batch(user, app, &msgs, ctx.http.body, audit).unwrap_or_else(|| allow(audit))
+            }
         }
     }
 
@@ -308,6 +319,31 @@ impl Warden {
         user: &'p User,
         app: &App,
         msg: &'m Message<'m>,
+    ) -> Result<Decision<'p>, Rejection<'m>> {
+        Self::check_named(msg, |g| check_name(user, app, g))
+    }
+
+    /// [`Warden::check_message`] for a call whose arguments the roles' conditions may read;
+    /// what rules in `mode: audit` would have decided goes to `shadows`.
+    pub fn check_call<'p, 'm>(
+        user: &'p User,
+        app: &App,
+        msg: &'m Message<'m>,
+        call: &Call<'_>,
+        shadows: &mut Vec<Shadow<'p>>,
+    ) -> Result<Decision<'p>, Rejection<'m>> {
+        let method = msg.method.as_deref().unwrap_or("");
+        let mut vars = Vars::new(user, app, method);
+        vars.protocol_version = call.version;
+        vars.body = Some(call.body);
+        Self::check_named(msg, |g| engine::check_call(user, app, g, Some(&vars), shadows))
+    }
+
+    /// The decision for a message's governed name, by `decide`, after the checks every
+    /// named message passes.
+    fn check_named<'p, 'm>(
+        msg: &'m Message<'m>,
+        decide: impl FnOnce(crate::policy::Governed<'_>) -> Decision<'p>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
         match mcp::governed(msg)? {
             // A task-augmented call answers through `tasks/result`, which the list filter does
@@ -319,7 +355,7 @@ impl Warden {
                 reason: "search_task_not_allowed",
                 id: msg.id,
             }),
-            Some(g) => Ok(check_name(user, app, g)),
+            Some(g) => Ok(decide(g)),
             None => Ok(Decision { allowed: true, reason: crate::policy::Reason::NotGoverned, role: None, rule: None }),
         }
     }
@@ -331,9 +367,19 @@ impl Warden {
         user: &User,
         app: &App,
         msgs: &[Message<'_>],
+        body: &[u8],
         audit: &mut AuditInfo<'s>,
     ) -> Option<Reply> {
-        let outcomes: Vec<_> = msgs.iter().map(|m| Self::check_message(user, app, m)).collect();
+        let mut shadows = Vec::new();
+        let outcomes: Vec<_> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let call = Call { body: (body, Some(i)), version: audit.protocol_version };
+                Self::check_call(user, app, m, &call, &mut shadows)
+            })
+            .collect();
+        audit.shadows(&shadows);
         let any_denied = outcomes.iter().any(|o| !matches!(o, Ok(d) if d.allowed));
         // One audit event per element, with the batch's fate: nothing is forwarded when any
         // element is denied.
@@ -452,6 +498,14 @@ impl Warden {
         }
         Ok(out)
     }
+}
+
+/// What role conditions may read about a call besides its message: the body it came in
+/// (and its position in a batch) and the negotiated protocol version.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub body: (&'a [u8], Option<usize>),
+    pub version: Option<&'a str>,
 }
 
 /// Why a header of an app's `rewrite` gets no value.

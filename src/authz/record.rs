@@ -40,6 +40,8 @@ pub(super) struct AuditInfo<'a> {
     pub(super) arguments: Option<serde_json::Value>,
     /// Batches are audited element by element.
     pub(super) batch: bool,
+    /// What rules in `mode: audit` would have decided: role, rule, outcome code.
+    pub(super) shadows: Vec<(String, String, &'static str)>,
 }
 
 impl<'a> AuditInfo<'a> {
@@ -63,6 +65,7 @@ impl<'a> AuditInfo<'a> {
             token_cached: None,
             arguments: None,
             batch: false,
+            shadows: Vec::new(),
         }
     }
 
@@ -85,6 +88,26 @@ impl<'a> AuditInfo<'a> {
         self.rule = d.rule.map(str::to_owned);
     }
 
+    pub(super) fn shadows(&mut self, shadows: &[crate::policy::engine::Shadow<'_>]) {
+        let owned = shadows.iter().map(|s| (s.role.to_owned(), s.rule.to_owned(), s.outcome.code()));
+        self.shadows.extend(owned);
+    }
+
+    /// One `shadow_decision` event per rule in `mode: audit` that named the call: what it
+    /// would have decided (`decision`, `reason`), never what was decided.
+    pub(super) fn write_shadows(&self, sink: &Audit) {
+        for (role, rule, outcome) in &self.shadows {
+            let mut one = self.copy_for_event("shadow_decision");
+            one.name.clone_from(&self.name);
+            one.mcp_method.clone_from(&self.mcp_method);
+            one.jsonrpc_id = self.jsonrpc_id;
+            one.reason = outcome;
+            one.role = Some(role.clone());
+            one.rule = Some(rule.clone());
+            one.write(sink, *outcome == "would_allow" || *outcome == "would_not_deny");
+        }
+    }
+
     /// Batch elements are audited one by one, as they are decided.
     pub(super) fn batch_element(
         &self,
@@ -93,9 +116,30 @@ impl<'a> AuditInfo<'a> {
         outcome: &Result<Decision<'_>, Rejection<'_>>,
         batch_denied: bool,
     ) {
-        let mut one = AuditInfo {
+        let mut one = self.copy_for_event("request");
+        one.set_message(msg);
+        let allowed = match outcome {
+            Ok(d) => {
+                one.decision(*d);
+                if d.allowed && batch_denied {
+                    one.reason = "batch_element_denied";
+                }
+                d.allowed && !batch_denied
+            }
+            Err(r) => {
+                one.reason = r.reason;
+                false
+            }
+        };
+        one.write(sink, allowed);
+    }
+
+    /// The identity and request of this check, for an event of its own (a batch element,
+    /// a shadow decision); what was asked and decided is left for the caller to set.
+    fn copy_for_event(&self, event: &'static str) -> AuditInfo<'a> {
+        AuditInfo {
             started: self.started,
-            event: "request",
+            event,
             request_id: self.request_id,
             http_method: self.http_method,
             session_id: self.session_id,
@@ -112,22 +156,8 @@ impl<'a> AuditInfo<'a> {
             token_cached: None,
             arguments: None,
             batch: false,
-        };
-        one.set_message(msg);
-        let allowed = match outcome {
-            Ok(d) => {
-                one.decision(*d);
-                if d.allowed && batch_denied {
-                    one.reason = "batch_element_denied";
-                }
-                d.allowed && !batch_denied
-            }
-            Err(r) => {
-                one.reason = r.reason;
-                false
-            }
-        };
-        one.write(sink, allowed);
+            shadows: Vec::new(),
+        }
     }
 
     /// Whether Envoy's list-filter matcher runs ext_proc for this check once it is allowed:

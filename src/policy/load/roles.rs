@@ -8,10 +8,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::name_rules::{self, RawNameRule};
 use super::{Loader, PolicyError};
+use crate::policy::condition::Condition;
 use crate::policy::pattern::{Interner, NameSet, Template, TraitNamespace, TraitValues};
 use crate::policy::raw::{self, OneOrMany};
-use crate::policy::{CompiledRole, LabelSelector, Rules, TraitSource, Traits};
+use crate::policy::{CompiledRole, LabelSelector, RuleKind, Rules, TraitSource, Traits};
 
 /// Name of the preset role granting every app and every tool.
 pub const PRESET_MCP_USER: &str = "mcp-user";
@@ -80,6 +82,8 @@ struct RawRules {
     tools: Vec<Template>,
     prompts: Option<Vec<Template>>,
     resources: Option<Vec<Template>>,
+    labels_expression: Option<Arc<Condition>>,
+    name_rules: Vec<RawNameRule>,
     prefix: &'static str,
 }
 
@@ -137,6 +141,17 @@ impl RawRules {
             out.tools = list("tools", mcp.tools).unwrap_or_default();
             out.prompts = list("prompts", mcp.prompts);
             out.resources = list("resources", mcp.resources);
+            let lists = [
+                (RuleKind::Tool, mcp.tool_rules),
+                (RuleKind::Prompt, mcp.prompt_rules),
+                (RuleKind::Resource, mcp.resource_rules),
+            ];
+            out.name_rules = RawNameRule::parse_all(prefix, lists, errors);
+        }
+        if let Some(source) = c.app_labels_expression {
+            out.labels_expression = name_rules::compile(&source)
+                .map_err(|m| errors.push((format!("{prefix}.app_labels_expression"), m)))
+                .ok();
         }
         out
     }
@@ -147,6 +162,7 @@ impl RawRules {
             && plain(&self.tools)
             && self.prompts.as_deref().is_none_or(plain)
             && self.resources.as_deref().is_none_or(plain)
+            && self.name_rules.iter().all(RawNameRule::is_static)
     }
 
     fn compile(&self, traits: &Traits, values: TraitValues, shared: &mut Shared) -> Result<Rules, (String, String)> {
@@ -166,7 +182,19 @@ impl RawRules {
         let tools = compile(&|| format!("{p}.mcp.tools"), &self.tools)?;
         let prompts = self.prompts.as_deref().map(|t| compile(&|| format!("{p}.mcp.prompts"), t)).transpose()?;
         let resources = self.resources.as_deref().map(|t| compile(&|| format!("{p}.mcp.resources"), t)).transpose()?;
-        Ok(Rules { app_labels: shared.label_selector(self.any_app, keys), tools, prompts, resources })
+        let name_rules = self
+            .name_rules
+            .iter()
+            .map(|r| r.compile(traits, values, &mut shared.sets, &format!("{p}.mcp")))
+            .collect::<Result<_, _>>()?;
+        Ok(Rules {
+            app_labels: shared.label_selector(self.any_app, keys),
+            tools,
+            prompts,
+            resources,
+            labels_expression: self.labels_expression.clone(),
+            name_rules,
+        })
     }
 }
 
@@ -227,7 +255,7 @@ impl RoleDef {
     }
 }
 
-fn parse_templates(field: String, values: &[String], errors: &mut Vec<(String, String)>) -> Vec<Template> {
+pub(super) fn parse_templates(field: String, values: &[String], errors: &mut Vec<(String, String)>) -> Vec<Template> {
     values
         .iter()
         .filter_map(|v| Template::parse(v).map_err(|e| errors.push((field.clone(), e.to_string()))).ok())
