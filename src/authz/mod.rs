@@ -299,6 +299,9 @@ impl Warden {
                 match outcome {
                     Ok(d) => {
                         audit.decision(d);
+                        if d.allowed {
+                            audit.set_rate_limits(user);
+                        }
                         if d.allowed { allow(audit) } else { self.denied(&msg) }
                     }
                     Err(r) => {
@@ -376,7 +379,17 @@ impl Warden {
             .enumerate()
             .map(|(i, m)| {
                 let call = Call { body: (body, Some(i)), version: audit.protocol_version };
-                Self::check_call(user, app, m, &call, &mut shadows)
+                let outcome = Self::check_call(user, app, m, &call, &mut shadows);
+                match outcome {
+                    Ok(d) if d.allowed && rate_limited(user, m) => Err(Rejection {
+                        status: 400,
+                        code: -32600,
+                        message: "a rate-limited tool cannot be called in a batch".into(),
+                        reason: "rate_limited_in_batch",
+                        id: m.id,
+                    }),
+                    other => other,
+                }
             })
             .collect();
         audit.shadows(&shadows);
@@ -497,6 +510,15 @@ impl Warden {
             }
         }
         Ok(out)
+    }
+}
+
+/// Whether Envoy counts calls of this message: a batch cannot carry its limits (Envoy counts
+/// one request), so a batch holding such a call is refused.
+fn rate_limited(user: &User, msg: &Message<'_>) -> bool {
+    match mcp::governed(msg) {
+        Ok(Some(crate::policy::Governed::Tool(tool))) => crate::policy::rate::limits(user, tool) != (None, None),
+        _ => false,
     }
 }
 

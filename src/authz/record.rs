@@ -42,6 +42,8 @@ pub(super) struct AuditInfo<'a> {
     pub(super) batch: bool,
     /// What rules in `mode: audit` would have decided: role, rule, outcome code.
     pub(super) shadows: Vec<(String, String, &'static str)>,
+    /// The rate-limit tiers Envoy counts this call against: per user, per user and tool.
+    pub(super) rates: (Option<&'static str>, Option<&'static str>),
 }
 
 impl<'a> AuditInfo<'a> {
@@ -66,6 +68,7 @@ impl<'a> AuditInfo<'a> {
             arguments: None,
             batch: false,
             shadows: Vec::new(),
+            rates: (None, None),
         }
     }
 
@@ -86,6 +89,14 @@ impl<'a> AuditInfo<'a> {
         self.reason = d.reason.code();
         self.role = d.role.map(str::to_owned);
         self.rule = d.rule.map(str::to_owned);
+    }
+
+    /// The limits of an allowed `tools/call` (see `policy::rate`).
+    pub(super) fn set_rate_limits(&mut self, user: &User) {
+        if let Some(("tool", tool)) = &self.name {
+            let (per_user, per_tool) = crate::policy::rate::limits(user, tool);
+            self.rates = (per_user.map(|r| r.name()), per_tool.map(|r| r.name()));
+        }
     }
 
     pub(super) fn shadows(&mut self, shadows: &[crate::policy::engine::Shadow<'_>]) {
@@ -157,6 +168,7 @@ impl<'a> AuditInfo<'a> {
             arguments: None,
             batch: false,
             shadows: Vec::new(),
+            rates: (None, None),
         }
     }
 
@@ -185,7 +197,9 @@ impl<'a> AuditInfo<'a> {
         // Everything Envoy's matcher sends through the list filter needs the filter's inputs
         // (an allowed batch with no list call in it too: its answers pass by shape).
         let filtered = allowed && self.read_by_list_filter();
-        if allowed && !filtered && mode == EnvoyMetadata::ListFilter {
+        // Envoy's rate limiting reads the limits, and its 429 answer echoes the id.
+        let limited = allowed && (self.rates.0.is_some() || self.rates.1.is_some());
+        if allowed && !filtered && !limited && mode == EnvoyMetadata::ListFilter {
             return Vec::new();
         }
         let mut fields: Vec<(&'static str, &'s str)> = Vec::with_capacity(10);
@@ -203,13 +217,17 @@ impl<'a> AuditInfo<'a> {
         if let Some((kind, name)) = &self.name {
             fields.push((kind, name));
         }
+        if limited {
+            fields.extend(self.rates.0.map(|r| ("rl_user_rate", r)));
+            fields.extend(self.rates.1.map(|r| ("rl_tool_rate", r)));
+        }
+        if let Some(id) = self.jsonrpc_id.filter(|_| filtered || limited) {
+            fields.push(("jsonrpc_id", id.get()));
+        }
         if filtered {
             if let Some(f) = self.fingerprint {
                 *fingerprint = format!("{f:016x}");
                 fields.push(("user_fingerprint", fingerprint.as_str()));
-            }
-            if let Some(id) = &self.jsonrpc_id {
-                fields.push(("jsonrpc_id", id.get()));
             }
             if let Some(v) = self.protocol_version {
                 fields.push(("protocol_version", v));

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod load;
 pub mod names;
 pub mod pattern;
+pub mod rate;
 mod raw;
 
 use std::collections::{BTreeMap, HashMap};
@@ -92,6 +93,8 @@ pub struct CompiledRole {
     pub name: Arc<str>,
     pub allow: Rules,
     pub deny: Rules,
+    /// `spec.options.rate_limits`.
+    pub rates: Arc<rate::RoleRates>,
 }
 
 /// The `allow` or `deny` half of a role. Lists and selectors are shared by every role

@@ -167,6 +167,26 @@ pub(crate) struct RoleOptions {
     /// literals (`deny` templates always read them as patterns).
     #[serde(default)]
     pub(crate) idp_trait_patterns: bool,
+    /// Our extension: limits Envoy counts per user, and per user and tool.
+    #[serde(default)]
+    pub(crate) rate_limits: Option<RateLimits>,
+}
+
+/// `spec.options.rate_limits`: tier names (`60/minute`), see `policy::rate`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateLimits {
+    #[serde(default)]
+    pub(crate) per_user: Option<String>,
+    #[serde(default)]
+    pub(crate) per_tool: Vec<ToolRate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ToolRate {
+    pub(crate) tools: OneOrMany,
+    pub(crate) per_user: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

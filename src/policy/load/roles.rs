@@ -12,6 +12,7 @@ use super::name_rules::{self, RawNameRule};
 use super::{Loader, PolicyError};
 use crate::policy::condition::Condition;
 use crate::policy::pattern::{Interner, NameSet, Template, TraitNamespace, TraitValues};
+use crate::policy::rate::{Rate, RoleRates};
 use crate::policy::raw::{self, OneOrMany};
 use crate::policy::{CompiledRole, LabelSelector, RuleKind, Rules, TraitSource, Traits};
 
@@ -31,6 +32,7 @@ impl Loader {
         if !matches!(doc.version.as_str(), "v7" | "v8") {
             errors.push(("version".to_owned(), format!("unsupported role version '{}' (use v8)", doc.version)));
         }
+        let rates = self.shared.role_rates(doc.spec.options.rate_limits, &mut errors);
         let allow = RawRules::parse("spec.allow", doc.spec.allow, &mut errors);
         let deny = RawRules::parse("spec.deny", doc.spec.deny, &mut errors);
         let mut def = RoleDef {
@@ -39,6 +41,7 @@ impl Loader {
             rules: Some(Box::new([allow, deny])),
             compiled: None,
             idp_trait_patterns: doc.spec.options.idp_trait_patterns,
+            rates,
         };
         if errors.is_empty() && def.is_static() {
             match def.compile(&Traits::new(), TraitSource::Policy, &mut self.shared) {
@@ -73,6 +76,7 @@ pub(crate) struct RoleDef {
     /// `spec.options.idp_trait_patterns`: an identity provider's trait values expand as
     /// patterns here (else as literals).
     idp_trait_patterns: bool,
+    rates: Arc<RoleRates>,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +100,26 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// `spec.options.rate_limits`, validated against the tiers Envoy defines.
+    fn role_rates(&mut self, raw: Option<raw::RateLimits>, errors: &mut Vec<(String, String)>) -> Arc<RoleRates> {
+        let Some(raw) = raw else { return Arc::default() };
+        let field = "spec.options.rate_limits";
+        let rate = |at: String, text: &str, errors: &mut Vec<(String, String)>| {
+            Rate::parse(text).map_err(|m| errors.push((at, m))).ok()
+        };
+        let per_user = raw.per_user.as_deref().and_then(|t| rate(format!("{field}.per_user"), t, errors));
+        let mut per_tool = Vec::new();
+        for (i, entry) in raw.per_tool.into_iter().enumerate() {
+            let at = format!("{field}.per_tool[{i}]");
+            let Some(r) = rate(format!("{at}.per_user"), &entry.per_user, errors) else { continue };
+            match self.sets.compile(&entry.tools.into_vec()) {
+                Ok(names) => per_tool.push((names, r)),
+                Err(e) => errors.push((format!("{at}.tools"), e.to_string())),
+            }
+        }
+        Arc::new(RoleRates { per_user, per_tool })
+    }
+
     fn label_selector(&mut self, any: bool, keys: Vec<(Box<str>, Arc<NameSet>)>) -> Arc<LabelSelector> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -220,6 +244,7 @@ impl RoleDef {
             name: self.name.clone(),
             allow: allow.compile(traits, values, shared)?,
             deny: deny.compile(traits, TraitValues::Patterns, shared)?,
+            rates: self.rates.clone(),
         })
     }
 
@@ -247,6 +272,7 @@ impl RoleDef {
             rules: Some(Box::new([allow, deny])),
             compiled: None,
             idp_trait_patterns: false,
+            rates: Arc::default(),
         };
         if let Ok(c) = def.compile(&Traits::new(), TraitSource::Policy, shared) {
             def.set_compiled(c);
