@@ -30,52 +30,80 @@ pub struct Condition {
     source: Box<str>,
     program: Program,
     uses: u8,
+    /// The fields of `args` it selects; `None`: all of them.
+    arg_fields: Option<Box<[Box<str>]>>,
 }
 
-/// The identifiers `expr` reads that no macro binds (`x` in `list.all(x, …)`) and that
-/// are not the namespace of a function (`regexp` in `regexp.match(…)`).
-fn free_variables<'e>(expr: &'e IdedExpr, bound: &mut Vec<&'e str>, out: &mut Vec<&'e str>) {
-    match &expr.expr {
-        Expr::Ident(name) => {
-            if !name.starts_with('@') && !bound.contains(&name.as_str()) && !out.contains(&name.as_str()) {
-                out.push(name);
+/// What an expression reads: the identifiers no macro binds (`x` in `list.all(x, …)`) and
+/// that are not the namespace of a function (`regexp` in `regexp.match(…)`), and which
+/// fields of `args` it selects (`args.amount`), or that it reads `args` whole.
+#[derive(Default)]
+struct Reads<'e> {
+    bound: Vec<&'e str>,
+    free: Vec<&'e str>,
+    arg_fields: Vec<&'e str>,
+    args_whole: bool,
+}
+
+impl<'e> Reads<'e> {
+    fn is_free(&self, name: &str) -> bool {
+        !name.starts_with('@') && !self.bound.contains(&name)
+    }
+
+    fn walk(&mut self, expr: &'e IdedExpr) {
+        match &expr.expr {
+            Expr::Ident(name) => {
+                if self.is_free(name) && !self.free.contains(&name.as_str()) {
+                    self.free.push(name);
+                }
+                self.args_whole |= name == "args" && self.is_free(name);
             }
-        }
-        Expr::Call(call) => {
-            let namespaced = matches!(
-                call.target.as_deref().map(|t| &t.expr),
-                Some(Expr::Ident(ns)) if NAMESPACES.contains(&ns.as_str()) && !bound.contains(&ns.as_str())
-            );
-            if let Some(target) = call.target.as_deref().filter(|_| !namespaced) {
-                free_variables(target, bound, out);
+            Expr::Select(s) => match &s.operand.expr {
+                Expr::Ident(name) if name == "args" && self.is_free(name) => {
+                    if !self.free.contains(&"args") {
+                        self.free.push("args");
+                    }
+                    if !self.arg_fields.contains(&s.field.as_str()) {
+                        self.arg_fields.push(&s.field);
+                    }
+                }
+                _ => self.walk(&s.operand),
+            },
+            Expr::Call(call) => {
+                let namespaced = matches!(
+                    call.target.as_deref().map(|t| &t.expr),
+                    Some(Expr::Ident(ns)) if NAMESPACES.contains(&ns.as_str()) && self.is_free(ns)
+                );
+                if let Some(target) = call.target.as_deref().filter(|_| !namespaced) {
+                    self.walk(target);
+                }
+                call.args.iter().for_each(|a| self.walk(a));
             }
-            call.args.iter().for_each(|a| free_variables(a, bound, out));
-        }
-        Expr::Comprehension(c) => {
-            free_variables(&c.iter_range, bound, out);
-            free_variables(&c.accu_init, bound, out);
-            let depth = bound.len();
-            bound.extend([c.iter_var.as_str(), c.accu_var.as_str()]);
-            bound.extend(c.iter_var2.as_deref());
-            for e in [&c.loop_cond, &c.loop_step, &c.result] {
-                free_variables(e, bound, out);
+            Expr::Comprehension(c) => {
+                self.walk(&c.iter_range);
+                self.walk(&c.accu_init);
+                let depth = self.bound.len();
+                self.bound.extend([c.iter_var.as_str(), c.accu_var.as_str()]);
+                self.bound.extend(c.iter_var2.as_deref());
+                for e in [&c.loop_cond, &c.loop_step, &c.result] {
+                    self.walk(e);
+                }
+                self.bound.truncate(depth);
             }
-            bound.truncate(depth);
-        }
-        Expr::List(l) => l.elements.iter().for_each(|e| free_variables(e, bound, out)),
-        Expr::Select(s) => free_variables(&s.operand, bound, out),
-        Expr::Map(MapExpr { entries }) | Expr::Struct(StructExpr { entries, .. }) => {
-            for entry in entries {
-                match &entry.expr {
-                    EntryExpr::StructField(f) => free_variables(&f.value, bound, out),
-                    EntryExpr::MapEntry(m) => {
-                        free_variables(&m.key, bound, out);
-                        free_variables(&m.value, bound, out);
+            Expr::List(l) => l.elements.iter().for_each(|e| self.walk(e)),
+            Expr::Map(MapExpr { entries }) | Expr::Struct(StructExpr { entries, .. }) => {
+                for entry in entries {
+                    match &entry.expr {
+                        EntryExpr::StructField(f) => self.walk(&f.value),
+                        EntryExpr::MapEntry(m) => {
+                            self.walk(&m.key);
+                            self.walk(&m.value);
+                        }
                     }
                 }
             }
+            Expr::Literal(_) | Expr::Unspecified => {}
         }
-        Expr::Literal(_) | Expr::Unspecified => {}
     }
 }
 
@@ -118,10 +146,10 @@ impl Condition {
     /// at the first call.
     pub fn compile(source: &str) -> Result<Self, String> {
         let program = ENV.compile(source).map_err(|e| e.to_string())?;
-        let mut free = Vec::new();
-        free_variables(program.expression(), &mut Vec::new(), &mut free);
+        let mut reads = Reads::default();
+        reads.walk(program.expression());
         let mut uses = 0;
-        for name in free {
+        for &name in &reads.free {
             match VARIABLES.iter().find(|(n, _)| *n == name) {
                 Some((_, bit)) => uses |= bit,
                 None => {
@@ -130,7 +158,13 @@ impl Condition {
                 }
             }
         }
-        Ok(Condition { source: source.into(), program, uses })
+        // Only the fields the expression selects are converted for it, unless it reads
+        // `args` whole (`size(args)`, `args[k]`, a macro over it).
+        let arg_fields = match reads.args_whole {
+            true => None,
+            false => Some(reads.arg_fields.iter().map(|f| Box::<str>::from(*f)).collect()),
+        };
+        Ok(Condition { source: source.into(), program, uses, arg_fields })
     }
 
     pub fn source(&self) -> &str {
@@ -146,8 +180,8 @@ impl Condition {
     pub fn eval(&self, vars: &Vars<'_>) -> Outcome {
         let mut ctx = Context::with_env(ENV.clone());
         if self.uses & ARGS != 0 {
-            match vars.arguments() {
-                Some(v) => ctx.add_variable_from_value("args", v.clone()),
+            match vars.arguments().and_then(|a| args_value(a, self.arg_fields.as_deref())) {
+                Some(v) => ctx.add_variable_from_value("args", v),
                 None => return Outcome::Error,
             }
         }
@@ -188,7 +222,7 @@ pub struct Vars<'a> {
     pub protocol_version: Option<&'a str>,
     /// The JSON-RPC body the call came in, and its position when the body is a batch.
     pub body: Option<(&'a [u8], Option<usize>)>,
-    parsed: std::cell::OnceCell<Option<Value>>,
+    parsed: std::cell::OnceCell<Option<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl<'a> Vars<'a> {
@@ -196,24 +230,56 @@ impl<'a> Vars<'a> {
         Vars { user, app, method, protocol_version: None, body: None, parsed: Default::default() }
     }
 
-    /// `params.arguments` as a CEL value (`{}` when absent); `None` when they are not a
-    /// JSON object.
-    fn arguments(&self) -> Option<&Value> {
+    /// `params.arguments` (`{}` when absent); `None` when they are not a JSON object.
+    fn arguments(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
         self.parsed.get_or_init(|| arguments(self.body?)).as_ref()
     }
 }
 
-fn arguments((body, index): (&[u8], Option<usize>)) -> Option<Value> {
-    let mut json: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let msg = match index {
-        Some(i) => json.get_mut(i)?,
-        None => &mut json,
+/// Only `params.arguments` of a message: the rest of the body is skipped, not built.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    params: Option<ParamsArguments<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ParamsArguments<'a> {
+    #[serde(borrow, default)]
+    arguments: Option<&'a serde_json::value::RawValue>,
+}
+
+fn arguments((body, index): (&[u8], Option<usize>)) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let envelope: Envelope<'_> = match index {
+        None => serde_json::from_slice(body).ok()?,
+        Some(i) => serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(body)
+            .ok()?
+            .get(i)
+            .and_then(|m| serde_json::from_str(m.get()).ok())?,
     };
-    let args = match msg.get_mut("params").and_then(|p| p.get_mut("arguments")) {
-        Some(a) => a.take(),
-        None => serde_json::Value::Object(serde_json::Map::new()),
-    };
-    args.is_object().then(|| cel::to_value(args).ok()).flatten()
+    match envelope.params.and_then(|p| p.arguments) {
+        Some(raw) => serde_json::from_str(raw.get()).ok(),
+        None => Some(serde_json::Map::new()),
+    }
+}
+
+/// The CEL value of `args`: only the `fields` an expression selects, when it names them.
+fn args_value(args: &serde_json::Map<String, serde_json::Value>, fields: Option<&[Box<str>]>) -> Option<Value> {
+    let mut map = HashMap::with_capacity(fields.map_or(args.len(), <[_]>::len));
+    let mut put = |k: &str, v: &serde_json::Value| cel::to_value(v).ok().map(|v| map.insert(k.to_owned(), v));
+    match fields {
+        Some(fields) => {
+            for (k, v) in fields.iter().filter_map(|f| args.get_key_value(&**f)) {
+                put(k, v)?;
+            }
+        }
+        None => {
+            for (k, v) in args {
+                put(k, v)?;
+            }
+        }
+    }
+    Some(Value::from(map))
 }
 
 fn labels(app: &App) -> Value {

@@ -197,3 +197,26 @@ fn teleport_functions_evaluate() {
         assert_eq!(c.eval(&vars), want, "{expr}");
     }
 }
+
+#[test]
+fn expressions_reading_args_whole_or_by_field_see_the_same_arguments() {
+    let p = policy();
+    let (u, a) = (p.user("alice").expect("user"), p.app("bank").expect("app"));
+    let body = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t","arguments":{"a":1,"b":{"c":[true]}}}}]"#;
+    let mut vars = Vars::new(u, a, "tools/call");
+    vars.body = Some((body, Some(1)));
+    let table = [
+        ("args.a == 1 && args.b.c[0]", Outcome::True),
+        ("size(args) == 2 && args['a'] == 1", Outcome::True),
+        ("args.exists(k, k == 'b') && has(args.b) && !has(args.z)", Outcome::True),
+        ("args.z == 1", Outcome::Error),
+    ];
+    for (expr, want) in table {
+        let c = Condition::compile(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        assert_eq!(c.eval(&vars), want, "{expr}");
+    }
+    vars = Vars::new(u, a, "tools/call");
+    vars.body = Some((body, Some(0)));
+    let c = Condition::compile("size(args) == 0").expect("compiles");
+    assert_eq!(c.eval(&vars), Outcome::True, "absent arguments read as {{}}");
+}
