@@ -186,10 +186,6 @@ impl Warden {
         if !skip {
             audit.finish(&self.audit, &reply);
         }
-        for (role, rule, outcome) in &audit.shadows {
-            self.metrics.shadow(role, rule, outcome);
-        }
-        audit.write_shadows(&self.audit);
         let mut fingerprint = String::new();
         let metadata = audit.metadata(reply.is_allow(), self.settings.envoy_metadata, &mut fingerprint);
         reply.encode(&metadata)
@@ -295,7 +291,7 @@ impl Warden {
                 let call = Call { body: (ctx.http.body, None), version: audit.protocol_version };
                 let mut shadows = Vec::new();
                 let outcome = Self::check_call(user, app, &msg, &call, &mut shadows);
-                audit.shadows(&shadows);
+                self.shadows(audit, &msg, &shadows);
                 match outcome {
                     Ok(d) => {
                         audit.decision(d);
@@ -335,11 +331,13 @@ impl Warden {
         call: &Call<'_>,
         shadows: &mut Vec<Shadow<'p>>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
-        let method = msg.method.as_deref().unwrap_or("");
-        let mut vars = Vars::new(user, app, method);
-        vars.protocol_version = call.version;
-        vars.body = Some(call.body);
-        Self::check_named(msg, |g| engine::check_call(user, app, g, Some(&vars), shadows))
+        Self::check_named(msg, |g| {
+            // Built only for a governed name: nothing is read until a condition runs.
+            let mut vars = Vars::new(user, app, msg.method.as_deref().unwrap_or(""));
+            vars.protocol_version = call.version;
+            vars.body = Some(call.body);
+            engine::check_call(user, app, g, Some(&vars), shadows)
+        })
     }
 
     /// The decision for a message's governed name, by `decide`, after the checks every
@@ -380,6 +378,8 @@ impl Warden {
             .map(|(i, m)| {
                 let call = Call { body: (body, Some(i)), version: audit.protocol_version };
                 let outcome = Self::check_call(user, app, m, &call, &mut shadows);
+                self.shadows(audit, m, &shadows);
+                shadows.clear();
                 match outcome {
                     Ok(d) if d.allowed && rate_limited(user, m) => Err(Rejection {
                         status: 400,
@@ -392,7 +392,6 @@ impl Warden {
                 }
             })
             .collect();
-        audit.shadows(&shadows);
         let any_denied = outcomes.iter().any(|o| !matches!(o, Ok(d) if d.allowed));
         // One audit event per element, with the batch's fate: nothing is forwarded when any
         // element is denied.
@@ -402,6 +401,15 @@ impl Warden {
         }
         audit.reason = if any_denied { "batch_element_denied" } else { BATCH_ALLOWED };
         any_denied.then(|| Reply::batch_denied(msgs, &outcomes, self.settings.denied_status))
+    }
+
+    /// What rules in `mode: audit` would have decided for `msg`: audited and counted, with
+    /// no effect on the answer.
+    fn shadows<'s>(&self, audit: &AuditInfo<'s>, msg: &Message<'s>, shadows: &[Shadow<'_>]) {
+        for s in shadows {
+            self.metrics.shadow(s.role, s.rule, s.outcome.code());
+        }
+        audit.write_shadows(&self.audit, msg, shadows);
     }
 
     fn denied(&self, msg: &Message<'_>) -> Reply {

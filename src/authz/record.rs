@@ -12,6 +12,8 @@ use crate::audit::{self, Audit, Event};
 use crate::config::EnvoyMetadata;
 use crate::extproc::filter::ListKind;
 use crate::mcp::{self, Message, Rejection};
+use crate::policy::engine::{Shadow, ShadowOutcome};
+use crate::policy::rate::Rate;
 use crate::policy::{App, Decision, User};
 use crate::reply::Reply;
 
@@ -40,10 +42,8 @@ pub(super) struct AuditInfo<'a> {
     pub(super) arguments: Option<serde_json::Value>,
     /// Batches are audited element by element.
     pub(super) batch: bool,
-    /// What rules in `mode: audit` would have decided: role, rule, outcome code.
-    pub(super) shadows: Vec<(String, String, &'static str)>,
     /// The rate-limit tiers Envoy counts this call against: per user, per user and tool.
-    pub(super) rates: (Option<&'static str>, Option<&'static str>),
+    pub(super) rates: (Option<Rate>, Option<Rate>),
 }
 
 impl<'a> AuditInfo<'a> {
@@ -67,7 +67,6 @@ impl<'a> AuditInfo<'a> {
             token_cached: None,
             arguments: None,
             batch: false,
-            shadows: Vec::new(),
             rates: (None, None),
         }
     }
@@ -94,28 +93,20 @@ impl<'a> AuditInfo<'a> {
     /// The limits of an allowed `tools/call` (see `policy::rate`).
     pub(super) fn set_rate_limits(&mut self, user: &User) {
         if let Some(("tool", tool)) = &self.name {
-            let (per_user, per_tool) = crate::policy::rate::limits(user, tool);
-            self.rates = (per_user.map(|r| r.name()), per_tool.map(|r| r.name()));
+            self.rates = crate::policy::rate::limits(user, tool);
         }
     }
 
-    pub(super) fn shadows(&mut self, shadows: &[crate::policy::engine::Shadow<'_>]) {
-        let owned = shadows.iter().map(|s| (s.role.to_owned(), s.rule.to_owned(), s.outcome.code()));
-        self.shadows.extend(owned);
-    }
-
-    /// One `shadow_decision` event per rule in `mode: audit` that named the call: what it
-    /// would have decided (`decision`, `reason`), never what was decided.
-    pub(super) fn write_shadows(&self, sink: &Audit) {
-        for (role, rule, outcome) in &self.shadows {
+    /// One `shadow_decision` event per rule in `mode: audit` that named `msg`: what it would
+    /// have decided (`decision`, `reason`), never what was decided. Written when decided.
+    pub(super) fn write_shadows(&self, sink: &Audit, msg: &Message<'a>, shadows: &[Shadow<'_>]) {
+        for s in shadows {
             let mut one = self.copy_for_event("shadow_decision");
-            one.name.clone_from(&self.name);
-            one.mcp_method.clone_from(&self.mcp_method);
-            one.jsonrpc_id = self.jsonrpc_id;
-            one.reason = outcome;
-            one.role = Some(role.clone());
-            one.rule = Some(rule.clone());
-            one.write(sink, *outcome == "would_allow" || *outcome == "would_not_deny");
+            one.set_message(msg);
+            one.reason = s.outcome.code();
+            one.role = Some(s.role.to_owned());
+            one.rule = Some(s.rule.to_owned());
+            one.write(sink, matches!(s.outcome, ShadowOutcome::WouldAllow | ShadowOutcome::WouldNotDeny));
         }
     }
 
@@ -167,7 +158,6 @@ impl<'a> AuditInfo<'a> {
             token_cached: None,
             arguments: None,
             batch: false,
-            shadows: Vec::new(),
             rates: (None, None),
         }
     }
@@ -218,8 +208,8 @@ impl<'a> AuditInfo<'a> {
             fields.push((kind, name));
         }
         if limited {
-            fields.extend(self.rates.0.map(|r| ("rl_user_rate", r)));
-            fields.extend(self.rates.1.map(|r| ("rl_tool_rate", r)));
+            fields.extend(self.rates.0.map(|r| ("rl_user_rate", r.name())));
+            fields.extend(self.rates.1.map(|r| ("rl_tool_rate", r.name())));
         }
         if let Some(id) = self.jsonrpc_id.filter(|_| filtered || limited) {
             fields.push(("jsonrpc_id", id.get()));

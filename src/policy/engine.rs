@@ -99,28 +99,30 @@ impl<'p> Decision<'p> {
 /// matches when either does (an expression that fails to evaluate matches), an allow when
 /// every one it sets does.
 pub fn check_app<'p>(user: &'p User, app: &App) -> Decision<'p> {
-    let vars = Vars::new(user, app, "");
-    if let Some(role) = user.roles.iter().find(|r| deny_labels_match(&r.deny, &vars)) {
+    if let Some(role) = user.roles.iter().find(|r| deny_labels_match(&r.deny, user, app)) {
         return Decision::new(false, Reason::AppDeniedByRole, Some(role), Some("deny.app_labels"));
     }
-    match user.roles.iter().find(|r| allow_labels_match(&r.allow, &vars)) {
+    match user.roles.iter().find(|r| allow_labels_match(&r.allow, user, app, None)) {
         Some(role) => Decision::new(true, Reason::AppAllowed, Some(role), Some("allow.app_labels")),
         None => Decision::new(false, Reason::AppNotAllowed, None, None),
     }
 }
 
-fn allow_labels_match(rules: &Rules, vars: &Vars<'_>) -> bool {
+/// `call`: the call's variables when there is one (the expression reads only `user` and the
+/// app's labels either way).
+fn allow_labels_match(rules: &Rules, user: &User, app: &App, call: Option<&Vars<'_>>) -> bool {
     match &rules.labels_expression {
-        None => rules.app_labels.matches(&vars.app.labels),
+        None => rules.app_labels.matches(&app.labels),
         Some(e) => {
-            (rules.app_labels.is_empty() || rules.app_labels.matches(&vars.app.labels)) && e.eval(vars) == Outcome::True
+            (rules.app_labels.is_empty() || rules.app_labels.matches(&app.labels))
+                && call.map_or_else(|| e.eval(&Vars::new(user, app, "")), |c| e.eval(c)) == Outcome::True
         }
     }
 }
 
-fn deny_labels_match(rules: &Rules, vars: &Vars<'_>) -> bool {
-    rules.app_labels.matches(&vars.app.labels)
-        || rules.labels_expression.as_ref().is_some_and(|e| e.eval(vars) != Outcome::False)
+fn deny_labels_match(rules: &Rules, user: &User, app: &App) -> bool {
+    rules.app_labels.matches(&app.labels)
+        || rules.labels_expression.as_ref().is_some_and(|e| e.eval(&Vars::new(user, app, "")) != Outcome::False)
 }
 
 /// May `user` use the named tool, prompt or resource of `app`, whatever the call's
@@ -197,9 +199,8 @@ pub fn check_call<'p>(
         return Decision::new(true, Reason::NotGoverned, None, None);
     }
     let mut refused = Decision::new(false, Reason::NameNotAllowed, None, None);
-    let vars = Vars::new(user, app, "");
     for role in user.roles.iter() {
-        if !allow_labels_match(&role.allow, call.unwrap_or(&vars)) {
+        if !allow_labels_match(&role.allow, user, app, call) {
             continue;
         }
         if let Some(entry) = list(&role.allow, what).and_then(|l| l.find(name)) {
@@ -230,7 +231,9 @@ fn shadow_pass<'p>(user: &'p User, kind: RuleKind, name: &str, call: &Vars<'_>, 
             };
             shadows.push(Shadow { role: &role.name, rule: &rule.label, outcome });
         }
-        if !role.allow.name_rules.iter().any(|r| r.shadow) || !allow_labels_match(&role.allow, call) {
+        if !role.allow.name_rules.iter().any(|r| r.shadow)
+            || !allow_labels_match(&role.allow, user, call.app, Some(call))
+        {
             continue;
         }
         for rule in role.allow.name_rules.iter().filter(|r| r.shadow && r.kind == kind && r.names.is_match(name)) {
