@@ -37,6 +37,7 @@ spec:
         - tools: [get_balance]
           where: 'args.account == "root"'
           mode: audit
+        - tools: [wire_money]
 ---
 kind: role
 version: v8
@@ -153,6 +154,8 @@ fn listings_count_conditional_allows_and_ignore_conditional_denies() {
     let (u, a) = (p.user("alice").expect("user"), p.app("bank").expect("app"));
     assert!(check_name(u, a, Governed::Tool("transfer_funds")).allowed, "some call may pass");
     assert!(check_name(u, a, Governed::Tool("send_email")).allowed, "some call is not denied");
+    let d = check_name(u, a, Governed::Tool("wire_money"));
+    assert_eq!((d.allowed, d.reason), (false, Reason::NameDeniedByRole), "a rule with no condition always denies");
 }
 
 #[test]

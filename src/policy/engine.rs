@@ -187,7 +187,10 @@ pub fn check_call<'p>(
             return Decision::new(false, Reason::NameDeniedByRole, Some(role), Some(entry));
         }
         for rule in enforced(&role.deny, kind, name) {
-            let reason = match call.map_or(Outcome::False, |c| outcome(rule, c)) {
+            // Without a call (a listing) only a rule with no condition is known to deny.
+            let unknown = if rule.condition.is_some() { Outcome::False } else { Outcome::True };
+            let reason = match call.map_or(unknown, |c| outcome(rule, c)) {
+                Outcome::True if rule.condition.is_none() => Reason::NameDeniedByRole,
                 Outcome::True => Reason::ConditionDenied,
                 Outcome::Error => Reason::ConditionError,
                 Outcome::False => continue,
@@ -208,7 +211,10 @@ pub fn check_call<'p>(
         }
         for rule in enforced(&role.allow, kind, name) {
             let reason = match call.map_or(Outcome::True, |c| outcome(rule, c)) {
-                Outcome::True => return Decision::new(true, Reason::ConditionAllowed, Some(role), Some(&rule.label)),
+                Outcome::True => {
+                    let why = if rule.condition.is_some() { Reason::ConditionAllowed } else { Reason::NameAllowed };
+                    return Decision::new(true, why, Some(role), Some(&rule.label));
+                }
                 Outcome::False => Reason::ConditionNotMet,
                 Outcome::Error => Reason::ConditionError,
             };
