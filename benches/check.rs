@@ -3,7 +3,8 @@
 //! — no network, no gRPC framing. A cached-token `tools/call` (300 B body) that is allowed,
 //! one that is denied, and a `tools/list`. Audit disabled, except in
 //! `allowed_cached_300B_audit_file`, where the audit thread writes every event to a file, as
-//! `serve` does.
+//! `serve` does. `tools_call_allowed_by_condition_300B`: the same call allowed by a rule
+//! with a CEL argument condition (`args.limit < 500`) instead of a name pattern.
 
 mod common;
 
@@ -50,6 +51,16 @@ fn checks(c: &mut Criterion) {
     group.bench_function("tools_call_allowed_cached_300B_audit_file", |b| {
         b.iter(|| audited.check_bytes(black_box(&call_b)))
     });
+    // The same call allowed only by a rule with a simple argument condition (`args.limit <
+    // 500`): the cost of parsing the arguments and running the CEL program.
+    let conditional = yaml.replace("      - '^(get|list|search)_[a-z_]+$'\n", "").replace(
+        "    mcp:\n      tools:\n",
+        "    mcp:\n      tool_rules:\n      - {tools: [search_docs], where: 'args.limit < 500'}\n      tools:\n",
+    );
+    let cw = common::warden(common::load(&conditional), Audit::disabled());
+    assert!(allowed(&cw, &call) && allowed(&cw, &call), "allowed by the condition");
+    assert!(cw.metrics.render(0).contains("reason=\"allowed_by_condition\""), "decided by the condition");
+    group.bench_function("tools_call_allowed_by_condition_300B", |b| b.iter(|| cw.check_bytes(black_box(&call_b))));
     group.finish();
     let dropped = audited.audit_dropped();
     if dropped > 0 {

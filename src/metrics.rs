@@ -1,7 +1,8 @@
 //! Prometheus metrics, rendered by hand from atomics: nothing on the request path takes a
 //! lock after a label set's first use, and every label value is a `&'static str` from a
-//! fixed set (decisions, reason codes, results), so cardinality is bounded by construction.
-//! No user or tool names ever become labels.
+//! fixed set (decisions, reason codes, results), or a role or rule name of the loaded policy
+//! (shadow decisions), so cardinality is bounded by construction. No user or tool names ever
+//! become labels.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -13,20 +14,21 @@ use std::time::Duration;
 const LATENCY_BUCKETS: [f64; 12] =
     [0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05];
 
-/// A counter family keyed by `N` label values, each from a small static set.
+/// A counter family keyed by `N` label values: each from a small static set, or (`V =
+/// Box<str>`) a name from the policy, never from a request.
 #[derive(Debug)]
-struct Family<const N: usize> {
-    values: RwLock<HashMap<[&'static str; N], AtomicU64>>,
+struct Family<const N: usize, V = &'static str> {
+    values: RwLock<HashMap<[V; N], AtomicU64>>,
 }
 
-impl<const N: usize> Default for Family<N> {
+impl<const N: usize, V> Default for Family<N, V> {
     fn default() -> Self {
         Family { values: RwLock::default() }
     }
 }
 
-impl<const N: usize> Family<N> {
-    fn inc(&self, key: [&'static str; N]) {
+impl<const N: usize, V: Eq + Ord + Clone + std::hash::Hash + AsRef<str>> Family<N, V> {
+    fn inc(&self, key: [V; N]) {
         if let Ok(map) = self.values.read()
             && let Some(c) = map.get(&key)
         {
@@ -40,15 +42,25 @@ impl<const N: usize> Family<N> {
 
     fn render(&self, out: &mut String, name: &str, labels: [&str; N]) {
         let Ok(map) = self.values.read() else { return };
-        let mut rows: Vec<_> = map.iter().map(|(k, v)| (*k, v.load(Ordering::Relaxed))).collect();
+        let mut rows: Vec<_> = map.iter().map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed))).collect();
         rows.sort();
         for (key, v) in rows {
             let _ = write!(out, "{name}{{");
             for (i, (label, value)) in labels.iter().zip(key).enumerate() {
+                let value = escape(value.as_ref());
                 let _ = write!(out, "{}{label}=\"{value}\"", if i == 0 { "" } else { "," });
             }
             let _ = writeln!(out, "}} {v}");
         }
+    }
+}
+
+/// A label value as the exposition format quotes it.
+fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains(['\\', '"', '\n']) {
+        value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").into()
+    } else {
+        value.into()
     }
 }
 
@@ -67,6 +79,9 @@ pub struct Metrics {
     policy_generation: AtomicU64,
     key_rotations: AtomicU64,
     list_filter_refusals: Family<3>,
+    /// Shadow decisions by role, rule and outcome: role and rule names come from the policy
+    /// (bounded by it), never from a request.
+    shadows: Family<3, Box<str>>,
 }
 
 impl Metrics {
@@ -89,6 +104,11 @@ impl Metrics {
     /// `deadline_exceeded`).
     pub fn undelivered(&self, why: &'static str) {
         self.undelivered.inc([why]);
+    }
+
+    /// What a rule in `mode: audit` would have decided.
+    pub fn shadow(&self, role: &str, rule: &str, outcome: &'static str) {
+        self.shadows.inc([role.into(), rule.into(), outcome.into()]);
     }
 
     pub fn token(&self, cached: bool) {
@@ -135,6 +155,13 @@ impl Metrics {
             "Decided checks whose answer Envoy no longer waited for, by why.",
         );
         self.undelivered.render(&mut out, "mcp_warden_checks_undelivered_total", ["why"]);
+        help(
+            &mut out,
+            "mcp_warden_shadow_decisions_total",
+            "counter",
+            "Rules in mode: audit, by what they would decide.",
+        );
+        self.shadows.render(&mut out, "mcp_warden_shadow_decisions_total", ["role", "rule", "outcome"]);
         help(&mut out, "mcp_warden_check_duration_seconds", "histogram", "Time to decide one check.");
         let mut cumulative = 0;
         for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {

@@ -23,7 +23,8 @@ use crate::headers::Headers;
 use crate::keyring::KeyRing;
 use crate::mcp::{self, Body, Inspection, Limits, Message, Rejection};
 use crate::metrics::Metrics;
-use crate::policy::engine::{check_app, check_name};
+use crate::policy::condition::Vars;
+use crate::policy::engine::{self, Shadow, check_app};
 use crate::policy::{App, Decision, Policy, User, ValuePart};
 use crate::reply::Reply;
 use crate::token::TokenSettings;
@@ -342,14 +343,21 @@ impl Warden {
                 if app.audit_arguments && msg.method.as_deref() == Some("tools/call") {
                     audit.arguments = tool_arguments(ctx.http.body);
                 }
+                let call = Call { body: (ctx.http.body, None), version: audit.protocol_version };
                 let mut single = Single { body: ctx.http.body, denied_uri: None };
-                let outcome = Self::check_message(&self.settings.bounds, user, app, &msg, Some(&mut single));
+                let mut shadows = Vec::new();
+                let bounds = &self.settings.bounds;
+                let outcome = Self::check_message(bounds, user, app, &msg, &call, Some(&mut single), &mut shadows);
                 if let Some(uri) = single.denied_uri {
                     audit.name = Some((crate::policy::Governed::Resource("").kind(), uri));
                 }
+                self.shadows(audit, &msg, &shadows);
                 match outcome {
                     Ok(d) => {
                         audit.decision(d);
+                        if d.allowed {
+                            audit.set_rate_limits(user);
+                        }
                         if d.allowed { allow(audit) } else { self.denied(&msg) }
                     }
                     Err(r) => {
@@ -358,24 +366,46 @@ impl Warden {
                     }
                 }
             }
-            Body::Batch(msgs) => self.check_batch(user, app, &msgs, audit).unwrap_or_else(|| allow(audit)),
+            Body::Batch(msgs) => {
+                self.check_batch(user, app, &msgs, ctx.http.body, audit).unwrap_or_else(|| allow(audit))
+            }
         }
     }
 
     /// The decision for one message: its governed name, if any, against the user's roles
-    /// (docs/mcp-methods.md). `single`: what a single message carries beyond itself (`None`
-    /// in a batch). Public so the offline tools (`explain`, `mcp-warden test`) decide as a
-    /// check does.
+    /// (docs/mcp-methods.md), the roles' conditions reading `call`'s arguments; what rules
+    /// in `mode: audit` would have decided goes to `shadows`. `single`: what a single message
+    /// carries beyond itself (`None` in a batch). Public so the offline tools (`explain`,
+    /// `mcp-warden test`) decide as a check does.
     pub fn check_message<'p, 'm>(
         bounds: &Bounds,
         user: &'p User,
         app: &App,
         msg: &'m Message<'m>,
+        call: &Call<'_>,
         single: Option<&mut Single<'_>>,
+        shadows: &mut Vec<Shadow<'p>>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
+        let decide = |g: crate::policy::Governed<'_>| {
+            // Built only for a governed name: nothing is read until a condition runs.
+            let mut vars = Vars::new(user, app, msg.method.as_deref().unwrap_or(""));
+            vars.protocol_version = call.version;
+            vars.body = Some(call.body);
+            engine::check_call(user, app, g, Some(&vars), shadows)
+        };
         if msg.method.as_deref() == Some("subscriptions/listen") {
-            return Self::check_subscriptions(bounds, user, app, msg, single);
+            return Self::check_subscriptions(bounds, msg, single, decide);
         }
+        Self::check_named(bounds, msg, decide)
+    }
+
+    /// The decision for a message's governed name, by `decide`, after the checks every
+    /// named message passes.
+    fn check_named<'p, 'm>(
+        bounds: &Bounds,
+        msg: &'m Message<'m>,
+        decide: impl FnOnce(crate::policy::Governed<'_>) -> Decision<'p>,
+    ) -> Result<Decision<'p>, Rejection<'m>> {
         match mcp::governed(msg)? {
             // A task-augmented call answers through `tasks/result`, which the list filter does
             // not read: the tool definitions this tool returns would reach the client unfiltered.
@@ -395,7 +425,7 @@ impl Warden {
                 reason: "invalid_name",
                 id: msg.id,
             }),
-            Some(g) => Ok(check_name(user, app, g)),
+            Some(g) => Ok(decide(g)),
             None => Ok(Decision { allowed: true, reason: crate::policy::Reason::NotGoverned, role: None, rule: None }),
         }
     }
@@ -404,10 +434,9 @@ impl Warden {
     /// (and is the resource audited).
     fn check_subscriptions<'p, 'm>(
         bounds: &Bounds,
-        user: &'p User,
-        app: &App,
         msg: &'m Message<'m>,
         single: Option<&mut Single<'_>>,
+        mut decide: impl FnMut(crate::policy::Governed<'_>) -> Decision<'p>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
         let refuse = |reason, message: String| Rejection {
             status: 400,
@@ -431,7 +460,7 @@ impl Warden {
                     "a subscribed resource URI is empty, too long or holds a control character".into(),
                 ));
             }
-            decision = check_name(user, app, what);
+            decision = decide(what);
             if !decision.allowed {
                 single.denied_uri = Some(bounds.name(what).into_owned());
                 break;
@@ -447,10 +476,30 @@ impl Warden {
         user: &User,
         app: &App,
         msgs: &[Message<'s>],
+        body: &[u8],
         audit: &mut AuditInfo<'s>,
     ) -> Option<Reply> {
-        let outcomes: Vec<_> =
-            msgs.iter().map(|m| Self::check_message(&self.settings.bounds, user, app, m, None)).collect();
+        let mut shadows = Vec::new();
+        let outcomes: Vec<_> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let call = Call { body: (body, Some(i)), version: audit.protocol_version };
+                let outcome = Self::check_message(&self.settings.bounds, user, app, m, &call, None, &mut shadows);
+                self.shadows(audit, m, &shadows);
+                shadows.clear();
+                match outcome {
+                    Ok(d) if d.allowed && rate_limited(user, m) => Err(Rejection {
+                        status: 400,
+                        code: -32600,
+                        message: "a rate-limited tool cannot be called in a batch".into(),
+                        reason: "rate_limited_in_batch",
+                        id: m.id,
+                    }),
+                    other => other,
+                }
+            })
+            .collect();
         let any_denied = outcomes.iter().any(|o| !matches!(o, Ok(d) if d.allowed));
         // One audit event per element, with the batch's fate: nothing is forwarded when any
         // element is denied.
@@ -460,6 +509,15 @@ impl Warden {
         }
         audit.reason = if any_denied { "batch_element_denied" } else { BATCH_ALLOWED };
         any_denied.then(|| Reply::batch_denied(msgs, &outcomes, self.settings.denied_status))
+    }
+
+    /// What rules in `mode: audit` would have decided for `msg`: audited and counted, with
+    /// no effect on the answer.
+    fn shadows<'s>(&self, audit: &AuditInfo<'s>, msg: &Message<'s>, shadows: &[Shadow<'_>]) {
+        for s in shadows {
+            self.metrics.shadow(s.role, s.rule, s.outcome.code());
+        }
+        audit.write_shadows(&self.audit, msg, shadows);
     }
 
     fn denied(&self, msg: &Message<'_>) -> Reply {
@@ -578,6 +636,23 @@ pub struct Single<'b> {
     pub body: &'b [u8],
     /// The URI a denied `subscriptions/listen` was denied for, cut to the recorded bound.
     pub denied_uri: Option<String>,
+}
+
+/// Whether Envoy counts calls of this message: a batch cannot carry its limits (Envoy counts
+/// one request), so a batch holding such a call is refused.
+fn rate_limited(user: &User, msg: &Message<'_>) -> bool {
+    match mcp::governed(msg) {
+        Ok(Some(crate::policy::Governed::Tool(tool))) => crate::policy::rate::limits(user, tool) != (None, None),
+        _ => false,
+    }
+}
+
+/// What role conditions may read about a call besides its message: the body it came in
+/// (and its position in a batch) and the negotiated protocol version.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub body: (&'a [u8], Option<usize>),
+    pub version: Option<&'a str>,
 }
 
 /// Why a header of an app's `rewrite` gets no value.

@@ -14,6 +14,8 @@ use crate::bounds::Bounds;
 use crate::config::EnvoyMetadata;
 use crate::extproc::filter::ListKind;
 use crate::mcp::{self, Message, Rejection};
+use crate::policy::engine::{Shadow, ShadowOutcome};
+use crate::policy::rate::Rate;
 use crate::policy::{App, Decision, User};
 
 /// A user's name and roles, as audited.
@@ -44,6 +46,8 @@ pub(super) struct AuditInfo<'a> {
     /// allowed, written once the answer's fate is known.
     pub(super) batch: bool,
     elements: Vec<(AuditInfo<'a>, bool)>,
+    /// The rate-limit tiers Envoy counts this call against: per user, per user and tool.
+    pub(super) rates: (Option<Rate>, Option<Rate>),
 }
 
 impl<'a> AuditInfo<'a> {
@@ -69,6 +73,7 @@ impl<'a> AuditInfo<'a> {
             arguments: None,
             batch: false,
             elements: Vec::new(),
+            rates: (None, None),
         }
     }
 
@@ -94,6 +99,27 @@ impl<'a> AuditInfo<'a> {
         self.rule = d.rule.map(str::to_owned);
     }
 
+    /// The limits of an allowed `tools/call` (see `policy::rate`).
+    pub(super) fn set_rate_limits(&mut self, user: &User) {
+        if let Some(("tool", tool)) = &self.name {
+            self.rates = crate::policy::rate::limits(user, tool);
+        }
+    }
+
+    /// One `shadow_decision` event per rule in `mode: audit` that named `msg`: what it would
+    /// have decided (`decision`, `reason`), never what was decided. Written when decided.
+    pub(super) fn write_shadows(&self, sink: &Audit, msg: &Message<'a>, shadows: &[Shadow<'_>]) {
+        for s in shadows {
+            let mut one = self.copy_for_event("shadow_decision");
+            one.set_message(msg);
+            one.reason = s.outcome.code();
+            one.role = Some(s.role.to_owned());
+            one.rule = Some(s.rule.to_owned());
+            let would_allow = matches!(s.outcome, ShadowOutcome::WouldAllow | ShadowOutcome::WouldNotDeny);
+            one.write(sink, would_allow, Delivery::Delivered);
+        }
+    }
+
     /// Batch elements are audited one by one, in order, when the check is.
     pub(super) fn batch_element(
         &mut self,
@@ -101,10 +127,31 @@ impl<'a> AuditInfo<'a> {
         outcome: &Result<Decision<'_>, Rejection<'_>>,
         batch_denied: bool,
     ) {
-        let mut one = AuditInfo {
+        let mut one = self.copy_for_event("request");
+        one.set_message(msg);
+        let allowed = match outcome {
+            Ok(d) => {
+                one.decision(*d);
+                if d.allowed && batch_denied {
+                    one.reason = "batch_element_denied";
+                }
+                d.allowed && !batch_denied
+            }
+            Err(r) => {
+                one.reason = r.reason;
+                false
+            }
+        };
+        self.elements.push((one, allowed));
+    }
+
+    /// The identity and request of this check, for an event of its own (a batch element,
+    /// a shadow decision); what was asked and decided is left for the caller to set.
+    fn copy_for_event(&self, event: &'static str) -> AuditInfo<'a> {
+        AuditInfo {
             started: self.started,
             bounds: self.bounds,
-            event: "request",
+            event,
             request_id: self.request_id.clone(),
             http_method: self.http_method.clone(),
             session_id: self.session_id.clone(),
@@ -122,22 +169,8 @@ impl<'a> AuditInfo<'a> {
             arguments: None,
             batch: false,
             elements: Vec::new(),
-        };
-        one.set_message(msg);
-        let allowed = match outcome {
-            Ok(d) => {
-                one.decision(*d);
-                if d.allowed && batch_denied {
-                    one.reason = "batch_element_denied";
-                }
-                d.allowed && !batch_denied
-            }
-            Err(r) => {
-                one.reason = r.reason;
-                false
-            }
-        };
-        self.elements.push((one, allowed));
+            rates: (None, None),
+        }
     }
 
     /// Whether Envoy's list-filter matcher runs ext_proc for this check once it is allowed:
@@ -165,7 +198,9 @@ impl<'a> AuditInfo<'a> {
         // Everything Envoy's matcher sends through the list filter needs the filter's inputs
         // (an allowed batch with no list call in it too: its answers pass by shape).
         let filtered = allowed && self.read_by_list_filter();
-        if allowed && !filtered && mode == EnvoyMetadata::ListFilter {
+        // Envoy's rate limiting reads the limits, and its 429 answer echoes the id.
+        let limited = allowed && (self.rates.0.is_some() || self.rates.1.is_some());
+        if allowed && !filtered && !limited && mode == EnvoyMetadata::ListFilter {
             return Vec::new();
         }
         let mut fields: Vec<(&'static str, &'s str)> = Vec::with_capacity(10);
@@ -183,13 +218,17 @@ impl<'a> AuditInfo<'a> {
         if let Some((kind, name)) = &self.name {
             fields.push((kind, name));
         }
+        if limited {
+            fields.extend(self.rates.0.map(|r| ("rl_user_rate", r.name())));
+            fields.extend(self.rates.1.map(|r| ("rl_tool_rate", r.name())));
+        }
+        if let Some(id) = self.jsonrpc_id.as_ref().filter(|_| filtered || limited) {
+            fields.push(("jsonrpc_id", id.get()));
+        }
         if filtered {
             if let Some(f) = self.fingerprint {
                 *fingerprint = format!("{f:016x}");
                 fields.push(("user_fingerprint", fingerprint.as_str()));
-            }
-            if let Some(id) = &self.jsonrpc_id {
-                fields.push(("jsonrpc_id", id.get()));
             }
             if let Some(v) = self.protocol_version {
                 fields.push(("protocol_version", v));

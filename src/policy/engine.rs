@@ -9,9 +9,15 @@
 //! - prompts and resources are governed only when some role of the user has an allow list
 //!   for them.
 //!
-//! Synchronous, no I/O, no allocation: everything it returns borrows from the policy.
+//! - our extension, `mcp.*_rules`: a rule's names match and its CEL condition holds for the
+//!   call (see [`check_call`]); rules in `mode: audit` are evaluated and reported, never
+//!   decide.
+//!
+//! Synchronous, no I/O: everything it returns borrows from the policy. A call that no
+//! conditional rule names allocates nothing.
 
-use super::{App, CompiledRole, Rules, User};
+use super::condition::{Outcome, Vars};
+use super::{App, CompiledRole, NameRule, RuleKind, Rules, User};
 use crate::policy::pattern::NameSet;
 
 /// What an MCP request names that a role may govern.
@@ -48,6 +54,10 @@ pub enum Reason {
     NameDeniedByRole,
     NameNotAllowed,
     NotGoverned,
+    ConditionAllowed,
+    ConditionDenied,
+    ConditionNotMet,
+    ConditionError,
 }
 
 impl Reason {
@@ -60,6 +70,10 @@ impl Reason {
             Reason::NameDeniedByRole => "denied_by_role",
             Reason::NameNotAllowed => "not_allowed_by_any_role",
             Reason::NotGoverned => "not_governed",
+            Reason::ConditionAllowed => "allowed_by_condition",
+            Reason::ConditionDenied => "denied_by_condition",
+            Reason::ConditionNotMet => "condition_not_met",
+            Reason::ConditionError => "condition_error",
         }
     }
 }
@@ -81,20 +95,88 @@ impl<'p> Decision<'p> {
     }
 }
 
-/// May `user` use `app` at all?
+/// May `user` use `app` at all? `app_labels_expression` counts with `app_labels`: a deny
+/// matches when either does (an expression that fails to evaluate matches), an allow when
+/// every one it sets does.
 pub fn check_app<'p>(user: &'p User, app: &App) -> Decision<'p> {
-    if let Some(role) = user.roles.iter().find(|r| r.deny.app_labels.matches(&app.labels)) {
+    if let Some(role) = user.roles.iter().find(|r| deny_labels_match(&r.deny, user, app)) {
         return Decision::new(false, Reason::AppDeniedByRole, Some(role), Some("deny.app_labels"));
     }
-    match user.roles.iter().find(|r| r.allow.app_labels.matches(&app.labels)) {
+    match user.roles.iter().find(|r| allow_labels_match(&r.allow, user, app, None)) {
         Some(role) => Decision::new(true, Reason::AppAllowed, Some(role), Some("allow.app_labels")),
         None => Decision::new(false, Reason::AppNotAllowed, None, None),
     }
 }
 
-/// May `user` use the named tool, prompt or resource of `app`? Call after [`check_app`].
+/// `call`: the call's variables when there is one (the expression reads only `user` and the
+/// app's labels either way).
+fn allow_labels_match(rules: &Rules, user: &User, app: &App, call: Option<&Vars<'_>>) -> bool {
+    match &rules.labels_expression {
+        None => rules.app_labels.matches(&app.labels),
+        Some(e) => {
+            (rules.app_labels.is_empty() || rules.app_labels.matches(&app.labels))
+                && call.map_or_else(|| e.eval(&Vars::new(user, app, "")), |c| e.eval(c)) == Outcome::True
+        }
+    }
+}
+
+fn deny_labels_match(rules: &Rules, user: &User, app: &App) -> bool {
+    rules.app_labels.matches(&app.labels)
+        || rules.labels_expression.as_ref().is_some_and(|e| e.eval(&Vars::new(user, app, "")) != Outcome::False)
+}
+
+/// May `user` use the named tool, prompt or resource of `app`, whatever the call's
+/// arguments? Call after [`check_app`]. For listings: a conditional allow rule counts as
+/// allowing (some call may pass it), a conditional deny rule as not denying.
 pub fn check_name<'p>(user: &'p User, app: &App, what: Governed<'_>) -> Decision<'p> {
+    check_call(user, app, what, None, &mut Vec::new())
+}
+
+/// What a rule in `mode: audit` would have decided for a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shadow<'p> {
+    pub role: &'p str,
+    pub rule: &'p str,
+    pub outcome: ShadowOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowOutcome {
+    WouldAllow,
+    WouldDeny,
+    /// An allow rule whose condition was false (or failed): it would not allow.
+    WouldNotAllow,
+    /// A deny rule whose condition was false: it would not deny.
+    WouldNotDeny,
+}
+
+impl ShadowOutcome {
+    pub fn code(self) -> &'static str {
+        match self {
+            ShadowOutcome::WouldAllow => "would_allow",
+            ShadowOutcome::WouldDeny => "would_deny",
+            ShadowOutcome::WouldNotAllow => "would_not_allow",
+            ShadowOutcome::WouldNotDeny => "would_not_deny",
+        }
+    }
+}
+
+/// Decides one call: [`check_name`]'s rules, with each `*_rules` condition evaluated against
+/// `call` (none: a listing, see [`check_name`]). Rules in `mode: audit` never decide; what
+/// they would have decided is pushed to `shadows`. Fail closed: an allow condition that
+/// errors does not allow, a deny condition that errors denies.
+pub fn check_call<'p>(
+    user: &'p User,
+    app: &App,
+    what: Governed<'_>,
+    call: Option<&Vars<'_>>,
+    shadows: &mut Vec<Shadow<'p>>,
+) -> Decision<'p> {
     let name = what.name();
+    let kind = rule_kind(what);
+    if let Some(call) = call {
+        shadow_pass(user, kind, name, call, shadows);
+    }
     let governed = match what {
         Governed::Tool(_) => true,
         Governed::Prompt(_) => user.governs_prompts,
@@ -104,19 +186,91 @@ pub fn check_name<'p>(user: &'p User, app: &App, what: Governed<'_>) -> Decision
         if let Some(entry) = list(&role.deny, what).and_then(|l| l.find(name)) {
             return Decision::new(false, Reason::NameDeniedByRole, Some(role), Some(entry));
         }
+        for rule in enforced(&role.deny, kind, name) {
+            // Without a call (a listing) only a rule with no condition is known to deny.
+            let unknown = if rule.condition.is_some() { Outcome::False } else { Outcome::True };
+            let reason = match call.map_or(unknown, |c| outcome(rule, c)) {
+                Outcome::True if rule.condition.is_none() => Reason::NameDeniedByRole,
+                Outcome::True => Reason::ConditionDenied,
+                Outcome::Error => Reason::ConditionError,
+                Outcome::False => continue,
+            };
+            return Decision::new(false, reason, Some(role), Some(&rule.label));
+        }
     }
     if !governed {
         return Decision::new(true, Reason::NotGoverned, None, None);
     }
+    let mut refused = Decision::new(false, Reason::NameNotAllowed, None, None);
     for role in user.roles.iter() {
-        if !role.allow.app_labels.matches(&app.labels) {
+        if !allow_labels_match(&role.allow, user, app, call) {
             continue;
         }
         if let Some(entry) = list(&role.allow, what).and_then(|l| l.find(name)) {
             return Decision::new(true, Reason::NameAllowed, Some(role), Some(entry));
         }
+        for rule in enforced(&role.allow, kind, name) {
+            let reason = match call.map_or(Outcome::True, |c| outcome(rule, c)) {
+                Outcome::True => {
+                    let why = if rule.condition.is_some() { Reason::ConditionAllowed } else { Reason::NameAllowed };
+                    return Decision::new(true, why, Some(role), Some(&rule.label));
+                }
+                Outcome::False => Reason::ConditionNotMet,
+                Outcome::Error => Reason::ConditionError,
+            };
+            // The first failed condition says why; an error says it louder than a "no".
+            if refused.reason == Reason::NameNotAllowed || reason == Reason::ConditionError {
+                refused = Decision::new(false, reason, Some(role), Some(&rule.label));
+            }
+        }
     }
-    Decision::new(false, Reason::NameNotAllowed, None, None)
+    refused
+}
+
+/// Every `mode: audit` rule naming this call, evaluated.
+fn shadow_pass<'p>(user: &'p User, kind: RuleKind, name: &str, call: &Vars<'_>, shadows: &mut Vec<Shadow<'p>>) {
+    for role in user.roles.iter() {
+        for rule in role.deny.name_rules.iter().filter(|r| r.shadow && r.kind == kind && r.names.is_match(name)) {
+            let outcome = match outcome(rule, call) {
+                Outcome::False => ShadowOutcome::WouldNotDeny,
+                Outcome::True | Outcome::Error => ShadowOutcome::WouldDeny,
+            };
+            shadows.push(Shadow { role: &role.name, rule: &rule.label, outcome });
+        }
+        if !role.allow.name_rules.iter().any(|r| r.shadow)
+            || !allow_labels_match(&role.allow, user, call.app, Some(call))
+        {
+            continue;
+        }
+        for rule in role.allow.name_rules.iter().filter(|r| r.shadow && r.kind == kind && r.names.is_match(name)) {
+            let outcome = match outcome(rule, call) {
+                Outcome::True => ShadowOutcome::WouldAllow,
+                Outcome::False | Outcome::Error => ShadowOutcome::WouldNotAllow,
+            };
+            shadows.push(Shadow { role: &role.name, rule: &rule.label, outcome });
+        }
+    }
+}
+
+/// The enforced `*_rules` of `rules` that name this call.
+fn enforced<'r, 'n>(
+    rules: &'r Rules,
+    kind: RuleKind,
+    name: &'n str,
+) -> impl Iterator<Item = &'r NameRule> + use<'r, 'n> {
+    rules.name_rules.iter().filter(move |r| !r.shadow && r.kind == kind && r.names.is_match(name))
+}
+
+fn outcome(rule: &NameRule, call: &Vars<'_>) -> Outcome {
+    rule.condition.as_ref().map_or(Outcome::True, |c| c.eval(call))
+}
+
+fn rule_kind(what: Governed<'_>) -> RuleKind {
+    match what {
+        Governed::Tool(_) => RuleKind::Tool,
+        Governed::Prompt(_) => RuleKind::Prompt,
+        Governed::Resource(_) => RuleKind::Resource,
+    }
 }
 
 fn list<'r>(rules: &'r Rules, what: Governed<'_>) -> Option<&'r NameSet> {

@@ -4,11 +4,15 @@
 //! Owns the in-memory model and its lookups. Loading lives in [`load`], decisions in
 //! [`engine`]; neither this module nor the engine does I/O.
 
+pub mod condition;
+#[cfg(test)]
+mod condition_tests;
 mod dfa;
 pub mod engine;
 pub mod load;
 pub mod names;
 pub mod pattern;
+pub mod rate;
 mod raw;
 
 use std::collections::{BTreeMap, HashMap};
@@ -89,6 +93,8 @@ pub struct CompiledRole {
     pub name: Arc<str>,
     pub allow: Rules,
     pub deny: Rules,
+    /// `spec.options.rate_limits`.
+    pub rates: Arc<rate::RoleRates>,
 }
 
 /// The `allow` or `deny` half of a role. Lists and selectors are shared by every role
@@ -99,6 +105,37 @@ pub struct Rules {
     pub tools: Arc<NameSet>,
     pub prompts: Option<Arc<NameSet>>,
     pub resources: Option<Arc<NameSet>>,
+    /// `app_labels_expression`, when set.
+    pub labels_expression: Option<Arc<condition::Condition>>,
+    /// `mcp.tool_rules` / `prompt_rules` / `resource_rules` (empty for most roles).
+    pub name_rules: Arc<[NameRule]>,
+}
+
+/// One `*_rules` entry, compiled: which names it covers, its condition, its mode.
+#[derive(Debug)]
+pub struct NameRule {
+    pub kind: RuleKind,
+    pub names: Arc<NameSet>,
+    pub condition: Option<Arc<condition::Condition>>,
+    /// `mode: audit`: computed and audited as a shadow decision, never decides.
+    pub shadow: bool,
+    /// How audit events name the rule: `tool_rules[0]`.
+    pub label: Box<str>,
+}
+
+impl Rules {
+    /// Whether some enforced `*_rules` entry governs this kind of name.
+    pub fn has_rules(&self, kind: RuleKind) -> bool {
+        self.name_rules.iter().any(|r| r.kind == kind && !r.shadow)
+    }
+}
+
+/// What a `*_rules` entry governs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    Tool,
+    Prompt,
+    Resource,
 }
 
 /// `app_labels`: every key must be present with a matching value; `'*': '*'` matches any app.
@@ -109,6 +146,11 @@ pub struct LabelSelector {
 }
 
 impl LabelSelector {
+    /// Whether it selects nothing (no `app_labels` written).
+    pub fn is_empty(&self) -> bool {
+        !self.any && self.keys.is_empty()
+    }
+
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         if self.any {
             return true;

@@ -167,6 +167,26 @@ pub(crate) struct RoleOptions {
     /// literals (`deny` templates always read them as patterns).
     #[serde(default)]
     pub(crate) idp_trait_patterns: bool,
+    /// Our extension: limits Envoy counts per user, and per user and tool.
+    #[serde(default)]
+    pub(crate) rate_limits: Option<RateLimits>,
+}
+
+/// `spec.options.rate_limits`: tier names (`60/minute`), see `policy::rate`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateLimits {
+    #[serde(default)]
+    pub(crate) per_user: Option<String>,
+    #[serde(default)]
+    pub(crate) per_tool: Vec<ToolRate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ToolRate {
+    pub(crate) tools: OneOrMany,
+    pub(crate) per_user: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +194,9 @@ pub(crate) struct RoleOptions {
 pub(crate) struct Conditions {
     #[serde(default)]
     pub(crate) app_labels: BTreeMap<String, OneOrMany>,
+    /// Teleport role v8's predicate form of `app_labels` (a CEL expression).
+    #[serde(default)]
+    pub(crate) app_labels_expression: Option<String>,
     #[serde(default)]
     pub(crate) mcp: Option<McpRules>,
 }
@@ -187,6 +210,35 @@ pub(crate) struct McpRules {
     pub(crate) prompts: Option<OneOrMany>,
     #[serde(default)]
     pub(crate) resources: Option<OneOrMany>,
+    /// Our extension: tool rules with a condition on the call and/or a mode.
+    #[serde(default)]
+    pub(crate) tool_rules: Vec<NameRule>,
+    #[serde(default)]
+    pub(crate) prompt_rules: Vec<NameRule>,
+    #[serde(default)]
+    pub(crate) resource_rules: Vec<NameRule>,
+}
+
+/// One entry of `tool_rules` / `prompt_rules` / `resource_rules`: names (as in `tools`),
+/// an optional CEL condition, and whether the rule decides or is only audited.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NameRule {
+    #[serde(alias = "tools", alias = "prompts", alias = "resources")]
+    pub(crate) names: OneOrMany,
+    #[serde(default, rename = "where")]
+    pub(crate) condition: Option<String>,
+    #[serde(default)]
+    pub(crate) mode: RuleMode,
+}
+
+/// `enforce` (the default) decides; `audit` is computed and audited, never decides.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RuleMode {
+    #[default]
+    Enforce,
+    Audit,
 }
 
 /// A label value or rule list: Teleport accepts a single string or a list.

@@ -4,7 +4,8 @@
 //! Every request, however it is named, becomes a JSON-RPC body and goes through the live
 //! check's steps in its order: app access ([`check_app`]), then the fail-closed inspection
 //! ([`mcp::inspect`]), then each message ([`Warden::check_message`]: its governed name
-//! against the user's roles).
+//! against the user's roles, conditions reading its arguments). Rules in `mode: audit` are
+//! shown as shadow steps that never decide.
 //! Exit codes: 0 allow, 1 deny, 2 usage, a config that does not load, an unknown identity
 //! or app.
 
@@ -14,11 +15,11 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use super::{ConfigArg, Identity, IdentityArgs, Loaded, Output, Unresolved, fail, print_json};
-use crate::authz::{Single, Warden};
+use crate::authz::{Call, Single, Warden};
 use crate::bounds::Bounds;
 use crate::headers::Headers;
 use crate::mcp::{self, Body, Inspection, Limits};
-use crate::policy::engine::check_app;
+use crate::policy::engine::{Shadow, ShadowOutcome, check_app};
 use crate::policy::{App, Decision, User};
 
 /// `explain`'s arguments.
@@ -33,6 +34,10 @@ pub struct ExplainArgs {
     pub app: String,
     #[command(flatten)]
     pub request: RequestArgs,
+    /// The `tools/call`'s `arguments`, as a JSON object (with --tool): what role conditions
+    /// (`where`) read.
+    #[arg(long, value_name = "JSON", requires = "tool")]
+    pub arguments: Option<String>,
     /// Print text, or one JSON object with decision, role, rule and reason.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
@@ -105,6 +110,13 @@ impl RequestArgs {
     }
 }
 
+/// `--tool NAME --arguments JSON`: the call with those arguments.
+fn with_arguments(request: Request, arguments: Option<&str>) -> Result<Request, String> {
+    let (Request::Tool(name), Some(text)) = (&request, arguments) else { return Ok(request) };
+    let args: Value = serde_json::from_str(text).map_err(|e| format!("--arguments: {e}"))?;
+    Ok(Request::Method("tools/call".to_owned(), Some(json!({"name": name, "arguments": args}))))
+}
+
 /// One step's decision: the app, a governed name, an ungoverned method, or a refused body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -117,6 +129,8 @@ pub struct Verdict {
     pub rule: Option<String>,
     /// The refusal's message, for a body the inspection refused.
     pub message: Option<String>,
+    /// What a rule in `mode: audit` would have decided: shown, never deciding.
+    pub shadow: bool,
 }
 
 impl Verdict {
@@ -128,6 +142,19 @@ impl Verdict {
             role: d.role.map(str::to_owned),
             rule: d.rule.map(str::to_owned),
             message: None,
+            shadow: false,
+        }
+    }
+
+    fn shadow(subject: &str, s: &Shadow<'_>) -> Self {
+        Verdict {
+            allowed: matches!(s.outcome, ShadowOutcome::WouldAllow | ShadowOutcome::WouldNotDeny),
+            subject: subject.to_owned(),
+            reason: s.outcome.code().to_owned(),
+            role: Some(s.role.to_owned()),
+            rule: Some(s.rule.to_owned()),
+            message: None,
+            shadow: true,
         }
     }
 
@@ -141,6 +168,7 @@ impl Verdict {
             role: None,
             rule: None,
             message: Some(message.to_owned()),
+            shadow: false,
         }
     }
 
@@ -152,6 +180,7 @@ impl Verdict {
             "role": self.role,
             "rule": self.rule,
             "message": self.message,
+            "shadow": self.shadow,
         })
     }
 }
@@ -162,12 +191,13 @@ pub struct Outcome(pub Vec<Verdict>);
 
 impl Outcome {
     pub fn allowed(&self) -> bool {
-        self.0.iter().all(|v| v.allowed)
+        self.0.iter().filter(|v| !v.shadow).all(|v| v.allowed)
     }
 
-    /// The verdict that decided: the first denial, else the last step.
+    /// The verdict that decided: the first denial, else the last step (shadows never decide).
     pub fn deciding(&self) -> Option<&Verdict> {
-        self.0.iter().find(|v| !v.allowed).or(self.0.last())
+        let mut real = self.0.iter().filter(|v| !v.shadow);
+        real.clone().find(|v| !v.allowed).or(real.next_back())
     }
 
     pub fn to_json(&self) -> Value {
@@ -203,17 +233,22 @@ pub fn evaluate(limits: &Limits, bounds: &Bounds, user: &User, app: &App, body: 
         Body::Single(m) => std::slice::from_ref(m),
         Body::Batch(v) => v.as_slice(),
     };
-    for m in msgs {
+    let batch = matches!(parsed, Body::Batch(_));
+    for (i, m) in msgs.iter().enumerate() {
         let subject = match mcp::governed(m) {
             Ok(Some(g)) => format!("{} '{}'", g.kind(), g.name()),
             _ => m.method.as_deref().map_or("a response".to_owned(), |n| format!("method '{n}'")),
         };
+        let call = Call { body: (body, batch.then_some(i)), version: None };
         let mut single = Single { body, denied_uri: None };
-        let single = matches!(parsed, Body::Single(_)).then_some(&mut single);
-        verdicts.push(match Warden::check_message(bounds, user, app, m, single) {
-            Ok(d) => Verdict::of(subject, d),
+        let single = (!batch).then_some(&mut single);
+        let mut shadows = Vec::new();
+        let verdict = match Warden::check_message(bounds, user, app, m, &call, single, &mut shadows) {
+            Ok(d) => Verdict::of(subject.clone(), d),
             Err(r) => Verdict::refused("request", r.reason, &r.message),
-        });
+        };
+        verdicts.push(verdict);
+        verdicts.extend(shadows.iter().map(|s| Verdict::shadow(&subject, s)));
     }
     Outcome(verdicts)
 }
@@ -245,7 +280,8 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(output, &e),
     };
-    let prepared = args.identity.identity().and_then(|id| Ok((id, loaded.app(&args.app)?, args.request.request()?)));
+    let request = args.request.request().and_then(|r| with_arguments(r, args.arguments.as_deref()));
+    let prepared = args.identity.identity().and_then(|id| Ok((id, loaded.app(&args.app)?, request?)));
     let (identity, app, request) = match prepared {
         Ok(x) => x,
         Err(e) => return fail(output, &e),
@@ -274,7 +310,11 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
 
 /// `allow: tool 'echo' — role 'r', rule 'echo' (allowed_by_role)`.
 pub fn line(v: &Verdict) -> String {
-    let verdict = if v.allowed { "allow" } else { "deny" };
+    let verdict = match (v.shadow, v.allowed) {
+        (true, _) => "shadow (mode: audit, not enforced)",
+        (false, true) => "allow",
+        (false, false) => "deny",
+    };
     match (&v.role, &v.rule, &v.message) {
         (Some(role), Some(rule), _) => {
             format!("{verdict}: {} — role '{role}', rule '{rule}' ({})", v.subject, v.reason)
@@ -307,6 +347,25 @@ mod tests {
         assert_eq!((d.role.as_deref(), d.rule.as_deref()), (Some("demo-readonly"), Some("echo")));
         let o = decide(&p, "bob", Request::Tool("get-env".into()));
         assert_eq!(o.deciding().map(|d| d.reason.as_str()), Some("not_allowed_by_any_role"));
+    }
+
+    #[test]
+    fn conditions_read_the_arguments_and_shadow_rules_are_shown_without_deciding() {
+        let text = "kind: app\nversion: v3\nmetadata: {name: demo, labels: {s: d}}\nspec: {uri: 'mcp+https://x/mcp'}\n---\nkind: role\nversion: v8\nmetadata: {name: r}\nspec:\n  allow:\n    app_labels: {s: d}\n    mcp:\n      tool_rules:\n      - {tools: [pay], where: 'args.amount < 500'}\n  deny:\n    mcp:\n      tool_rules:\n      - {tools: [pay], where: 'args.amount > 100', mode: audit}\n---\nkind: user\nmetadata: {name: u}\nspec: {roles: [r]}\n";
+        let p = Policy::load(&[Source::inline("t.yaml", text)]).expect("loads");
+        let (u, a) = (p.user("u").expect("user"), p.app("demo").expect("app"));
+        let call = |amount: u32| {
+            let r =
+                with_arguments(Request::Tool("pay".into()), Some(&format!("{{\"amount\": {amount}}}"))).expect("json");
+            evaluate(&Limits::default(), &Bounds::default(), u, a, &r.body())
+        };
+        let o = call(200);
+        assert!(o.allowed(), "the shadow deny does not decide");
+        assert_eq!(o.deciding().map(|d| d.reason.as_str()), Some("allowed_by_condition"));
+        let shadow = o.0.iter().find(|v| v.shadow).expect("a shadow step");
+        assert_eq!((shadow.reason.as_str(), shadow.allowed), ("would_deny", false));
+        assert!(line(shadow).starts_with("shadow"), "{}", line(shadow));
+        assert_eq!(call(900).deciding().map(|d| d.reason.as_str()), Some("condition_not_met"));
     }
 
     #[test]

@@ -183,6 +183,11 @@ impl Case {
             (d.and_then(|v| v.role.as_deref()), d.and_then(|v| v.rule.as_deref()), d.map(|v| v.reason.as_str()));
         result.got = if outcome.allowed() { "allow" } else { "deny" }.to_owned();
         describe(&mut result.got, role, rule, reason);
+        // Rules in `mode: audit` never decide; what they would have decided is shown.
+        for v in outcome.0.iter().filter(|v| v.shadow) {
+            result.got.push_str(&format!("; shadow {}", v.reason));
+            describe(&mut result.got, v.role.as_deref(), v.rule.as_deref(), None);
+        }
         let mut mismatches = Vec::new();
         if outcome.allowed() != (self.expect == Expect::Allow) {
             mismatches.push("decision");

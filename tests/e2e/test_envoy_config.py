@@ -178,6 +178,9 @@ def _authz_source() -> str:
     return (harness.REPO_ROOT / "src" / "authz" / "mod.rs").read_text()
 
 
+RATE_LIMIT = "envoy.filters.http.local_ratelimit"
+
+
 def _rust_const(name: str) -> str:
     match = re.search(rf'pub const {name}: &str = "([^"]+)";', _authz_source())
     assert match, f"{name} not found in src/authz/mod.rs"
@@ -204,7 +207,7 @@ def test_list_filter_runs_only_on_allowed_list_calls_and_fails_closed(name: str,
     config = yaml.safe_load(CONFIGS[name](tmp_path))
     hcm = _hcm(config)
     filters = hcm["http_filters"]
-    assert [f["name"] for f in filters] == [EXT_AUTHZ, LIST_FILTER, "envoy.filters.http.router"]
+    assert [f["name"] for f in filters] == [EXT_AUTHZ, LIST_FILTER, RATE_LIMIT, "envoy.filters.http.router"]
     wrapper = filters[1]["typed_config"]
     assert wrapper["@type"].endswith("envoy.extensions.common.matching.v3.ExtensionWithMatcher")
 
@@ -360,6 +363,8 @@ def _assert_local_replies_are_jsonrpc(hcm: dict[str, Any]) -> None:
     cel = list_filter["extension_filter"]["typed_config"]["expression"]
     assert cel == f"response.code_details == '{_list_filter_details()}'"
     mapped: dict[tuple[str, int], int] = {}
+    rate_limited, mappers = _split_rate_limit_mapper(mappers)
+    assert rate_limited, "a 429 of the rate limit filter must be a JSON-RPC error echoing the id"
     for mapper in mappers:
         comparison = mapper["filter"]["status_code_filter"]["comparison"]
         override = mapper["body_format_override"]
@@ -370,6 +375,58 @@ def _assert_local_replies_are_jsonrpc(hcm: dict[str, Any]) -> None:
         mapped[(comparison["op"], comparison["value"]["default_value"])] = body["error"]["code"]
     assert {s: mapped[("EQ", s)] for s in LOCAL_REPLY_CODES} == LOCAL_REPLY_CODES
     assert list(mapped)[-2:] == [("GE", 500), ("GE", 400)], "the catch-alls come last, 5xx before 4xx"
+
+
+def _split_rate_limit_mapper(mappers: list[dict[str, Any]]) -> tuple[bool, list[dict[str, Any]]]:
+    """The 429 mapper (status 429 AND mcp-warden's `jsonrpc_id` metadata present), checked,
+    and the other mappers."""
+    found, rest = False, []
+    for mapper in mappers:
+        conditions = mapper["filter"].get("and_filter", {}).get("filters")
+        if not conditions:
+            rest.append(mapper)
+            continue
+        status, present = conditions
+        assert status["status_code_filter"]["comparison"]["value"]["default_value"] == 429
+        assert present["metadata_filter"]["matcher"]["path"] == [{"key": "jsonrpc_id"}]
+        assert present["metadata_filter"]["matcher"]["value"] == {"present_match": True}
+        text = mapper["body_format_override"]["text_format_source"]["inline_string"]
+        body = json.loads(text.replace(f"%DYNAMIC_METADATA({EXT_AUTHZ}:jsonrpc_id)%", "7"))
+        assert body["id"] == 7 and body["error"]["code"] == -32000, body
+        found = True
+    return found, rest
+
+
+def _rate_tiers() -> dict[str, tuple[int, int]]:
+    """`policy::rate::TIERS`: name -> (calls, seconds)."""
+    source = (harness.REPO_ROOT / "src" / "policy" / "rate.rs").read_text()
+    tiers = re.findall(r'\("(\d+/\w+)", (\d+), (\d+)\)', source)
+    assert tiers, "TIERS not found in src/policy/rate.rs"
+    return {name: (int(calls), int(secs)) for name, calls, secs in tiers}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_rate_limit_filter_has_a_bucket_for_every_tier_mcp_warden_accepts(name: str, tmp_path: Path) -> None:
+    """Every rate a role may name is enforced by a per-user (and per-user-per-tool) wildcard
+    descriptor; the default bucket never limits; descriptors come from mcp-warden's metadata."""
+    config = yaml.safe_load(CONFIGS[name](tmp_path))
+    (limit,) = [f for f in _hcm(config)["http_filters"] if f["name"] == RATE_LIMIT]
+    rl = limit["typed_config"]
+    assert rl["always_consume_default_token_bucket"] is False
+    keys = [[a["metadata"]["metadata_key"]["path"][0]["key"] for a in r["actions"]] for r in rl["rate_limits"]]
+    assert keys == [["rl_user_rate", "user"], ["rl_tool_rate", "user", "tool"]]
+    assert all(a["metadata"]["source"] == "DYNAMIC" for r in rl["rate_limits"] for a in r["actions"])
+    found: dict[tuple[str, str], tuple[int, int]] = {}
+    for d in rl["descriptors"]:
+        scope, *wild = d["entries"]
+        assert all("value" not in w for w in wild), "user and tool are wildcards: a bucket each"
+        bucket = d["token_bucket"]
+        assert bucket["max_tokens"] == bucket["tokens_per_fill"]
+        found[(scope["key"], scope["value"])] = (bucket["max_tokens"], _duration(bucket["fill_interval"]))
+    for tier, (calls, secs) in _rate_tiers().items():
+        for scope in ("mcp_user_rate", "mcp_tool_rate"):
+            assert found.pop((scope, tier)) == (calls, secs), (scope, tier)
+    assert not found, f"descriptors no role can name: {found}"
 
 
 def _assert_access_log_bounded(hcm: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@
 //! with `.` are skipped (Kubernetes `..data` mounts).
 
 mod apps;
+mod name_rules;
 mod roles;
 mod users;
 

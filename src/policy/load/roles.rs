@@ -8,10 +8,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::name_rules::{self, RawNameRule};
 use super::{Loader, Node};
+use crate::policy::condition::Condition;
 use crate::policy::pattern::{Interner, NameSet, Template, TraitNamespace, TraitValues};
+use crate::policy::rate::{Rate, RoleRates};
 use crate::policy::raw::{self, OneOrMany};
-use crate::policy::{CompiledRole, LabelSelector, Rules, TraitSource, Traits};
+use crate::policy::{CompiledRole, LabelSelector, RuleKind, Rules, TraitSource, Traits};
 
 /// Name of the preset role granting every app and every tool.
 pub const PRESET_MCP_USER: &str = "mcp-user";
@@ -36,6 +39,7 @@ impl Loader {
             v => errors.push(("version".to_owned(), format!("unsupported role version '{v}' (use v8)"))),
         }
         let allow_labels = !doc.spec.allow.app_labels.is_empty();
+        let rates = self.shared.role_rates(doc.spec.options.rate_limits, &mut errors);
         let allow = RawRules::parse("spec.allow", doc.spec.allow, &mut errors);
         let deny = RawRules::parse("spec.deny", doc.spec.deny, &mut errors);
         let mut def = RoleDef {
@@ -46,6 +50,7 @@ impl Loader {
             idp_trait_patterns: doc.spec.options.idp_trait_patterns,
             invalid: false,
             allow_labels,
+            rates,
         };
         if errors.is_empty() && def.is_static() {
             match def.compile(&Traits::new(), TraitSource::Policy, &mut self.shared) {
@@ -96,6 +101,7 @@ pub(crate) struct RoleDef {
     /// `spec.options.idp_trait_patterns`: an identity provider's trait values expand as
     /// patterns here (else as literals).
     idp_trait_patterns: bool,
+    rates: Arc<RoleRates>,
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +111,8 @@ struct RawRules {
     tools: Vec<Template>,
     prompts: Option<Vec<Template>>,
     resources: Option<Vec<Template>>,
+    labels_expression: Option<Arc<Condition>>,
+    name_rules: Vec<RawNameRule>,
     prefix: &'static str,
 }
 
@@ -117,6 +125,26 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// `spec.options.rate_limits`, validated against the tiers Envoy defines.
+    fn role_rates(&mut self, raw: Option<raw::RateLimits>, errors: &mut Vec<(String, String)>) -> Arc<RoleRates> {
+        let Some(raw) = raw else { return Arc::default() };
+        let field = "spec.options.rate_limits";
+        let rate = |at: String, text: &str, errors: &mut Vec<(String, String)>| {
+            Rate::parse(text).map_err(|m| errors.push((at, m))).ok()
+        };
+        let per_user = raw.per_user.as_deref().and_then(|t| rate(format!("{field}.per_user"), t, errors));
+        let mut per_tool = Vec::new();
+        for (i, entry) in raw.per_tool.into_iter().enumerate() {
+            let at = format!("{field}.per_tool[{i}]");
+            let Some(r) = rate(format!("{at}.per_user"), &entry.per_user, errors) else { continue };
+            match self.sets.compile(&entry.tools.into_vec()) {
+                Ok(names) => per_tool.push((names, r)),
+                Err(e) => errors.push((format!("{at}.tools"), e.to_string())),
+            }
+        }
+        Arc::new(RoleRates { per_user, per_tool })
+    }
+
     fn label_selector(&mut self, any: bool, keys: Vec<(Box<str>, Arc<NameSet>)>) -> Arc<LabelSelector> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -162,6 +190,17 @@ impl RawRules {
             out.tools = list("tools", mcp.tools).unwrap_or_default();
             out.prompts = list("prompts", mcp.prompts);
             out.resources = list("resources", mcp.resources);
+            let lists = [
+                (RuleKind::Tool, mcp.tool_rules),
+                (RuleKind::Prompt, mcp.prompt_rules),
+                (RuleKind::Resource, mcp.resource_rules),
+            ];
+            out.name_rules = RawNameRule::parse_all(prefix, lists, errors);
+        }
+        if let Some(source) = c.app_labels_expression {
+            out.labels_expression = name_rules::compile(&source)
+                .map_err(|m| errors.push((format!("{prefix}.app_labels_expression"), m)))
+                .ok();
         }
         out
     }
@@ -190,6 +229,7 @@ impl RawRules {
             && plain(&self.tools)
             && self.prompts.as_deref().is_none_or(plain)
             && self.resources.as_deref().is_none_or(plain)
+            && self.name_rules.iter().all(RawNameRule::is_static)
     }
 
     fn compile(&self, traits: &Traits, values: TraitValues, shared: &mut Shared) -> Result<Rules, (String, String)> {
@@ -217,7 +257,19 @@ impl RawRules {
         let tools = compile(&|| format!("{p}.mcp.tools"), &self.tools)?;
         let prompts = self.prompts.as_deref().map(|t| compile(&|| format!("{p}.mcp.prompts"), t)).transpose()?;
         let resources = self.resources.as_deref().map(|t| compile(&|| format!("{p}.mcp.resources"), t)).transpose()?;
-        Ok(Rules { app_labels: shared.label_selector(self.any_app, keys), tools, prompts, resources })
+        let name_rules = self
+            .name_rules
+            .iter()
+            .map(|r| r.compile(traits, values, &mut shared.sets, &format!("{p}.mcp")))
+            .collect::<Result<_, _>>()?;
+        Ok(Rules {
+            app_labels: shared.label_selector(self.any_app, keys),
+            tools,
+            prompts,
+            resources,
+            labels_expression: self.labels_expression.clone(),
+            name_rules,
+        })
     }
 }
 
@@ -243,6 +295,7 @@ impl RoleDef {
             name: self.name.clone(),
             allow: allow.compile(traits, values, shared)?,
             deny: deny.compile(traits, TraitValues::Patterns, shared)?,
+            rates: self.rates.clone(),
         })
     }
 
@@ -272,6 +325,7 @@ impl RoleDef {
             rules: Some(Box::new([allow, deny])),
             compiled: None,
             idp_trait_patterns: false,
+            rates: Arc::default(),
         };
         if let Ok(c) = def.compile(&Traits::new(), TraitSource::Policy, shared) {
             def.set_compiled(c);
@@ -280,7 +334,7 @@ impl RoleDef {
     }
 }
 
-fn parse_templates(field: String, values: &[String], errors: &mut Vec<(String, String)>) -> Vec<Template> {
+pub(super) fn parse_templates(field: String, values: &[String], errors: &mut Vec<(String, String)>) -> Vec<Template> {
     values
         .iter()
         .enumerate()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::roles::{RoleDef, Shared};
 use super::{Loader, Node, Raw};
-use crate::policy::{ApiKey, CompiledRole, Index, Policy, Rules, TraitSource, Traits, User, names, raw};
+use crate::policy::{ApiKey, CompiledRole, Index, Policy, RuleKind, Rules, TraitSource, Traits, User, names, raw};
 
 /// The users built so far and their lookups, moved into the [`Policy`] at the end.
 #[derive(Default)]
@@ -254,8 +254,8 @@ pub(crate) fn build_user<'r>(
         fingerprint: crate::policy::fingerprint(&name, role_names, &traits),
         name,
         role_names: names.into(),
-        governs_prompts: governs(|r| r.prompts.is_some()),
-        governs_resources: governs(|r| r.resources.is_some()),
+        governs_prompts: governs(|r| r.prompts.is_some() || r.has_rules(RuleKind::Prompt)),
+        governs_resources: governs(|r| r.resources.is_some() || r.has_rules(RuleKind::Resource)),
         traits,
         roles: compiled.into(),
     })
