@@ -229,6 +229,9 @@ pub fn check_call<'p>(
 
 /// Every `mode: audit` rule naming this call, evaluated.
 fn shadow_pass<'p>(user: &'p User, kind: RuleKind, name: &str, call: &Vars<'_>, shadows: &mut Vec<Shadow<'p>>) {
+    if !user.has_shadow_rules {
+        return;
+    }
     for role in user.roles.iter() {
         for rule in role.deny.name_rules.iter().filter(|r| r.shadow && r.kind == kind && r.names.is_match(name)) {
             let outcome = match outcome(rule, call) {

@@ -85,6 +85,10 @@ pub struct User {
     /// Whether any role of the user has an allow list for prompts / resources.
     pub governs_prompts: bool,
     pub governs_resources: bool,
+    /// Whether any role of the user has a rule in `mode: audit` / sets rate limits: a user
+    /// with neither pays nothing for either feature on its checks.
+    pub has_shadow_rules: bool,
+    pub has_rate_limits: bool,
 }
 
 /// One role's rules, compiled.

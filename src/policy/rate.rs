@@ -67,6 +67,9 @@ pub struct RoleRates {
 /// The limits that apply to `user` calling `tool`: (per user, per user and tool).
 pub fn limits(user: &User, tool: &str) -> (Option<Rate>, Option<Rate>) {
     let (mut per_user, mut per_tool) = (None, None);
+    if !user.has_rate_limits {
+        return (per_user, per_tool);
+    }
     for role in user.roles.iter() {
         per_user = Rate::stricter(per_user, role.rates.per_user);
         for (names, rate) in &role.rates.per_tool {

@@ -256,6 +256,10 @@ pub(crate) fn build_user<'r>(
         role_names: names.into(),
         governs_prompts: governs(|r| r.prompts.is_some() || r.has_rules(RuleKind::Prompt)),
         governs_resources: governs(|r| r.resources.is_some() || r.has_rules(RuleKind::Resource)),
+        has_shadow_rules: compiled
+            .iter()
+            .any(|r| [&r.allow, &r.deny].iter().any(|h| h.name_rules.iter().any(|x| x.shadow))),
+        has_rate_limits: compiled.iter().any(|r| r.rates.per_user.is_some() || !r.rates.per_tool.is_empty()),
         traits,
         roles: compiled.into(),
     })
