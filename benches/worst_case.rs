@@ -68,7 +68,7 @@ fn filled(method: &str, item: impl Fn(usize) -> String) -> String {
 /// A 2025-03-26 batch of `max_batch` (100) `tools/call`s whose arguments are distinct keys,
 /// together just under the limit.
 fn full_batch() -> String {
-    let max = mcp_warden::mcp::Limits::default().max_batch;
+    let max = warden_core::mcp::Limits::default().max_batch;
     let per = LIMIT / max - 100;
     let element = |i: usize| {
         let mut args = String::new();

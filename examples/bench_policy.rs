@@ -1,10 +1,10 @@
 //! Prints a generated policy (YAML) for `scripts/bench.sh`: app `demo`, N roles of 20 tool
 //! patterns each, M users holding K roles each, user `j` owning API key `bench-key-JJJJJ`.
-//! The same generator as the criterion benches (`benches/common/policy_gen.rs`).
+//! The same generator as the criterion benches (`crates/core/benches/common/policy_gen.rs`).
 //!
 //! `cargo run --release --example bench_policy -- ROLES USERS ROLES_PER_USER UPSTREAM_URI`
 
-#[path = "../benches/common/policy_gen.rs"]
+#[path = "../crates/core/benches/common/policy_gen.rs"]
 #[allow(dead_code, reason = "the benches use the rest of the generator")]
 mod policy_gen;
 

@@ -39,13 +39,23 @@ ensure_promtool() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 }
 
+# The core crate does no I/O: none of the runtime, RPC or HTTP crates may reach it, even
+# through a dependency (its .clippy.toml bans std::fs and std::net inside it).
+core_is_pure() {
+  local bad
+  bad="$(cargo tree -p warden-core -e normal --prefix none --format '{p}' |
+    awk '{print $1}' | grep -xE 'tokio|tonic|h2|hyper|reqwest|mio|axum|notify' | sort -u || true)"
+  [[ -z "$bad" ]] || die "warden-core depends on I/O crates: $bad"
+}
+
 step python-deps ensure_venv
 step node-deps ensure_node
 step promtool ensure_promtool
 step fmt cargo fmt --all -- --check
-step clippy cargo clippy --all-targets -- -D warnings
-step docs env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
-step cargo-test cargo test
+step core-is-pure core_is_pure
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+step docs env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+step cargo-test cargo test --workspace
 step build cargo build --bins
 
 export MCP_WARDEN_BIN="${MCP_WARDEN_BIN:-$(target_dir)/debug/mcp-warden}"

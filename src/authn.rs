@@ -13,9 +13,9 @@ use std::time::SystemTime;
 
 use crate::authz::Snapshot;
 use crate::config::AuthMethod;
-use crate::headers::Headers;
 use crate::jwt::{self, Verifier};
-use crate::policy::User;
+use warden_core::headers::Headers;
+use warden_core::policy::User;
 
 /// Why authentication failed. The messages are safe to show a client; [`AuthError::reason`]
 /// is the detail for audit and metrics.
@@ -150,7 +150,7 @@ pub fn authenticate<'p>(
 mod tests {
     use super::*;
     use crate::jwt::testkit;
-    use crate::policy::{Policy, Source};
+    use warden_core::policy::{Policy, Source};
 
     // sha256("key-a") and sha256("key-b")
     fn policy() -> Policy {

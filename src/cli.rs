@@ -139,7 +139,7 @@ pub fn run_offline(command: Command) -> ExitCode {
                 eprintln!("hash-key: the key is empty (pass it as an argument or on stdin)");
                 return ExitCode::FAILURE;
             }
-            println!("{}", hash_key(&key));
+            println!("{}", warden_core::policy::api_key_digest(&key));
             ExitCode::SUCCESS
         }
         Command::NewKey => {
@@ -149,7 +149,7 @@ pub fn run_offline(command: Command) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             let key = format!("mcpw_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
-            println!("key:  {key}\nhash: {}", hash_key(&key));
+            println!("key:  {key}\nhash: {}", warden_core::policy::api_key_digest(&key));
             ExitCode::SUCCESS
         }
     }
@@ -225,11 +225,4 @@ fn secret_manifest(name: &str, namespace: Option<&str>, files: &[(String, Vec<u8
         out += &format!("  {}: {}\n", q(file), b64.encode(bytes));
     }
     out
-}
-
-/// `sha256:<hex>` of an API key, as stored in policy.
-pub fn hash_key(key: &str) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
-    let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }

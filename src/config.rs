@@ -2,7 +2,7 @@
 //! [`Config`] with resolved paths, parsed durations and addresses. Also the embedded default
 //! used when `serve` runs with no config at all.
 //!
-//! Owns no policy: policy paths are handed to [`crate::policy::load`].
+//! Owns no policy: policy paths are handed to [`warden_core::policy::load`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::bounds::Bounds;
 use crate::jwt::{ClaimMapping, DEFAULT_ALGORITHMS, JwtConfig, KeySource};
 use crate::keyring::KeyDir;
-use crate::located::{Loc, locate};
-use crate::mcp::Limits;
-use crate::policy::Source;
+use warden_core::bounds::Bounds;
+use warden_core::located::{Loc, locate};
+use warden_core::mcp::Limits;
+use warden_core::policy::Source;
 
 /// The embedded demo policy (app `demo`, users `alice` and `bob`).
 pub const DEMO_POLICY: &str = include_str!("defaults/demo-policy.yaml");
@@ -326,7 +326,7 @@ impl Config {
     pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = yaml_serde::from_str::<Option<RawConfig>>(text)
             .map_err(|e| {
-                let (at, message) = crate::located::yaml_error(&e);
+                let (at, message) = warden_core::located::yaml_error(&e);
                 ConfigError::Parse { at: at.map_or_else(|| Loc::file(file), |a| Loc::at(file, a)), message }
             })?
             .unwrap_or_default();
@@ -662,7 +662,7 @@ mod tests {
         assert_eq!(c.denied_status, 200);
         assert_eq!(c.bounds, Bounds { max_name_chars: 128, max_uri_bytes: 8192, max_recorded_bytes: 512 });
         assert_eq!(c.issuer, None);
-        crate::policy::Policy::load(&c.policy).expect("the embedded demo policy is valid");
+        crate::policy_files::load(&c.policy).expect("the embedded demo policy is valid");
     }
 
     #[test]

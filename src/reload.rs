@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::authz::Warden;
 use crate::config::Config;
 use crate::keyring::{KeyDir, Seen};
-use crate::policy::{Policy, PolicyError, Source};
+use warden_core::policy::{PolicyError, Source};
 
 /// Quiet time after the last file event before a reload starts.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -156,7 +156,7 @@ fn spawn_sighup(tx: mpsc::UnboundedSender<Trigger>) {
 /// Loads and validates off the runtime's workers, then swaps. Public for tests.
 pub async fn reload_policy(warden: &Warden, sources: &[Source]) -> bool {
     let sources = sources.to_vec();
-    let loaded = tokio::task::spawn_blocking(move || Policy::load(&sources)).await;
+    let loaded = tokio::task::spawn_blocking(move || crate::policy_files::load(&sources)).await;
     // A policy that drops a role the identity provider's claims map to would turn every such
     // caller into a per-request failure: refuse it like any other invalid policy.
     if let (Ok(Ok(policy)), Some(jwt)) = (&loaded, warden.jwt())

@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::authn::AuthError;
-use crate::mcp::{Message, Rejection};
-use crate::policy::Decision;
+use warden_core::mcp::{Message, Rejection};
+use warden_core::policy::Decision;
 
 /// gRPC status codes Envoy reads from a check (an allow's status is OK, the default).
 const PERMISSION_DENIED: i32 = 7;

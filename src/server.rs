@@ -19,8 +19,8 @@ use crate::extproc::ListFilterService;
 use crate::jwt::{JwtConfig, Verifier, jwks};
 use crate::keyring::{KeyRing, KeyStart};
 use crate::keys;
-use crate::policy::Policy;
 use crate::token::TokenSettings;
+use warden_core::policy::Policy;
 
 /// What an ext_proc message may hold beyond `max_event_bytes`. A buffered JSON list comes as
 /// one message; a streamed chunk is as large as Envoy makes it, which is more than its buffer
@@ -43,7 +43,7 @@ pub enum StartError {
     #[error(transparent)]
     Key(#[from] keys::KeyError),
     #[error("invalid policy: {} error(s), logged above", .0.0.len())]
-    Policy(#[from] crate::policy::PolicyErrors),
+    Policy(#[from] warden_core::policy::PolicyErrors),
     #[error("audit output: {0}")]
     Audit(std::io::Error),
     #[error("ready file {path}: {source}")]
@@ -151,7 +151,7 @@ fn load_keys(config: &Config) -> Result<KeyRing, StartError> {
 
 /// The policy, its warnings logged one by one.
 fn load_policy(config: &Config) -> Result<Policy, StartError> {
-    let policy = Policy::load(&config.policy)?;
+    let policy = crate::policy_files::load(&config.policy)?;
     let warnings = policy.warnings();
     for w in warnings.iter().take(MAX_LOGGED_WARNINGS) {
         tracing::warn!(warning = %w, "policy");

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
 use crate::keys::{KeyError, SigningKey};
-use crate::policy::{App, Traits, User};
+use warden_core::policy::{App, Traits, User};
 
 /// How `nbf` is back-dated to absorb clock skew at the verifier.
 pub const NOT_BEFORE_SKEW: Duration = Duration::from_secs(10);
@@ -153,7 +153,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Policy, Source as PolicySource};
+    use warden_core::policy::{Policy, Source as PolicySource};
 
     fn fixture() -> (Policy, SigningKey, TokenSettings) {
         let p = Policy::load(&[PolicySource::inline(

@@ -6,7 +6,7 @@ use envoy_types::ext_authz::v3::pb::{CheckRequest, HeaderAppendAction, HttpRespo
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use mcp_warden::authz::Warden;
 use mcp_warden::config::EnvoyMetadata;
-use mcp_warden::policy::{Policy, Source};
+use warden_core::policy::{Policy, Source};
 
 mod common;
 
@@ -142,7 +142,7 @@ fn a_batch_of_more_than_max_batch_messages_is_refused_whole() {
             (0..n).map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#)).collect();
         format!("[{}]", elements.join(","))
     };
-    let max = mcp_warden::mcp::Limits::default().max_batch;
+    let max = warden_core::mcp::Limits::default().max_batch;
     let req = request("POST", &[JSON, ("x-api-key", "foo")], &batch(max), Some("bedrock-mcp"), "");
     assert!(matches!(check(&w, &req), Outcome::Allow { .. }), "{max} messages pass");
     let req = request("POST", &[JSON, ("x-api-key", "foo")], &batch(max + 1), Some("bedrock-mcp"), "");

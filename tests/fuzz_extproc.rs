@@ -22,15 +22,15 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
 };
 use mcp_warden::authz::Warden;
 use mcp_warden::config::{EnvoyMetadata, ListFilterSettings, OnUnparseable};
-use mcp_warden::extproc::filter::ListKind::{self, Batch, Stream, Tools};
-use mcp_warden::extproc::filter::{Filtered, View, filter_payload};
 use mcp_warden::extproc::sse::Reframer;
 use mcp_warden::extproc::{EXT_AUTHZ_NAMESPACE, JSON_BUFFERED_MAX, Session};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use warden_core::decision::ListKind::{self, Batch, Stream, Tools};
+use warden_core::listfilter::{Filtered, View, filter_payload};
 
 mod common;
-#[path = "fuzz/rng.rs"]
+#[path = "../crates/core/tests/fuzz/rng.rs"]
 mod rng;
 use rng::Rng;
 

@@ -18,7 +18,7 @@ use std::panic::catch_unwind;
 
 use mcp_warden::extproc::sse::{Reframer, SseError};
 
-#[path = "fuzz/rng.rs"]
+#[path = "../crates/core/tests/fuzz/rng.rs"]
 mod rng;
 use rng::Rng;
 

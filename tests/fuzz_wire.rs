@@ -22,7 +22,7 @@ use mcp_warden::authz::wire::{View, WireError, view};
 use prost::Message as _;
 use prost::encoding::{DecodeContext, WireType, decode_key, encode_key, encode_varint, skip_field};
 
-#[path = "fuzz/rng.rs"]
+#[path = "../crates/core/tests/fuzz/rng.rs"]
 mod rng;
 use rng::Rng;
 

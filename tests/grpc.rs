@@ -32,7 +32,6 @@ use mcp_warden::authz::{SERVICE_NAME, Warden};
 use mcp_warden::config::{EnvoyMetadata, ListFilterSettings, OnUnparseable};
 use mcp_warden::extproc::{EXT_AUTHZ_NAMESPACE, ListFilterService};
 use mcp_warden::grpc::{CHECK_PATH, Listener, Services, max_check_message, serve};
-use mcp_warden::mcp::Limits;
 use prost::Message as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -42,6 +41,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use warden_core::mcp::Limits;
 
 mod common;
 

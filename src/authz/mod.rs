@@ -17,17 +17,18 @@ use prost::Message as _;
 
 use crate::audit::{Audit, Event};
 use crate::authn;
-use crate::bounds::Bounds;
 use crate::config::{AuthMethod, EnvoyMetadata};
-use crate::headers::Headers;
 use crate::keyring::KeyRing;
-use crate::mcp::{self, Body, Inspection, Limits, Message, Rejection};
 use crate::metrics::Metrics;
-use crate::policy::condition::Vars;
-use crate::policy::engine::{self, Shadow, check_app};
-use crate::policy::{App, Decision, Policy, User, ValuePart};
 use crate::reply::Reply;
 use crate::token::TokenSettings;
+use warden_core::bounds::Bounds;
+use warden_core::decision::{AGENTCORE_SEARCH_TOOL, BATCH_ALLOWED, SESSION_END, STREAM_ALLOWED};
+use warden_core::headers::Headers;
+use warden_core::mcp::{self, Body, Inspection, Limits, Message, Rejection};
+use warden_core::policy::condition::Vars;
+use warden_core::policy::engine::{self, Shadow, check_app};
+use warden_core::policy::{App, Decision, Policy, User, ValuePart};
 
 mod record;
 mod snapshot;
@@ -111,18 +112,6 @@ pub const LIST_HEADER: &str = "x-mcp-warden-list";
 /// (so the answer echoes its id and the audit event names its method and tool, at a bounded
 /// cost); a larger one is refused unread, its answer's id `null`.
 pub const UNAUTHENTICATED_INSPECT_BYTES: usize = 4 << 10;
-
-/// The decision reason of an allowed batch: Envoy sends every answer of one through the list
-/// filter, which rewrites the list answers in it (by shape) and passes the rest unchanged.
-pub const BATCH_ALLOWED: &str = "batch_allowed";
-/// The decision reason of an allowed GET (the server-to-client SSE stream): every answer on
-/// it is filtered, since a resuming server may replay a list answer there.
-pub const STREAM_ALLOWED: &str = "sse_stream";
-/// The decision reason of an allowed DELETE (end of session).
-pub const SESSION_END: &str = "session_end";
-
-/// AgentCore Gateway's built-in semantic search tool: its result lists tool definitions.
-pub const AGENTCORE_SEARCH_TOOL: &str = "x_amz_bedrock_agentcore_search";
 
 impl Warden {
     pub fn new(policy: Policy, keys: KeyRing, settings: Settings, audit: Audit) -> Self {
@@ -349,7 +338,7 @@ impl Warden {
                 let bounds = &self.settings.bounds;
                 let outcome = Self::check_message(bounds, user, app, &msg, &call, Some(&mut single), &mut shadows);
                 if let Some(uri) = single.denied_uri {
-                    audit.name = Some((crate::policy::Governed::Resource("").kind(), uri));
+                    audit.name = Some((warden_core::policy::Governed::Resource("").kind(), uri));
                 }
                 self.shadows(audit, &msg, &shadows);
                 match outcome {
@@ -386,7 +375,7 @@ impl Warden {
         single: Option<&mut Single<'_>>,
         shadows: &mut Vec<Shadow<'p>>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
-        let decide = |g: crate::policy::Governed<'_>| {
+        let decide = |g: warden_core::policy::Governed<'_>| {
             // Built only for a governed name: nothing is read until a condition runs.
             let mut vars = Vars::new(user, app, msg.method.as_deref().unwrap_or(""));
             vars.protocol_version = call.version;
@@ -404,12 +393,12 @@ impl Warden {
     fn check_named<'p, 'm>(
         bounds: &Bounds,
         msg: &'m Message<'m>,
-        decide: impl FnOnce(crate::policy::Governed<'_>) -> Decision<'p>,
+        decide: impl FnOnce(warden_core::policy::Governed<'_>) -> Decision<'p>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
         match mcp::governed(msg)? {
             // A task-augmented call answers through `tasks/result`, which the list filter does
             // not read: the tool definitions this tool returns would reach the client unfiltered.
-            Some(crate::policy::Governed::Tool(AGENTCORE_SEARCH_TOOL)) if msg.params.has_task => Err(Rejection {
+            Some(warden_core::policy::Governed::Tool(AGENTCORE_SEARCH_TOOL)) if msg.params.has_task => Err(Rejection {
                 status: 400,
                 code: -32602,
                 message: "the search tool cannot be called as a task".into(),
@@ -426,7 +415,9 @@ impl Warden {
                 id: msg.id,
             }),
             Some(g) => Ok(decide(g)),
-            None => Ok(Decision { allowed: true, reason: crate::policy::Reason::NotGoverned, role: None, rule: None }),
+            None => {
+                Ok(Decision { allowed: true, reason: warden_core::policy::Reason::NotGoverned, role: None, rule: None })
+            }
         }
     }
 
@@ -436,7 +427,7 @@ impl Warden {
         bounds: &Bounds,
         msg: &'m Message<'m>,
         single: Option<&mut Single<'_>>,
-        mut decide: impl FnMut(crate::policy::Governed<'_>) -> Decision<'p>,
+        mut decide: impl FnMut(warden_core::policy::Governed<'_>) -> Decision<'p>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
         let refuse = |reason, message: String| Rejection {
             status: 400,
@@ -451,9 +442,9 @@ impl Warden {
         };
         let uris = mcp::methods::subscriptions(text).map_err(|e| refuse("invalid_subscriptions", e.to_string()))?;
         let mut decision =
-            Decision { allowed: true, reason: crate::policy::Reason::NotGoverned, role: None, rule: None };
+            Decision { allowed: true, reason: warden_core::policy::Reason::NotGoverned, role: None, rule: None };
         for uri in &uris {
-            let what = crate::policy::Governed::Resource(uri);
+            let what = warden_core::policy::Governed::Resource(uri);
             if uri.is_empty() || uri.chars().any(char::is_control) || !bounds.fits(what) {
                 return Err(refuse(
                     "invalid_name",
@@ -642,7 +633,9 @@ pub struct Single<'b> {
 /// one request), so a batch holding such a call is refused.
 fn rate_limited(user: &User, msg: &Message<'_>) -> bool {
     match mcp::governed(msg) {
-        Ok(Some(crate::policy::Governed::Tool(tool))) => crate::policy::rate::limits(user, tool) != (None, None),
+        Ok(Some(warden_core::policy::Governed::Tool(tool))) => {
+            warden_core::policy::rate::limits(user, tool) != (None, None)
+        }
         _ => false,
     }
 }

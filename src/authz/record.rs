@@ -10,13 +10,13 @@ use serde_json::value::RawValue;
 
 use super::{Context, Delivery};
 use crate::audit::{self, Audit, Event};
-use crate::bounds::Bounds;
 use crate::config::EnvoyMetadata;
-use crate::extproc::filter::ListKind;
-use crate::mcp::{self, Message, Rejection};
-use crate::policy::engine::{Shadow, ShadowOutcome};
-use crate::policy::rate::Rate;
-use crate::policy::{App, Decision, User};
+use warden_core::bounds::Bounds;
+use warden_core::decision::ListKind;
+use warden_core::mcp::{self, Message, Rejection};
+use warden_core::policy::engine::{Shadow, ShadowOutcome};
+use warden_core::policy::rate::Rate;
+use warden_core::policy::{App, Decision, User};
 
 /// A user's name and roles, as audited.
 type AuditUser = (Arc<str>, Arc<[Arc<str>]>);
@@ -102,7 +102,7 @@ impl<'a> AuditInfo<'a> {
     /// The limits of an allowed `tools/call` (see `policy::rate`).
     pub(super) fn set_rate_limits(&mut self, user: &User) {
         if let Some(("tool", tool)) = &self.name {
-            self.rates = crate::policy::rate::limits(user, tool);
+            self.rates = warden_core::policy::rate::limits(user, tool);
         }
     }
 

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::authn::UserRef;
-use crate::policy::{Policy, Traits, User, fingerprint};
 use crate::token::TokenCache;
+use warden_core::policy::{Policy, Traits, User, fingerprint};
 
 /// One policy generation, and the tokens and identities compiled under it.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Source;
+    use warden_core::policy::Source;
 
     fn snapshot() -> Snapshot {
         let text = "kind: role\nversion: v8\nmetadata: {name: reader}\nspec: {allow: {mcp: {tools: ['get_*']}}}\n---\nkind: user\nmetadata: {name: alice}\nspec: {roles: [reader]}\n";

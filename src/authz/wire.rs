@@ -13,7 +13,7 @@
 //! body is a slice, never copied or scanned here. `context_extensions` is read once into a
 //! list that is searched twice.
 
-use crate::headers::Headers;
+use warden_core::headers::Headers;
 
 /// Why a request could not be viewed.
 #[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]

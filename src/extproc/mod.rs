@@ -1,7 +1,7 @@
 //! The list filter: Envoy's ext_proc `ExternalProcessor` service, on the same gRPC listener
 //! as ext_authz. It rewrites `tools/list`, `prompts/list`, `resources/list`,
 //! `resources/templates/list` and AgentCore search results so a user sees only what
-//! [`crate::policy::engine::check_name`] lets it use.
+//! [`warden_core::policy::engine::check_name`] lets it use.
 //!
 //! Envoy runs it only for requests whose ext_authz decision metadata names an allowed list
 //! call or GET stream (see `envoy/`), skips the request path, and sends the response headers
@@ -22,7 +22,6 @@
 //! by kind, reason code and action (`refused` or `passed`).
 //! Owns the protocol conversation only; it never logs tool names or bodies.
 
-pub mod filter;
 pub mod media;
 pub mod sse;
 
@@ -48,11 +47,12 @@ use tonic::codegen::tokio_stream::Stream;
 use crate::authn::UserRef;
 use crate::authz::{Snapshot, Warden};
 use crate::config::{ListFilterSettings, OnUnparseable};
-use crate::policy::App;
 use crate::reply;
-use filter::{Filtered, ListKind, View};
 use media::Framing;
 use sse::Reframer;
+use warden_core::decision::ListKind;
+use warden_core::listfilter::{self as filter, Filtered, View};
+use warden_core::policy::App;
 
 /// Where Envoy files ext_authz's dynamic metadata (forwarded with
 /// `metadata_options.forwarding_namespaces.untyped`).

@@ -18,9 +18,9 @@ use crate::authz::Settings;
 use crate::config::AuthMethod;
 use crate::keyring::KeyRing;
 use crate::keys::SigningKey;
-use crate::mcp::Limits;
-use crate::policy::{Policy, Source};
 use crate::token::TokenSettings;
+use warden_core::mcp::Limits;
+use warden_core::policy::{Policy, Source};
 
 const POLICY: &str = r#"
 kind: app

@@ -30,7 +30,7 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
 use crate::authz::{Delivery, Unread, Warden};
-use crate::mcp::Limits;
+use warden_core::mcp::Limits;
 
 /// The one path this module serves.
 pub const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";

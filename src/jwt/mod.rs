@@ -19,7 +19,7 @@
 //!    the accepted audiences;
 //! 6. `exp` present and not past, `nbf` and `iat` not in the future (each with the clock
 //!    skew), and a lifetime no longer than `max_lifetime`;
-//! 7. a username claim in canonical form ([`crate::policy::names`]: no padding, no invisible
+//! 7. a username claim in canonical form ([`warden_core::policy::names`]: no padding, no invisible
 //!    characters, NFC), and a verified `email` when that is the username claim.
 //!
 //! An `email` the token does not vouch for names nobody: `email_verified` present and anything
@@ -40,8 +40,8 @@ use jsonwebtoken::Validation;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::policy::pattern::{NameSet, PatternError};
-use crate::policy::{Traits, names};
+use warden_core::policy::pattern::{NameSet, PatternError};
+use warden_core::policy::{Traits, names};
 
 /// Longer bearer values are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -201,7 +201,7 @@ pub fn default_resource_metadata_url(issuer: &str) -> String {
 
 /// Refuses a `claims_to_roles` mapping that names a role `policy` does not define (for
 /// start-up, and for `mcp-warden check`). The error lists every such role.
-pub fn check_mapped_roles(config: &JwtConfig, policy: &crate::policy::Policy) -> Result<(), String> {
+pub fn check_mapped_roles(config: &JwtConfig, policy: &warden_core::policy::Policy) -> Result<(), String> {
     let mut unknown: Vec<&str> = Vec::new();
     for role in config.claims_to_roles.iter().flat_map(|m| m.roles.iter()) {
         if !policy.role_names().iter().any(|p| **p == **role) && !unknown.contains(&role.as_str()) {
@@ -1277,7 +1277,7 @@ mod tests {
 
     #[test]
     fn mapped_roles_must_exist_in_the_policy() {
-        let policy = crate::policy::Policy::load(&[crate::policy::Source::inline(
+        let policy = warden_core::policy::Policy::load(&[warden_core::policy::Source::inline(
             "p.yaml",
             "kind: role\nversion: v8\nmetadata: {name: admin}\nspec: {}\n",
         )])
@@ -1317,9 +1317,9 @@ mod check_tests {
     use crate::config::AuthMethod;
     use crate::keyring::KeyRing;
     use crate::keys::SigningKey;
-    use crate::mcp::Limits;
-    use crate::policy::{Policy, Source};
     use crate::token::TokenSettings;
+    use warden_core::mcp::Limits;
+    use warden_core::policy::{Policy, Source};
 
     const POLICY: &str = r#"
 kind: app

@@ -3,7 +3,7 @@
 //! `"email"` and `"\u0065mail"` are the same key).
 //!
 //! A JSON reader that keeps the first of two equal keys and one that keeps the last see two
-//! different users; request bodies are refused for the same reason (`crate::mcp::jsonrpc`).
+//! different users; request bodies are refused for the same reason (`warden_core::mcp::jsonrpc`).
 //! Linear in the input: each object's keys go through one hash set. Reads and keeps nothing.
 
 use std::borrow::Cow;

@@ -23,8 +23,8 @@ use yaml_serde::Value;
 use super::{Finding, Severity};
 use crate::config::{Config, GrpcListen};
 use crate::extproc::EXT_AUTHZ_NAMESPACE;
-use crate::located::{Loc, join, locate};
-use crate::policy::Policy;
+use warden_core::located::{Loc, join, locate};
+use warden_core::policy::Policy;
 
 const EXT_AUTHZ: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
 const EXT_AUTHZ_PER_ROUTE: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute";
@@ -69,7 +69,7 @@ pub(super) fn check(file: &Path, config: &Config, policy: Option<&Policy>, out: 
     let doc: Value = match yaml_serde::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
-            let (at, message) = crate::located::yaml_error(&e);
+            let (at, message) = warden_core::located::yaml_error(&e);
             let at = at.map_or_else(|| Loc::file(&name), |a| Loc::at(&name, a));
             out.push(Finding { severity: Severity::Error, at, message });
             return;
@@ -532,7 +532,7 @@ mod tests {
         let file = dir.path().join("envoy.yaml");
         std::fs::write(&file, text).expect("write");
         let config = Config::embedded_default();
-        let policy = Policy::load(&config.policy).expect("demo policy");
+        let policy = crate::policy_files::load(&config.policy).expect("demo policy");
         let mut out = Vec::new();
         check(&file, &config, Some(&policy), &mut out);
         out.iter().map(|f| format!("{:?} {}", f.severity, f.message)).collect()

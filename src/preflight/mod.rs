@@ -17,8 +17,7 @@ use std::time::SystemTime;
 
 use crate::config::{AuditOutput, Config, GrpcListen};
 use crate::keyring::KeyStart;
-use crate::located::{Loc, locate};
-use crate::policy::Policy;
+use warden_core::located::{Loc, locate};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,7 +84,7 @@ pub fn findings(path: &Path, envoy_files: &[PathBuf]) -> Report {
     check_keys(&config, &text, &mut out);
     check_issuer(&config, &text, &mut out);
     check_paths(&config, &text, &mut out);
-    let policy = match Policy::load(&config.policy) {
+    let policy = match crate::policy_files::load(&config.policy) {
         Ok(p) => {
             out.extend(p.warnings().iter().map(|w| finding(Severity::Warning, w.loc(), &w.to_string())));
             Some(p)

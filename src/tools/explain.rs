@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 
 use super::{ConfigArg, Identity, IdentityArgs, Loaded, Output, Unresolved, fail, print_json};
 use crate::authz::{Call, Single, Warden};
-use crate::bounds::Bounds;
-use crate::headers::Headers;
-use crate::mcp::{self, Body, Inspection, Limits};
-use crate::policy::engine::{Shadow, ShadowOutcome, check_app};
-use crate::policy::{App, Decision, User};
+use warden_core::bounds::Bounds;
+use warden_core::headers::Headers;
+use warden_core::mcp::{self, Body, Inspection, Limits};
+use warden_core::policy::engine::{Shadow, ShadowOutcome, check_app};
+use warden_core::policy::{App, Decision, User};
 
 /// `explain`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -327,7 +327,7 @@ pub fn line(v: &Verdict) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Policy, Source};
+    use warden_core::policy::{Policy, Source};
 
     fn policy() -> Policy {
         Policy::load(&[Source::inline("demo", include_str!("../defaults/demo-policy.yaml"))]).expect("demo policy")

@@ -13,10 +13,11 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use super::{ConfigArg, IdentityArgs, Loaded, Output, fail, print_json};
-use crate::extproc::filter::{self, Filtered, ListKind, View};
 use crate::extproc::sse::Reframer;
-use crate::policy::engine::{Governed, check_app, check_name};
-use crate::policy::{App, Policy, Traits, User};
+use warden_core::decision::ListKind;
+use warden_core::listfilter::{self as filter, Filtered, View};
+use warden_core::policy::engine::{Governed, check_app, check_name};
+use warden_core::policy::{App, Policy, Traits, User};
 
 /// `ls`'s arguments.
 #[derive(Debug, Clone, clap::Args)]

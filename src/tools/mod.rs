@@ -4,7 +4,7 @@
 //! `MCP_WARDEN_CONFIG`, else the embedded demo default, as `serve` does), naming an identity
 //! (a policy user, roles, or a JWT's claims mapped as the live service maps them), and
 //! printing text or JSON with the exit codes the commands document. Nothing here decides:
-//! decisions come from [`crate::mcp`]'s inspection and [`crate::policy::engine`], called as
+//! decisions come from [`warden_core::mcp`]'s inspection and [`warden_core::policy::engine`], called as
 //! the live check calls them. Never prints a secret, an API-key hash or a token.
 
 pub mod client_config;
@@ -23,7 +23,7 @@ use crate::authz::Snapshot;
 use crate::config::Config;
 use crate::jwt::Verifier;
 use crate::jwt::jwks::KeyCache;
-use crate::policy::{App, Policy, Traits};
+use warden_core::policy::{App, Policy, Traits};
 
 /// Exit code of a command that could not do what it was asked (bad usage, a config that does
 /// not load, an unknown user, app or role); 0 and 1 are the commands' own answers.
@@ -130,7 +130,7 @@ impl Loaded {
             Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
             None => Config::embedded_default(),
         };
-        let policy = Policy::load(&config.policy).map_err(|e| e.to_string())?;
+        let policy = crate::policy_files::load(&config.policy).map_err(|e| e.to_string())?;
         let verifier = match &config.jwt {
             None => None,
             Some(jwt) => {

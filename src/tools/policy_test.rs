@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use super::explain::{Outcome, Request, decide};
 use super::{ConfigArg, Identity, Loaded, Output, print_json};
-use crate::policy::Traits;
+use warden_core::policy::Traits;
 
 /// `test`'s arguments.
 #[derive(Debug, Clone, clap::Args)]

@@ -14,9 +14,9 @@ use mcp_warden::authz::{Settings, Warden};
 use mcp_warden::config::{AuthMethod, EnvoyMetadata};
 use mcp_warden::keyring::KeyRing;
 use mcp_warden::keys::SigningKey;
-use mcp_warden::mcp::Limits;
-use mcp_warden::policy::{Policy, Source};
 use mcp_warden::token::TokenSettings;
+use warden_core::mcp::Limits;
+use warden_core::policy::{Policy, Source};
 
 pub(crate) const POLICY: &str = r#"
 app_service:

@@ -35,9 +35,10 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def exported_metrics() -> set[str]:
-    """Every metric family src/metrics.rs renders (its name as a string literal outside the
-    unit tests), with a histogram's series."""
-    source = (ROOT / "src" / "metrics.rs").read_text().split("#[cfg(test)]")[0]
+    """Every metric family the metrics module (`metrics.rs`, wherever it sits under src/)
+    renders (its name as a string literal outside the unit tests), with a histogram's series."""
+    (path,) = (ROOT / "src").rglob("metrics.rs")
+    source = path.read_text().split("#[cfg(test)]")[0]
     families = set(re.findall(r'"(mcp_warden_[a-z_]+)"', source))
     assert {"mcp_warden_checks_total", "mcp_warden_check_duration_seconds"} <= families, families
     return families | {f + s for f in families for s in HISTOGRAM_SUFFIXES}

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::panic::catch_unwind;
 
-use mcp_warden::mcp::jsonrpc::{Body, JsonRpcError, Message, parse};
+use warden_core::mcp::jsonrpc::{Body, JsonRpcError, Message, parse};
 
 #[path = "fuzz/json.rs"]
 mod json;

@@ -19,8 +19,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use mcp_warden::headers::Headers;
-use mcp_warden::mcp::{Body, HttpRequest, Inspection, Limits, Message, ProtocolVersion, governed, inspect};
+use warden_core::headers::Headers;
+use warden_core::mcp::{Body, HttpRequest, Inspection, Limits, Message, ProtocolVersion, governed, inspect};
 
 #[path = "fuzz/json.rs"]
 mod json;

@@ -2,10 +2,10 @@
 //!
 //! Owns reading policy sources, multi-document parsing, the error types, and the order of
 //! the stages (parse, apps, roles, users); the rules for each kind of resource live in the
-//! submodules `apps`, `roles` and `users`, and only this module does I/O. All errors are
+//! submodules `apps`, `roles` and `users`. Files are listed and read through [`Files`],
+//! which the service implements on the disk; the core itself does no I/O. All errors are
 //! collected (not just the first) and each names the file, the line or the resource, and
-//! the field or pattern at fault. Directories are read in name order; entries starting
-//! with `.` are skipped (Kubernetes `..data` mounts).
+//! the field or pattern at fault.
 
 mod apps;
 mod name_rules;
@@ -100,14 +100,56 @@ impl fmt::Display for PolicyErrors {
 
 impl std::error::Error for PolicyErrors {}
 
+/// What loading needs from a file system. The service implements it on the disk
+/// (`mcp_warden::policy_files`); [`NoFiles`] has none.
+pub trait Files {
+    /// The policy files a path names: the path itself if it is a file; for a directory its
+    /// `*.yaml` and `*.yml` files, recursively, in name order, skipping entries whose name
+    /// starts with `.` (Kubernetes `..data` mounts).
+    fn list(&self, path: &Path) -> std::io::Result<Vec<PathBuf>>;
+    /// One name for every path to the same file, so a file listed twice is read once.
+    fn canonical(&self, path: &Path) -> PathBuf;
+    /// A file's text.
+    fn read(&self, path: &Path) -> std::io::Result<String>;
+}
+
+/// No file system: inline sources load, a path is an error naming it.
+#[derive(Debug, Clone, Copy)]
+pub struct NoFiles;
+
+impl Files for NoFiles {
+    fn list(&self, _: &Path) -> std::io::Result<Vec<PathBuf>> {
+        Err(no_file_system())
+    }
+
+    fn canonical(&self, path: &Path) -> PathBuf {
+        path.to_owned()
+    }
+
+    fn read(&self, _: &Path) -> std::io::Result<String> {
+        Err(no_file_system())
+    }
+}
+
+fn no_file_system() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::Unsupported, "no file system here: only inline policy loads")
+}
+
 impl Policy {
-    /// Reads, parses, validates and compiles every source, or returns every error found.
+    /// Parses, validates and compiles inline sources, or returns every error found. A
+    /// [`Source::Path`] is an error here: the service loads paths through [`Files`].
     pub fn load(sources: &[Source]) -> Result<Policy, PolicyErrors> {
+        Policy::load_with(sources, &NoFiles)
+    }
+
+    /// Reads (through `files`), parses, validates and compiles every source, or returns
+    /// every error found.
+    pub fn load_with(sources: &[Source], files: &dyn Files) -> Result<Policy, PolicyErrors> {
         let mut loader = Loader::default();
         for source in sources {
-            loader.read_source(source);
+            loader.read_source(source, files);
         }
-        loader.finish(sources)
+        loader.finish(sources, files)
     }
 }
 
@@ -161,17 +203,17 @@ struct Loader {
 }
 
 impl Loader {
-    fn read_source(&mut self, source: &Source) {
+    fn read_source(&mut self, source: &Source, fs: &dyn Files) {
         match source {
             Source::Inline { name, text } => self.parse_file(name, text),
-            Source::Path(path) => match files_in(path) {
+            Source::Path(path) => match fs.list(path) {
                 Ok(files) if files.is_empty() => {
                     self.errors.push(Pending::new(PolicyError::Empty(path.display().to_string())));
                 }
                 Ok(files) => {
                     for file in files {
                         let name = file.display().to_string();
-                        if !self.read.insert(std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone())) {
+                        if !self.read.insert(fs.canonical(&file)) {
                             self.warnings.push(Pending::new(PolicyError::Parse {
                                 at: Loc::file(&name),
                                 message: "listed more than once (through the config's policy entries); read once"
@@ -179,7 +221,7 @@ impl Loader {
                             }));
                             continue;
                         }
-                        match std::fs::read_to_string(&file) {
+                        match fs.read(&file) {
                             Ok(text) => self.parse_file(&name, &text),
                             Err(e) => self
                                 .errors
@@ -269,7 +311,7 @@ impl Loader {
         Loc::file(self.files.get(node.file as usize).map_or("", |f| f))
     }
 
-    fn finish(mut self, sources: &[Source]) -> Result<Policy, PolicyErrors> {
+    fn finish(mut self, sources: &[Source], fs: &dyn Files) -> Result<Policy, PolicyErrors> {
         let mut policy = Policy::default();
         self.compile_apps(&mut policy);
         if !self.role_index.contains_key(PRESET_MCP_USER) {
@@ -283,7 +325,7 @@ impl Loader {
         std::mem::take(&mut self.users).move_into(&mut policy);
         policy.role_names = self.roles.iter().map(|r| r.name.clone()).collect();
         policy.role_defs = std::mem::take(&mut self.roles).into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect();
-        let mut texts = Texts { sources, files: &self.files, read: HashMap::new() };
+        let mut texts = Texts { sources, files: &self.files, fs, read: HashMap::new() };
         let errors = texts.resolve(std::mem::take(&mut self.errors));
         if !errors.is_empty() {
             return Err(PolicyErrors(errors));
@@ -297,6 +339,7 @@ impl Loader {
 struct Texts<'a> {
     sources: &'a [Source],
     files: &'a [Arc<str>],
+    fs: &'a dyn Files,
     read: HashMap<u32, Option<Documents>>,
 }
 
@@ -321,7 +364,7 @@ impl Texts<'_> {
     }
 
     fn documents(&mut self, file: u32) -> Option<&Documents> {
-        let (sources, files) = (self.sources, self.files);
+        let (sources, files, fs) = (self.sources, self.files, self.fs);
         self.read
             .entry(file)
             .or_insert_with(|| {
@@ -330,7 +373,7 @@ impl Texts<'_> {
                     Source::Inline { name: n, text } if **n == **name => Some(text.clone()),
                     _ => None,
                 });
-                inline.or_else(|| std::fs::read_to_string(&**name).ok()).map(Documents::new)
+                inline.or_else(|| fs.read(Path::new(&**name)).ok()).map(Documents::new)
             })
             .as_ref()
     }
@@ -372,29 +415,6 @@ impl DocKind {
     }
 }
 
-fn files_in(path: &Path) -> std::io::Result<Vec<PathBuf>> {
-    if !std::fs::metadata(path)?.is_dir() {
-        return Ok(vec![path.to_owned()]);
-    }
-    let mut out = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') {
-            continue;
-        }
-        let p = entry.path();
-        if std::fs::metadata(&p)?.is_dir() {
-            out.extend(files_in(&p)?);
-        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
-            out.push(p);
-        }
-    }
-    Ok(out)
-}
-
 /// Helpers for the tests of this module and its submodules.
 #[cfg(test)]
 mod test_support {
@@ -412,7 +432,6 @@ mod test_support {
 #[cfg(test)]
 mod tests {
     use super::test_support::{errors, load};
-    use super::*;
     use crate::policy::ValuePart;
 
     const SEED_APP_SERVICE: &str = r#"app_service:
@@ -557,28 +576,8 @@ spec:
     }
 
     #[test]
-    fn a_file_listed_twice_is_read_once_with_a_warning() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("a.yaml");
-        std::fs::write(&file, "kind: app\nmetadata: {name: a}\nspec: {uri: 'https://h'}\n").expect("write");
-        let p = Policy::load(&[Source::Path(file), Source::Path(dir.path().to_owned())]).expect("read once");
-        assert_eq!(p.apps().len(), 1);
-        assert!(p.warnings().iter().any(|w| w.to_string().contains("listed more than once")));
-    }
-
-    #[test]
     fn all_errors_are_reported_not_just_the_first() {
         let e = errors("kind: user\nmetadata: {name: u}\nspec: {roles: [a, b]}\n");
         assert_eq!(e.lines().count(), 2, "{e}");
-    }
-
-    #[test]
-    fn directory_sources_skip_hidden_entries() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("a.yaml"), SEED_ROLE).expect("write");
-        std::fs::create_dir(dir.path().join("..data")).expect("mkdir");
-        std::fs::write(dir.path().join("..data/a.yaml"), SEED_ROLE).expect("write");
-        std::fs::write(dir.path().join("notes.txt"), "not yaml").expect("write");
-        Policy::load(&[Source::Path(dir.path().to_owned())]).expect("hidden copies are not loaded twice");
     }
 }

@@ -144,13 +144,13 @@ pub fn subscriptions(body: &str) -> Result<Vec<Cow<'_, str>>, SubscriptionsError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extproc::filter::ListKind;
+    use crate::decision::ListKind;
     use crate::mcp::{Body, governed, jsonrpc};
     use crate::policy::Governed;
 
     /// docs/mcp-methods.md's table: method, sent as, versions, governed as.
     fn doc_rows() -> Vec<(String, String, String, String)> {
-        let doc = include_str!("../../docs/mcp-methods.md");
+        let doc = include_str!("../../../../docs/mcp-methods.md");
         let table = doc.split("<!-- methods table -->").nth(1).expect("the table marker");
         table
             .lines()

@@ -6,8 +6,8 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mcp_warden::headers::Headers;
-use mcp_warden::mcp::{HttpRequest, Inspection, Limits, inspect};
+use warden_core::headers::Headers;
+use warden_core::mcp::{HttpRequest, Inspection, Limits, inspect};
 
 fn inspect_tools_call(c: &mut Criterion) {
     let limits = Limits::default();

@@ -17,8 +17,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use mcp_warden::policy::pattern::NameSet;
 use regex::Regex;
+use warden_core::policy::pattern::NameSet;
 
 #[path = "fuzz/rng.rs"]
 mod rng;

@@ -20,12 +20,10 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use mcp_warden::extproc::filter::ListKind::{
-    self, Batch, Prompts, ResourceTemplates, Resources, Search, Stream, Tools,
-};
-use mcp_warden::extproc::filter::{FilterError, Filtered, View, filter_payload};
-use mcp_warden::policy::{Policy, Source};
 use serde_json::value::RawValue;
+use warden_core::decision::ListKind::{self, Batch, Prompts, ResourceTemplates, Resources, Search, Stream, Tools};
+use warden_core::listfilter::{FilterError, Filtered, View, filter_payload};
+use warden_core::policy::{Policy, Source};
 
 #[path = "fuzz/json.rs"]
 mod json;

@@ -28,53 +28,9 @@ use serde_json::value::RawValue;
 
 use crate::mcp::jsonrpc::folds_to;
 
-use crate::authz::{AGENTCORE_SEARCH_TOOL, BATCH_ALLOWED, STREAM_ALLOWED};
+use crate::decision::ListKind;
 use crate::policy::engine::{Governed, check_name};
 use crate::policy::{App, User};
-
-/// Which list a response carries, as the ext_authz decision named the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListKind {
-    Tools,
-    Prompts,
-    Resources,
-    ResourceTemplates,
-    /// A `tools/call` of AgentCore's semantic search tool.
-    Search,
-    /// A batch with at least one list call: every response in it is filtered by shape.
-    Batch,
-    /// A GET stream: it may replay any earlier answer, so every response on it is filtered
-    /// by shape, as in a batch.
-    Stream,
-}
-
-impl ListKind {
-    /// The list a decision's metadata names, or `None` for a call that lists nothing.
-    pub fn from_decision(mcp_method: Option<&str>, tool: Option<&str>, reason: Option<&str>) -> Option<ListKind> {
-        match mcp_method {
-            Some("tools/list") => Some(ListKind::Tools),
-            Some("prompts/list") => Some(ListKind::Prompts),
-            Some("resources/list") => Some(ListKind::Resources),
-            Some("resources/templates/list") => Some(ListKind::ResourceTemplates),
-            Some("tools/call") if tool == Some(AGENTCORE_SEARCH_TOOL) => Some(ListKind::Search),
-            None if reason == Some(BATCH_ALLOWED) => Some(ListKind::Batch),
-            None if reason == Some(STREAM_ALLOWED) => Some(ListKind::Stream),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ListKind::Tools => "tools/list",
-            ListKind::Prompts => "prompts/list",
-            ListKind::Resources => "resources/list",
-            ListKind::ResourceTemplates => "resources/templates/list",
-            ListKind::Search => "search",
-            ListKind::Batch => "batch",
-            ListKind::Stream => "stream",
-        }
-    }
-}
 
 /// Who is looking: one user on one app.
 #[derive(Debug, Clone, Copy)]
@@ -784,19 +740,5 @@ spec: {roles: [mcp-user]}
         let body = format!("[{TOOLS_LIST}]");
         let v = rewritten(filter("bob", ListKind::Tools, Some("1"), &body));
         assert_eq!(v[0]["result"]["tools"].as_array().expect("tools").len(), 2);
-    }
-
-    #[test]
-    fn list_kinds_come_from_the_decision() {
-        assert_eq!(ListKind::from_decision(Some("tools/list"), None, None), Some(ListKind::Tools));
-        assert_eq!(
-            ListKind::from_decision(Some("tools/call"), Some(AGENTCORE_SEARCH_TOOL), None),
-            Some(ListKind::Search)
-        );
-        assert_eq!(ListKind::from_decision(Some("tools/call"), Some("get_weather"), None), None);
-        assert_eq!(ListKind::from_decision(None, None, Some("batch_allowed")), Some(ListKind::Batch));
-        assert_eq!(ListKind::from_decision(Some("ping"), None, Some("batch_allowed")), None);
-        assert_eq!(ListKind::from_decision(None, None, Some("sse_stream")), Some(ListKind::Stream));
-        assert_eq!(ListKind::from_decision(None, None, Some("session_end")), None);
     }
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 pub use engine::{Decision, Governed, Reason};
 use load::RoleDef;
-pub use load::{PolicyError, PolicyErrors, Source};
+pub use load::{Files, NoFiles, PolicyError, PolicyErrors, Source};
 use pattern::{NameSet, TraitNamespace};
 
 /// User traits: name → values (Teleport's `traits`).
@@ -279,6 +279,13 @@ impl Policy {
         load::build_user(name.into(), roles, Arc::new(traits), TraitSource::IdentityProvider, role, &mut shared)
             .map_err(|errors| errors.into_iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))
     }
+}
+
+/// How a user's `api_keys` entry names a key: `sha256:` and the hex SHA-256 of its text.
+pub fn api_key_digest(key: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
+    let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 /// An API key's SHA-256 digest, split for lookup by its first half.

@@ -11,10 +11,10 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use mcp_warden::headers::Headers;
-use mcp_warden::mcp::{self, Body, HttpRequest, Inspection, Limits};
-use mcp_warden::policy::engine::{check_app, check_name};
-use mcp_warden::policy::{App, Governed, Policy, User};
+use warden_core::headers::Headers;
+use warden_core::mcp::{self, Body, HttpRequest, Inspection, Limits};
+use warden_core::policy::engine::{check_app, check_name};
+use warden_core::policy::{App, Governed, Policy, User};
 
 use common::UserSpec;
 

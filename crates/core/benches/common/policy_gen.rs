@@ -107,7 +107,7 @@ pub(crate) fn policy_yaml(upstream_uri: &str, roles: usize, users: &[UserSpec]) 
             y,
             "]\n  traits:\n    team: [team-{}]\n  api_keys:\n  - \"{}\"\n",
             u.name.len() % 7,
-            mcp_warden::cli::hash_key(&u.key)
+            warden_core::policy::api_key_digest(&u.key)
         );
     }
     y
