@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::reply::Reply;
 use crate::token::TokenSettings;
 use warden_core::bounds::Bounds;
-use warden_core::decision::{AGENTCORE_SEARCH_TOOL, BATCH_ALLOWED, SESSION_END, STREAM_ALLOWED};
+use warden_core::decision::{AGENTCORE_SEARCH_TOOL, BATCH_ALLOWED, DecisionMetadata, SESSION_END, STREAM_ALLOWED};
 use warden_core::headers::Headers;
 use warden_core::mcp::{self, Body, Inspection, Limits, Message, Rejection};
 use warden_core::policy::condition::Vars;
@@ -215,10 +215,10 @@ impl Warden {
         if let Some(cached) = audit.token_cached {
             self.metrics.token(cached);
         }
-        let mut fingerprint = String::new();
         let allowed = reply.is_allow();
-        let metadata = audit.metadata(allowed, self.settings.envoy_metadata, &mut fingerprint);
-        let delivery = deliver(reply.encode(&metadata));
+        let metadata = audit.metadata(allowed, self.settings.envoy_metadata);
+        let fields = metadata.as_ref().map(DecisionMetadata::fields);
+        let delivery = deliver(reply.encode(fields.as_deref().unwrap_or_default()));
         if let Some(why) = delivery.code() {
             self.metrics.undelivered(why);
         }
@@ -247,7 +247,7 @@ impl Warden {
     fn refuse(&self, started: Instant, status: u16, code: i32, reason: &'static str, message: &str) -> Vec<u8> {
         self.audit_event("request.denied", reason, None);
         self.metrics.check(false, reason, started.elapsed());
-        Reply::error(status, None, code, message).encode(&[("decision", "deny")])
+        Reply::error(status, None, code, message).encode(&DecisionMetadata::new(false, reason).fields())
     }
 
     fn decide<'s>(&self, snap: &'s Snapshot, ctx: &Context<'s>, audit: &mut AuditInfo<'s>) -> Reply
