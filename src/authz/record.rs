@@ -3,17 +3,18 @@
 //! Every client-supplied value is held as recorded: cut to the configured [`Bounds`].
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use serde_json::value::RawValue;
 
-use super::{Context, Delivery};
+use super::{Context, Delivery, Named};
 use crate::audit::{self, Audit, Event};
 use crate::config::EnvoyMetadata;
 use warden_core::bounds::Bounds;
 use warden_core::decision::ListKind;
-use warden_core::mcp::{self, Message, Rejection};
+use warden_core::mcp::Rejection;
 use warden_core::policy::engine::{Shadow, ShadowOutcome};
 use warden_core::policy::rate::Rate;
 use warden_core::policy::{App, Decision, User};
@@ -31,6 +32,8 @@ pub(super) struct AuditInfo<'a> {
     pub(super) session_id: Option<Cow<'a, str>>,
     pub(super) user: Option<AuditUser>,
     pub(super) fingerprint: Option<u64>,
+    /// `fingerprint` in hex, written once the metadata asks for it.
+    fingerprint_hex: OnceCell<String>,
     pub(super) app: Option<&'a App>,
     pub(super) mcp_method: Option<Cow<'a, str>>,
     pub(super) jsonrpc_id: Option<Cow<'a, RawValue>>,
@@ -61,6 +64,7 @@ impl<'a> AuditInfo<'a> {
             session_id: ctx.session_id.map(|s| bounds.value(s)),
             user: None,
             fingerprint: None,
+            fingerprint_hex: OnceCell::new(),
             app: None,
             mcp_method: None,
             jsonrpc_id: None,
@@ -82,13 +86,15 @@ impl<'a> AuditInfo<'a> {
         self.fingerprint = Some(user.fingerprint);
     }
 
-    pub(super) fn set_message(&mut self, msg: &Message<'a>) {
+    /// What `named` asks, by its governed name as read once by the check.
+    pub(super) fn set_message(&mut self, named: &Named<'_, 'a>) {
+        let msg = named.msg;
         self.mcp_method = msg.method.as_ref().map(|m| match m {
             Cow::Borrowed(m) => self.bounds.value(m),
             Cow::Owned(m) => Cow::Owned(self.bounds.value(m).into_owned()),
         });
         self.jsonrpc_id = msg.id.map(|id| self.bounds.id(id));
-        if let Ok(Some(g)) = mcp::governed(msg) {
+        if let Ok(Some(g)) = named.name {
             self.name = Some((g.kind(), self.bounds.name(g).into_owned()));
         }
     }
@@ -108,7 +114,7 @@ impl<'a> AuditInfo<'a> {
 
     /// One `shadow_decision` event per rule in `mode: audit` that named `msg`: what it would
     /// have decided (`decision`, `reason`), never what was decided. Written when decided.
-    pub(super) fn write_shadows(&self, sink: &Audit, msg: &Message<'a>, shadows: &[Shadow<'_>]) {
+    pub(super) fn write_shadows(&self, sink: &Audit, msg: &Named<'_, 'a>, shadows: &[Shadow<'_>]) {
         for s in shadows {
             let mut one = self.copy_for_event("shadow_decision");
             one.set_message(msg);
@@ -123,7 +129,7 @@ impl<'a> AuditInfo<'a> {
     /// Batch elements are audited one by one, in order, when the check is.
     pub(super) fn batch_element(
         &mut self,
-        msg: &Message<'a>,
+        msg: &Named<'_, 'a>,
         outcome: &Result<Decision<'_>, Rejection<'_>>,
         batch_denied: bool,
     ) {
@@ -157,6 +163,7 @@ impl<'a> AuditInfo<'a> {
             session_id: self.session_id.clone(),
             user: self.user.clone(),
             fingerprint: self.fingerprint,
+            fingerprint_hex: OnceCell::new(),
             app: self.app,
             mcp_method: None,
             jsonrpc_id: None,
@@ -188,13 +195,8 @@ impl<'a> AuditInfo<'a> {
     /// filter's inputs (fingerprint, JSON-RPC id, version, session) are sent only when the
     /// answer goes through it: Envoy parses and stores every field of every check.
     /// With `EnvoyMetadata::ListFilter` an allowed check the list filter does not read
-    /// carries none. `fingerprint` is scratch space for the hex fingerprint.
-    pub(super) fn metadata<'s>(
-        &'s self,
-        allowed: bool,
-        mode: EnvoyMetadata,
-        fingerprint: &'s mut String,
-    ) -> Vec<(&'static str, &'s str)> {
+    /// carries none.
+    pub(super) fn metadata(&self, allowed: bool, mode: EnvoyMetadata) -> Vec<(&'static str, &str)> {
         // Everything Envoy's matcher sends through the list filter needs the filter's inputs
         // (an allowed batch with no list call in it too: its answers pass by shape).
         let filtered = allowed && self.read_by_list_filter();
@@ -203,7 +205,7 @@ impl<'a> AuditInfo<'a> {
         if allowed && !filtered && !limited && mode == EnvoyMetadata::ListFilter {
             return Vec::new();
         }
-        let mut fields: Vec<(&'static str, &'s str)> = Vec::with_capacity(10);
+        let mut fields: Vec<(&'static str, &str)> = Vec::with_capacity(10);
         fields.push(("decision", if allowed { "allow" } else { "deny" }));
         fields.push(("reason", self.reason));
         if let Some((user, _)) = &self.user {
@@ -227,8 +229,7 @@ impl<'a> AuditInfo<'a> {
         }
         if filtered {
             if let Some(f) = self.fingerprint {
-                *fingerprint = format!("{f:016x}");
-                fields.push(("user_fingerprint", fingerprint.as_str()));
+                fields.push(("user_fingerprint", self.fingerprint_hex.get_or_init(|| format!("{f:016x}"))));
             }
             if let Some(v) = self.protocol_version {
                 fields.push(("protocol_version", v));

@@ -21,12 +21,14 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::authz::Warden;
-use crate::coalesce::Coalesced;
+use crate::state::Warden;
+use coalesce::Coalesced;
 
 mod bridge;
 mod check;
+mod coalesce;
 mod listen;
+pub mod reflection;
 
 pub use check::{CHECK_PATH, max_check_message};
 use listen::Accepted;

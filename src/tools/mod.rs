@@ -18,11 +18,12 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::authn::{AuthError, UserRef};
-use crate::authz::Snapshot;
+use crate::authn::AuthError;
 use crate::config::Config;
+use crate::identities::UserRef;
 use crate::jwt::Verifier;
 use crate::jwt::jwks::KeyCache;
+use crate::state::Snapshot;
 use warden_core::policy::{App, Policy, Traits};
 
 /// Exit code of a command that could not do what it was asked (bad usage, a config that does
