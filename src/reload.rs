@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime};
 use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
-use crate::authz::Warden;
 use crate::config::Config;
 use crate::keyring::{KeyDir, Seen};
+use crate::state::Warden;
 use warden_core::policy::{PolicyError, Source};
 
 /// Quiet time after the last file event before a reload starts.

@@ -13,12 +13,13 @@ use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::Ex
 use tokio::net::TcpListener;
 
 use crate::audit::Audit;
-use crate::authz::{SERVICE_NAME, Settings, Warden};
+use crate::authz::SERVICE_NAME;
 use crate::config::Config;
 use crate::extproc::ListFilterService;
 use crate::jwt::{JwtConfig, Verifier, jwks};
 use crate::keyring::{KeyRing, KeyStart};
 use crate::keys;
+use crate::state::{Settings, Warden};
 use crate::token::TokenSettings;
 use warden_core::policy::Policy;
 
@@ -99,8 +100,9 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving).await;
     health_reporter.set_serving::<ExternalProcessorServer<ListFilterService>>().await;
-    let reflection = crate::reflection::service().map_err(|e| StartError::Reflection(e.to_string()))?;
-    let reflection_alpha = crate::reflection::service_v1alpha().map_err(|e| StartError::Reflection(e.to_string()))?;
+    let reflection = crate::grpc::reflection::service().map_err(|e| StartError::Reflection(e.to_string()))?;
+    let reflection_alpha =
+        crate::grpc::reflection::service_v1alpha().map_err(|e| StartError::Reflection(e.to_string()))?;
     let routes = tonic::service::Routes::new(
         ExternalProcessorServer::new(ListFilterService::new(warden.clone(), config.list_filter))
             .max_decoding_message_size(config.list_filter.max_event_bytes + ENVOY_CHUNK_SLACK),

@@ -8,12 +8,12 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::value::RawValue;
 
-use super::{Context, Delivery};
+use super::{Context, Delivery, Named};
 use crate::audit::{self, Audit, Event};
 use crate::config::EnvoyMetadata;
 use warden_core::bounds::Bounds;
 use warden_core::decision::{DecisionMetadata, Fingerprint};
-use warden_core::mcp::{self, Message, Rejection};
+use warden_core::mcp::Rejection;
 use warden_core::policy::engine::{Shadow, ShadowOutcome};
 use warden_core::policy::rate::Rate;
 use warden_core::policy::{App, Decision, User};
@@ -82,13 +82,15 @@ impl<'a> AuditInfo<'a> {
         self.fingerprint = Some(user.fingerprint);
     }
 
-    pub(super) fn set_message(&mut self, msg: &Message<'a>) {
+    /// What `named` asks, by its governed name as read once by the check.
+    pub(super) fn set_message(&mut self, named: &Named<'_, 'a>) {
+        let msg = named.msg;
         self.mcp_method = msg.method.as_ref().map(|m| match m {
             Cow::Borrowed(m) => self.bounds.value(m),
             Cow::Owned(m) => Cow::Owned(self.bounds.value(m).into_owned()),
         });
         self.jsonrpc_id = msg.id.map(|id| self.bounds.id(id));
-        if let Ok(Some(g)) = mcp::governed(msg) {
+        if let Ok(Some(g)) = named.name {
             self.name = Some((g.kind(), self.bounds.name(g).into_owned()));
         }
     }
@@ -108,7 +110,7 @@ impl<'a> AuditInfo<'a> {
 
     /// One `shadow_decision` event per rule in `mode: audit` that named `msg`: what it would
     /// have decided (`decision`, `reason`), never what was decided. Written when decided.
-    pub(super) fn write_shadows(&self, sink: &Audit, msg: &Message<'a>, shadows: &[Shadow<'_>]) {
+    pub(super) fn write_shadows(&self, sink: &Audit, msg: &Named<'_, 'a>, shadows: &[Shadow<'_>]) {
         for s in shadows {
             let mut one = self.copy_for_event("shadow_decision");
             one.set_message(msg);
@@ -123,7 +125,7 @@ impl<'a> AuditInfo<'a> {
     /// Batch elements are audited one by one, in order, when the check is.
     pub(super) fn batch_element(
         &mut self,
-        msg: &Message<'a>,
+        msg: &Named<'_, 'a>,
         outcome: &Result<Decision<'_>, Rejection<'_>>,
         batch_denied: bool,
     ) {

@@ -45,10 +45,10 @@ use envoy_types::pb::google::protobuf::value::Kind;
 use serde_json::value::RawValue;
 use tonic::codegen::tokio_stream::Stream;
 
-use crate::authn::UserRef;
-use crate::authz::{Snapshot, Warden};
+use crate::authz::reply;
 use crate::config::{ListFilterSettings, OnUnparseable};
-use crate::reply;
+use crate::identities::UserRef;
+use crate::state::{Snapshot, Warden};
 use media::Framing;
 use sse::Reframer;
 use warden_core::decision::{self, DecisionMetadata, ListKind, key};

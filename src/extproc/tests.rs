@@ -14,10 +14,10 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
 
 use super::*;
 use crate::audit::Audit;
-use crate::authz::Settings;
 use crate::config::AuthMethod;
 use crate::keyring::KeyRing;
 use crate::keys::SigningKey;
+use crate::state::Settings;
 use crate::token::TokenSettings;
 use warden_core::decision::STREAM_ALLOWED;
 use warden_core::mcp::Limits;

@@ -1313,10 +1313,10 @@ mod check_tests {
 
     use super::testkit;
     use crate::audit::Audit;
-    use crate::authz::{Settings, Warden};
     use crate::config::AuthMethod;
     use crate::keyring::KeyRing;
     use crate::keys::SigningKey;
+    use crate::state::{Settings, Warden};
     use crate::token::TokenSettings;
     use warden_core::mcp::Limits;
     use warden_core::policy::{Policy, Source};

@@ -15,7 +15,8 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use super::{ConfigArg, Identity, IdentityArgs, Loaded, Output, Unresolved, fail, print_json};
-use crate::authz::{Call, Single, Warden};
+use crate::authz::{Call, Named, Single};
+use crate::state::Warden;
 use warden_core::bounds::Bounds;
 use warden_core::headers::Headers;
 use warden_core::mcp::{self, Body, Inspection, Limits};
@@ -235,15 +236,16 @@ pub fn evaluate(limits: &Limits, bounds: &Bounds, user: &User, app: &App, body: 
     };
     let batch = matches!(parsed, Body::Batch(_));
     for (i, m) in msgs.iter().enumerate() {
-        let subject = match mcp::governed(m) {
+        let m = Named::of(m);
+        let subject = match m.name {
             Ok(Some(g)) => format!("{} '{}'", g.kind(), g.name()),
-            _ => m.method.as_deref().map_or("a response".to_owned(), |n| format!("method '{n}'")),
+            _ => m.msg.method.as_deref().map_or("a response".to_owned(), |n| format!("method '{n}'")),
         };
         let call = Call { body: (body, batch.then_some(i)), version: None };
         let mut single = Single { body, denied_uri: None };
         let single = (!batch).then_some(&mut single);
         let mut shadows = Vec::new();
-        let verdict = match Warden::check_message(bounds, user, app, m, &call, single, &mut shadows) {
+        let verdict = match Warden::check_message(bounds, user, app, &m, &call, single, &mut shadows) {
             Ok(d) => Verdict::of(subject.clone(), d),
             Err(r) => Verdict::refused("request", r.reason, &r.message),
         };

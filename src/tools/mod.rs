@@ -1,4 +1,4 @@
-//! Operator tools: `explain`, `test`, `ls`, `client-config` and `completions`.
+//! Operator tools: `explain`, `test`, `ls` and `client-config`.
 //!
 //! Owns what these commands share: loading a service config and its policy (`--config`, or
 //! `MCP_WARDEN_CONFIG`, else the embedded demo default, as `serve` does), naming an identity
@@ -18,11 +18,12 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::authn::{AuthError, UserRef};
-use crate::authz::Snapshot;
+use crate::authn::AuthError;
 use crate::config::Config;
+use crate::identities::UserRef;
 use crate::jwt::Verifier;
 use crate::jwt::jwks::KeyCache;
+use crate::state::Snapshot;
 use warden_core::policy::{App, Policy, Traits};
 
 /// Exit code of a command that could not do what it was asked (bad usage, a config that does
@@ -203,45 +204,4 @@ pub fn fail(output: Output, message: &str) -> ExitCode {
 /// Prints a JSON value on one line.
 pub fn print_json(value: &Value) {
     println!("{value}");
-}
-
-/// `mcp-warden completions SHELL`: the completion script for the whole command line.
-pub fn completions(shell: clap_complete::Shell) -> ExitCode {
-    use clap::CommandFactory as _;
-    let mut command = crate::cli::Cli::command();
-    clap_complete::generate(shell, &mut command, "mcp-warden", &mut std::io::stdout());
-    ExitCode::SUCCESS
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory as _;
-
-    /// Every subcommand and every argument of the whole command line, with its path.
-    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
-        if cmd.get_about().is_none() {
-            out.push(format!("{path}: no about"));
-        }
-        for arg in cmd.get_arguments() {
-            let id = arg.get_id().as_str();
-            if !matches!(id, "help" | "version") && arg.get_help().is_none() {
-                out.push(format!("{path} {id}: no help"));
-            }
-        }
-        for sub in cmd.get_subcommands() {
-            walk(sub, &format!("{path} {}", sub.get_name()), out);
-        }
-    }
-
-    #[test]
-    fn every_subcommand_and_flag_has_help_text() {
-        let mut missing = Vec::new();
-        walk(&crate::cli::Cli::command(), "mcp-warden", &mut missing);
-        assert!(missing.is_empty(), "{missing:#?}");
-    }
-
-    #[test]
-    fn the_command_line_is_consistent() {
-        crate::cli::Cli::command().debug_assert();
-    }
 }
