@@ -147,7 +147,7 @@ impl Target {
         let Some(kind) = decision.list_kind() else {
             return Ok(None);
         };
-        let missing = |key| MetadataError::Unreadable(decision::MetadataError::Missing(key));
+        let missing = |name| MetadataError::Unreadable(decision::MetadataError::Missing(name));
         let user = decision.user.ok_or(missing(key::USER))?;
         let fingerprint = decision.user_fingerprint.ok_or(missing(key::USER_FINGERPRINT))?.value();
         let app = decision.app.ok_or(missing(key::APP))?;
