@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::jwt::{ClaimMapping, DEFAULT_ALGORITHMS, JwtConfig, KeySource};
+use crate::identity::idp::{ClaimMapping, DEFAULT_ALGORITHMS, JwtConfig, KeySource};
 use crate::keyring::KeyDir;
 use warden_core::bounds::Bounds;
 use warden_core::located::{Loc, locate};
@@ -499,7 +499,9 @@ fn bounds(raw: &RawInspection, invalid: &impl Fn(&'static str, String) -> Config
 /// Validates `authentication.jwt`; every error names its field.
 fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError) -> Result<JwtConfig, ConfigError> {
     const F: &str = "authentication.jwt";
-    let url = |field: &'static str, u: &str| crate::jwt::check_fetch_url(u).map_err(|e| invalid(field, e.to_string()));
+    let url = |field: &'static str, u: &str| {
+        crate::identity::idp::check_fetch_url(u).map_err(|e| invalid(field, e.to_string()))
+    };
     let dur = |field: &'static str, v: Option<String>, default: Duration| -> Result<Duration, ConfigError> {
         v.map_or(Ok(default), |s| parse_duration(&s).map_err(|m| invalid(field, m)))
     };
@@ -541,7 +543,7 @@ fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError
         Some(names) => {
             let mut algs = Vec::new();
             for name in &names {
-                let alg = crate::jwt::parse_algorithm(name)
+                let alg = crate::identity::idp::parse_algorithm(name)
                     .map_err(|e| invalid("authentication.jwt.algorithms", e.to_string()))?;
                 if !algs.contains(&alg) {
                     algs.push(alg);
@@ -582,7 +584,7 @@ fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError
         }
         claims_to_roles.push(ClaimMapping { claim: m.claim, value: m.value, roles: m.roles });
     }
-    crate::jwt::RoleMapping::compile(&claims_to_roles)
+    crate::identity::idp::RoleMapping::compile(&claims_to_roles)
         .map_err(|e| invalid("authentication.jwt.claims_to_roles", e.to_string()))?;
     let refresh_interval =
         dur("authentication.jwt.jwks_refresh_interval", raw.jwks_refresh_interval, Duration::from_secs(300))?;
@@ -598,7 +600,7 @@ fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError
         ));
     }
     if let Some(u) = &raw.resource_metadata_url {
-        crate::jwt::resource_origin(u)
+        crate::identity::idp::resource_origin(u)
             .map_err(|e| invalid("authentication.jwt.resource_metadata_url", e.to_string()))?;
     }
     Ok(JwtConfig {
@@ -743,7 +745,7 @@ mod tests {
         let j = c.jwt.expect("jwt");
         assert_eq!(j.issuer, "http://127.0.0.1:5556/", "the issuer is kept byte for byte");
         assert_eq!(j.keys, KeySource::Jwks("http://127.0.0.1:5556/jwks".into()));
-        assert_eq!(j.algorithms, [crate::jwt::Algorithm::ES256, crate::jwt::Algorithm::PS256]);
+        assert_eq!(j.algorithms, [crate::identity::idp::Algorithm::ES256, crate::identity::idp::Algorithm::PS256]);
         assert_eq!(j.traits, [("groups".to_owned(), "groups".to_owned()), ("tenant".to_owned(), "tid".to_owned())]);
         assert_eq!(j.claims_to_roles[0].roles, ["mcp-user"]);
         assert_eq!(j.scopes_supported, ["mcp"]);

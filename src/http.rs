@@ -22,7 +22,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::authz::Warden;
-use crate::jwt::{RESOURCE_METADATA_PATH, Verifier};
+use crate::identity::idp::{RESOURCE_METADATA_PATH, Verifier};
 
 #[derive(Debug, Clone)]
 struct AppState {

@@ -16,7 +16,7 @@ use crate::audit::Audit;
 use crate::authz::{SERVICE_NAME, Settings, Warden};
 use crate::config::Config;
 use crate::extproc::ListFilterService;
-use crate::jwt::{JwtConfig, Verifier, jwks};
+use crate::identity::idp::{JwtConfig, Verifier, jwks};
 use crate::keyring::{KeyRing, KeyStart};
 use crate::keys;
 use crate::token::TokenSettings;
@@ -187,7 +187,7 @@ fn spawn_key_watch(warden: Arc<Warden>) {
 /// start-up error (after a reload it becomes a per-request denial).
 pub(crate) fn jwt_verifier(config: &JwtConfig, issuer: &str, policy: &Policy) -> Result<Arc<Verifier>, StartError> {
     let verifier = Verifier::new(config.clone(), Arc::default(), issuer).map_err(|e| StartError::Jwt(e.to_string()))?;
-    crate::jwt::check_mapped_roles(config, policy).map_err(StartError::Jwt)?;
+    crate::identity::idp::check_mapped_roles(config, policy).map_err(StartError::Jwt)?;
     Ok(Arc::new(verifier))
 }
 

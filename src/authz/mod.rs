@@ -16,8 +16,8 @@ use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use prost::Message as _;
 
 use crate::audit::{Audit, Event};
-use crate::authn;
 use crate::config::{AuthMethod, EnvoyMetadata};
+use crate::identity::authn;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
 use crate::reply::Reply;
@@ -97,7 +97,7 @@ pub struct Warden {
     audit: Audit,
     pub metrics: Metrics,
     /// The `jwt` authentication method, when configured.
-    jwt: Option<Arc<crate::jwt::Verifier>>,
+    jwt: Option<Arc<crate::identity::idp::Verifier>>,
 }
 
 /// Headers a client may never smuggle upstream: they carry credentials, or claim a decision
@@ -128,14 +128,14 @@ impl Warden {
     }
 
     /// Enables the `jwt` authentication method with this verifier.
-    pub fn with_jwt(mut self, verifier: Arc<crate::jwt::Verifier>) -> Self {
+    pub fn with_jwt(mut self, verifier: Arc<crate::identity::idp::Verifier>) -> Self {
         self.jwt = Some(verifier);
         self
     }
 
     /// The `jwt` method's verifier, when configured (the HTTP endpoint serves its RFC 9728
     /// metadata).
-    pub fn jwt(&self) -> Option<&Arc<crate::jwt::Verifier>> {
+    pub fn jwt(&self) -> Option<&Arc<crate::identity::idp::Verifier>> {
         self.jwt.as_ref()
     }
 

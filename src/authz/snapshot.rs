@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::authn::UserRef;
+use crate::identity::authn::UserRef;
 use crate::token::TokenCache;
 use warden_core::policy::{Policy, Traits, User, fingerprint};
 

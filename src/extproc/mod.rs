@@ -44,9 +44,9 @@ use envoy_types::pb::google::protobuf::value::Kind;
 use serde_json::value::RawValue;
 use tonic::codegen::tokio_stream::Stream;
 
-use crate::authn::UserRef;
 use crate::authz::{Snapshot, Warden};
 use crate::config::{ListFilterSettings, OnUnparseable};
+use crate::identity::authn::UserRef;
 use crate::reply;
 use media::Framing;
 use sse::Reframer;

@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::authn::{AuthError, UserRef};
 use crate::authz::Snapshot;
 use crate::config::Config;
-use crate::jwt::Verifier;
-use crate::jwt::jwks::KeyCache;
+use crate::identity::authn::{AuthError, UserRef};
+use crate::identity::idp::Verifier;
+use crate::identity::idp::jwks::KeyCache;
 use warden_core::policy::{App, Policy, Traits};
 
 /// Exit code of a command that could not do what it was asked (bad usage, a config that does
@@ -135,7 +135,8 @@ impl Loaded {
             None => None,
             Some(jwt) => {
                 let at = path.map_or_else(|| "(embedded default)".to_owned(), |p| p.display().to_string());
-                crate::jwt::check_mapped_roles(jwt, &policy).map_err(|e| format!("{at}: authentication.jwt: {e}"))?;
+                crate::identity::idp::check_mapped_roles(jwt, &policy)
+                    .map_err(|e| format!("{at}: authentication.jwt: {e}"))?;
                 // Only the claims mapping is used: no key is fetched and no token verified. The
                 // issuer only names the resource metadata, which is never served here.
                 let issuer = config.issuer.as_deref().unwrap_or("http://127.0.0.1");

@@ -648,7 +648,7 @@ fn decode_header(token: &str) -> Result<Header, Rejected> {
 }
 
 /// Real keys and real signatures for tests (aws-lc-rs), shared by this module and
-/// [`crate::authn`]'s tests.
+/// [`crate::identity::authn`]'s tests.
 #[cfg(test)]
 pub(crate) mod testkit {
     use std::sync::{Arc, OnceLock};
