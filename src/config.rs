@@ -343,16 +343,17 @@ impl Config {
             let p = Path::new(p);
             if p.is_absolute() { p.to_owned() } else { base.join(p) }
         };
-        let issuer = raw.issuer.map(|i| normalize_issuer(&i).map_err(|m| invalid("issuer", m))).transpose()?;
+        let issuer =
+            raw.issuer.map(|i| normalize_issuer(&i).map_err(|m| invalid("issuer", m.to_string()))).transpose()?;
         let token_lifetime = match raw.token.lifetime {
             None => Duration::from_secs(300),
-            Some(s) => parse_duration(&s).map_err(|m| invalid("token.lifetime", m))?,
+            Some(s) => parse_duration(&s).map_err(|m| invalid("token.lifetime", m.to_string()))?,
         };
         if token_lifetime < Duration::from_secs(30) || token_lifetime > MAX_LIFETIME {
             return Err(invalid("token.lifetime", "must be between 30s and 10m".into()));
         }
         let dur = |field: &'static str, v: Option<String>, default: Duration| -> Result<Duration, ConfigError> {
-            v.map_or(Ok(default), |s| parse_duration(&s).map_err(|m| invalid(field, m)))
+            v.map_or(Ok(default), |s| parse_duration(&s).map_err(|m| invalid(field, m.to_string())))
         };
         let jwks_max_age = dur("keys.jwks_max_age", raw.keys.jwks_max_age, Duration::from_secs(300))?;
         let propagation =
@@ -503,7 +504,7 @@ fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError
         crate::identity::idp::check_fetch_url(u).map_err(|e| invalid(field, e.to_string()))
     };
     let dur = |field: &'static str, v: Option<String>, default: Duration| -> Result<Duration, ConfigError> {
-        v.map_or(Ok(default), |s| parse_duration(&s).map_err(|m| invalid(field, m)))
+        v.map_or(Ok(default), |s| parse_duration(&s).map_err(|m| invalid(field, m.to_string())))
     };
     if raw.issuer.is_empty() {
         return Err(invalid("authentication.jwt.issuer", "must not be empty".into()));
@@ -621,14 +622,23 @@ fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError
     })
 }
 
+/// An `issuer` verifiers could not compare, naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssuerError {
+    #[error("'{0}' must be an http(s) URL")]
+    Scheme(String),
+    #[error("'{0}' must be a URL with a host and no query or fragment")]
+    Shape(String),
+}
+
 /// The issuer exactly as verifiers will compare it: no trailing slash, no default port.
-pub fn normalize_issuer(issuer: &str) -> Result<String, String> {
+pub fn normalize_issuer(issuer: &str) -> Result<String, IssuerError> {
     let (scheme, rest) = issuer
         .split_once("://")
         .filter(|(s, _)| matches!(*s, "https" | "http"))
-        .ok_or_else(|| format!("'{issuer}' must be an http(s) URL"))?;
+        .ok_or_else(|| IssuerError::Scheme(issuer.to_owned()))?;
     if rest.is_empty() || rest.contains(['?', '#']) || rest.chars().any(char::is_whitespace) {
-        return Err(format!("'{issuer}' must be a URL with a host and no query or fragment"));
+        return Err(IssuerError::Shape(issuer.to_owned()));
     }
     let rest = rest.trim_end_matches('/');
     let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
@@ -637,16 +647,22 @@ pub fn normalize_issuer(issuer: &str) -> Result<String, String> {
     Ok(if path.is_empty() { format!("{scheme}://{host}") } else { format!("{scheme}://{host}/{path}") })
 }
 
+/// A duration that is not a whole number of seconds, minutes or hours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a duration like 30s, 5m or 1h")]
+pub struct DurationError(String);
+
 /// `300`, `30s`, `5m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
+    let bad = || DurationError(s.to_owned());
     let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| s.split_at(i));
-    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration like 30s, 5m or 1h"))?;
+    let n: u64 = num.parse().map_err(|_| bad())?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => return Err(format!("'{s}' is not a duration like 30s, 5m or 1h")),
+        _ => return Err(bad()),
     };
     Ok(Duration::from_secs(secs))
 }
