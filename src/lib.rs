@@ -1,10 +1,9 @@
 //! mcp-warden: identity-aware, tool-level access control for MCP servers behind Envoy.
 //!
 //! Envoy asks [`authz`] about every request (ext_authz gRPC); mcp-warden authenticates the
-//! caller ([`identity`]), inspects the MCP JSON-RPC body ([`mcp`]), decides with the compiled
-//! [`policy`], and on allow replaces `Authorization` with an ID token minted by [`token`]
-//! and published through [`http`]'s OIDC discovery and JWKS.
-
+//! caller ([`identity`]), inspects the MCP JSON-RPC body ([`warden_core::mcp`]), decides with
+//! the compiled [`warden_core::policy`], and on allow replaces `Authorization` with an ID
+//! token minted by [`token`] and published through [`http`]'s OIDC discovery and JWKS.
 pub mod audit;
 pub mod authz;
 pub mod cli;
