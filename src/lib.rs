@@ -4,6 +4,7 @@
 //! caller ([`identity`]), inspects the MCP JSON-RPC body ([`warden_core::mcp`]), decides with
 //! the compiled [`warden_core::policy`], and on allow replaces `Authorization` with an ID
 //! token minted by [`token`] and published through [`http`]'s OIDC discovery and JWKS.
+
 pub mod audit;
 pub mod authz;
 pub mod cli;
