@@ -16,7 +16,7 @@ use crate::audit::Audit;
 use crate::authz::SERVICE_NAME;
 use crate::config::Config;
 use crate::extproc::ListFilterService;
-use crate::jwt::{JwtConfig, Verifier, jwks};
+use crate::identity::idp::{JwtConfig, JwtConfigError, UnknownRoles, Verifier, jwks};
 use crate::keyring::{KeyRing, KeyStart};
 use crate::keys;
 use crate::state::{Settings, Warden};
@@ -52,7 +52,11 @@ pub enum StartError {
     #[error("gRPC reflection: {0}")]
     Reflection(String),
     #[error("authentication.jwt: {0}")]
-    Jwt(String),
+    Jwt(#[from] JwtConfigError),
+    #[error("authentication.jwt: {0}")]
+    Jwks(#[from] jwks::JwksError),
+    #[error("authentication.jwt: {0}")]
+    MappedRoles(#[from] UnknownRoles),
     #[error("server: {0}")]
     Serve(String),
 }
@@ -188,8 +192,8 @@ fn spawn_key_watch(warden: Arc<Warden>) {
 /// Builds the `jwt` method's verifier; a `claims_to_roles` role the policy lacks is a
 /// start-up error (after a reload it becomes a per-request denial).
 pub(crate) fn jwt_verifier(config: &JwtConfig, issuer: &str, policy: &Policy) -> Result<Arc<Verifier>, StartError> {
-    let verifier = Verifier::new(config.clone(), Arc::default(), issuer).map_err(|e| StartError::Jwt(e.to_string()))?;
-    crate::jwt::check_mapped_roles(config, policy).map_err(StartError::Jwt)?;
+    let verifier = Verifier::new(config.clone(), Arc::default(), issuer)?;
+    crate::identity::idp::check_mapped_roles(config, policy)?;
     Ok(Arc::new(verifier))
 }
 
@@ -197,7 +201,7 @@ pub(crate) fn jwt_verifier(config: &JwtConfig, issuer: &str, policy: &Policy) ->
 /// the first JWT after start-up finds keys; an IdP that is down does not stop start-up.
 async fn start_jwks(warden: &Arc<Warden>, verifier: &Verifier) -> Result<(), StartError> {
     let config = verifier.config();
-    let fetcher = jwks::Fetcher::new(config).map_err(|e| StartError::Jwt(e.to_string()))?;
+    let fetcher = jwks::Fetcher::new(config)?;
     let schedule = jwks::Schedule { refresh: config.refresh_interval, min_refresh: config.min_refresh_interval };
     let w = warden.clone();
     jwks::spawn(verifier.keys().clone(), fetcher, schedule, move |result| w.metrics.jwks_fetch(result));

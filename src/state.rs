@@ -13,9 +13,10 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::audit::{Audit, Event};
-use crate::config::{AuthMethod, EnvoyMetadata};
-use crate::identities::{Identities, UserRef};
-use crate::jwt::Verifier;
+use crate::config::EnvoyMetadata;
+use crate::identity::authn::AuthMethod;
+use crate::identity::identities::{Identities, UserRef};
+use crate::identity::idp::Verifier;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
 use crate::token::{TokenCache, TokenSettings};

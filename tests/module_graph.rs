@@ -25,7 +25,10 @@ fn the_shared_state_depends_on_no_face() {
     for face in ["authz", "grpc", "extproc", "http", "reload", "server", "tools", "cli"] {
         assert!(!reaches(&graph, "state", face), "state reaches {face}");
     }
-    assert!(!reaches(&graph, "authn", "authz"), "authentication reaches the check");
+    assert!(graph.contains_key("identity"), "the identity module was read: {graph:#?}");
+    for face in ["authz", "grpc", "extproc", "http", "reload", "server", "tools", "cli", "config"] {
+        assert!(!reaches(&graph, "identity", face), "identity reaches {face}");
+    }
 }
 
 #[test]

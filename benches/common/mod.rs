@@ -12,7 +12,7 @@ use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use mcp_warden::audit::Audit;
-use mcp_warden::config::AuthMethod;
+use mcp_warden::identity::authn::AuthMethod;
 use mcp_warden::keyring::KeyRing;
 use mcp_warden::keys::SigningKey;
 use mcp_warden::state::{Settings, Warden};

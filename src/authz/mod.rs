@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use prost::Message as _;
 use serde_json::value::RawValue;
 
-use crate::authn::{self, AuthError};
+use crate::identity::authn::{self, AuthError};
 use crate::state::{Snapshot, Warden};
 use crate::token::Source;
 use warden_core::bounds::Bounds;

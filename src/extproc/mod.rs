@@ -47,7 +47,7 @@ use tonic::codegen::tokio_stream::Stream;
 
 use crate::authz::reply;
 use crate::config::{ListFilterSettings, OnUnparseable};
-use crate::identities::UserRef;
+use crate::identity::identities::UserRef;
 use crate::state::{Snapshot, Warden};
 use media::Framing;
 use sse::Reframer;

@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
 
 use super::*;
 use crate::audit::Audit;
-use crate::config::AuthMethod;
+use crate::identity::authn::AuthMethod;
 use crate::keyring::KeyRing;
 use crate::keys::SigningKey;
 use crate::state::Settings;

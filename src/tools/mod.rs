@@ -8,6 +8,7 @@
 //! the live check calls them. Never prints a secret, an API-key hash or a token.
 
 pub mod client_config;
+mod error;
 pub mod explain;
 pub mod ls;
 pub mod policy_test;
@@ -18,11 +19,13 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::authn::AuthError;
+pub use error::ToolError;
+
 use crate::config::Config;
-use crate::identities::UserRef;
-use crate::jwt::Verifier;
-use crate::jwt::jwks::KeyCache;
+use crate::identity::authn::AuthError;
+use crate::identity::identities::UserRef;
+use crate::identity::idp::Verifier;
+use crate::identity::idp::jwks::KeyCache;
 use crate::state::Snapshot;
 use warden_core::policy::{App, Policy, Traits};
 
@@ -78,19 +81,20 @@ pub enum Identity {
 
 impl IdentityArgs {
     /// The identity named, reading `--claims` (errors name the file or the bad `--trait`).
-    pub fn identity(&self) -> Result<Identity, String> {
+    pub fn identity(&self) -> Result<Identity, ToolError> {
         if let Some(user) = &self.user {
             return Ok(Identity::User(user.clone()));
         }
         if let Some(path) = &self.claims {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let claims: Map<String, Value> = serde_json::from_str(&text)
-                .map_err(|e| format!("{}: not a JSON object of claims: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ToolError::Read { path: path.clone(), source })?;
+            let claims: Map<String, Value> =
+                serde_json::from_str(&text).map_err(|source| ToolError::Claims { path: path.clone(), source })?;
             return Ok(Identity::Claims(claims));
         }
         let mut traits = Traits::new();
         for t in &self.traits {
-            let (name, value) = t.split_once('=').ok_or_else(|| format!("--trait '{t}': expected NAME=VALUE"))?;
+            let (name, value) = t.split_once('=').ok_or_else(|| ToolError::Trait(t.clone()))?;
             traits.entry(name.to_owned()).or_default().push(value.to_owned());
         }
         Ok(Identity::Roles(self.roles.clone().unwrap_or_default(), traits))
@@ -126,22 +130,23 @@ pub struct Loaded {
 
 impl Loaded {
     /// Loads `path` (or the embedded default) and validates it as `check` does.
-    pub fn load(path: Option<&Path>) -> Result<Loaded, String> {
+    pub fn load(path: Option<&Path>) -> Result<Loaded, ToolError> {
         let config = match path {
-            Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
+            Some(p) => Config::from_file(p)?,
             None => Config::embedded_default(),
         };
-        let policy = crate::policy_files::load(&config.policy).map_err(|e| e.to_string())?;
+        let policy = crate::policy_files::load(&config.policy)?;
         let verifier = match &config.jwt {
             None => None,
             Some(jwt) => {
                 let at = path.map_or_else(|| "(embedded default)".to_owned(), |p| p.display().to_string());
-                crate::jwt::check_mapped_roles(jwt, &policy).map_err(|e| format!("{at}: authentication.jwt: {e}"))?;
+                crate::identity::idp::check_mapped_roles(jwt, &policy)
+                    .map_err(|source| ToolError::MappedRoles { at: at.clone(), source })?;
                 // Only the claims mapping is used: no key is fetched and no token verified. The
                 // issuer only names the resource metadata, which is never served here.
                 let issuer = config.issuer.as_deref().unwrap_or("http://127.0.0.1");
                 let keys = Arc::new(KeyCache::default());
-                Some(Verifier::new(jwt.clone(), keys, issuer).map_err(|e| format!("{at}: authentication.jwt: {e}"))?)
+                Some(Verifier::new(jwt.clone(), keys, issuer).map_err(|source| ToolError::Jwt { at, source })?)
             }
         };
         Ok(Loaded { config, snapshot: Snapshot::new(policy, 0), verifier })
@@ -151,8 +156,8 @@ impl Loaded {
         &self.snapshot.policy
     }
 
-    pub fn app(&self, name: &str) -> Result<&App, String> {
-        self.policy().app(name).ok_or_else(|| format!("unknown app '{name}'"))
+    pub fn app(&self, name: &str) -> Result<&App, ToolError> {
+        self.policy().app(name).ok_or_else(|| ToolError::UnknownApp(name.to_owned()))
     }
 
     /// The compiled user for an identity. A user or role the policy does not define is a
@@ -169,7 +174,10 @@ impl Loaded {
                     return Err(Unresolved::Usage("no role named".to_owned()));
                 }
                 let name = format!("roles:{}", roles.join(","));
-                let user = self.policy().build_user(&name, roles, traits.clone()).map_err(Unresolved::Usage)?;
+                let user = self
+                    .policy()
+                    .build_user(&name, roles, traits.clone())
+                    .map_err(|e| Unresolved::Usage(e.to_string()))?;
                 Ok(UserRef::Dynamic(Arc::new(user)))
             }
             Identity::Claims(claims) => {
@@ -193,7 +201,8 @@ impl Loaded {
 
 /// Prints a command's failure (on stderr, and as `{"error": …}` on stdout for JSON) and
 /// returns [`EXIT_USAGE`].
-pub fn fail(output: Output, message: &str) -> ExitCode {
+pub fn fail(output: Output, message: &dyn std::fmt::Display) -> ExitCode {
+    let message = message.to_string();
     eprintln!("mcp-warden: {message}");
     if output == Output::Json {
         println!("{}", serde_json::json!({ "error": message }));

@@ -10,7 +10,8 @@ use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 
 use mcp_warden::audit::Audit;
-use mcp_warden::config::{AuthMethod, EnvoyMetadata};
+use mcp_warden::config::EnvoyMetadata;
+use mcp_warden::identity::authn::AuthMethod;
 use mcp_warden::keyring::KeyRing;
 use mcp_warden::keys::SigningKey;
 use mcp_warden::state::{Settings, Warden};

@@ -61,7 +61,7 @@ impl Identities {
         if policy.name_is_taken(name) {
             return Err("the username looks like the name of a user defined in the policy".to_owned());
         }
-        let user = Arc::new(policy.build_user(name, roles, traits)?);
+        let user = Arc::new(policy.build_user(name, roles, traits).map_err(|e| e.to_string())?);
         if let Ok(mut m) = self.compiled.write() {
             if m.len() >= MAX_IDENTITIES {
                 m.clear();

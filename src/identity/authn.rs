@@ -10,11 +10,33 @@
 
 use std::time::SystemTime;
 
-use crate::config::AuthMethod;
-use crate::identities::{Identities, UserRef};
-use crate::jwt::{self, Verifier};
+use serde::Deserialize;
+
+use crate::identity::identities::{Identities, UserRef};
+use crate::identity::idp::{self, Verifier};
 use warden_core::headers::Headers;
 use warden_core::policy::Policy;
+
+/// How a caller may prove who it is, tried in the configured order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    Mtls,
+    ApiKey,
+    /// A JWT access token from the identity provider in `authentication.jwt`.
+    Jwt,
+}
+
+impl AuthMethod {
+    /// The name used in configuration, audit and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Mtls => "mtls",
+            AuthMethod::ApiKey => "api_key",
+            AuthMethod::Jwt => "jwt",
+        }
+    }
+}
 
 /// Why authentication failed. The messages are safe to show a client; [`AuthError::reason`]
 /// is the detail for audit and metrics.
@@ -28,7 +50,7 @@ pub enum AuthError {
     Conflict,
     /// A JWT the `jwt` method refused, and why.
     #[error("invalid token")]
-    Token(jwt::Rejected),
+    Token(idp::Rejected),
     /// The identity provider vouched for a user the current policy cannot compile (a role
     /// from `claims_to_roles` does not exist): not the caller's fault, so not a 401.
     #[error("identity not accepted by policy")]
@@ -75,7 +97,7 @@ pub fn authenticate<'p>(
     let presented_bearer = bearer(headers);
     // A JWS-shaped bearer value belongs to the jwt method when it is in force.
     let jwt_token =
-        presented_bearer.filter(|b| jwt.is_some() && order.contains(&AuthMethod::Jwt) && jwt::looks_like_jwt(b));
+        presented_bearer.filter(|b| jwt.is_some() && order.contains(&AuthMethod::Jwt) && idp::looks_like_jwt(b));
     let mut found: Option<Authenticated<'p>> = None;
     let mut accept = |user: UserRef<'p>, method| match &found {
         Some(prev) if prev.user.fingerprint != user.fingerprint => Err(AuthError::Conflict),
@@ -131,7 +153,7 @@ pub fn authenticate<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwt::testkit;
+    use crate::identity::idp::testkit;
     use warden_core::policy::Source;
 
     // sha256("key-a") and sha256("key-b")
@@ -244,8 +266,8 @@ mod tests {
         let mut claims = testkit::claims();
         claims["aud"] = "https://elsewhere.example.com".into();
         let auth = format!("Bearer {}", testkit::token("RS256", &claims));
-        assert_eq!(jwt_who(&snap, &[("authorization", &auth)], ""), Err(AuthError::Token(jwt::Rejected::Audience)));
-        assert_eq!(AuthError::Token(jwt::Rejected::Audience).reason(), "jwt_audience");
+        assert_eq!(jwt_who(&snap, &[("authorization", &auth)], ""), Err(AuthError::Token(idp::Rejected::Audience)));
+        assert_eq!(AuthError::Token(idp::Rejected::Audience).reason(), "jwt_audience");
     }
 
     #[test]
