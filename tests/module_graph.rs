@@ -31,6 +31,35 @@ fn the_shared_state_depends_on_no_face() {
     }
 }
 
+/// docs/architecture.md draws the graph; every arrow it draws between two modules of `src/`
+/// is a real dependency, and every real dependency is drawn as an arrow or a path of arrows
+/// (the drawing may leave out an arrow a path already implies), so the drawing stays true.
+#[test]
+fn the_drawn_module_graph_is_the_real_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let graph = graph(&root.join("src"));
+    let doc = std::fs::read_to_string(root.join("docs/architecture.md")).expect("docs/architecture.md");
+    let drawn: BTreeSet<(String, String)> = doc
+        .lines()
+        .filter_map(|l| l.trim().split_once(" --> "))
+        .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
+        .filter(|(a, b)| graph.contains_key(a) && graph.contains_key(b))
+        .collect();
+    assert!(drawn.len() > 10, "the drawing was read: {drawn:?}");
+    let real: BTreeSet<(String, String)> =
+        graph.iter().flat_map(|(a, deps)| deps.iter().map(move |b| (a.clone(), b.clone()))).collect();
+    let mut drawn_graph = Graph::new();
+    for (a, b) in &drawn {
+        drawn_graph.entry(a.clone()).or_default().insert(b.clone());
+    }
+    let undrawn: Vec<_> = real.iter().filter(|(a, b)| !reaches(&drawn_graph, a, b)).collect();
+    let unreal: Vec<_> = drawn.difference(&real).collect();
+    assert!(
+        undrawn.is_empty() && unreal.is_empty(),
+        "docs/architecture.md's graph is out of date: not drawn {undrawn:?}; drawn but not in the code {unreal:?}"
+    );
+}
+
 #[test]
 fn the_cycle_finder_names_a_cycle_and_passes_a_layered_graph() {
     let g = |edges: &[(&str, &str)]| {
