@@ -217,6 +217,36 @@ def test_every_container_runs_non_root_read_only_without_capabilities(name: str)
         assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"], c["name"]
 
 
+def memory_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity (`512Mi`, `1Gi`, `1000M`, plain bytes) in bytes."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(float(quantity[: -len(suffix)]) * factor)
+    return int(quantity)
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_envoys_heap_limit_fires_before_its_container_is_killed(name: str) -> None:
+    """The overload manager's heap monitor acts on a fraction of Envoy's container memory
+    limit: a heap limit above it would never fire (the kubelet kills Envoy first)."""
+    objects = render(name)
+    envoy = next(c for c in pod_spec(objects)["containers"] if c["name"] == "envoy")
+    limit = memory_bytes(envoy["resources"]["limits"]["memory"])
+    config = yaml.safe_load(kustomize.find(objects, "ConfigMap", "mcp-warden-envoy")["data"]["envoy.yaml"])
+    (heap,) = [
+        m["typed_config"]["max_heap_size_bytes"]
+        for m in config["overload_manager"]["resource_monitors"]
+        if m["name"] == "envoy.resource_monitors.fixed_heap"
+    ]
+    assert 0.5 * limit <= heap <= 0.85 * limit, (heap, limit)
+
+
+def test_memory_quantities_are_read_in_bytes() -> None:
+    assert [memory_bytes(q) for q in ("512Mi", "1Gi", "1280Mi", "1000M", "64")] == [
+        512 * 2**20, 2**30, 1280 * 2**20, 10**9, 64]
+
+
 @pytest.mark.parametrize("name", KUSTOMIZATIONS)
 def test_only_envoys_listener_is_exposed_and_grpc_stays_on_loopback(name: str) -> None:
     objects = render(name)

@@ -121,6 +121,50 @@ def test_a_case_naming_something_unknown_is_an_error_not_a_pass(
         assert needle in result.stdout, result.stdout
 
 
+SHADOW_POLICY = """\
+kind: app
+metadata: {name: files, labels: {env: dev}}
+spec: {uri: "https://files.example.com/mcp", public_addr: "files.example.com"}
+---
+kind: role
+version: v8
+metadata: {name: files-user}
+spec:
+  allow:
+    app_labels: {env: dev}
+    mcp: {tools: ["*"]}
+  deny:
+    mcp:
+      tool_rules:
+      - tools: [delete_file]
+        mode: audit
+---
+kind: user
+metadata: {name: dana}
+spec: {roles: [files-user]}
+"""
+
+
+def test_a_shadow_rule_is_shown_beside_the_decision_and_never_decides(warden_bin: Path, tmp_path: Path) -> None:
+    """`mcp-warden test` prints what a `mode: audit` rule would have done, and the case is
+    judged on the real decision (the shadow deny does not deny)."""
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "files.yaml").write_text(SHADOW_POLICY)
+    config = tmp_path / "mcp-warden.yaml"
+    config.write_text('policy: ["policy/"]\n')
+    case = {"name": "shadowed", "user": "dana", "app": "files", "tool": "delete_file", "expect": "allow"}
+    other = {"name": "unshadowed", "user": "dana", "app": "files", "tool": "read_file", "expect": "allow"}
+    f = write_tests(tmp_path / "t.yaml", case, other, config=config)
+    result = run(warden_bin, "test", f)
+    rc(result, 0)
+    lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.strip().startswith("pass")}
+    assert "; shadow would_deny (role 'files-user', rule 'tool_rules[0]')" in lines["shadowed"], result.stdout
+    assert "; shadow" not in lines["unshadowed"], result.stdout
+    report = json.loads(run(warden_bin, "test", f, "--output", "json").stdout)
+    got = {c["name"]: c["got"] for c in report["cases"]}
+    assert got["shadowed"].startswith("allow") and "shadow would_deny" in got["shadowed"], got
+
+
 def test_a_test_file_that_is_not_valid_is_a_usage_error(warden_bin: Path, tmp_path: Path) -> None:
     f = tmp_path / "t.yaml"
     f.write_text("tests:\n- name: x\n  user: alice\n  app: demo\n  tool: echo\n  expekt: allow\n")
