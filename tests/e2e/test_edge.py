@@ -533,3 +533,39 @@ def test_a_stuck_or_stopped_sidecar_gets_a_json_503(
             assert edge.upstream.stats()["posts"] == posts
         finally:
             group.stop_all()
+
+
+def public_route_bucket(route_name: str) -> int:
+    """The tokens per fill of a public route's own rate limit, read from envoy.yaml."""
+    routes = _HCM["route_config"]["virtual_hosts"][0]["routes"]
+    route = next(r for r in routes if r["name"] == route_name)
+    limit = route["typed_per_filter_config"]["envoy.filters.http.local_ratelimit"]
+    return int(limit["token_bucket"]["tokens_per_fill"])
+
+
+def test_a_flood_of_the_public_discovery_route_is_cut_with_a_json_429_and_checked_routes_still_answer(
+    edge: Edge,
+) -> None:
+    """The unauthenticated `/.well-known` routes are rate limited per route: past its bucket a
+    client gets Envoy's JSON 429 (never mcp-warden's work), while the other public routes and
+    the checked MCP route keep answering. At most two fills can be spent inside one fill
+    interval, so a 429 is certain within twice the bucket plus one request."""
+    bucket = public_route_bucket("oidc_discovery")
+    base = f"https://{HOST}:{edge.envoy.port}"
+    statuses: list[int] = []
+    refused: httpx.Response | None = None
+    with edge.client() as client:
+        for _ in range(2 * bucket + 1):
+            resp = client.get(f"{base}/.well-known/openid-configuration")
+            statuses.append(resp.status_code)
+            if resp.status_code == 429:
+                refused = resp
+                break
+        assert refused is not None, f"no 429 in {len(statuses)} requests: {set(statuses)}"
+        assert set(statuses[:-1]) == {200}, set(statuses)
+        assert len(statuses) > bucket // 2, len(statuses)
+        assert_envoy_jsonrpc_error(refused, 429, -32600)
+        # The other public routes have buckets of their own; the checked route none of these.
+        assert client.get(f"{base}/.well-known/jwks-oidc").status_code == 200
+        resp = post(client, edge.url, call("get_weather", id=77))
+    assert resp.status_code == 200 and resp.json()["id"] == 77, resp.text

@@ -139,6 +139,9 @@ def test_envoy_config_fails_closed_and_checks_every_upstream_route(name: str, tm
             # Only the public discovery documents may skip the check.
             assert match.get("path") in WELL_KNOWN_EXACT or match.get("prefix") == WELL_KNOWN_PREFIX, route
             assert per_filter.get("disabled") is True
+            # Public and unauthenticated: each has a bucket of its own that limits every request.
+            public_limit = route["typed_per_filter_config"][RATE_LIMIT]["token_bucket"]
+            assert 0 < public_limit["max_tokens"] == public_limit["tokens_per_fill"], route
             seen_well_known.add(path)
         else:
             assert "disabled" not in per_filter, f"{name}: upstream route {route.get('name')} skips ext_authz"
@@ -392,6 +395,9 @@ def _split_rate_limit_mapper(mappers: list[dict[str, Any]]) -> tuple[bool, list[
         assert status["status_code_filter"]["comparison"]["value"]["default_value"] == 429
         assert present["metadata_filter"]["matcher"]["path"] == [{"key": "jsonrpc_id"}]
         assert present["metadata_filter"]["matcher"]["value"] == {"present_match": True}
+        # Envoy matches a missing key by default: a 429 with no id (a public route's own
+        # limit) would get `"id":-`, which is not JSON.
+        assert present["metadata_filter"].get("match_if_key_not_found") is False, present
         text = mapper["body_format_override"]["text_format_source"]["inline_string"]
         body = json.loads(text.replace(f"%DYNAMIC_METADATA({EXT_AUTHZ}:jsonrpc_id)%", "7"))
         assert body["id"] == 7 and body["error"]["code"] == -32000, body
