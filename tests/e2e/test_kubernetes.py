@@ -2,7 +2,11 @@
 
 - The Envoy configs kustomize ships are envoy/envoy.yaml (scripts/sync-deploy.sh --check).
 - Every object every kustomization renders, and every Istio / Prometheus-operator object,
-  validates against the Kubernetes API and CRD schemas (tests/node/validate-manifests.mjs).
+  validates against the Kubernetes API and CRD schemas, unknown fields refused
+  (tests/node/validate-manifests.mjs).
+- Under Istio, envoy/envoy.yaml's edge settings and rate limits reach the ingress gateway: every
+  EnvoyFilter patch, applied with Istio's semantics to an Istio-like gateway config
+  (istio_support.py), lands where intended and the result passes `envoy --mode validate`.
 - The pod's security and wiring hold: non-root, read-only root, no capabilities, seccomp,
   gRPC on loopback and in no Service, a NetworkPolicy admitting the public listener only.
 - The pod runs: tests/e2e/pod.py starts the rendered Deployment's containers with the
@@ -182,6 +186,19 @@ def test_the_validator_refuses_a_wrong_type_and_an_unknown_kind() -> None:
         "httpGet": {"path": "/readyz", "port": "http"}
     }
     assert any("'readinesProbe' was unexpected" in e for e in strict_errors([typo])), strict_errors([typo])
+    # A misspelt field in a custom resource: the CRD schemas name no additionalProperties, so
+    # only validate-manifests.mjs's unknown-field check refuses it, as `kubectl apply` would.
+    rule = json.loads(json.dumps(kustomize.find(kustomize.render(ISTIO / "gateway"), "DestinationRule")))
+    assert [r["error"] for r in validate([rule])] == [None]
+    pool = rule["spec"]["trafficPolicy"]["portLevelSettings"][0]["connectionPool"]["http"]
+    pool["http2MaxRequest"] = pool.pop("http2MaxRequests")
+    (result,) = validate([rule])
+    assert "unknown field(s): spec.trafficPolicy.portLevelSettings.0.connectionPool.http.http2MaxRequest" in (
+        result["error"] or ""
+    ), result
+    typo["spec"]["template"]["spec"]["containers"][0].pop("readinesProbe")
+    typo["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    assert "imagePullPolicyy" in (validate([typo])[0]["error"] or ""), validate([typo])
 
 
 def test_mcp_warden_check_accepts_every_rendered_service_config_and_policy(tmp_path: Path, warden_bin: Path) -> None:
