@@ -661,10 +661,15 @@ def test_every_istio_gateway_patch_lands_where_istio_puts_it_and_envoy_accepts_t
     assert [n for n in names if n in {f["name"] for f in ours["http_filters"]}] == [
         f["name"] for f in ours["http_filters"]
     ], names
+    assert names[names.index("envoy.filters.http.ext_authz") + 1] == "mcp_warden.list_filter", names
     for f in ours["http_filters"]:
         if f["name"] in ("mcp_warden.list_filter", "envoy.filters.http.local_ratelimit"):
-            placed = hcm["http_filters"][names.index(f["name"])]
-            assert placed["typed_config"].keys() == f["typed_config"].keys()
+            placed = json.loads(json.dumps(hcm["http_filters"][names.index(f["name"])]))
+            if f["name"] == "mcp_warden.list_filter":  # calls mcp-warden's Service, Istio's cluster
+                grpc = placed["typed_config"]["extension_config"]["typed_config"]["grpc_service"]["envoy_grpc"]
+                assert grpc["cluster_name"] in {c["name"] for c in config["static_resources"]["clusters"]}
+                grpc["cluster_name"] = "mcp_warden_list"
+            assert placed == f, f["name"]
     for key in sync_deploy.ISTIO_HCM_KEYS:
         assert hcm[key] == ours[key], key
     for key in sync_deploy.ISTIO_LISTENER_KEYS:
