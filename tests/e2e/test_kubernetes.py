@@ -2,7 +2,11 @@
 
 - The Envoy configs kustomize ships are envoy/envoy.yaml (scripts/sync-deploy.sh --check).
 - Every object every kustomization renders, and every Istio / Prometheus-operator object,
-  validates against the Kubernetes API and CRD schemas (tests/node/validate-manifests.mjs).
+  validates against the Kubernetes API and CRD schemas, unknown fields refused
+  (tests/node/validate-manifests.mjs).
+- Under Istio, envoy/envoy.yaml's edge settings and rate limits reach the ingress gateway: every
+  EnvoyFilter patch, applied with Istio's semantics to an Istio-like gateway config
+  (istio_support.py), lands where intended and the result passes `envoy --mode validate`.
 - The pod's security and wiring hold: non-root, read-only root, no capabilities, seccomp,
   gRPC on loopback and in no Service, a NetworkPolicy admitting the public listener only.
 - The pod runs: tests/e2e/pod.py starts the rendered Deployment's containers with the
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import importlib.util
 import json
 import re
 import shutil
@@ -25,6 +30,7 @@ from typing import Any
 
 import harness
 import httpx
+import istio_support
 import kubernetes_validate
 import kustomize
 import pod as podlib
@@ -47,6 +53,11 @@ PLAIN_MANIFEST_DIRS = [ROOT / "deploy" / "istio", ROOT / "deploy" / "observabili
 # Kubernetes releases the core objects must be valid for, unknown fields refused as
 # `kubectl apply` (strict server-side field validation) refuses them.
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
+# scripts/sync_deploy.py, for the lists of envoy.yaml settings it copies into the Istio patches.
+_SYNC_SPEC = importlib.util.spec_from_file_location("sync_deploy", ROOT / "scripts" / "sync_deploy.py")
+assert _SYNC_SPEC is not None and _SYNC_SPEC.loader is not None
+sync_deploy = importlib.util.module_from_spec(_SYNC_SPEC)
+_SYNC_SPEC.loader.exec_module(sync_deploy)
 
 
 def render(name: str) -> list[dict[str, Any]]:
@@ -175,6 +186,19 @@ def test_the_validator_refuses_a_wrong_type_and_an_unknown_kind() -> None:
         "httpGet": {"path": "/readyz", "port": "http"}
     }
     assert any("'readinesProbe' was unexpected" in e for e in strict_errors([typo])), strict_errors([typo])
+    # A misspelt field in a custom resource: the CRD schemas name no additionalProperties, so
+    # only validate-manifests.mjs's unknown-field check refuses it, as `kubectl apply` would.
+    rule = json.loads(json.dumps(kustomize.find(kustomize.render(ISTIO / "gateway"), "DestinationRule")))
+    assert [r["error"] for r in validate([rule])] == [None]
+    pool = rule["spec"]["trafficPolicy"]["portLevelSettings"][0]["connectionPool"]["http"]
+    pool["http2MaxRequest"] = pool.pop("http2MaxRequests")
+    (result,) = validate([rule])
+    assert "unknown field(s): spec.trafficPolicy.portLevelSettings.0.connectionPool.http.http2MaxRequest" in (
+        result["error"] or ""
+    ), result
+    typo["spec"]["template"]["spec"]["containers"][0].pop("readinesProbe")
+    typo["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    assert "imagePullPolicyy" in (validate([typo])[0]["error"] or ""), validate([typo])
 
 
 def test_mcp_warden_check_accepts_every_rendered_service_config_and_policy(tmp_path: Path, warden_bin: Path) -> None:
@@ -534,8 +558,7 @@ def test_a_typo_in_the_manifest_fails_the_pod(
 
 
 def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tmp_path: Path, warden_bin: Path) -> None:
-    (mesh,) = [d for p, d in plain_manifests() if p.parent == ISTIO]
-    (provider,) = mesh["spec"]["meshConfig"]["extensionProviders"]
+    (provider,) = istio_operator()["spec"]["meshConfig"]["extensionProviders"]
     grpc = provider["envoyExtAuthzGrpc"]
     warden = kustomize.render(ISTIO / "mcp-warden")
     gateway = kustomize.render(ISTIO / "gateway")
@@ -563,7 +586,7 @@ def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tm
         "http": ports["http"]["port"],
         "grpc": ports["grpc"]["port"],
     }
-    envoy_filter = kustomize.find(gateway, "EnvoyFilter")
+    envoy_filter = kustomize.find(gateway, "EnvoyFilter", "mcp-warden-list-filter")
     (patch,) = envoy_filter["spec"]["configPatches"]
     assert patch["patch"]["operation"] == "INSERT_AFTER"
     assert patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == "envoy.filters.http.ext_authz"
@@ -614,31 +637,262 @@ def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tm
     assert out.returncode == 0, out.stderr
 
 
-def test_the_istio_list_filter_is_a_valid_envoy_filter_after_ext_authz(tmp_path: Path, envoy_bin: Path) -> None:
-    """The EnvoyFilter's patch, put where Istio puts it (after ext_authz), with a cluster of
-    the name Istio gives mcp-warden's Service, passes `envoy --mode validate`."""
-    (patch,) = kustomize.find(kustomize.render(ISTIO / "gateway"), "EnvoyFilter")["spec"]["configPatches"]
-    value = patch["patch"]["value"]
-    cluster_name = value["typed_config"]["extension_config"]["typed_config"]["grpc_service"]["envoy_grpc"][
-        "cluster_name"
-    ]
-    config = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
-    listener = public_listener(config)
-    for chain in listener["filter_chains"]:
-        chain.pop("transport_socket")  # the gateway terminates TLS its own way: only the HTTP filters matter
-    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+def istio_gateway() -> list[dict[str, Any]]:
+    return kustomize.render(ISTIO / "gateway")
+
+
+def istio_operator() -> dict[str, Any]:
+    (mesh,) = [d for p, d in plain_manifests() if p.parent == ISTIO and d["kind"] == "IstioOperator"]
+    return mesh
+
+
+def envoy_yaml() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text()))
+
+
+def envoy_yaml_hcm(config: dict[str, Any]) -> dict[str, Any]:
+    return dict(public_listener(config)["filter_chains"][0]["filters"][0]["typed_config"])
+
+
+def edge_patches() -> dict[str, dict[str, Any]]:
+    """The edge EnvoyFilter's patches by applyTo (one of each)."""
+    patches = kustomize.find(istio_gateway(), "EnvoyFilter", "mcp-warden-edge")["spec"]["configPatches"]
+    by_kind = {p["applyTo"]: p for p in patches}
+    assert len(by_kind) == len(patches), [p["applyTo"] for p in patches]
+    return by_kind
+
+
+def test_every_istio_gateway_patch_lands_where_istio_puts_it_and_envoy_accepts_the_result(
+    tmp_path: Path, envoy_bin: Path
+) -> None:
+    """Every EnvoyFilter patch of deploy/istio/gateway, applied with Istio's semantics to an
+    Istio-like config of the ingress gateway (tests/e2e/istio_support.py), applies where it is
+    meant to, yields envoy.yaml's filter order and settings, and passes `envoy --mode validate`."""
+    objects = istio_gateway()
+    files, ca_pem = tls_secret("mcp.example.com")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "ca.pem").write_bytes(ca_pem)
+    config = istio_support.gateway_config(
+        objects, istio_operator(), tmp_path / "tls.crt", tmp_path / "tls.key", tmp_path / "ca.pem"
+    )
+    counts = istio_support.apply_envoy_filters(config, [o for o in objects if o["kind"] == "EnvoyFilter"])
+    # Istio skips a patch that matches nothing without a word: here each one must land, once
+    # (the listener patch on each of the gateway's listeners).
+    assert counts and set(counts.values()) == {1}, counts
+    assert len(counts) == sum(len(o["spec"]["configPatches"]) for o in objects if o["kind"] == "EnvoyFilter")
+    envoy = envoy_yaml()
+    ours = envoy_yaml_hcm(envoy)
+    (listener,) = config["static_resources"]["listeners"]
+    (chain,) = listener["filter_chains"]
+    hcm = chain["filters"][0]["typed_config"]
+    # envoy.yaml's filters in envoy.yaml's order, Istio's own ones (RBAC shadow, fault, cors) aside.
     names = [f["name"] for f in hcm["http_filters"]]
-    hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != value["name"]]
-    hcm["http_filters"].insert(names.index("envoy.filters.http.ext_authz") + 1, value)
-    cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == "mcp_warden_list")
-    cluster["name"] = cluster["load_assignment"]["cluster_name"] = cluster_name
-    path = tmp_path / "envoy-istio.yaml"
-    text = yaml.safe_dump(config)
-    system_ca = "/etc/ssl/certs/ca-certificates.crt"  # the AgentCore cluster's trust store
-    if not Path(system_ca).exists():
-        _, ca_pem = tls_secret("ca.example")
-        (tmp_path / "ca.pem").write_bytes(ca_pem)
-        text = text.replace(system_ca, str(tmp_path / "ca.pem"))
-    path.write_text(text)
+    assert [n for n in names if n in {f["name"] for f in ours["http_filters"]}] == [
+        f["name"] for f in ours["http_filters"]
+    ], names
+    assert names[names.index("envoy.filters.http.ext_authz") + 1] == "mcp_warden.list_filter", names
+    for f in ours["http_filters"]:
+        if f["name"] in ("mcp_warden.list_filter", "envoy.filters.http.local_ratelimit"):
+            placed = json.loads(json.dumps(hcm["http_filters"][names.index(f["name"])]))
+            if f["name"] == "mcp_warden.list_filter":  # calls mcp-warden's Service, Istio's cluster
+                grpc = placed["typed_config"]["extension_config"]["typed_config"]["grpc_service"]["envoy_grpc"]
+                assert grpc["cluster_name"] in {c["name"] for c in config["static_resources"]["clusters"]}
+                grpc["cluster_name"] = "mcp_warden_list"
+            assert placed == f, f["name"]
+    for key in sync_deploy.ISTIO_HCM_KEYS:
+        assert hcm[key] == ours[key], key
+    for key in sync_deploy.ISTIO_LISTENER_KEYS:
+        assert listener[key] == public_listener(envoy)[key], key
+    assert config["overload_manager"] == envoy["overload_manager"]
+    upstream = next(c for c in config["static_resources"]["clusters"] if "bedrock-agentcore" in c["name"])
+    agentcore = next(c for c in envoy["static_resources"]["clusters"] if c["name"] == "agentcore")
+    for key in sync_deploy.ISTIO_CLUSTER_KEYS + ("connect_timeout", "upstream_connection_options"):
+        assert upstream[key] == agentcore[key], key
+    path = tmp_path / "envoy-istio-gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
     result = harness.validate_envoy_config(envoy_bin, path)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+
+
+def test_the_istio_rate_limit_filter_and_its_429_reply_are_envoy_yamls() -> None:
+    """The local_ratelimit filter the gateway gets is envoy.yaml's, descriptors and buckets
+    included, and so is the 429 mapper that echoes the JSON-RPC id."""
+    patches = edge_patches()
+    ours = envoy_yaml_hcm(envoy_yaml())
+    (limit,) = [f for f in ours["http_filters"] if f["name"] == "envoy.filters.http.local_ratelimit"]
+    value = patches["HTTP_FILTER"]["patch"]["value"]
+    assert value["typed_config"]["descriptors"] == limit["typed_config"]["descriptors"]
+    assert value["typed_config"]["rate_limits"] == limit["typed_config"]["rate_limits"]
+    assert value == limit
+    # The descriptors are keyed on mcp-warden's decision metadata, one tier per descriptor.
+    sources = {
+        a["metadata"]["metadata_key"]["path"][0]["key"]
+        for r in value["typed_config"]["rate_limits"]
+        for a in r["actions"]
+    }
+    assert sources == {"rl_user_rate", "rl_tool_rate", "user", "tool"}
+    assert len(value["typed_config"]["descriptors"]) >= 2
+    mappers = patches["NETWORK_FILTER"]["patch"]["value"]["typed_config"]["local_reply_config"]["mappers"]
+    assert mappers == ours["local_reply_config"]["mappers"]
+    (too_many,) = [m for m in mappers if "429" in json.dumps(m["filter"])]
+    body = too_many["body_format_override"]["text_format_source"]["inline_string"]
+    assert '"id":%DYNAMIC_METADATA(envoy.filters.http.ext_authz:jsonrpc_id)%' in body
+    # mcp-warden's own denials pass untouched: the first mapper is gated on its decision metadata.
+    assert mappers[0]["filter"]["or_filter"]["filters"][0]["metadata_filter"]["matcher"] == {
+        "filter": "envoy.filters.http.ext_authz",
+        "path": [{"key": "decision"}],
+        "value": {"string_match": {"exact": "deny"}},
+    }
+    assert "body_format_override" not in mappers[0]
+
+
+# Issue 28's edge settings (point 1) that apply to the Istio gateway. Each is either set by the
+# Istio objects (checked against envoy.yaml below) or named in docs/deployment.md's "What Istio
+# cannot express" table, with what it costs.
+EDGE_SETTINGS = [
+    "overload_manager",
+    "global_downstream_max_connections",
+    "ignore_global_conn_limit",
+    "http2_protocol_options",
+    "request_headers_timeout",
+    "request_timeout",
+    "connection_keepalive",
+    "tcp keepalive",
+    "circuit_breakers",
+    "upstream TLS 1.2-1.3",
+    "headers_with_underscores_action",
+    "local_reply_config",
+    "server header",
+    "x-envoy headers",
+    "idle_timeout",
+    "retry_policy",
+    "per_connection_buffer_limit_bytes",
+    "local_ratelimit",
+]
+
+
+def _memory_bytes(quantity: str) -> int:
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+    return int(quantity[:-2]) * units[quantity[-2:]]
+
+
+def _istio_edge_values() -> dict[str, tuple[Any, Any]]:
+    """Setting → (envoy.yaml's value, the Istio objects' value)."""
+    envoy = envoy_yaml()
+    hcm, listener = envoy_yaml_hcm(envoy), public_listener(envoy)
+    agentcore = next(c for c in envoy["static_resources"]["clusters"] if c["name"] == "agentcore")
+    (breakers,) = agentcore["circuit_breakers"]["thresholds"]
+    keepalive = agentcore["upstream_connection_options"]["tcp_keepalive"]
+    patches = edge_patches()
+    istio_hcm = patches["NETWORK_FILTER"]["patch"]["value"]["typed_config"]
+    gateway = istio_gateway()
+    (port,) = kustomize.find(gateway, "DestinationRule")["spec"]["trafficPolicy"]["portLevelSettings"]
+    pool = port["connectionPool"]
+    app = next(r for r in kustomize.find(gateway, "VirtualService")["spec"]["http"] if r["name"] == "app-bedrock-mcp")
+    (component,) = istio_operator()["spec"]["components"]["ingressGateways"]
+    proxy = yaml.safe_load(component["k8s"]["podAnnotations"]["proxy.istio.io/config"])["proxyHeaders"]
+    env = {e["name"]: e["value"] for e in component["k8s"]["env"]}
+    (route,) = [r for r in public_routes(envoy) if r.get("route", {}).get("cluster") == "agentcore"]
+    retry = route["route"]["retry_policy"]
+    monitors = {m["name"]: m["typed_config"] for m in envoy["overload_manager"]["resource_monitors"]}
+    limit = monitors["envoy.resource_monitors.global_downstream_max_connections"]["max_active_downstream_connections"]
+    heap = monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"]
+    tls = agentcore["transport_socket"]["typed_config"]["common_tls_context"]["tls_params"]
+    return {
+        # Applied by the bootstrap patch only when the agent fetches its bootstrap from istiod,
+        # on a heap that is 80% of the gateway's memory limit.
+        "overload_manager": (
+            (envoy["overload_manager"], "true", True),
+            (
+                patches["BOOTSTRAP"]["patch"]["value"]["overload_manager"],
+                env["BOOTSTRAP_XDS_AGENT"],
+                heap <= 0.8 * _memory_bytes(component["k8s"]["resources"]["limits"]["memory"]),
+            ),
+        ),
+        "global_downstream_max_connections": (limit, pool["tcp"]["maxConnections"]),
+        "http2_protocol_options": (hcm["http2_protocol_options"], istio_hcm["http2_protocol_options"]),
+        "request_headers_timeout": (hcm["request_headers_timeout"], istio_hcm["request_headers_timeout"]),
+        "request_timeout": ((hcm["request_timeout"], "0s"), (istio_hcm["request_timeout"], app["timeout"])),
+        "connection_keepalive": (
+            hcm["http2_protocol_options"]["connection_keepalive"],
+            istio_hcm["http2_protocol_options"]["connection_keepalive"],
+        ),
+        "tcp keepalive": (
+            (listener["socket_options"], keepalive),
+            (
+                patches["LISTENER"]["patch"]["value"]["socket_options"],
+                {
+                    "keepalive_time": int(pool["tcp"]["tcpKeepalive"]["time"].rstrip("s")),
+                    "keepalive_interval": int(pool["tcp"]["tcpKeepalive"]["interval"].rstrip("s")),
+                    "keepalive_probes": pool["tcp"]["tcpKeepalive"]["probes"],
+                },
+            ),
+        ),
+        "circuit_breakers": (
+            tuple(breakers[k] for k in ("max_connections", "max_requests", "max_pending_requests", "max_retries")),
+            (
+                pool["tcp"]["maxConnections"],
+                pool["http"]["http2MaxRequests"],
+                pool["http"]["http1MaxPendingRequests"],
+                pool["http"]["maxRetries"],
+            ),
+        ),
+        "connect_timeout": (agentcore["connect_timeout"], pool["tcp"]["connectTimeout"]),
+        # Istio's SIMPLE origination is TLS 1.2-1.3 (istio_support.py builds it so).
+        "upstream TLS 1.2-1.3": (
+            (tls["tls_minimum_protocol_version"], tls["tls_maximum_protocol_version"], "SIMPLE"),
+            ("TLSv1_2", "TLSv1_3", port["tls"]["mode"]),
+        ),
+        "headers_with_underscores_action": (
+            hcm["common_http_protocol_options"]["headers_with_underscores_action"],
+            istio_hcm["common_http_protocol_options"]["headers_with_underscores_action"],
+        ),
+        "local_reply_config": (hcm["local_reply_config"], istio_hcm["local_reply_config"]),
+        "server header": ((hcm["server_header_transformation"], True), ("PASS_THROUGH", proxy["server"]["disabled"])),
+        "x-envoy headers": (True, proxy["envoyDebugHeaders"]["disabled"]),
+        "idle_timeout": (
+            (
+                hcm["common_http_protocol_options"]["idle_timeout"],
+                agentcore["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
+                    "common_http_protocol_options"
+                ]["idle_timeout"],
+            ),
+            (istio_hcm["common_http_protocol_options"]["idle_timeout"], pool["http"]["idleTimeout"]),
+        ),
+        "retry_policy": (
+            (retry["retry_on"], retry["num_retries"]),
+            (app["retries"]["retryOn"], app["retries"]["attempts"]),
+        ),
+        "per_connection_buffer_limit_bytes": (
+            (listener["per_connection_buffer_limit_bytes"], agentcore["per_connection_buffer_limit_bytes"]),
+            (
+                patches["LISTENER"]["patch"]["value"]["per_connection_buffer_limit_bytes"],
+                patches["CLUSTER"]["patch"]["value"]["per_connection_buffer_limit_bytes"],
+            ),
+        ),
+        "local_ratelimit": (
+            next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.local_ratelimit"),
+            patches["HTTP_FILTER"]["patch"]["value"],
+        ),
+    }
+
+
+def cost_table_settings() -> str:
+    """The first column of docs/deployment.md's "What Istio cannot express" table."""
+    doc = (ROOT / "docs" / "deployment.md").read_text()
+    table = doc.split("**What Istio cannot express, and what it costs**", 1)[1].split("\n\n", 2)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| ---")]
+    return "\n".join(row.split(" | ")[0] for row in rows[1:])
+
+
+def test_each_edge_setting_is_in_the_istio_objects_or_in_the_cost_table() -> None:
+    values = _istio_edge_values()
+    for setting, (expected, actual) in values.items():
+        assert actual == expected, setting
+    table = cost_table_settings()
+    documented = [s for s in EDGE_SETTINGS if s in table]
+    missing = [s for s in EDGE_SETTINGS if s not in values and s not in documented]
+    assert missing == [], f"neither set for Istio nor in docs/deployment.md's table: {missing}"
+    # What the table names is really not set: a setting is not both.
+    assert [s for s in documented if s in values and s != "overload_manager"] == []
