@@ -17,8 +17,9 @@ kustomize cannot read files outside its directory, so deploy/kubernetes/ holds:
   has no API for, as patches on the ingress gateway: its overload manager (bootstrap), the
   public listener's buffer limit and TCP keepalive, its HTTP connection manager's timeouts,
   HTTP/2 limits, header rules and JSON-RPC local replies (for the MCP host's filter chain),
-  the rate-limit filter, and the AgentCore cluster's buffer limit. Values are copied, never
-  restated: the host names come from gateway.yaml and agentcore.yaml;
+  the rate-limit filter, the public routes' own rate limit (on the Envoy routes Istio builds
+  from virtualservice.yaml's `mcp-warden-public`), and the AgentCore cluster's buffer limit.
+  Values are copied, never restated: the host names come from gateway.yaml and agentcore.yaml;
 - deploy/observability/prometheusrule.yaml: the alert rules of alerts.rules.yaml (the file
   promtool checks and tests) as a Prometheus-operator PrometheusRule.
 
@@ -55,6 +56,11 @@ ISTIO_HEADER = """\
 ISTIO_EDGE = REPO / "deploy/istio/gateway/envoyfilter-edge.yaml"
 ISTIO_GATEWAY = REPO / "deploy/istio/gateway/gateway.yaml"
 ISTIO_AGENTCORE = REPO / "deploy/istio/gateway/agentcore.yaml"
+ISTIO_VIRTUAL_SERVICE = REPO / "deploy/istio/gateway/virtualservice.yaml"
+# The VirtualService's http route for envoy.yaml's public routes: Istio names each Envoy route it
+# builds from it (one per match) after it, which is what the HTTP_ROUTE patch matches.
+ISTIO_PUBLIC_ROUTE = "mcp-warden-public"
+RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 ISTIO_HCM = "envoy.filters.network.http_connection_manager"
 # The public listener's connection-manager settings the gateway's HCM gets by MERGE. Left out:
 # what Istio sets from its own API (use_remote_address, normalize_path, the server header and
@@ -86,6 +92,9 @@ ISTIO_EDGE_HEADER = """\
 #   the MCP host's filter chain only (matched by SNI).
 # - HTTP_FILTER: the rate-limit filter, last before the router (so after ext_authz and the
 #   list filter, whichever EnvoyFilter Istio applies first).
+# - HTTP_ROUTE: the public routes' own rate limit (envoy.yaml's per-route local_ratelimit), on
+#   the routes Istio builds from the VirtualService's mcp-warden-public (matched by virtual host
+#   and route name; one Envoy route, and so one bucket, per public path).
 # - CLUSTER: the AgentCore cluster's per-connection buffer limit.
 # EnvoyFilter patches Istio's generated config: re-check them on every Istio upgrade.
 """
@@ -213,6 +222,36 @@ def _one_host(path: Path, kind: str, field: str) -> str:
     return str(hosts[0])
 
 
+def _public_rate_limit(hcm: dict[str, Any]) -> dict[str, Any]:
+    """The per-route local_ratelimit config of envoy.yaml's public routes (those that skip
+    ext_authz and route somewhere): one config, the same on each."""
+    (vhost,) = hcm["route_config"]["virtual_hosts"]
+    public = [
+        r
+        for r in vhost["routes"]
+        if "route" in r
+        and r.get("typed_per_filter_config", {}).get("envoy.filters.http.ext_authz", {}).get("disabled") is True
+    ]
+    limits = [r.get("typed_per_filter_config", {}).get(RATE_LIMIT_FILTER) for r in public]
+    if not limits or any(limit != limits[0] for limit in limits) or limits[0] is None:
+        names = [r["name"] for r in public]
+        raise SyncError(f"{SOURCE}: expected one per-route {RATE_LIMIT_FILTER} on every public route {names}")
+    return dict(limits[0])
+
+
+def _public_route_match(mcp_host: str) -> dict[str, Any]:
+    """The EnvoyFilter match for the Envoy routes Istio builds from the VirtualService's public
+    http route: virtual host `<host>:<Gateway port>`, route name the http route's name."""
+    gateways = [d for d in yaml.safe_load_all(ISTIO_GATEWAY.read_text()) if d and d.get("kind") == "Gateway"]
+    ports = [s["port"]["number"] for g in gateways for s in g["spec"]["servers"] if mcp_host in s["hosts"]]
+    services = [d for d in yaml.safe_load_all(ISTIO_VIRTUAL_SERVICE.read_text()) if d]
+    names = [h.get("name") for vs in services if vs.get("kind") == "VirtualService" for h in vs["spec"]["http"]]
+    if len(ports) != 1 or names.count(ISTIO_PUBLIC_ROUTE) != 1:
+        raise SyncError(f"expected one Gateway server for {mcp_host} and one http route {ISTIO_PUBLIC_ROUTE!r}")
+    vhost = {"name": f"{mcp_host}:{ports[0]}", "route": {"name": ISTIO_PUBLIC_ROUTE}}
+    return {"routeConfiguration": {"vhost": vhost}}
+
+
 def _edge_patch(apply_to: str, match: dict[str, Any] | None, operation: str, value: Any) -> dict[str, Any]:
     patch: dict[str, Any] = {"applyTo": apply_to}
     if match is not None:
@@ -228,11 +267,12 @@ def istio_edge_filter(source: str) -> str:
     hcm = _public_hcm(config)
     (listener,) = [lst for lst in static["listeners"] if any("transport_socket" in c for c in lst["filter_chains"])]
     agentcore = _one(static["clusters"], "agentcore", "cluster")
-    rate_limit = _one(hcm["http_filters"], "envoy.filters.http.local_ratelimit", "HTTP filter")
+    rate_limit = _one(hcm["http_filters"], RATE_LIMIT_FILTER, "HTTP filter")
     missing = [k for k in ISTIO_HCM_KEYS if k not in hcm] + [k for k in ISTIO_LISTENER_KEYS if k not in listener]
     if missing or "overload_manager" not in config:
         raise SyncError(f"{SOURCE}: the Istio edge settings are missing {missing or ['overload_manager']}")
     mcp_host = _one_host(ISTIO_GATEWAY, "Gateway", "servers")
+    public_route = _public_route_match(mcp_host)
     upstream = _one_host(ISTIO_AGENTCORE, "ServiceEntry", "hosts")
     hcm_chain = {"listener": {"filterChain": {"sni": mcp_host, "filter": {"name": ISTIO_HCM}}}}
     router_filter = {"name": ISTIO_HCM, "subFilter": {"name": "envoy.filters.http.router"}}
@@ -247,6 +287,12 @@ def istio_edge_filter(source: str) -> str:
             {"typed_config": {"@type": hcm["@type"], **{k: hcm[k] for k in ISTIO_HCM_KEYS}}},
         ),
         _edge_patch("HTTP_FILTER", router, "INSERT_BEFORE", rate_limit),
+        _edge_patch(
+            "HTTP_ROUTE",
+            public_route,
+            "MERGE",
+            {"typed_per_filter_config": {RATE_LIMIT_FILTER: _public_rate_limit(hcm)}},
+        ),
         _edge_patch(
             "CLUSTER",
             {"cluster": {"service": upstream, "portNumber": 80}},

@@ -7,19 +7,25 @@ give an ingress gateway: Istio's runtime flag for the connection limit, an HTTPS
 SNI filter chain per Gateway server, Istio's HTTP connection manager settings and HTTP filters
 (the CUSTOM policy's shadow RBAC and the extension provider's ext_authz, fault, cors, router with
 the proxyHeaders settings), the VirtualService's routes (Istio's default retry policy where none is
-given) and outbound clusters named `outbound|<port>||<host>` with the DestinationRule's
+given; each match one Envoy route named after the http route, its `method` a `:method` header
+matcher) and outbound clusters named `outbound|<port>||<host>` with the DestinationRule's
 connection pool and TLS origination (Istio's upstream TLS 1.2-1.3). Endpoints are loopback.
 
 `apply_envoy_filters` applies every patch of every EnvoyFilter that selects the gateway, in
-Istio's order (priority, then name), with Istio's semantics: MERGE is a protobuf merge (maps
-merged, lists appended, scalars replaced; a typed_config only onto the same @type), INSERT_*
-place a filter relative to a named one. It returns how often each patch applied: Istio skips a
-patch that matches nothing silently, a test must not.
+Istio's order (priority, then name), with Istio's semantics: MERGE is a protobuf merge (messages
+merged, map fields merged entry by entry, lists appended, scalars replaced; a typed_config only
+onto the same @type), INSERT_* place a filter relative to a named one, HTTP_ROUTE patches apply
+to each route their route configuration, virtual host and route names select. It returns how
+often each patch applied: Istio skips a patch that matches nothing silently, a test must not.
+
+`select_route` picks the route Envoy would for a request, and `custom_policy_checks` says whether
+an AuthorizationPolicy with `action: CUSTOM` sends a request to its provider (any rule matches).
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +159,11 @@ def _route_match(match: dict[str, Any] | None) -> dict[str, Any]:
         (kind, pattern) = next(iter(value.items()))
         matcher = {"safe_regex": {"regex": pattern}} if kind == "regex" else {kind: pattern}
         headers.append({"name": name, "string_match": matcher})
+    # Istio appends the method as a `:method` header matcher, after the match's headers.
+    if "method" in match:
+        (kind, pattern) = next(iter(match["method"].items()))
+        matcher = {"safe_regex": {"regex": pattern}} if kind == "regex" else {kind: pattern}
+        headers.append({"name": ":method", "string_match": matcher})
     if headers:
         out["headers"] = headers
     return out
@@ -403,13 +414,21 @@ def gateway_config(
 # ---------------------------------------------------------------------------------------------
 
 
+# Map fields of the messages patched here: protobuf merges a map entry by entry, each entry's
+# value replaced whole (not merged).
+MAP_FIELDS = ("typed_per_filter_config", "typed_extension_protocol_options")
+
+
 def proto_merge(dst: dict[str, Any], src: dict[str, Any], where: str = "") -> None:
-    """Protobuf merge of `src` into `dst`: messages merged field by field, repeated fields
-    appended, scalars replaced. An Any (typed_config) merges only onto the same @type."""
+    """Protobuf merge of `src` into `dst`: messages merged field by field, map fields entry by
+    entry, repeated fields appended, scalars replaced. An Any (typed_config) merges only onto
+    the same @type."""
     if "@type" in src and "@type" in dst and src["@type"] != dst["@type"]:
         raise PatchError(f"{where}: MERGE of {src['@type']} onto {dst['@type']}")
     for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+        if k in MAP_FIELDS and isinstance(v, dict) and isinstance(dst.get(k), dict):
+            dst[k].update(copy.deepcopy(v))
+        elif isinstance(v, dict) and isinstance(dst.get(k), dict):
             proto_merge(dst[k], v, f"{where}.{k}")
         elif isinstance(v, list) and isinstance(dst.get(k), list):
             dst[k] = dst[k] + copy.deepcopy(v)
@@ -468,6 +487,68 @@ def _apply_http_filter(config: dict[str, Any], match: dict[str, Any], patch: dic
     return applied
 
 
+def _route_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        f["typed_config"]["route_config"]
+        for listener in config["static_resources"]["listeners"]
+        for chain in listener["filter_chains"]
+        for f in chain["filters"]
+        if f["name"] == HCM and "route_config" in f["typed_config"]
+    ]
+
+
+def _gateway_rds_name(name: str) -> tuple[int, str, str]:
+    """(port number, port name, namespace/gateway) of a gateway's RDS name, as Istio parses
+    `https.<port>.<port name>.<gateway>.<namespace>`."""
+    parts = name.split(".")
+    if parts[0] == "https" and len(parts) == 5:
+        return int(parts[1]), parts[2], f"{parts[4]}/{parts[3]}"
+    raise PatchError(f"route configuration {name!r} is not a gateway's HTTPS route configuration")
+
+
+def _route_config_matches(route_config: dict[str, Any], want: dict[str, Any]) -> bool:
+    unknown = set(want) - {"portNumber", "portName", "gateway", "name", "vhost"}
+    if unknown:
+        raise PatchError(f"routeConfiguration match on {sorted(unknown)} is not modelled")
+    port, port_name, gateway = _gateway_rds_name(route_config["name"])
+    found = {"portNumber": port, "portName": port_name, "gateway": gateway, "name": route_config["name"]}
+    return all(want[k] == v for k, v in found.items() if k in want)
+
+
+def _route_matches(route: dict[str, Any], want: dict[str, Any] | None) -> bool:
+    if want is None:
+        return True
+    if set(want) - {"name", "action"}:
+        raise PatchError(f"route match on {sorted(set(want) - {'name', 'action'})} is not modelled")
+    actions = {"ROUTE": "route", "REDIRECT": "redirect", "DIRECT_RESPONSE": "direct_response"}
+    action = want.get("action", "ANY")
+    return want.get("name", route["name"]) == route["name"] and (action == "ANY" or actions[action] in route)
+
+
+def _apply_http_route(config: dict[str, Any], match: dict[str, Any], patch: dict[str, Any]) -> int:
+    """HTTP_ROUTE MERGE or REMOVE on each route the match selects (Istio's patchHTTPRoute);
+    the count is of routes patched."""
+    if patch["operation"] not in ("MERGE", "REMOVE"):
+        raise PatchError(f"HTTP_ROUTE {patch['operation']} is not modelled")
+    want = match.get("routeConfiguration", {})
+    vhost_want = want.get("vhost")
+    applied = 0
+    for route_config in _route_configs(config):
+        if not _route_config_matches(route_config, want):
+            continue
+        for vhost in route_config["virtual_hosts"]:
+            if vhost_want is not None and vhost_want.get("name", vhost["name"]) != vhost["name"]:
+                continue
+            routes = [r for r in vhost["routes"] if _route_matches(r, (vhost_want or {}).get("route"))]
+            for route in routes:
+                if patch["operation"] == "MERGE":
+                    proto_merge(route, patch["value"], route["name"])
+            if patch["operation"] == "REMOVE":
+                vhost["routes"] = [r for r in vhost["routes"] if all(r is not x for x in routes)]
+            applied += len(routes)
+    return applied
+
+
 def _apply_one(config: dict[str, Any], p: dict[str, Any]) -> int:
     match, patch, apply_to = p.get("match", {}), p["patch"], p["applyTo"]
     if match.get("context", "ANY") not in ("ANY", "GATEWAY"):
@@ -492,6 +573,8 @@ def _apply_one(config: dict[str, Any], p: dict[str, Any]) -> int:
         return applied
     if apply_to == "HTTP_FILTER":
         return _apply_http_filter(config, match, patch)
+    if apply_to == "HTTP_ROUTE":
+        return _apply_http_route(config, match, patch)
     if apply_to == "CLUSTER":
         want = match["cluster"]
         name = cluster_name(want["service"], want["portNumber"])
@@ -516,3 +599,82 @@ def apply_envoy_filters(config: dict[str, Any], envoy_filters: list[dict[str, An
         for i, p in enumerate(f["spec"]["configPatches"]):
             counts[f"{f['metadata']['name']}[{i}] {p['applyTo']}"] = _apply_one(config, p)
     return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: which route, and whether the CUSTOM policy checks them
+# ---------------------------------------------------------------------------------------------
+
+
+def _string_matches(matcher: dict[str, Any], value: str) -> bool:
+    (kind, pattern) = next(iter(matcher.items()))
+    if kind == "safe_regex":
+        return re.fullmatch(pattern["regex"], value) is not None
+    if kind in ("exact", "prefix", "suffix"):
+        return {"exact": value == pattern, "prefix": value.startswith(pattern), "suffix": value.endswith(pattern)}[kind]
+    raise PatchError(f"string matcher {kind} is not modelled")
+
+
+def _header_matches(matcher: dict[str, Any], headers: dict[str, str]) -> bool:
+    value = headers.get(matcher["name"])
+    if "present_match" in matcher:
+        return (value is not None) == matcher["present_match"]
+    return value is not None and _string_matches(matcher["string_match"], value)
+
+
+def select_route(routes: list[dict[str, Any]], method: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
+    """The first route whose path match and header matchers (`:method` included) all hold, as
+    Envoy's router picks it; a request no route matches is an error here (Envoy's 404)."""
+    request = {**{k.lower(): v for k, v in headers.items()}, ":method": method, ":path": path}
+    for route in routes:
+        match = route["match"]
+        if set(match) - {"path", "prefix", "headers"}:
+            raise PatchError(f"route match {sorted(match)} is not modelled")
+        on_path = path == match["path"] if "path" in match else path.startswith(match["prefix"])
+        if on_path and all(_header_matches(h, request) for h in match.get("headers", [])):
+            return route
+    raise PatchError(f"no route for {method} {path}")
+
+
+def _istio_string(pattern: str, value: str) -> bool:
+    """Istio's AuthorizationPolicy string match: exact, `prefix*`, `*suffix` or `*`."""
+    if pattern == "*":
+        return True
+    if pattern.endswith("*"):
+        return value.startswith(pattern[:-1])
+    if pattern.startswith("*"):
+        return value.endswith(pattern[1:])
+    return value == pattern
+
+
+def _any_of(patterns: list[str], value: str, fold: bool) -> bool:
+    return any(_istio_string(p.lower() if fold else p, value) for p in patterns)
+
+
+def _operation_matches(op: dict[str, Any], host: str, method: str, path: str) -> bool:
+    unknown = set(op) - {"hosts", "notHosts", "paths", "notPaths", "methods", "notMethods"}
+    if unknown:
+        raise PatchError(f"operation fields {sorted(unknown)} are not modelled")
+    # Hosts compare case-insensitively, on the host without a port.
+    request = {"hosts": host.lower().rsplit(":", 1)[0], "paths": path, "methods": method}
+    for field, value in request.items():
+        negated, fold = f"not{field.capitalize()}", field == "hosts"
+        if field in op and not _any_of(op[field], value, fold):
+            return False
+        if negated in op and _any_of(op[negated], value, fold):
+            return False
+    return True
+
+
+def custom_policy_checks(policy: dict[str, Any], host: str, method: str, path: str) -> bool:
+    """Whether an AuthorizationPolicy with `action: CUSTOM` sends this request to its provider:
+    rules are ORed, a rule matches when one of its `to` operations does (every field of an
+    operation must hold). `from` and `when` are not modelled (a rule using them is an error)."""
+    spec = policy["spec"]
+    assert spec["action"] == "CUSTOM", spec["action"]
+    for rule in spec.get("rules", []):
+        if set(rule) - {"to"}:
+            raise PatchError(f"rule fields {sorted(rule)} are not modelled")
+        if not rule.get("to") or any(_operation_matches(t["operation"], host, method, path) for t in rule["to"]):
+            return True
+    return False

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import datetime
 import importlib.util
 import json
@@ -593,11 +594,12 @@ def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tm
     ext_proc = patch["patch"]["value"]["typed_config"]["extension_config"]["typed_config"]
     assert ext_proc["grpc_service"]["envoy_grpc"]["cluster_name"] == f"outbound|{ports['grpc']['port']}||{host}"
     assert ext_proc["failure_mode_allow"] is False
-    # CUSTOM on the gateway, by that provider, for the app's public_addr, the public paths spared.
+    # CUSTOM on the gateway, by that provider, for the app's public_addr: every path but the
+    # public ones, and the public ones for any method but GET and HEAD.
     policy = kustomize.find(gateway, "AuthorizationPolicy")
     assert policy["spec"]["action"] == "CUSTOM" and policy["spec"]["provider"]["name"] == provider["name"]
-    (rule,) = policy["spec"]["rules"]
-    (operation,) = [t["operation"] for t in rule["to"]]
+    (operation, other_methods) = [t["operation"] for rule in policy["spec"]["rules"] for t in rule["to"]]
+    assert len(policy["spec"]["rules"]) == 2
     policy_docs = list(
         yaml.safe_load_all(kustomize.find(warden, "ConfigMap", "mcp-warden-policy")["data"]["policy.yaml"])
     )
@@ -605,6 +607,7 @@ def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tm
     gateway_hosts = [h for s in kustomize.find(gateway, "Gateway")["spec"]["servers"] for h in s["hosts"]]
     assert (
         operation["hosts"]
+        == other_methods["hosts"]
         == gateway_hosts
         == kustomize.find(gateway, "VirtualService")["spec"]["hosts"]
         == [app["public_addr"]]
@@ -615,7 +618,8 @@ def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tm
     assert [r["destination"]["host"] for r in public["route"]] == [host]
     assert public["route"][0]["destination"]["port"]["number"] == ports["http"]["port"]
     public_paths = {m["uri"].get("exact") or m["uri"]["prefix"] + "*" for m in public["match"]}
-    assert public_paths == set(operation["notPaths"])
+    assert public_paths == set(operation["notPaths"]) == set(other_methods["paths"])
+    assert other_methods["notMethods"] == ["GET", "HEAD"]
     envoy = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
     routes = public_routes(envoy)
     envoy_public = {
@@ -662,12 +666,9 @@ def edge_patches() -> dict[str, dict[str, Any]]:
     return by_kind
 
 
-def test_every_istio_gateway_patch_lands_where_istio_puts_it_and_envoy_accepts_the_result(
-    tmp_path: Path, envoy_bin: Path
-) -> None:
-    """Every EnvoyFilter patch of deploy/istio/gateway, applied with Istio's semantics to an
-    Istio-like config of the ingress gateway (tests/e2e/istio_support.py), applies where it is
-    meant to, yields envoy.yaml's filter order and settings, and passes `envoy --mode validate`."""
+def istio_gateway_config(tmp_path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """The Istio-like config of the ingress gateway with every EnvoyFilter patch applied, and
+    how often each patch applied."""
     objects = istio_gateway()
     files, ca_pem = tls_secret("mcp.example.com")
     for name, text in files.items():
@@ -677,9 +678,28 @@ def test_every_istio_gateway_patch_lands_where_istio_puts_it_and_envoy_accepts_t
         objects, istio_operator(), tmp_path / "tls.crt", tmp_path / "tls.key", tmp_path / "ca.pem"
     )
     counts = istio_support.apply_envoy_filters(config, [o for o in objects if o["kind"] == "EnvoyFilter"])
+    return config, counts
+
+
+def istio_public_http_route() -> dict[str, Any]:
+    vs = kustomize.find(istio_gateway(), "VirtualService")
+    return next(r for r in vs["spec"]["http"] if r["name"] == sync_deploy.ISTIO_PUBLIC_ROUTE)
+
+
+def test_every_istio_gateway_patch_lands_where_istio_puts_it_and_envoy_accepts_the_result(
+    tmp_path: Path, envoy_bin: Path
+) -> None:
+    """Every EnvoyFilter patch of deploy/istio/gateway, applied with Istio's semantics to an
+    Istio-like config of the ingress gateway (tests/e2e/istio_support.py), applies where it is
+    meant to, yields envoy.yaml's filter order and settings, and passes `envoy --mode validate`."""
+    objects = istio_gateway()
+    config, counts = istio_gateway_config(tmp_path)
     # Istio skips a patch that matches nothing without a word: here each one must land, once
-    # (the listener patch on each of the gateway's listeners).
-    assert counts and set(counts.values()) == {1}, counts
+    # (the listener patch on each of the gateway's listeners), the route patch on each Envoy
+    # route Istio builds from the public http route (one per match).
+    public_matches = len(istio_public_http_route()["match"])
+    expected = {key: public_matches if key.endswith(" HTTP_ROUTE") else 1 for key in counts}
+    assert counts and counts == expected and public_matches > 1, counts
     assert len(counts) == sum(len(o["spec"]["configPatches"]) for o in objects if o["kind"] == "EnvoyFilter")
     envoy = envoy_yaml()
     ours = envoy_yaml_hcm(envoy)
@@ -713,6 +733,105 @@ def test_every_istio_gateway_patch_lands_where_istio_puts_it_and_envoy_accepts_t
     path.write_text(yaml.safe_dump(config))
     result = harness.validate_envoy_config(envoy_bin, path)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+
+
+def envoy_yaml_public_routes() -> list[dict[str, Any]]:
+    """envoy.yaml's public routes: to mcp-warden's HTTP port, ext_authz off."""
+    return [r for r in public_routes(envoy_yaml()) if r.get("route", {}).get("cluster") == "mcp_warden_http"]
+
+
+def istio_gateway_routes(config: dict[str, Any]) -> list[dict[str, Any]]:
+    (listener,) = config["static_resources"]["listeners"]
+    (chain,) = listener["filter_chains"]
+    (vhost,) = chain["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+    return list(vhost["routes"])
+
+
+def test_the_istio_public_routes_are_get_head_only_and_rate_limited_as_envoy_yamls(tmp_path: Path) -> None:
+    """The gateway's public routes (built by Istio from the VirtualService, patched by
+    envoyfilter-edge.yaml) match what envoy.yaml's do, path and `:method` alike, and each
+    carries envoy.yaml's per-route rate limit; no other route has one."""
+    config, _ = istio_gateway_config(tmp_path)
+    routes = istio_gateway_routes(config)
+    public = [r for r in routes if r["name"] == sync_deploy.ISTIO_PUBLIC_ROUTE]
+    ours = envoy_yaml_public_routes()
+    assert len(public) == len(ours) == 4
+    # Path and GET/HEAD-only method matcher, route for route.
+    assert [r["match"] for r in public] == [r["match"] for r in ours]
+    methods = [h for r in public for h in r["match"]["headers"] if h["name"] == ":method"]
+    assert len(methods) == len(public) and all(h["string_match"]["safe_regex"] for h in methods)
+    limit = sync_deploy.RATE_LIMIT_FILTER
+    for istio_route, envoy_route in zip(public, ours, strict=True):
+        assert istio_route["typed_per_filter_config"] == {limit: envoy_route["typed_per_filter_config"][limit]}
+    assert [r["name"] for r in routes if "typed_per_filter_config" in r] == [r["name"] for r in public]
+
+
+# Requests tried against envoy.yaml's routes and the Istio gateway's routes and policy.
+PROBE_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "get"]
+PROBE_PATHS = [
+    "/.well-known/openid-configuration",
+    "/.well-known/jwks-oidc",
+    "/.well-known/jwks.json",
+    "/.well-known/oauth-protected-resource",
+    "/.well-known/oauth-protected-resource/mcp",
+    "/.well-known/jwks.json/x",
+    "/.WELL-KNOWN/jwks.json",
+    "/.well-known/other",
+    "/mcp",
+    "/",
+]
+PROBE_HEADERS: list[dict[str, str]] = [{}, {"x-envoy-auth-partial-body": "true"}]
+
+
+def _envoy_yaml_outcome(routes: list[dict[str, Any]], method: str, path: str, headers: dict[str, str]) -> tuple:
+    """(where the request goes, whether ext_authz checks it) through envoy.yaml."""
+    route = istio_support.select_route(routes, method, path, headers)
+    per_route = route.get("typed_per_filter_config", {}).get("envoy.filters.http.ext_authz", {})
+    where = "direct"
+    if "route" in route:
+        where = {"mcp_warden_http": "public", "agentcore": "app"}[route["route"]["cluster"]]
+    return where, per_route.get("disabled") is not True
+
+
+def _istio_outcome(
+    routes: list[dict[str, Any]], policy: dict[str, Any], method: str, path: str, headers: dict[str, str]
+) -> tuple:
+    """(where the request goes, whether the CUSTOM policy sends it to mcp-warden) on the gateway."""
+    route = istio_support.select_route(routes, method, path, headers)
+    where = "direct"
+    if "route" in route:
+        where = "public" if route["route"]["cluster"].endswith("||mcp-warden.mcp-warden.svc.cluster.local") else "app"
+    return where, istio_support.custom_policy_checks(policy, "mcp.example.com", method, path)
+
+
+def test_the_istio_policy_checks_every_request_envoy_yaml_checks(tmp_path: Path) -> None:
+    """Evaluated as Istio's CUSTOM action does (the request goes to the provider when any rule
+    matches), the AuthorizationPolicy spares exactly GET and HEAD on the public paths: a request
+    the VirtualService routes to the app (any other method included) is checked, as in envoy.yaml."""
+    config, _ = istio_gateway_config(tmp_path)
+    istio_routes = istio_gateway_routes(config)
+    envoy_routes = public_routes(envoy_yaml())
+    policy = kustomize.find(istio_gateway(), "AuthorizationPolicy")
+    unchecked = set()
+    for method in PROBE_METHODS:
+        for path in PROBE_PATHS:
+            for headers in PROBE_HEADERS:
+                ours = _envoy_yaml_outcome(envoy_routes, method, path, headers)
+                istio = _istio_outcome(istio_routes, policy, method, path, headers)
+                assert istio[0] == ours[0], (method, path, headers, istio, ours)
+                if ours[0] == "direct":  # refused by a direct response, checked or not
+                    continue
+                assert istio[1] == ours[1], (method, path, headers, istio, ours)
+                # Only the public routes skip the check, and nothing routed there is checked.
+                assert (ours[0] == "public") == (not ours[1]), (method, path, ours)
+                if not istio[1]:
+                    unchecked.add((method, path))
+    assert unchecked == {(m, p) for m in ("GET", "HEAD") for p in PROBE_PATHS[:5]}
+    # The second rule is what checks the other methods: without it a POST to JWKS went unchecked.
+    first_rule_only = copy.deepcopy(policy)
+    first_rule_only["spec"]["rules"] = policy["spec"]["rules"][:1]
+    assert istio_support.custom_policy_checks(policy, "mcp.example.com", "POST", "/.well-known/jwks.json")
+    assert not istio_support.custom_policy_checks(first_rule_only, "mcp.example.com", "POST", "/.well-known/jwks.json")
 
 
 def test_the_istio_rate_limit_filter_and_its_429_reply_are_envoy_yamls() -> None:
@@ -769,6 +888,8 @@ EDGE_SETTINGS = [
     "retry_policy",
     "per_connection_buffer_limit_bytes",
     "local_ratelimit",
+    "public route methods",
+    "public route rate limit",
 ]
 
 
@@ -799,6 +920,7 @@ def _istio_edge_values() -> dict[str, tuple[Any, Any]]:
     limit = monitors["envoy.resource_monitors.global_downstream_max_connections"]["max_active_downstream_connections"]
     heap = monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"]
     tls = agentcore["transport_socket"]["typed_config"]["common_tls_context"]["tls_params"]
+    per_route = sync_deploy.RATE_LIMIT_FILTER
     return {
         # Applied by the bootstrap patch only when the agent fetches its bootstrap from istiod,
         # on a heap that is 80% of the gateway's memory limit.
@@ -874,6 +996,14 @@ def _istio_edge_values() -> dict[str, tuple[Any, Any]]:
         "local_ratelimit": (
             next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.local_ratelimit"),
             patches["HTTP_FILTER"]["patch"]["value"],
+        ),
+        "public route methods": (
+            [h["string_match"] for r in envoy_yaml_public_routes() for h in r["match"]["headers"]],
+            [{"safe_regex": m["method"]} for m in istio_public_http_route()["match"]],
+        ),
+        "public route rate limit": (
+            [{per_route: r["typed_per_filter_config"][per_route]} for r in envoy_yaml_public_routes()],
+            [patches["HTTP_ROUTE"]["patch"]["value"]["typed_per_filter_config"]] * len(envoy_yaml_public_routes()),
         ),
     }
 
