@@ -130,11 +130,26 @@ fn request(key: Option<&str>, body: &str, version: &str, extra: Vec<(String, Str
     req.encode_to_vec()
 }
 
+/// The protocol version of every case but the batches.
+const VERSION: &str = "2025-11-25";
+
+fn case(name: &'static str, request: Vec<u8>, expect: Expect, baseline: &'static str) -> Case {
+    Case { name, request, expect, baseline }
+}
+
+/// Every case, in the order of the table: the 1 MiB bodies, the headers, the unauthenticated.
 fn cases(key: &str) -> Vec<Case> {
-    let v = "2025-11-25";
+    let mut all = body_cases(key);
+    all.extend(header_cases(key));
+    all.extend(unauthenticated_cases());
+    all
+}
+
+/// Bodies just under the limit, by `key`, each against the plain 1 MiB `tools/call`.
+fn body_cases(key: &str) -> Vec<Case> {
+    let v = VERSION;
     let call = |body: &str| request(Some(key), body, v, Vec::new());
     let plain = common::tools_call_body(common::COMMON_TOOL, LIMIT - 64);
-    let plain_small = common::tools_call_body(common::COMMON_TOOL, 300);
     // Nested objects down to the depth limit (32): message 1, params 2, arguments 3.
     let (open, close) = ("{\"a\":".repeat(28), "}".repeat(28));
     let escaped = r#"\ud83d\ude00\n\t\"\\\u00e9\/"#.repeat(16);
@@ -142,7 +157,6 @@ fn cases(key: &str) -> Vec<Case> {
         r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_{}1","arguments":{{}}}}}}"#,
         "a".repeat(LIMIT - 120)
     );
-    let case = |name, request, expect, baseline| Case { name, request, expect, baseline };
     vec![
         case("plain `tools/call`, 1 MiB", call(&plain), Expect::Allow, "plain `tools/call`, 1 MiB"),
         case(
@@ -213,7 +227,20 @@ fn cases(key: &str) -> Vec<Case> {
             "plain `tools/call`, 1 MiB",
         ),
         case("long name, denied (1 MiB)", call(&long_name), Expect::Denied, "plain `tools/call`, 1 MiB"),
-        case("plain `tools/call`, 300 B", call(&plain_small), Expect::Allow, "plain `tools/call`, 300 B"),
+    ]
+}
+
+/// A small call by `key` with many or long header lines, each against the plain 300 B call.
+fn header_cases(key: &str) -> Vec<Case> {
+    let v = VERSION;
+    let plain_small = common::tools_call_body(common::COMMON_TOOL, 300);
+    vec![
+        case(
+            "plain `tools/call`, 300 B",
+            request(Some(key), &plain_small, v, Vec::new()),
+            Expect::Allow,
+            "plain `tools/call`, 300 B",
+        ),
         case(
             "headers: 8,000 distinct names",
             request(Some(key), &plain_small, v, (0..8000).map(|i| (format!("x-h{i}"), "v".into())).collect()),
@@ -242,6 +269,14 @@ fn cases(key: &str) -> Vec<Case> {
             Expect::Allow,
             "plain `tools/call`, 300 B",
         ),
+    ]
+}
+
+/// 1 MiB bodies with no credential, each against the plain 1 MiB `tools/call`.
+fn unauthenticated_cases() -> Vec<Case> {
+    let v = VERSION;
+    let plain = common::tools_call_body(common::COMMON_TOOL, LIMIT - 64);
+    vec![
         case(
             "unauthenticated, plain 1 MiB",
             request(None, &plain, v, Vec::new()),

@@ -141,9 +141,6 @@ impl Metrics {
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self, audit_dropped: u64) -> String {
         let mut out = String::with_capacity(4096);
-        let help = |out: &mut String, name: &str, kind: &str, text: &str| {
-            let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
-        };
         help(&mut out, "mcp_warden_build_info", "gauge", "Build information.");
         let _ = writeln!(out, "mcp_warden_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
         help(&mut out, "mcp_warden_checks_total", "counter", "ext_authz checks by decision and reason code.");
@@ -162,54 +159,8 @@ impl Metrics {
             "Rules in mode: audit, by what they would decide.",
         );
         self.shadows.render(&mut out, "mcp_warden_shadow_decisions_total", ["role", "rule", "outcome"]);
-        help(&mut out, "mcp_warden_check_duration_seconds", "histogram", "Time to decide one check.");
-        let mut cumulative = 0;
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            cumulative += self.latency_buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "mcp_warden_check_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "mcp_warden_check_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.latency_sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(
-            out,
-            "mcp_warden_check_duration_seconds_sum {sum}\nmcp_warden_check_duration_seconds_count {count}"
-        );
-        let simple = |out: &mut String, name: &str, kind: &str, text: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}\n{name} {v}");
-        };
-        simple(
-            &mut out,
-            "mcp_warden_tokens_minted_total",
-            "counter",
-            "ID tokens signed.",
-            self.tokens_minted.load(Ordering::Relaxed),
-        );
-        simple(
-            &mut out,
-            "mcp_warden_token_cache_hits_total",
-            "counter",
-            "ID tokens served from the cache.",
-            self.token_cache_hits.load(Ordering::Relaxed),
-        );
-        help(&mut out, "mcp_warden_jwks_fetches_total", "counter", "Identity-provider JWKS fetches by result.");
-        self.jwks_fetches.render(&mut out, "mcp_warden_jwks_fetches_total", ["result"]);
-        help(&mut out, "mcp_warden_policy_reloads_total", "counter", "Policy reloads by result.");
-        self.reloads.render(&mut out, "mcp_warden_policy_reloads_total", ["result"]);
-        simple(
-            &mut out,
-            "mcp_warden_policy_generation",
-            "gauge",
-            "Generation of the policy in force.",
-            self.policy_generation.load(Ordering::Relaxed),
-        );
-        simple(
-            &mut out,
-            "mcp_warden_key_rotations_total",
-            "counter",
-            "Signing-key switches.",
-            self.key_rotations.load(Ordering::Relaxed),
-        );
+        self.render_latency(&mut out);
+        self.render_tokens_and_reloads(&mut out);
         help(
             &mut out,
             "mcp_warden_list_filter_refusals_total",
@@ -230,6 +181,69 @@ impl Metrics {
         );
         out
     }
+
+    /// `mcp_warden_check_duration_seconds`, a histogram.
+    fn render_latency(&self, out: &mut String) {
+        help(out, "mcp_warden_check_duration_seconds", "histogram", "Time to decide one check.");
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.latency_buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "mcp_warden_check_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "mcp_warden_check_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.latency_sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "mcp_warden_check_duration_seconds_sum {sum}\nmcp_warden_check_duration_seconds_count {count}"
+        );
+    }
+
+    /// Tokens minted and cached, JWKS fetches, policy reloads and generation, key rotations.
+    fn render_tokens_and_reloads(&self, out: &mut String) {
+        simple(
+            out,
+            "mcp_warden_tokens_minted_total",
+            "counter",
+            "ID tokens signed.",
+            self.tokens_minted.load(Ordering::Relaxed),
+        );
+        simple(
+            out,
+            "mcp_warden_token_cache_hits_total",
+            "counter",
+            "ID tokens served from the cache.",
+            self.token_cache_hits.load(Ordering::Relaxed),
+        );
+        help(out, "mcp_warden_jwks_fetches_total", "counter", "Identity-provider JWKS fetches by result.");
+        self.jwks_fetches.render(out, "mcp_warden_jwks_fetches_total", ["result"]);
+        help(out, "mcp_warden_policy_reloads_total", "counter", "Policy reloads by result.");
+        self.reloads.render(out, "mcp_warden_policy_reloads_total", ["result"]);
+        simple(
+            out,
+            "mcp_warden_policy_generation",
+            "gauge",
+            "Generation of the policy in force.",
+            self.policy_generation.load(Ordering::Relaxed),
+        );
+        simple(
+            out,
+            "mcp_warden_key_rotations_total",
+            "counter",
+            "Signing-key switches.",
+            self.key_rotations.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric.
+fn help(out: &mut String, name: &str, kind: &str, text: &str) {
+    let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
+}
+
+/// A metric with no labels: its `# HELP`, `# TYPE` and value.
+fn simple(out: &mut String, name: &str, kind: &str, text: &str, v: u64) {
+    let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}\n{name} {v}");
 }
 
 #[cfg(test)]

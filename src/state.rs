@@ -15,7 +15,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::audit::{Audit, Event};
 use crate::config::EnvoyMetadata;
 use crate::identity::authn::AuthMethod;
-use crate::identity::identities::{Identities, UserRef};
+use crate::identity::identities::{Identities, IdentityError, UserRef};
 use crate::identity::idp::Verifier;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
@@ -150,7 +150,7 @@ impl Snapshot {
 
     /// An identity vouched for by an identity provider, compiled against this policy (see
     /// [`Identities::compile`]).
-    pub fn dynamic_user(&self, name: &str, roles: &[String], traits: Traits) -> Result<Arc<User>, String> {
+    pub fn dynamic_user(&self, name: &str, roles: &[String], traits: Traits) -> Result<Arc<User>, IdentityError> {
         self.identities.compile(&self.policy, name, roles, traits)
     }
 

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use warden_core::policy::{Policy, Traits, User, fingerprint};
+use warden_core::policy::{Policy, Traits, UnusableIdentity, User, fingerprint};
 
 /// A user from policy, or one an identity provider vouched for (compiled per identity).
 #[derive(Debug, Clone)]
@@ -33,6 +33,20 @@ pub struct Identities {
     compiled: RwLock<HashMap<u64, Arc<User>>>,
 }
 
+/// Why an identity an identity provider vouched for cannot be a user of the policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// Its username is the name of one of the policy's own users.
+    #[error("the username '{0}' is the name of a user defined in the policy")]
+    NameTaken(String),
+    /// Its username equals a policy user's name after case folding and NFKC.
+    #[error("the username '{0}' looks like the name of a user defined in the policy")]
+    NameLookAlike(String),
+    /// Its roles do not compile against the policy (each problem names its field).
+    #[error(transparent)]
+    Unusable(#[from] UnusableIdentity),
+}
+
 /// Compiled identities kept per snapshot before the cache starts over.
 const MAX_IDENTITIES: usize = 10_000;
 
@@ -43,9 +57,15 @@ impl Identities {
     /// refuses a single-sign-on login that collides with a local user); so is a name equal
     /// to one after case folding and NFKC ([`Policy::name_is_taken`]), checked once per
     /// identity compiled here.
-    pub fn compile(&self, policy: &Policy, name: &str, roles: &[String], traits: Traits) -> Result<Arc<User>, String> {
+    pub fn compile(
+        &self,
+        policy: &Policy,
+        name: &str,
+        roles: &[String],
+        traits: Traits,
+    ) -> Result<Arc<User>, IdentityError> {
         if policy.user(name).is_some() {
-            return Err("the username is the name of a user defined in the policy".to_owned());
+            return Err(IdentityError::NameTaken(name.to_owned()));
         }
         let fp = fingerprint(name, roles, &traits);
         // The fingerprint finds the entry; the identity itself must match too (a 64-bit hash
@@ -59,9 +79,9 @@ impl Identities {
             return Ok(u);
         }
         if policy.name_is_taken(name) {
-            return Err("the username looks like the name of a user defined in the policy".to_owned());
+            return Err(IdentityError::NameLookAlike(name.to_owned()));
         }
-        let user = Arc::new(policy.build_user(name, roles, traits).map_err(|e| e.to_string())?);
+        let user = Arc::new(policy.build_user(name, roles, traits)?);
         if let Ok(mut m) = self.compiled.write() {
             if m.len() >= MAX_IDENTITIES {
                 m.clear();
@@ -96,7 +116,8 @@ mod tests {
     fn an_identity_provider_user_cannot_take_a_policy_users_name() {
         let (p, s) = (policy(), Identities::default());
         let err = s.compile(&p, "alice", &["reader".to_owned()], Traits::new()).expect_err("name taken");
-        assert!(err.contains("defined in the policy"), "{err}");
+        assert_eq!(err, IdentityError::NameTaken("alice".into()));
+        assert!(err.to_string().contains("'alice' is the name of a user defined in the policy"), "{err}");
         assert!(s.compile(&p, "alice@example.com", &["reader".to_owned()], Traits::new()).is_ok());
     }
 
@@ -105,7 +126,8 @@ mod tests {
         let (p, s) = (policy(), Identities::default());
         for look_alike in ["Alice", "ALICE", "\u{ff41}lice"] {
             let err = s.compile(&p, look_alike, &["reader".to_owned()], Traits::new()).expect_err(look_alike);
-            assert!(err.contains("looks like the name of a user defined in the policy"), "{err}");
+            assert_eq!(err, IdentityError::NameLookAlike(look_alike.into()));
+            assert!(err.to_string().contains("looks like the name of a user defined in the policy"), "{err}");
         }
         assert!(s.compile(&p, "alicia", &["reader".to_owned()], Traits::new()).is_ok());
     }

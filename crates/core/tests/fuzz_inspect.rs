@@ -172,47 +172,66 @@ fn check(case: &Case, tally: &mut Tally) -> Result<(), String> {
     }
     let (mcp_method, mcp_name) = (case.header("mcp-method"), case.header("mcp-name"));
     let stateless = version.as_str() == STATELESS;
+    let mirror = Mirror { declared, stateless, mcp_method, mcp_name };
     for (i, (msg, j)) in pairs.into_iter().enumerate() {
-        let method = msg.method.as_deref();
-        for r in READERS {
-            let theirs = text_at(r, j, &[("method", true)]);
-            ensure!(theirs.as_deref() == method, "message {i}: {r:?} reads method {theirs:?}, we {method:?}");
-            if let Some(m) = text_at(r, j, &[("params", true), ("_meta", true), (VERSION_KEY, false)]) {
-                ensure!(declared.is_empty() || m == declared, "message {i}: {r:?} reads _meta version {m:?}");
-            }
+        check_message(i, msg, j, &mirror, tally)?;
+    }
+    Ok(())
+}
+
+/// What the request's headers declare, against which each message is checked.
+struct Mirror<'a> {
+    /// `MCP-Protocol-Version`, blanks trimmed; empty when absent.
+    declared: &'a str,
+    /// The version read is the stateless one.
+    stateless: bool,
+    mcp_method: Vec<&'a str>,
+    mcp_name: Vec<&'a str>,
+}
+
+/// Checks message `i` of an accepted request (`j`, its JSON tree) against every reader and
+/// the headers mirrored from it.
+fn check_message(i: usize, msg: &Message<'_>, j: &J, mirror: &Mirror<'_>, tally: &mut Tally) -> Result<(), String> {
+    let Mirror { declared, stateless, ref mcp_method, ref mcp_name } = *mirror;
+    let method = msg.method.as_deref();
+    for r in READERS {
+        let theirs = text_at(r, j, &[("method", true)]);
+        ensure!(theirs.as_deref() == method, "message {i}: {r:?} reads method {theirs:?}, we {method:?}");
+        if let Some(m) = text_at(r, j, &[("params", true), ("_meta", true), (VERSION_KEY, false)]) {
+            ensure!(declared.is_empty() || m == declared, "message {i}: {r:?} reads _meta version {m:?}");
         }
-        ensure!(!stateless || method.is_some(), "message {i}: a response POSTed in {STATELESS}");
-        ensure!(!stateless || !mcp_method.is_empty(), "message {i}: no Mcp-Method in {STATELESS}");
-        for (how, read_lines) in LINE_READERS.iter().filter(|_| !mcp_method.is_empty()) {
-            let seen = read_lines(&mcp_method);
-            for (decoding, value) in [("plain", Some(seen.clone())), ("decoded", unmirror(&seen))] {
-                let why = format!("message {i}: Mcp-Method {mcp_method:?} ({how}, {decoding}) reads {value:?}");
-                ensure!(value.is_none() || value.as_deref() == method, "{why}, the body {method:?}");
-            }
+    }
+    ensure!(!stateless || method.is_some(), "message {i}: a response POSTed in {STATELESS}");
+    ensure!(!stateless || !mcp_method.is_empty(), "message {i}: no Mcp-Method in {STATELESS}");
+    for (how, read_lines) in LINE_READERS.iter().filter(|_| !mcp_method.is_empty()) {
+        let seen = read_lines(mcp_method);
+        for (decoding, value) in [("plain", Some(seen.clone())), ("decoded", unmirror(&seen))] {
+            let why = format!("message {i}: Mcp-Method {mcp_method:?} ({how}, {decoding}) reads {value:?}");
+            ensure!(value.is_none() || value.as_deref() == method, "{why}, the body {method:?}");
         }
-        let Ok(ours) = governed(msg) else { continue }; // refused before any policy: nothing runs
-        let expected = ours.as_ref().map(|g| (g.kind(), Some(g.name().to_owned())));
-        for r in READERS {
-            let theirs = their_governed(r, j);
-            ensure!(theirs == expected, "message {i}: {r:?} would govern {theirs:?}, governed() says {ours:?}");
-        }
-        let Some(g) = ours else {
-            ensure!(mcp_name.is_empty(), "message {i}: Mcp-Name {mcp_name:?} on a message naming nothing");
-            continue;
-        };
-        tally.governed += 1;
-        let (kind, name) = (g.kind(), g.name());
-        let mirrored = matches!(method, Some("tools/call" | "prompts/get" | "resources/read"));
-        ensure!(!stateless || !mirrored || !mcp_name.is_empty(), "message {i}: no Mcp-Name for the {kind} {name:?}");
-        for (how, read_lines) in LINE_READERS.iter().filter(|_| !mcp_name.is_empty()) {
-            let seen = unmirror(&read_lines(&mcp_name));
-            let why = format!("message {i}: Mcp-Name {mcp_name:?} ({how}) reads {seen:?}");
-            ensure!(seen.as_deref() == Some(name), "{why}, governed() says {kind} {name:?}");
-        }
-        if stateless && !mcp_name.is_empty() {
-            let encoded = mcp_name.iter().any(|v| v.starts_with("=?base64?"));
-            *if encoded { &mut tally.stateless_base64_name } else { &mut tally.stateless_plain_name } += 1;
-        }
+    }
+    let Ok(ours) = governed(msg) else { return Ok(()) }; // refused before any policy: nothing runs
+    let expected = ours.as_ref().map(|g| (g.kind(), Some(g.name().to_owned())));
+    for r in READERS {
+        let theirs = their_governed(r, j);
+        ensure!(theirs == expected, "message {i}: {r:?} would govern {theirs:?}, governed() says {ours:?}");
+    }
+    let Some(g) = ours else {
+        ensure!(mcp_name.is_empty(), "message {i}: Mcp-Name {mcp_name:?} on a message naming nothing");
+        return Ok(());
+    };
+    tally.governed += 1;
+    let (kind, name) = (g.kind(), g.name());
+    let mirrored = matches!(method, Some("tools/call" | "prompts/get" | "resources/read"));
+    ensure!(!stateless || !mirrored || !mcp_name.is_empty(), "message {i}: no Mcp-Name for the {kind} {name:?}");
+    for (how, read_lines) in LINE_READERS.iter().filter(|_| !mcp_name.is_empty()) {
+        let seen = unmirror(&read_lines(mcp_name));
+        let why = format!("message {i}: Mcp-Name {mcp_name:?} ({how}) reads {seen:?}");
+        ensure!(seen.as_deref() == Some(name), "{why}, governed() says {kind} {name:?}");
+    }
+    if stateless && !mcp_name.is_empty() {
+        let encoded = mcp_name.iter().any(|v| v.starts_with("=?base64?"));
+        *if encoded { &mut tally.stateless_base64_name } else { &mut tally.stateless_plain_name } += 1;
     }
     Ok(())
 }

@@ -243,99 +243,103 @@ mod tests {
         }
     }
 
+    const HCM_LINE: &str = "\"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager";
+
+    /// Each edge setting taken out of (or weakened in) envoy/envoy.yaml: `(from, to,
+    /// message, line)` replaces `from` with `to`, and the one warning expected names
+    /// `message` on the line of `line` in the changed text (none checked when empty).
+    const EDGE_CASES: &[(&str, &str, &str, &str)] = &[
+        (
+            "pipe: {path: /tmp/envoy-admin.sock, mode: 384}",
+            "socket_address: {address: 127.0.0.1, port_value: 9901}",
+            "admin API listens on TCP",
+            "port_value: 9901",
+        ),
+        (
+            "DownstreamConnectionsConfig",
+            "FixedHeapConfig",
+            "no envoy.resource_monitors.global_downstream_max_connections",
+            "refresh_interval:",
+        ),
+        ("overload_manager:", "unused_overload_manager:", "no overload_manager", ""),
+        (
+            "    per_connection_buffer_limit_bytes: 1048576\n    # TCP",
+            "    # TCP",
+            "no explicit per_connection_buffer_limit_bytes",
+            "- name: mcp_ingress_tls",
+        ),
+        ("request_headers_timeout: 10s", "request_headers_timeout: 0s", "no request_headers_timeout", HCM_LINE),
+        (
+            "server_header_transformation: PASS_THROUGH",
+            "server_header_transformation: OVERWRITE",
+            "server_header_transformation is not PASS_THROUGH",
+            HCM_LINE,
+        ),
+        ("local_reply_config:", "unused_local_reply_config:", "no local_reply_config", HCM_LINE),
+        (
+            "headers_with_underscores_action: REJECT_REQUEST",
+            "headers_with_underscores_action: ALLOW",
+            "headers_with_underscores_action is not REJECT_REQUEST",
+            "idle_timeout: 300s",
+        ),
+        (
+            "max_concurrent_streams: 100",
+            "max_concurrent_streams: 1024",
+            "1024 is above 128",
+            "max_concurrent_streams: 1024",
+        ),
+        (
+            "            initial_stream_window_size: 65536\n",
+            "",
+            "initial_stream_window_size unset",
+            "max_concurrent_streams: 100",
+        ),
+        (
+            "initial_connection_window_size: 1048576",
+            "initial_connection_window_size: 33554432",
+            "33554432 is above 16777216",
+            "initial_connection_window_size:",
+        ),
+        ("%REQ(USER-AGENT):128%", "%REQ(USER-AGENT)%", "%REQ(USER-AGENT)% has no length", "user_agent:"),
+        (
+            "ext_authz:tool):128%",
+            "ext_authz:tool)%",
+            "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:tool)% has no length",
+            "tool: \"%DYN",
+        ),
+        (
+            "Router\n              suppress_envoy_headers: true",
+            "Router",
+            "suppress_envoy_headers is not true",
+            "- name: envoy.filters.http.router",
+        ),
+        (
+            "        max_requests: 10000\n",
+            "",
+            "max_requests 1024 is below the overload manager's 10000",
+            "- priority: DEFAULT",
+        ),
+        (
+            "TLSv1_3}\n          validation_context",
+            "TLSv1_2}\n          validation_context",
+            "tls_maximum_protocol_version is not TLSv1_3",
+            "tls_maximum_protocol_version: TLSv1_2}",
+        ),
+        (
+            "tls_minimum_protocol_version: TLSv1_2, tls_maximum_protocol_version: TLSv1_3}\n          validation_context",
+            "tls_minimum_protocol_version: TLSv1_1, tls_maximum_protocol_version: TLSv1_3}\n          validation_context",
+            "below TLSv1_2",
+            "TLSv1_1",
+        ),
+    ];
+
     /// Each edge setting taken out of (or weakened in) envoy/envoy.yaml: exactly one warning,
     /// naming it, on the line of `line` in the changed text: the node that lacks it (a
     /// mapping is located at its first key).
     #[test]
     fn each_missing_edge_setting_is_one_warning_at_its_node() {
-        const HCM_LINE: &str =
-            "\"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager";
         let shipped = std::fs::read_to_string("envoy/envoy.yaml").expect("envoy.yaml");
-        let cases: &[(&str, &str, &str, &str)] = &[
-            (
-                "pipe: {path: /tmp/envoy-admin.sock, mode: 384}",
-                "socket_address: {address: 127.0.0.1, port_value: 9901}",
-                "admin API listens on TCP",
-                "port_value: 9901",
-            ),
-            (
-                "DownstreamConnectionsConfig",
-                "FixedHeapConfig",
-                "no envoy.resource_monitors.global_downstream_max_connections",
-                "refresh_interval:",
-            ),
-            ("overload_manager:", "unused_overload_manager:", "no overload_manager", ""),
-            (
-                "    per_connection_buffer_limit_bytes: 1048576\n    # TCP",
-                "    # TCP",
-                "no explicit per_connection_buffer_limit_bytes",
-                "- name: mcp_ingress_tls",
-            ),
-            ("request_headers_timeout: 10s", "request_headers_timeout: 0s", "no request_headers_timeout", HCM_LINE),
-            (
-                "server_header_transformation: PASS_THROUGH",
-                "server_header_transformation: OVERWRITE",
-                "server_header_transformation is not PASS_THROUGH",
-                HCM_LINE,
-            ),
-            ("local_reply_config:", "unused_local_reply_config:", "no local_reply_config", HCM_LINE),
-            (
-                "headers_with_underscores_action: REJECT_REQUEST",
-                "headers_with_underscores_action: ALLOW",
-                "headers_with_underscores_action is not REJECT_REQUEST",
-                "idle_timeout: 300s",
-            ),
-            (
-                "max_concurrent_streams: 100",
-                "max_concurrent_streams: 1024",
-                "1024 is above 128",
-                "max_concurrent_streams: 1024",
-            ),
-            (
-                "            initial_stream_window_size: 65536\n",
-                "",
-                "initial_stream_window_size unset",
-                "max_concurrent_streams: 100",
-            ),
-            (
-                "initial_connection_window_size: 1048576",
-                "initial_connection_window_size: 33554432",
-                "33554432 is above 16777216",
-                "initial_connection_window_size:",
-            ),
-            ("%REQ(USER-AGENT):128%", "%REQ(USER-AGENT)%", "%REQ(USER-AGENT)% has no length", "user_agent:"),
-            (
-                "ext_authz:tool):128%",
-                "ext_authz:tool)%",
-                "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:tool)% has no length",
-                "tool: \"%DYN",
-            ),
-            (
-                "Router\n              suppress_envoy_headers: true",
-                "Router",
-                "suppress_envoy_headers is not true",
-                "- name: envoy.filters.http.router",
-            ),
-            (
-                "        max_requests: 10000\n",
-                "",
-                "max_requests 1024 is below the overload manager's 10000",
-                "- priority: DEFAULT",
-            ),
-            (
-                "TLSv1_3}\n          validation_context",
-                "TLSv1_2}\n          validation_context",
-                "tls_maximum_protocol_version is not TLSv1_3",
-                "tls_maximum_protocol_version: TLSv1_2}",
-            ),
-            (
-                "tls_minimum_protocol_version: TLSv1_2, tls_maximum_protocol_version: TLSv1_3}\n          validation_context",
-                "tls_minimum_protocol_version: TLSv1_1, tls_maximum_protocol_version: TLSv1_3}\n          validation_context",
-                "below TLSv1_2",
-                "TLSv1_1",
-            ),
-        ];
-        for &(from, to, message, line) in cases {
+        for &(from, to, message, line) in EDGE_CASES {
             assert!(shipped.contains(from), "{from}");
             let text = shipped.replacen(from, to, 1);
             let f = findings(&text, "deploy/agentcore/warden.yaml");

@@ -230,32 +230,7 @@ impl<'n> Builder<'n> {
             }
             id += 1;
         }
-        // Renumber: states that can match last, so `mark` needs one comparison and only
-        // those states an entry. DEAD (never marked) stays 0.
-        let n = marks.len();
-        let mut order: Vec<usize> = (0..n).filter(|&s| marks[s] == Mark::default()).collect();
-        let marked = order.len();
-        order.extend((0..n).filter(|&s| marks[s] != Mark::default()));
-        let mut new_id = vec![0u16; n];
-        for (new, &old) in order.iter().enumerate() {
-            new_id[old] = u16::try_from(new).ok()?;
-        }
-        let mut firsts = Vec::with_capacity(n + 1);
-        let mut out = Vec::with_capacity(trans.len());
-        for &old in &order {
-            firsts.push(u16::try_from(out.len()).ok()?);
-            let (from, to) = spans[old];
-            out.extend(trans[from..to].iter().map(|t| Trans { next: new_id[usize::from(t.next)], ..*t }));
-        }
-        firsts.push(u16::try_from(out.len()).ok()?);
-        Some(Dfa {
-            firsts: firsts.into(),
-            trans: out.into(),
-            marked: u16::try_from(marked).ok()?,
-            marks: order[marked..].iter().map(|&s| marks[s]).collect(),
-            start: new_id[usize::from(start)],
-            restart: new_id[usize::from(restart)],
-        })
+        renumber(&marks, &spans, &trans, start, restart)
     }
 
     fn intern(&mut self, set: Vec<u32>) -> Option<u16> {
@@ -379,4 +354,34 @@ impl<'n> Builder<'n> {
             (n, Some(l)) => n.min(l as u16 + 1),
         }
     }
+}
+
+/// The finished automaton: states that can match numbered last, so `mark` needs one
+/// comparison and only those states an entry. DEAD (never marked) stays 0. `spans[s]` are
+/// state `s`'s transitions in `trans`, by build id.
+fn renumber(marks: &[Mark], spans: &[(usize, usize)], trans: &[Trans], start: u16, restart: u16) -> Option<Dfa> {
+    let n = marks.len();
+    let mut order: Vec<usize> = (0..n).filter(|&s| marks[s] == Mark::default()).collect();
+    let marked = order.len();
+    order.extend((0..n).filter(|&s| marks[s] != Mark::default()));
+    let mut new_id = vec![0u16; n];
+    for (new, &old) in order.iter().enumerate() {
+        new_id[old] = u16::try_from(new).ok()?;
+    }
+    let mut firsts = Vec::with_capacity(n + 1);
+    let mut out = Vec::with_capacity(trans.len());
+    for &old in &order {
+        firsts.push(u16::try_from(out.len()).ok()?);
+        let (from, to) = spans[old];
+        out.extend(trans[from..to].iter().map(|t| Trans { next: new_id[usize::from(t.next)], ..*t }));
+    }
+    firsts.push(u16::try_from(out.len()).ok()?);
+    Some(Dfa {
+        firsts: firsts.into(),
+        trans: out.into(),
+        marked: u16::try_from(marked).ok()?,
+        marks: order[marked..].iter().map(|&s| marks[s]).collect(),
+        start: new_id[usize::from(start)],
+        restart: new_id[usize::from(restart)],
+    })
 }

@@ -119,16 +119,9 @@ impl Loader {
             let message = "has no api_keys and no mtls_principals: no request can authenticate as this user (identity-provider users get their roles from authentication.jwt.claims_to_roles)".into();
             self.warnings.push(self.invalid(node, "user", &name, "spec".into(), message));
         }
-        let traits: Traits =
-            doc.spec.traits.into_iter().map(|(k, v)| (k, v.into_vec())).filter(|(_, v)| !v.is_empty()).collect();
-        let traits = match self.traits.get(&traits) {
-            Some(t) => t.clone(),
-            None => {
-                let t = Arc::new(traits);
-                self.traits.insert(t.clone());
-                t
-            }
-        };
+        let traits = self.intern_traits(
+            doc.spec.traits.into_iter().map(|(k, v)| (k, v.into_vec())).filter(|(_, v)| !v.is_empty()).collect(),
+        );
         let (roles, role_index, shared) = (&self.roles, &self.role_index, &mut self.shared);
         let role = |r: &str| role_index.get(r).map(|&i| &roles[i]);
         let all_static = doc.spec.roles.iter().all(|r| role(r).is_some_and(|d| d.compiled.is_some()));
@@ -152,33 +145,7 @@ impl Loader {
         };
         // This user's position if it is accepted, else its place among the rejected.
         let (pos, failed) = (self.users.users.len() as u32, FAILED + self.users.failed.len() as u32);
-        let mut own_keys = Vec::new();
-        for (i, key) in doc.spec.api_keys.iter().enumerate() {
-            match parse_key_hash(key) {
-                Ok(d) => {
-                    let (prefix, suffix) = split_digest(&d);
-                    match self.users.key(&prefix) {
-                        Some(k) => {
-                            let owner = match k.user.checked_sub(FAILED) {
-                                Some(f) => self.users.failed.get(f as usize),
-                                None => self.users.users.get(k.user as usize).map(|u| &u.name),
-                            };
-                            // An owner not built yet is this user: a key listed twice.
-                            let owner = owner.unwrap_or(&name);
-                            errors.push((
-                                format!("spec.api_keys[{i}]"),
-                                format!("key hash already belongs to user '{owner}'"),
-                            ))
-                        }
-                        None => {
-                            own_keys.push(self.users.keys.len());
-                            self.users.add_key(prefix, suffix, pos);
-                        }
-                    }
-                }
-                Err(e) => errors.push((format!("spec.api_keys[{i}]"), e.to_string())),
-            }
-        }
+        let own_keys = self.take_api_keys(&name, &doc.spec.api_keys, pos, &mut errors);
         for (i, p) in doc.spec.mtls_principals.iter().enumerate() {
             let field = || format!("spec.mtls_principals[{i}]");
             if p.is_empty() {
@@ -205,6 +172,58 @@ impl Loader {
             self.users.principals.insert(p.into(), pos as usize);
         }
         self.users.add_user(user, node);
+    }
+
+    /// One shared copy of each distinct trait set.
+    fn intern_traits(&mut self, traits: Traits) -> Arc<Traits> {
+        match self.traits.get(&traits) {
+            Some(t) => t.clone(),
+            None => {
+                let t = Arc::new(traits);
+                self.traits.insert(t.clone());
+                t
+            }
+        }
+    }
+
+    /// Registers a user's `api_keys` for the user at `pos`, and returns where they went (so
+    /// they can be handed to the rejected if the user is). A bad hash or a hash another user
+    /// (or this one, twice) already holds is an error in `errors`.
+    fn take_api_keys(
+        &mut self,
+        name: &Arc<str>,
+        keys: &[String],
+        pos: u32,
+        errors: &mut Vec<(String, String)>,
+    ) -> Vec<usize> {
+        let mut own_keys = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            match parse_key_hash(key) {
+                Ok(d) => {
+                    let (prefix, suffix) = split_digest(&d);
+                    match self.users.key(&prefix) {
+                        Some(k) => {
+                            let owner = match k.user.checked_sub(FAILED) {
+                                Some(f) => self.users.failed.get(f as usize),
+                                None => self.users.users.get(k.user as usize).map(|u| &u.name),
+                            };
+                            // An owner not built yet is this user: a key listed twice.
+                            let owner = owner.unwrap_or(name);
+                            errors.push((
+                                format!("spec.api_keys[{i}]"),
+                                format!("key hash already belongs to user '{owner}'"),
+                            ))
+                        }
+                        None => {
+                            own_keys.push(self.users.keys.len());
+                            self.users.add_key(prefix, suffix, pos);
+                        }
+                    }
+                }
+                Err(e) => errors.push((format!("spec.api_keys[{i}]"), e.to_string())),
+            }
+        }
+        own_keys
     }
 }
 
