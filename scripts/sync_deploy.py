@@ -64,7 +64,8 @@ RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 ISTIO_HCM = "envoy.filters.network.http_connection_manager"
 # The public listener's connection-manager settings the gateway's HCM gets by MERGE. Left out:
 # what Istio sets from its own API (use_remote_address, normalize_path, the server header and
-# x-envoy-* headers: proxy.istio.io/config's proxyHeaders), the access log (the mesh's), routes.
+# x-envoy-* headers: proxy.istio.io/config's proxyHeaders), the access log itself (the mesh's
+# `mcp-warden-access-log` provider, selected by gateway/telemetry.yaml), routes.
 ISTIO_HCM_KEYS = (
     "request_headers_timeout",
     "request_timeout",
@@ -75,6 +76,7 @@ ISTIO_HCM_KEYS = (
     "common_http_protocol_options",
     "http2_protocol_options",
     "local_reply_config",
+    "access_log_options",
 )
 ISTIO_LISTENER_KEYS = ("per_connection_buffer_limit_bytes", "socket_options")
 ISTIO_CLUSTER_KEYS = ("per_connection_buffer_limit_bytes",)

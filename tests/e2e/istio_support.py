@@ -68,8 +68,31 @@ def _endpoints(address: str, port: int) -> dict[str, Any]:
 
 
 def _provider(mesh: dict[str, Any]) -> dict[str, Any]:
-    (provider,) = mesh["spec"]["meshConfig"]["extensionProviders"]
+    """The mesh's ext_authz provider (the one extension provider of that type)."""
+    (provider,) = [p for p in mesh["spec"]["meshConfig"]["extensionProviders"] if "envoyExtAuthzGrpc" in p]
     return dict(provider)
+
+
+def _access_logs(objects: list[dict[str, Any]], mesh: dict[str, Any]) -> list[dict[str, Any]]:
+    """The access loggers Istio puts on the gateway's HCM: one file logger per provider a
+    Telemetry selects, its `logFormat.labels` as Envoy's JSON format."""
+    providers = {p["name"]: p for p in mesh["spec"]["meshConfig"]["extensionProviders"]}
+    logs = []
+    for telemetry in (o for o in objects if o["kind"] == "Telemetry"):
+        for logging in telemetry["spec"].get("accessLogging", []):
+            for chosen in logging["providers"]:
+                file_log = providers[chosen["name"]]["envoyFileAccessLog"]
+                logs.append(
+                    {
+                        "name": "envoy.access_loggers.file",
+                        "typed_config": {
+                            "@type": f"{TYPES}.access_loggers.file.v3.FileAccessLog",
+                            "path": file_log["path"],
+                            "log_format": {"json_format": dict(file_log["logFormat"]["labels"])},
+                        },
+                    }
+                )
+    return logs
 
 
 def _proxy_config(mesh: dict[str, Any]) -> dict[str, Any]:
@@ -217,6 +240,7 @@ def _hcm(objects: list[dict[str, Any]], mesh: dict[str, Any], host: str) -> dict
             "forward_client_cert_details": "SANITIZE_SET",
             "set_current_client_cert_details": {"subject": True, "dns": True, "uri": True},
             "upgrade_configs": [{"upgrade_type": "websocket"}],
+            "access_log": _access_logs(objects, mesh),
             "route_config": {
                 "name": "https.443.https.mcp.istio-system",
                 "validate_clusters": False,

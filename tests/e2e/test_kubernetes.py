@@ -559,7 +559,7 @@ def test_a_typo_in_the_manifest_fails_the_pod(
 
 
 def test_istio_provider_policy_filter_and_routes_name_mcp_warden_consistently(tmp_path: Path, warden_bin: Path) -> None:
-    (provider,) = istio_operator()["spec"]["meshConfig"]["extensionProviders"]
+    (provider,) = [p for p in istio_operator()["spec"]["meshConfig"]["extensionProviders"] if "envoyExtAuthzGrpc" in p]
     grpc = provider["envoyExtAuthzGrpc"]
     warden = kustomize.render(ISTIO / "mcp-warden")
     gateway = kustomize.render(ISTIO / "gateway")
@@ -1026,3 +1026,32 @@ def test_each_edge_setting_is_in_the_istio_objects_or_in_the_cost_table() -> Non
     assert missing == [], f"neither set for Istio nor in docs/deployment.md's table: {missing}"
     # What the table names is really not set: a setting is not both.
     assert [s for s in documented if s in values and s != "overload_manager"] == []
+
+
+def envoy_yaml_access_log_format() -> dict[str, str]:
+    """envoy/envoy.yaml's public listener's access-log JSON format."""
+    config = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
+    hcm = public_listener(config)["filter_chains"][0]["filters"][0]["typed_config"]
+    (log,) = hcm["access_log"]
+    return log["typed_config"]["log_format"]["json_format"]
+
+
+def test_the_istio_gateway_logs_envoy_yamls_bounded_access_log_fields() -> None:
+    """The gateway's access log is envoy.yaml's: mcp-warden's decision fields, every client-chosen
+    value cut to a length (a `:N` on each request header and metadata field), logged through a
+    mesh provider that a Telemetry on the gateway selects, and flushed for long streams."""
+    providers = {p["name"]: p for p in istio_operator()["spec"]["meshConfig"]["extensionProviders"]}
+    gateway = kustomize.render(ISTIO / "gateway")
+    telemetry = kustomize.find(gateway, "Telemetry")
+    (logging,) = telemetry["spec"]["accessLogging"]
+    (chosen,) = logging["providers"]
+    labels = providers[chosen["name"]]["envoyFileAccessLog"]["logFormat"]["labels"]
+    assert labels == envoy_yaml_access_log_format()
+    client_chosen = [v for v in labels.values() if v.startswith(("%REQ(", "%DYNAMIC_METADATA("))]
+    assert len(client_chosen) > 10 and all(re.search(r"\):\d+%$", v) for v in client_chosen), client_chosen
+    filters = [o for o in gateway if o["kind"] == "EnvoyFilter"]
+    selectors = {tuple(sorted(f["spec"]["workloadSelector"]["labels"].items())) for f in filters}
+    assert selectors == {tuple(sorted(telemetry["spec"]["selector"]["matchLabels"].items()))}
+    edge = kustomize.find(gateway, "EnvoyFilter", "mcp-warden-edge")
+    merged = [p["patch"]["value"]["typed_config"] for p in edge["spec"]["configPatches"] if p["applyTo"] == "NETWORK_FILTER"]
+    assert [m["access_log_options"]["access_log_flush_interval"] for m in merged] == ["60s"], merged
