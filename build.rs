@@ -1,6 +1,6 @@
 //! Compiles `proto/` (the vendored Envoy service protos and our own
 //! `mcp_warden.v1` contract) with protox, pure Rust and no `protoc`, into the
-//! FileDescriptorSet that `src/reflection.rs` serves over gRPC reflection.
+//! FileDescriptorSet that `src/grpc/reflection.rs` serves over gRPC reflection.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
