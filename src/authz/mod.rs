@@ -163,11 +163,19 @@ impl Warden {
     fn decide<'s>(&self, snap: &'s Snapshot, ctx: &Context<'s>, audit: &mut AuditInfo<'s>) -> Reply {
         let jwt = self.jwt().map(|j| &**j);
         let (policy, headers) = (&snap.policy, ctx.http.headers);
-        let authenticated =
-            authn::authenticate(policy, &snap.identities, jwt, &self.settings.auth_order, headers, ctx.principal);
-        let inspected = (authenticated.is_ok() || ctx.http.body.len() <= UNAUTHENTICATED_INSPECT_BYTES)
-            .then(|| mcp::inspect(&ctx.http, &self.settings.limits));
-        let echo_id = match &inspected {
+        let inspect = || mcp::inspect(&ctx.http, &self.settings.limits);
+        // An authenticated caller's body is always read; another's only when it is small.
+        let caller =
+            match authn::authenticate(policy, &snap.identities, jwt, &self.settings.auth_order, headers, ctx.principal)
+            {
+                Ok(auth) => Ok((auth, inspect())),
+                Err(e) => Err((e, (ctx.http.body.len() <= UNAUTHENTICATED_INSPECT_BYTES).then(inspect))),
+            };
+        let inspected = match &caller {
+            Ok((_, read)) => Some(read),
+            Err((_, read)) => read.as_ref(),
+        };
+        let echo_id = match inspected {
             Some(Ok(Inspection::Messages { body: Body::Single(m), .. })) => m.id,
             Some(Ok(_)) | None => None,
             Some(Err(r)) => r.id,
@@ -175,11 +183,11 @@ impl Warden {
         // A single message's governed name is read once, here: recorded before any decision,
         // so every audit event (authentication failures with a body that was read too) says
         // what was asked of which app.
-        let single = match &inspected {
+        let single = match inspected {
             Some(Ok(Inspection::Messages { body: Body::Single(m), .. })) => Some(Named::of(m)),
             _ => None,
         };
-        if let Some(Ok(Inspection::Messages { version, .. })) = &inspected {
+        if let Some(Ok(Inspection::Messages { version, .. })) = inspected {
             audit.protocol_version = Some(version.as_str());
         }
         if let Some(named) = &single {
@@ -195,9 +203,9 @@ impl Warden {
             audit.reason = "body_too_large";
             return Reply::error(413, echo_id, -32600, "request body too large");
         }
-        let auth = match authenticated {
-            Ok(a) => a,
-            Err(e) => return self.unauthenticated(e, ctx, echo_id, audit),
+        let (auth, inspected) = match &caller {
+            Ok((auth, read)) => (auth, read),
+            Err((e, _)) => return self.unauthenticated(*e, ctx, echo_id, audit),
         };
         let user: &User = &auth.user;
         audit.set_user(user);
@@ -210,9 +218,6 @@ impl Warden {
             audit.decision(d);
             return Reply::error(403, echo_id, -32003, "access to this MCP server is denied by policy");
         }
-        let Some(inspected) = &inspected else {
-            unreachable!("an authenticated caller's body is always inspected");
-        };
         match inspected {
             Ok(inspection) => {
                 let admitted = Admitted { snap, ctx, user, app, echo_id };
