@@ -5,7 +5,7 @@
 //!
 //! Why not tonic's server for `Check` too: a `Check` costs less CPU on bare h2, here and in
 //! Envoy (fewer frames to read); BENCHMARKS.md has the numbers. Connections are served
-//! through [`coalesce`] (one `write` per batch of answers).
+//! through [`Coalesced`] (one `write` per batch of answers).
 //!
 //! Owns connection lifetime (HTTP/2 settings, graceful shutdown; binding and accepting are
 //! `listen`'s); no decisions.
@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::state::Warden;
-use coalesce::Coalesced;
+pub use coalesce::Coalesced;
 
 mod bridge;
 mod check;
@@ -140,7 +140,9 @@ fn dispatch(services: &Services, inline: bool, request: Request<h2::RecvStream>,
 /// body of up to 1 MiB arrives without waiting for a window update.
 const WINDOW: u32 = 2 << 20;
 
-fn settings() -> h2::server::Builder {
+/// The HTTP/2 settings of every connection the listener serves (public for
+/// `examples/coalesce.rs`, which serves h2 the same way).
+pub fn settings() -> h2::server::Builder {
     let mut builder = h2::server::Builder::new();
     builder
         .initial_window_size(WINDOW)
