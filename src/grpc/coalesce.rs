@@ -26,8 +26,8 @@
 //! poll by poll, and fails if any poll (quiet ones included) ends without a flush (or a
 //! write the socket could not take, whose readiness wakes the task); and
 //! `every_answer_of_many_concurrent_streams_arrives_*` answers 1,000 concurrent streams on
-//! one connection through the coalescer (on one runtime thread and on two) and fails if any
-//! answer stalls.
+//! one connection through the coalescer, then three one at a time (on one runtime thread and
+//! on two), and fails if any answer stalls (as they do if the holding flush does not wake).
 //!
 //! What it saves (socket writes, the peer's reads and CPU per answer) is measured by
 //! `examples/coalesce.rs`; BENCHMARKS.md, "Coalescer", has the numbers.
@@ -308,43 +308,50 @@ mod tests {
         }
     }
 
-    /// Sends `streams` concurrent check-shaped requests on one connection and reads every
-    /// answer whole; panics if any answer has not arrived after 20 s (a stall: bytes held
-    /// with no flush to come).
+    /// Sends `streams` concurrent check-shaped requests on one connection, then three one at
+    /// a time (no other stream's frames to wake the connection then), and reads every answer
+    /// whole; panics if any answer has not arrived after 20 s (a stall: bytes held with no
+    /// flush to come).
     async fn many_streams<S>(io: S, streams: usize)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (client, conn) = h2::client::handshake(io).await.expect("client handshake");
         let driver = tokio::spawn(conn);
-        let mut answers = tokio::task::JoinSet::new();
-        for _ in 0..streams {
-            let mut client = client.clone().ready().await.expect("stream capacity");
-            let request =
-                http::Request::post(format!("http://warden{}", super::super::CHECK_PATH)).body(()).expect("request");
-            let (response, mut body) = client.send_request(request, false).expect("request sent");
-            body.send_data(Bytes::from_static(b"\0\0\0\0\0"), true).expect("message");
-            answers.spawn(async move {
-                let mut response = response.await.expect("answer headers").into_body();
-                let mut got = 0;
-                while let Some(chunk) = response.data().await {
-                    let chunk = chunk.expect("answer data");
-                    got += chunk.len();
-                    let _ = response.flow_control().release_capacity(chunk.len());
-                }
-                let trailers = response.trailers().await.expect("trailers").expect("trailers sent");
-                assert_eq!((got, &trailers["grpc-status"]), (ANSWER, &http::HeaderValue::from_static("0")));
-            });
-        }
         let all = async {
+            let mut answers = tokio::task::JoinSet::new();
+            for _ in 0..streams {
+                answers.spawn(call(client.clone()));
+            }
             while let Some(done) = answers.join_next().await {
                 done.expect("every answer arrives whole");
+            }
+            for _ in 0..3 {
+                call(client.clone()).await;
             }
         };
         // A stall detector, not a timing assertion: every answer arrives in milliseconds.
         tokio::time::timeout(std::time::Duration::from_secs(20), all).await.expect("no answer stalls");
         drop(client);
         driver.abort();
+    }
+
+    /// One check-shaped request and its whole answer.
+    async fn call(client: h2::client::SendRequest<Bytes>) {
+        let mut client = client.ready().await.expect("stream capacity");
+        let request =
+            http::Request::post(format!("http://warden{}", super::super::CHECK_PATH)).body(()).expect("request");
+        let (response, mut body) = client.send_request(request, false).expect("request sent");
+        body.send_data(Bytes::from_static(b"\0\0\0\0\0"), true).expect("message");
+        let mut response = response.await.expect("answer headers").into_body();
+        let mut got = 0;
+        while let Some(chunk) = response.data().await {
+            let chunk = chunk.expect("answer data");
+            got += chunk.len();
+            let _ = response.flow_control().release_capacity(chunk.len());
+        }
+        let trailers = response.trailers().await.expect("trailers").expect("trailers sent");
+        assert_eq!((got, &trailers["grpc-status"]), (ANSWER, &http::HeaderValue::from_static("0")));
     }
 
     /// Serves `streams` concurrent answers on one loopback TCP connection, through the
