@@ -18,6 +18,7 @@ pub mod jwt;
 pub mod keyring;
 pub mod keys;
 pub mod metrics;
+pub mod pins;
 pub mod policy_files;
 pub mod preflight;
 pub mod reflection;

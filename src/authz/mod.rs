@@ -177,6 +177,11 @@ impl Warden {
         self.audit.emit(&Event { kid, ..Event::bare(event, reason) });
     }
 
+    /// Writes an audit event built elsewhere (the list filter's `pin.drift`).
+    pub fn emit_audit(&self, event: &Event<'_>) {
+        self.audit.emit(event);
+    }
+
     /// Decides one ext_authz check given as Envoy's generated message (tests, tools): it is
     /// encoded and read back exactly as a check off the wire.
     pub fn check(&self, req: &CheckRequest) -> CheckResponse {

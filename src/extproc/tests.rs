@@ -577,3 +577,28 @@ fn every_list_given_up_on_is_counted_by_kind_reason_and_action() {
     assert_eq!(refusals(&w, "tools/list", "unparseable", "refused"), 1);
     assert_eq!(refusals(&w, "tools/list", "event_too_large", "refused"), 1);
 }
+
+#[test]
+fn with_pins_in_hide_an_unpinned_tool_is_removed_and_counted_by_app() {
+    let w = warden();
+    let pin =
+        warden_core::policy::pins::definition_of(warden_core::policy::pins::PinKind::Tool, r#"{"name":"get_weather"}"#)
+            .expect("definition")
+            .digest;
+    let pinned = format!(
+        "{POLICY}---\nkind: pins\nversion: v1\nmetadata: {{name: demo}}\nspec:\n  tools:\n    get_weather: {{digest: '{pin}'}}\n"
+    );
+    w.replace_policy(Policy::load(&[Source::inline("pinned.yaml", &pinned)]).expect("policy"));
+    let mut s = Session::new(w.clone(), SETTINGS);
+    let len = LISTED.len().to_string();
+    s.handle(response_headers(
+        Some(decision(&w, LIST)),
+        &[(":status", "200"), ("content-type", "application/json"), ("content-length", &len)],
+    ));
+    let b = body_response(s.handle(body(LISTED.as_bytes(), true)).expect("answer"));
+    let want = r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"get_weather"}],"nextCursor":"n"}}"#;
+    assert_eq!(sent(&b).as_deref(), Some(want.as_bytes()));
+    let text = w.metrics.render(0);
+    let series = r#"mcp_warden_pin_drift_total{app="demo",kind="tool",reason="unpinned",action="hide"} 1"#;
+    assert!(text.lines().any(|l| l == series), "{text}");
+}
