@@ -578,17 +578,27 @@ fn every_list_given_up_on_is_counted_by_kind_reason_and_action() {
     assert_eq!(refusals(&w, "tools/list", "event_too_large", "refused"), 1);
 }
 
+/// The test policy with demo's `get_weather` pinned as `{"name":"get_weather"}` (so `get_time`
+/// is unpinned).
+fn pin_get_weather(w: &Warden, action: &str) {
+    use warden_core::policy::pins::{PinKind, definition_of};
+    let pin = definition_of(PinKind::Tool, r#"{"name":"get_weather"}"#).expect("definition").digest;
+    let pinned = format!(
+        "{POLICY}---\nkind: pins\nversion: v1\nmetadata: {{name: demo}}\nspec:\n  action: {action}\n  tools:\n    get_weather: {{digest: '{pin}'}}\n"
+    );
+    w.replace_policy(Policy::load(&[Source::inline("pinned.yaml", &pinned)]).expect("policy"));
+}
+
+fn pin_drift(w: &Warden, reason: &str, action: &str) -> bool {
+    let series =
+        format!(r#"mcp_warden_pin_drift_total{{app="demo",kind="tool",reason="{reason}",action="{action}"}} 1"#);
+    w.metrics.render(0).lines().any(|l| l == series)
+}
+
 #[test]
 fn with_pins_in_hide_an_unpinned_tool_is_removed_and_counted_by_app() {
     let w = warden();
-    let pin =
-        warden_core::policy::pins::definition_of(warden_core::policy::pins::PinKind::Tool, r#"{"name":"get_weather"}"#)
-            .expect("definition")
-            .digest;
-    let pinned = format!(
-        "{POLICY}---\nkind: pins\nversion: v1\nmetadata: {{name: demo}}\nspec:\n  tools:\n    get_weather: {{digest: '{pin}'}}\n"
-    );
-    w.replace_policy(Policy::load(&[Source::inline("pinned.yaml", &pinned)]).expect("policy"));
+    pin_get_weather(&w, "hide");
     let mut s = Session::new(w.clone(), SETTINGS);
     let len = LISTED.len().to_string();
     s.handle(response_headers(
@@ -598,7 +608,16 @@ fn with_pins_in_hide_an_unpinned_tool_is_removed_and_counted_by_app() {
     let b = body_response(s.handle(body(LISTED.as_bytes(), true)).expect("answer"));
     let want = r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"get_weather"}],"nextCursor":"n"}}"#;
     assert_eq!(sent(&b).as_deref(), Some(want.as_bytes()));
-    let text = w.metrics.render(0);
-    let series = r#"mcp_warden_pin_drift_total{app="demo",kind="tool",reason="unpinned",action="hide"} 1"#;
-    assert!(text.lines().any(|l| l == series), "{text}");
+    assert!(pin_drift(&w, "unpinned", "hide"), "{}", w.metrics.render(0));
+}
+
+#[test]
+fn with_pins_in_flag_an_event_stream_passes_untouched_and_the_drift_is_counted() {
+    let w = warden();
+    pin_get_weather(&w, "flag");
+    let (mut s, _) = sse_session(&w, decision(&w, LIST));
+    let event = format!("id: 2\nevent: message\ndata: {FILTERED}\n\n");
+    let b = body_response(s.handle(body(event.as_bytes(), true)).expect("answer"));
+    assert_eq!(sent(&b).as_deref(), Some(event.as_bytes()), "flag rewrites nothing");
+    assert!(pin_drift(&w, "unpinned", "flag"), "{}", w.metrics.render(0));
 }

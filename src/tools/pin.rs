@@ -176,7 +176,7 @@ pub fn entries(kind: PinKind, text: &str, keep: bool) -> Result<BTreeMap<String,
         let d = definition_of(kind, entry.get()).map_err(|e| format!("'{name}': {e}"))?;
         let entry = PinEntry {
             digest: d.digest.to_string(),
-            fields: d.fields.iter().map(|(f, h)| ((*f).to_owned(), h.to_string())).collect(),
+            fields: d.fields().iter().map(|(f, h)| ((*f).to_owned(), h.to_string())).collect(),
             definition: keep.then_some(d.canonical),
         };
         if out.insert(name.to_owned(), entry).is_some() {

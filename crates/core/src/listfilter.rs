@@ -9,6 +9,13 @@
 //! else in the message (`nextCursor`, `_meta`, unknown keys, the entries themselves) is kept
 //! as the upstream wrote it. Pure: no I/O, no logging.
 //!
+//! Pins (issue 25): for an app with a `kind: pins` document, a tool, prompt or resource
+//! template the user may use is then judged against its pin
+//! ([`crate::policy::pins::AppPins::judge`]): with `hide` one that is unpinned or listed with
+//! another definition is removed like a denied entry, with `flag` kept; either way it is
+//! reported ([`filter_payload_pinned`]) for the caller to audit and count. An app without pins
+//! is not looked at for them.
+//!
 //! Ambiguity is refused rather than guessed: a duplicate key, or a case variant of a key it
 //! reads (`Tools`, `ID`, `Result`, `Error`; Go's `encoding/json` would match those), makes the
 //! message unfilterable, and so does, in the answer to a single call, a response with any id
@@ -56,11 +63,15 @@ impl Pass<'_> {
 
     /// Whether a listed entry the user may use stays, by the app's pins: pinned, or kept by
     /// `flag` (a drift is recorded either way it is not pinned).
-    fn pinned(&self, pins: &AppPins, kind: PinKind, name: &str, members: &Members<'_>) -> bool {
+    fn pinned(&self, pins: &AppPins, kind: PinKind, name: &str, entry: &RawValue, members: &Members<'_>) -> bool {
+        if pins.listed_before(kind, name, entry.get()) {
+            pins.note(kind, name, false);
+            return true;
+        }
         let seen = pins::definition(kind, |f| members.get(f).map_err(|e| e.to_string()));
         let (reason, pinned, changed) = match &seen {
             Err(_) => (DriftReason::Unreadable, pins.pin(kind, name), Vec::new()),
-            Ok(def) => match pins.judge(kind, name, def) {
+            Ok(def) => match pins.judge(kind, name, def, entry.get()) {
                 Verdict::Pinned => {
                     pins.note(kind, name, false);
                     return true;
@@ -391,7 +402,7 @@ fn entry_allowed(view: &Pass<'_>, entry: &RawValue, shape: Shape) -> bool {
         return false;
     }
     match (view.pins, shape.pin) {
-        (Some(pins), Some(kind)) if pins.governs(kind) => view.pinned(pins, kind, &name, &members),
+        (Some(pins), Some(kind)) if pins.governs(kind) => view.pinned(pins, kind, &name, entry, &members),
         _ => true,
     }
 }
@@ -834,7 +845,7 @@ spec: {roles: [mcp-user]}
         fn pin(entry: &str) -> String {
             let d = definition_of(PinKind::Tool, entry).expect("definition");
             let name: serde_json::Value = serde_json::from_str(entry).expect("entry");
-            let fields: Vec<String> = d.fields.iter().map(|(f, h)| format!("{f}: '{h}'")).collect();
+            let fields: Vec<String> = d.fields().iter().map(|(f, h)| format!("{f}: '{h}'")).collect();
             format!(
                 "    {}: {{digest: '{}', fields: {{{}}}}}\n",
                 name["name"].as_str().expect("name"),
@@ -874,6 +885,20 @@ spec: {roles: [mcp-user]}
             let p = policy_with("hide");
             let reordered = r#"{"inputSchema":{"type":"object"},"description":"Weather.","name":"get_weather"}"#;
             assert_eq!(run(&p, ListKind::Tools, &list(&[reordered, TIME])), (Ok(Filtered::Unchanged), vec![]));
+        }
+
+        #[test]
+        fn an_entry_remembered_as_pinned_never_lets_a_changed_one_through() {
+            let p = policy_with("hide");
+            for _ in 0..2 {
+                assert_eq!(run(&p, ListKind::Tools, &list(&[WEATHER])), (Ok(Filtered::Unchanged), vec![]));
+            }
+            let (out, drifts) = run(&p, ListKind::Tools, &list(&[EVIL]));
+            assert_eq!(rewritten(out)["result"]["tools"], serde_json::json!([]));
+            assert_eq!(drifts.len(), 1);
+            let spaced = WEATHER.replace(',', ", ");
+            assert_eq!(run(&p, ListKind::Tools, &list(&[&spaced])), (Ok(Filtered::Unchanged), vec![]));
+            assert_eq!(run(&p, ListKind::Tools, &list(&[WEATHER])), (Ok(Filtered::Unchanged), vec![]));
         }
 
         #[test]

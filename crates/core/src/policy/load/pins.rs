@@ -83,7 +83,7 @@ fn compile_pin(kind: PinKind, entry: &PinEntry) -> Result<Pin, (&'static str, St
             return Err((".definition", "does not match the digest (edited by hand? pin it again)".into()));
         }
     }
-    Ok(Pin { digest, fields: fields.into() })
+    Ok(Pin::new(digest, fields.into()))
 }
 
 #[cfg(test)]
