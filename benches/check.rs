@@ -15,8 +15,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use mcp_warden::audit::Audit;
-use mcp_warden::authz::Warden;
 use mcp_warden::config::AuditOutput;
+use mcp_warden::state::Warden;
 use prost::Message as _;
 
 fn allowed(w: &Warden, req: &CheckRequest) -> bool {

@@ -16,8 +16,8 @@ use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use mcp_warden::audit::Audit;
-use mcp_warden::authz::Warden;
 use mcp_warden::config::AuditOutput;
+use mcp_warden::state::Warden;
 use prost::Message as _;
 use rustix::time::{ClockId, clock_gettime};
 

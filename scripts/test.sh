@@ -48,11 +48,22 @@ core_is_pure() {
   [[ -z "$bad" ]] || die "warden-core depends on I/O crates: $bad"
 }
 
+# cargo-deny checks licenses (an allow-list) and duplicate crate versions against deny.toml;
+# both read Cargo.lock and the fetched crates only, so the check runs offline in seconds.
+# Installed once into .tools/ (gitignored).
+ensure_cargo_deny() {
+  [ -x "$REPO_ROOT/.tools/bin/cargo-deny" ] && return 0
+  log "cargo install cargo-deny (into .tools/)"
+  cargo install --locked cargo-deny --root "$REPO_ROOT/.tools"
+}
+
 step python-deps ensure_venv
 step node-deps ensure_node
 step promtool ensure_promtool
 step fmt cargo fmt --all -- --check
 step core-is-pure core_is_pure
+step cargo-deny-install ensure_cargo_deny
+step licenses-and-versions "$REPO_ROOT/.tools/bin/cargo-deny" check licenses bans
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step docs env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 step cargo-test cargo test --workspace

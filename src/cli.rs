@@ -1,6 +1,6 @@
 //! The command line: `serve`, `check` (the pre-flight of [`crate::preflight`]), `keys`,
-//! `hash-key`, `new-key`, and the operator tools of [`crate::tools`] (`explain`, `test`, `ls`,
-//! `client-config`, `pin`, `completions`).
+//! `hash-key`, `new-key`, `completions`, and the operator tools of [`crate::tools`]
+//! (`explain`, `test`, `ls`, `client-config`, `pin`).
 //!
 //! Owns argument parsing and what each command prints; the work is done by the library.
 
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use base64::Engine as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::keyring::when;
@@ -131,7 +131,7 @@ pub fn run_offline(command: Command) -> ExitCode {
         Command::Ls(args) => crate::tools::ls::run(&args),
         Command::ClientConfig(args) => crate::tools::client_config::run(&args),
         Command::Pin(args) => crate::tools::pin::run(&args),
-        Command::Completions { shell } => crate::tools::completions(shell),
+        Command::Completions { shell } => completions(shell),
         Command::Keys { config, dir, action } => keys(config.as_deref(), dir, action),
         Command::HashKey { key } => {
             let key = key.unwrap_or_else(|| {
@@ -229,4 +229,44 @@ fn secret_manifest(name: &str, namespace: Option<&str>, files: &[(String, Vec<u8
         out += &format!("  {}: {}\n", q(file), b64.encode(bytes));
     }
     out
+}
+
+/// `mcp-warden completions SHELL`: the completion script for the whole command line.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "mcp-warden", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand and every argument of the whole command line, with its path.
+    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        if cmd.get_about().is_none() {
+            out.push(format!("{path}: no about"));
+        }
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if !matches!(id, "help" | "version") && arg.get_help().is_none() {
+                out.push(format!("{path} {id}: no help"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_and_flag_has_help_text() {
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "mcp-warden", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::jwt::{ClaimMapping, DEFAULT_ALGORITHMS, JwtConfig, KeySource};
+use crate::identity::authn::AuthMethod;
+use crate::identity::idp::{Algorithm, ClaimMapping, DEFAULT_ALGORITHMS, JwtConfig, KeySource};
 use crate::keyring::KeyDir;
 use warden_core::bounds::Bounds;
 use warden_core::located::{Loc, locate};
@@ -176,27 +177,6 @@ struct RawLog {
     format: Option<LogFormat>,
 }
 
-/// How a caller may prove who it is, tried in the configured order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMethod {
-    Mtls,
-    ApiKey,
-    /// A JWT access token from the identity provider in `authentication.jwt`.
-    Jwt,
-}
-
-impl AuthMethod {
-    /// The name used in configuration, audit and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            AuthMethod::Mtls => "mtls",
-            AuthMethod::ApiKey => "api_key",
-            AuthMethod::Jwt => "jwt",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -335,93 +315,23 @@ impl Config {
             field,
             message,
         };
-        let addr = |field: &'static str, v: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
-            let v = v.unwrap_or_else(|| default.to_owned());
-            v.parse().map_err(|_| invalid(field, format!("'{v}' is not an IP:port address")))
-        };
         let resolve = |p: &str| -> PathBuf {
             let p = Path::new(p);
             if p.is_absolute() { p.to_owned() } else { base.join(p) }
         };
-        let issuer = raw.issuer.map(|i| normalize_issuer(&i).map_err(|m| invalid("issuer", m))).transpose()?;
-        let token_lifetime = match raw.token.lifetime {
-            None => Duration::from_secs(300),
-            Some(s) => parse_duration(&s).map_err(|m| invalid("token.lifetime", m))?,
-        };
-        if token_lifetime < Duration::from_secs(30) || token_lifetime > MAX_LIFETIME {
-            return Err(invalid("token.lifetime", "must be between 30s and 10m".into()));
-        }
-        let dur = |field: &'static str, v: Option<String>, default: Duration| -> Result<Duration, ConfigError> {
-            v.map_or(Ok(default), |s| parse_duration(&s).map_err(|m| invalid(field, m)))
-        };
-        let jwks_max_age = dur("keys.jwks_max_age", raw.keys.jwks_max_age, Duration::from_secs(300))?;
-        let propagation =
-            dur("keys.propagation_delay", raw.keys.propagation_delay, jwks_max_age + Duration::from_secs(60))?;
-        let retain = dur("keys.retain", raw.keys.retain, token_lifetime + jwks_max_age + Duration::from_secs(60))?;
-        if propagation < jwks_max_age {
-            return Err(invalid(
-                "keys.propagation_delay",
-                "must be at least keys.jwks_max_age, or verifiers may not know the new key".into(),
-            ));
-        }
-        if retain < token_lifetime + jwks_max_age {
-            return Err(invalid("keys.retain", "must be at least token.lifetime + keys.jwks_max_age".into()));
-        }
+        let issuer =
+            raw.issuer.map(|i| normalize_issuer(&i).map_err(|m| invalid("issuer", m.to_string()))).transpose()?;
+        let life = lifetimes(raw.token.lifetime.as_deref(), &raw.keys, &invalid)?;
         let state_dir = resolve(raw.state_dir.as_deref().unwrap_or(".mcp-warden"));
         let keys = KeyDir {
             dir: raw.keys.dir.as_deref().map_or_else(|| state_dir.join("keys"), resolve),
             read_only: raw.keys.read_only,
-            propagation,
-            retain,
+            propagation: life.propagation,
+            retain: life.retain,
         };
-        let limits = Limits {
-            max_body_bytes: raw.inspection.max_body_bytes.unwrap_or(1 << 20),
-            max_depth: raw.inspection.max_depth.unwrap_or(32),
-            max_batch: raw.inspection.max_batch.unwrap_or(100),
-        };
-        if limits.max_body_bytes == 0 {
-            return Err(invalid("inspection.max_body_bytes", "must be positive".into()));
-        }
-        if limits.max_batch == 0 {
-            return Err(invalid("inspection.max_batch", "must be positive".into()));
-        }
-        if !(2..=MAX_DEPTH_LIMIT).contains(&limits.max_depth) {
-            return Err(invalid("inspection.max_depth", format!("must be between 2 and {MAX_DEPTH_LIMIT}")));
-        }
-        let bounds = bounds(&raw.inspection, &invalid)?;
-        let denied_status = raw.inspection.denied_status.unwrap_or(200);
-        if !matches!(denied_status, 200 | 403) {
-            return Err(invalid(
-                "inspection.denied_status",
-                format!("{denied_status}: use 200 (MCP clients read the JSON-RPC error) or 403"),
-            ));
-        }
+        let (limits, bounds, denied_status) = inspection(&raw.inspection, &invalid)?;
         let jwt = raw.authentication.jwt.map(|j| parse_jwt(j, &invalid)).transpose()?;
-        let auth_order = raw.authentication.order.unwrap_or_else(|| {
-            let mut order = vec![AuthMethod::Mtls, AuthMethod::ApiKey];
-            if jwt.is_some() {
-                order.push(AuthMethod::Jwt);
-            }
-            order
-        });
-        if auth_order.is_empty() {
-            return Err(invalid("authentication.order", "name at least one method".into()));
-        }
-        if let Some((i, m)) = auth_order.iter().enumerate().find(|(i, m)| auth_order[..*i].contains(m)) {
-            return Err(invalid("authentication.order", format!("'{}' is listed twice (entry {i})", m.name())));
-        }
-        match (auth_order.contains(&AuthMethod::Jwt), jwt.is_some()) {
-            (true, false) => {
-                return Err(invalid("authentication.order", "'jwt' needs an authentication.jwt block".into()));
-            }
-            (false, true) => {
-                return Err(invalid(
-                    "authentication.order",
-                    "authentication.jwt is configured but 'jwt' is not in the order".into(),
-                ));
-            }
-            _ => {}
-        }
+        let auth_order = auth_order(raw.authentication.order, jwt.is_some(), &invalid)?;
         let list_filter = ListFilterSettings {
             on_unparseable: raw.list_filter.on_unparseable.unwrap_or_default(),
             max_event_bytes: raw.list_filter.max_event_bytes.unwrap_or(8 << 20),
@@ -438,17 +348,13 @@ impl Config {
         }
         Ok(Config {
             issuer,
-            grpc_listen: match raw.listen.grpc.as_deref().and_then(|g| g.strip_prefix("unix:")) {
-                Some("") => return Err(invalid("listen.grpc", "'unix:' needs a socket path".into())),
-                Some(path) => GrpcListen::Unix(resolve(path)),
-                None => GrpcListen::Tcp(addr("listen.grpc", raw.listen.grpc, "127.0.0.1:9191")?),
-            },
-            http_listen: addr("listen.http", raw.listen.http, "127.0.0.1:9192")?,
+            grpc_listen: grpc_listen(raw.listen.grpc, &resolve, &invalid)?,
+            http_listen: socket_addr("listen.http", raw.listen.http, "127.0.0.1:9192", &invalid)?,
             state_dir,
             signing_key: raw.signing_key.as_deref().map(resolve),
             keys,
-            jwks_max_age,
-            token_lifetime,
+            jwks_max_age: life.jwks_max_age,
+            token_lifetime: life.token,
             policy: raw.policy.iter().map(|p| Source::Path(resolve(p))).collect(),
             auth_order,
             jwt,
@@ -471,6 +377,133 @@ impl Config {
             },
             path: None,
         })
+    }
+}
+
+/// `listen.grpc`: `IP:port` (default 127.0.0.1:9191) or `unix:PATH`.
+fn grpc_listen(
+    raw: Option<String>,
+    resolve: &impl Fn(&str) -> PathBuf,
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<GrpcListen, ConfigError> {
+    match raw.as_deref().and_then(|g| g.strip_prefix("unix:")) {
+        Some("") => Err(invalid("listen.grpc", "'unix:' needs a socket path".into())),
+        Some(path) => Ok(GrpcListen::Unix(resolve(path))),
+        None => Ok(GrpcListen::Tcp(socket_addr("listen.grpc", raw, "127.0.0.1:9191", invalid)?)),
+    }
+}
+
+fn socket_addr(
+    field: &'static str,
+    value: Option<String>,
+    default: &str,
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<SocketAddr, ConfigError> {
+    let v = value.unwrap_or_else(|| default.to_owned());
+    v.parse().map_err(|_| invalid(field, format!("'{v}' is not an IP:port address")))
+}
+
+/// How long tokens live and how keys rotate (`token.lifetime`, `keys.*`), checked together.
+struct Lifetimes {
+    token: Duration,
+    jwks_max_age: Duration,
+    propagation: Duration,
+    retain: Duration,
+}
+
+/// A duration field, or `default` when it is absent.
+fn duration_or(
+    field: &'static str,
+    value: Option<&str>,
+    default: Duration,
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<Duration, ConfigError> {
+    value.map_or(Ok(default), |s| parse_duration(s).map_err(|m| invalid(field, m.to_string())))
+}
+
+fn lifetimes(
+    token_lifetime: Option<&str>,
+    raw: &RawKeys,
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<Lifetimes, ConfigError> {
+    let token = duration_or("token.lifetime", token_lifetime, Duration::from_secs(300), invalid)?;
+    if token < Duration::from_secs(30) || token > MAX_LIFETIME {
+        return Err(invalid("token.lifetime", "must be between 30s and 10m".into()));
+    }
+    let minute = Duration::from_secs(60);
+    let jwks_max_age = duration_or("keys.jwks_max_age", raw.jwks_max_age.as_deref(), 5 * minute, invalid)?;
+    let propagation =
+        duration_or("keys.propagation_delay", raw.propagation_delay.as_deref(), jwks_max_age + minute, invalid)?;
+    let retain = duration_or("keys.retain", raw.retain.as_deref(), token + jwks_max_age + minute, invalid)?;
+    if propagation < jwks_max_age {
+        return Err(invalid(
+            "keys.propagation_delay",
+            "must be at least keys.jwks_max_age, or verifiers may not know the new key".into(),
+        ));
+    }
+    if retain < token + jwks_max_age {
+        return Err(invalid("keys.retain", "must be at least token.lifetime + keys.jwks_max_age".into()));
+    }
+    Ok(Lifetimes { token, jwks_max_age, propagation, retain })
+}
+
+/// The `inspection` block: parser limits, record bounds and the status of a denial.
+fn inspection(
+    raw: &RawInspection,
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<(Limits, Bounds, u16), ConfigError> {
+    let limits = Limits {
+        max_body_bytes: raw.max_body_bytes.unwrap_or(1 << 20),
+        max_depth: raw.max_depth.unwrap_or(32),
+        max_batch: raw.max_batch.unwrap_or(100),
+    };
+    if limits.max_body_bytes == 0 {
+        return Err(invalid("inspection.max_body_bytes", "must be positive".into()));
+    }
+    if limits.max_batch == 0 {
+        return Err(invalid("inspection.max_batch", "must be positive".into()));
+    }
+    if !(2..=MAX_DEPTH_LIMIT).contains(&limits.max_depth) {
+        return Err(invalid("inspection.max_depth", format!("must be between 2 and {MAX_DEPTH_LIMIT}")));
+    }
+    let bounds = bounds(raw, invalid)?;
+    let denied_status = raw.denied_status.unwrap_or(200);
+    if !matches!(denied_status, 200 | 403) {
+        return Err(invalid(
+            "inspection.denied_status",
+            format!("{denied_status}: use 200 (MCP clients read the JSON-RPC error) or 403"),
+        ));
+    }
+    Ok((limits, bounds, denied_status))
+}
+
+/// `authentication.order` (default: mtls, api_key, then jwt when configured): each method
+/// once, and `jwt` exactly when an `authentication.jwt` block is configured.
+fn auth_order(
+    order: Option<Vec<AuthMethod>>,
+    has_jwt: bool,
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<Vec<AuthMethod>, ConfigError> {
+    let order = order.unwrap_or_else(|| {
+        let mut order = vec![AuthMethod::Mtls, AuthMethod::ApiKey];
+        if has_jwt {
+            order.push(AuthMethod::Jwt);
+        }
+        order
+    });
+    if order.is_empty() {
+        return Err(invalid("authentication.order", "name at least one method".into()));
+    }
+    if let Some((i, m)) = order.iter().enumerate().find(|(i, m)| order[..*i].contains(m)) {
+        return Err(invalid("authentication.order", format!("'{}' is listed twice (entry {i})", m.name())));
+    }
+    match (order.contains(&AuthMethod::Jwt), has_jwt) {
+        (true, false) => Err(invalid("authentication.order", "'jwt' needs an authentication.jwt block".into())),
+        (false, true) => Err(invalid(
+            "authentication.order",
+            "authentication.jwt is configured but 'jwt' is not in the order".into(),
+        )),
+        _ => Ok(order),
     }
 }
 
@@ -498,31 +531,9 @@ fn bounds(raw: &RawInspection, invalid: &impl Fn(&'static str, String) -> Config
 
 /// Validates `authentication.jwt`; every error names its field.
 fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError) -> Result<JwtConfig, ConfigError> {
-    const F: &str = "authentication.jwt";
-    let url = |field: &'static str, u: &str| crate::jwt::check_fetch_url(u).map_err(|e| invalid(field, e.to_string()));
-    let dur = |field: &'static str, v: Option<String>, default: Duration| -> Result<Duration, ConfigError> {
-        v.map_or(Ok(default), |s| parse_duration(&s).map_err(|m| invalid(field, m)))
-    };
-    if raw.issuer.is_empty() {
-        return Err(invalid("authentication.jwt.issuer", "must not be empty".into()));
-    }
-    url("authentication.jwt.issuer", &raw.issuer)?;
-    let keys = match (raw.discovery_url, raw.jwks_url) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(F, "set discovery_url or jwks_url, not both".into()));
-        }
-        (Some(d), None) => {
-            url("authentication.jwt.discovery_url", &d)?;
-            KeySource::Discovery(d)
-        }
-        (None, Some(j)) => {
-            url("authentication.jwt.jwks_url", &j)?;
-            KeySource::Jwks(j)
-        }
-        (None, None) => {
-            KeySource::Discovery(format!("{}/.well-known/openid-configuration", raw.issuer.trim_end_matches('/')))
-        }
-    };
+    let dur =
+        |field: &'static str, v: Option<String>, default: Duration| duration_or(field, v.as_deref(), default, invalid);
+    let keys = jwt_keys(&raw.issuer, raw.discovery_url, raw.jwks_url, invalid)?;
     if raw.audiences.is_empty() && raw.client_ids.is_empty() {
         return Err(invalid(
             "authentication.jwt.audiences",
@@ -536,23 +547,7 @@ fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError
             return Err(invalid(field, "no entry may be empty".into()));
         }
     }
-    let algorithms = match raw.algorithms {
-        None => DEFAULT_ALGORITHMS.to_vec(),
-        Some(names) => {
-            let mut algs = Vec::new();
-            for name in &names {
-                let alg = crate::jwt::parse_algorithm(name)
-                    .map_err(|e| invalid("authentication.jwt.algorithms", e.to_string()))?;
-                if !algs.contains(&alg) {
-                    algs.push(alg);
-                }
-            }
-            if algs.is_empty() {
-                return Err(invalid("authentication.jwt.algorithms", "name at least one algorithm".into()));
-            }
-            algs
-        }
-    };
+    let algorithms = jwt_algorithms(raw.algorithms, invalid)?;
     let clock_skew = dur("authentication.jwt.clock_skew", raw.clock_skew, Duration::from_secs(60))?;
     if clock_skew > Duration::from_secs(300) {
         return Err(invalid("authentication.jwt.clock_skew", "at most 5m".into()));
@@ -572,18 +567,7 @@ fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError
             format!("'{t}: {c}': a trait name is letters, digits, '_' and '-'; the claim must not be empty"),
         ));
     }
-    let mut claims_to_roles = Vec::with_capacity(raw.claims_to_roles.len());
-    for (i, m) in raw.claims_to_roles.into_iter().enumerate() {
-        if m.claim.is_empty() || m.roles.is_empty() || m.roles.iter().any(String::is_empty) {
-            return Err(invalid(
-                "authentication.jwt.claims_to_roles",
-                format!("entry {i}: needs a claim, a value and at least one role"),
-            ));
-        }
-        claims_to_roles.push(ClaimMapping { claim: m.claim, value: m.value, roles: m.roles });
-    }
-    crate::jwt::RoleMapping::compile(&claims_to_roles)
-        .map_err(|e| invalid("authentication.jwt.claims_to_roles", e.to_string()))?;
+    let claims_to_roles = jwt_claims_to_roles(raw.claims_to_roles, invalid)?;
     let refresh_interval =
         dur("authentication.jwt.jwks_refresh_interval", raw.jwks_refresh_interval, Duration::from_secs(300))?;
     let min_refresh_interval =
@@ -598,7 +582,7 @@ fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError
         ));
     }
     if let Some(u) = &raw.resource_metadata_url {
-        crate::jwt::resource_origin(u)
+        crate::identity::idp::resource_origin(u)
             .map_err(|e| invalid("authentication.jwt.resource_metadata_url", e.to_string()))?;
     }
     Ok(JwtConfig {
@@ -619,14 +603,96 @@ fn parse_jwt(raw: RawJwt, invalid: &impl Fn(&'static str, String) -> ConfigError
     })
 }
 
+/// Where the identity provider's keys are: `discovery_url` or `jwks_url` (not both), else
+/// the issuer's discovery document. The issuer and both URLs must be fetchable.
+fn jwt_keys(
+    issuer: &str,
+    discovery_url: Option<String>,
+    jwks_url: Option<String>,
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<KeySource, ConfigError> {
+    let url = |field: &'static str, u: &str| {
+        crate::identity::idp::check_fetch_url(u).map_err(|e| invalid(field, e.to_string()))
+    };
+    if issuer.is_empty() {
+        return Err(invalid("authentication.jwt.issuer", "must not be empty".into()));
+    }
+    url("authentication.jwt.issuer", issuer)?;
+    Ok(match (discovery_url, jwks_url) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("authentication.jwt", "set discovery_url or jwks_url, not both".into()));
+        }
+        (Some(d), None) => {
+            url("authentication.jwt.discovery_url", &d)?;
+            KeySource::Discovery(d)
+        }
+        (None, Some(j)) => {
+            url("authentication.jwt.jwks_url", &j)?;
+            KeySource::Jwks(j)
+        }
+        (None, None) => {
+            KeySource::Discovery(format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/')))
+        }
+    })
+}
+
+/// `algorithms`, each once (default: RS256, PS256, ES256); `none` and HMAC are refused.
+fn jwt_algorithms(
+    names: Option<Vec<String>>,
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<Vec<Algorithm>, ConfigError> {
+    let Some(names) = names else { return Ok(DEFAULT_ALGORITHMS.to_vec()) };
+    let mut algs = Vec::new();
+    for name in &names {
+        let alg = crate::identity::idp::parse_algorithm(name)
+            .map_err(|e| invalid("authentication.jwt.algorithms", e.to_string()))?;
+        if !algs.contains(&alg) {
+            algs.push(alg);
+        }
+    }
+    if algs.is_empty() {
+        return Err(invalid("authentication.jwt.algorithms", "name at least one algorithm".into()));
+    }
+    Ok(algs)
+}
+
+/// `claims_to_roles`: every entry complete and its value pattern compiling.
+fn jwt_claims_to_roles(
+    raw: Vec<RawClaimMapping>,
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<Vec<ClaimMapping>, ConfigError> {
+    let mut claims_to_roles = Vec::with_capacity(raw.len());
+    for (i, m) in raw.into_iter().enumerate() {
+        if m.claim.is_empty() || m.roles.is_empty() || m.roles.iter().any(String::is_empty) {
+            return Err(invalid(
+                "authentication.jwt.claims_to_roles",
+                format!("entry {i}: needs a claim, a value and at least one role"),
+            ));
+        }
+        claims_to_roles.push(ClaimMapping { claim: m.claim, value: m.value, roles: m.roles });
+    }
+    crate::identity::idp::RoleMapping::compile(&claims_to_roles)
+        .map_err(|e| invalid("authentication.jwt.claims_to_roles", e.to_string()))?;
+    Ok(claims_to_roles)
+}
+
+/// An `issuer` verifiers could not compare, naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssuerError {
+    #[error("'{0}' must be an http(s) URL")]
+    Scheme(String),
+    #[error("'{0}' must be a URL with a host and no query or fragment")]
+    Shape(String),
+}
+
 /// The issuer exactly as verifiers will compare it: no trailing slash, no default port.
-pub fn normalize_issuer(issuer: &str) -> Result<String, String> {
+pub fn normalize_issuer(issuer: &str) -> Result<String, IssuerError> {
     let (scheme, rest) = issuer
         .split_once("://")
         .filter(|(s, _)| matches!(*s, "https" | "http"))
-        .ok_or_else(|| format!("'{issuer}' must be an http(s) URL"))?;
+        .ok_or_else(|| IssuerError::Scheme(issuer.to_owned()))?;
     if rest.is_empty() || rest.contains(['?', '#']) || rest.chars().any(char::is_whitespace) {
-        return Err(format!("'{issuer}' must be a URL with a host and no query or fragment"));
+        return Err(IssuerError::Shape(issuer.to_owned()));
     }
     let rest = rest.trim_end_matches('/');
     let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
@@ -635,16 +701,22 @@ pub fn normalize_issuer(issuer: &str) -> Result<String, String> {
     Ok(if path.is_empty() { format!("{scheme}://{host}") } else { format!("{scheme}://{host}/{path}") })
 }
 
+/// A duration that is not a whole number of seconds, minutes or hours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a duration like 30s, 5m or 1h")]
+pub struct DurationError(String);
+
 /// `300`, `30s`, `5m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
+    let bad = || DurationError(s.to_owned());
     let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| s.split_at(i));
-    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration like 30s, 5m or 1h"))?;
+    let n: u64 = num.parse().map_err(|_| bad())?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => return Err(format!("'{s}' is not a duration like 30s, 5m or 1h")),
+        _ => return Err(bad()),
     };
     Ok(Duration::from_secs(secs))
 }
@@ -743,7 +815,7 @@ mod tests {
         let j = c.jwt.expect("jwt");
         assert_eq!(j.issuer, "http://127.0.0.1:5556/", "the issuer is kept byte for byte");
         assert_eq!(j.keys, KeySource::Jwks("http://127.0.0.1:5556/jwks".into()));
-        assert_eq!(j.algorithms, [crate::jwt::Algorithm::ES256, crate::jwt::Algorithm::PS256]);
+        assert_eq!(j.algorithms, [crate::identity::idp::Algorithm::ES256, crate::identity::idp::Algorithm::PS256]);
         assert_eq!(j.traits, [("groups".to_owned(), "groups".to_owned()), ("tenant".to_owned(), "tid".to_owned())]);
         assert_eq!(j.claims_to_roles[0].roles, ["mcp-user"]);
         assert_eq!(j.scopes_supported, ["mcp"]);

@@ -21,8 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::authz::Warden;
-use crate::jwt::{RESOURCE_METADATA_PATH, Verifier};
+use crate::identity::idp::{RESOURCE_METADATA_PATH, Verifier};
+use crate::state::Warden;
 
 #[derive(Debug, Clone)]
 struct AppState {

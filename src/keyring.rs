@@ -381,11 +381,30 @@ impl KeyDir {
     }
 }
 
+/// Why a key cannot be retired now, naming the keys and the times involved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum RetireRefused {
+    #[error(
+        "the key that would sign instead, '{successor}', left the JWKS at {left}; run `keys rotate` and retire '{kid}' once the new key signs"
+    )]
+    SuccessorUnpublished { successor: String, left: String, kid: String },
+    #[error("it has not started signing (from {from}) and no other key can sign; run `keys rotate` first")]
+    NotStarted { from: String },
+    #[error(
+        "it is the key signing now; '{next}' takes over at {takes_over} and '{kid}' then retires on its own (retiring it earlier would sign with a key verifiers may not have fetched yet)"
+    )]
+    SigningNow { next: String, takes_over: String, kid: String },
+    #[error(
+        "it is the only key that can sign; run `keys rotate` first: it retires on its own when the new key takes over"
+    )]
+    OnlyKey,
+}
+
 /// Why retiring the `i`th key at `t` would leave no published key that may sign, and when
 /// that changes. The key that would sign instead is the latest-scheduled other one that may
 /// sign now; it must still be published: a key superseded longer than `retain` ago has left
 /// the JWKS, and verifiers would refuse its tokens until they fetched it again.
-fn retire_check(keys: &[Entry], i: usize, t: u64, retain: u64) -> Result<(), String> {
+fn retire_check(keys: &[Entry], i: usize, t: u64, retain: u64) -> Result<(), RetireRefused> {
     let may_sign = |k: &Entry| k.active_from <= t && k.retired_at.is_none_or(|r| r > t);
     let successor = (keys.iter().enumerate())
         .filter(|&(j, k)| j != i && may_sign(k))
@@ -405,26 +424,21 @@ fn retire_check(keys: &[Entry], i: usize, t: u64, retain: u64) -> Result<(), Str
     let target = &keys[i];
     match successor {
         Some(k) => match superseded_at(k) {
-            Some(s) if t >= s + retain => Err(format!(
-                "the key that would sign instead, '{}', left the JWKS at {}; run `keys rotate` and retire '{}' once the new key signs",
-                k.kid,
-                when(s + retain, t),
-                target.kid
-            )),
+            Some(s) if t >= s + retain => Err(RetireRefused::SuccessorUnpublished {
+                successor: k.kid.clone(),
+                left: when(s + retain, t),
+                kid: target.kid.clone(),
+            }),
             _ => Ok(()),
         },
-        None if target.active_from > t => Err(format!(
-            "it has not started signing (from {}) and no other key can sign; run `keys rotate` first",
-            when(target.active_from, t)
-        )),
+        None if target.active_from > t => Err(RetireRefused::NotStarted { from: when(target.active_from, t) }),
         None => match next {
-            Some(n) => Err(format!(
-                "it is the key signing now; '{}' takes over at {} and '{}' then retires on its own (retiring it earlier would sign with a key verifiers may not have fetched yet)",
-                n.kid,
-                when(n.active_from, t),
-                target.kid
-            )),
-            None => Err("it is the only key that can sign; run `keys rotate` first: it retires on its own when the new key takes over".into()),
+            Some(n) => Err(RetireRefused::SigningNow {
+                next: n.kid.clone(),
+                takes_over: when(n.active_from, t),
+                kid: target.kid.clone(),
+            }),
+            None => Err(RetireRefused::OnlyKey),
         },
     }
 }

@@ -8,7 +8,7 @@
 //! app's pins set `audit_definitions`.
 
 use crate::audit::{Event, PinDrift};
-use crate::authz::Warden;
+use crate::state::Warden;
 use warden_core::policy::App;
 use warden_core::policy::pins::{Action, Drift, PinKind};
 

@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime};
 use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
-use crate::authz::Warden;
 use crate::config::Config;
 use crate::keyring::{KeyDir, Seen};
+use crate::state::Warden;
 use warden_core::policy::{PolicyError, Source};
 
 /// Quiet time after the last file event before a reload starts.
@@ -160,7 +160,7 @@ pub async fn reload_policy(warden: &Warden, sources: &[Source]) -> bool {
     // A policy that drops a role the identity provider's claims map to would turn every such
     // caller into a per-request failure: refuse it like any other invalid policy.
     if let (Ok(Ok(policy)), Some(jwt)) = (&loaded, warden.jwt())
-        && let Err(e) = crate::jwt::check_mapped_roles(jwt.config(), policy)
+        && let Err(e) = crate::identity::idp::check_mapped_roles(jwt.config(), policy)
     {
         warden.metrics.reload("error");
         warden.audit_event("policy.reload_failed", "invalid_policy", None);

@@ -13,12 +13,13 @@ use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::Ex
 use tokio::net::TcpListener;
 
 use crate::audit::Audit;
-use crate::authz::{SERVICE_NAME, Settings, Warden};
+use crate::authz::SERVICE_NAME;
 use crate::config::Config;
 use crate::extproc::ListFilterService;
-use crate::jwt::{JwtConfig, Verifier, jwks};
+use crate::identity::idp::{JwtConfig, JwtConfigError, UnknownRoles, Verifier, jwks};
 use crate::keyring::{KeyRing, KeyStart};
 use crate::keys;
+use crate::state::{Settings, Warden};
 use crate::token::TokenSettings;
 use warden_core::policy::Policy;
 
@@ -51,7 +52,11 @@ pub enum StartError {
     #[error("gRPC reflection: {0}")]
     Reflection(String),
     #[error("authentication.jwt: {0}")]
-    Jwt(String),
+    Jwt(#[from] JwtConfigError),
+    #[error("authentication.jwt: {0}")]
+    Jwks(#[from] jwks::JwksError),
+    #[error("authentication.jwt: {0}")]
+    MappedRoles(#[from] UnknownRoles),
     #[error("server: {0}")]
     Serve(String),
 }
@@ -99,8 +104,9 @@ pub async fn serve(config: Config, ready_file: Option<&Path>) -> Result<(), Star
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving).await;
     health_reporter.set_serving::<ExternalProcessorServer<ListFilterService>>().await;
-    let reflection = crate::reflection::service().map_err(|e| StartError::Reflection(e.to_string()))?;
-    let reflection_alpha = crate::reflection::service_v1alpha().map_err(|e| StartError::Reflection(e.to_string()))?;
+    let reflection = crate::grpc::reflection::service().map_err(|e| StartError::Reflection(e.to_string()))?;
+    let reflection_alpha =
+        crate::grpc::reflection::service_v1alpha().map_err(|e| StartError::Reflection(e.to_string()))?;
     let routes = tonic::service::Routes::new(
         ExternalProcessorServer::new(ListFilterService::new(warden.clone(), config.list_filter))
             .max_decoding_message_size(config.list_filter.max_event_bytes + ENVOY_CHUNK_SLACK),
@@ -186,8 +192,8 @@ fn spawn_key_watch(warden: Arc<Warden>) {
 /// Builds the `jwt` method's verifier; a `claims_to_roles` role the policy lacks is a
 /// start-up error (after a reload it becomes a per-request denial).
 pub(crate) fn jwt_verifier(config: &JwtConfig, issuer: &str, policy: &Policy) -> Result<Arc<Verifier>, StartError> {
-    let verifier = Verifier::new(config.clone(), Arc::default(), issuer).map_err(|e| StartError::Jwt(e.to_string()))?;
-    crate::jwt::check_mapped_roles(config, policy).map_err(StartError::Jwt)?;
+    let verifier = Verifier::new(config.clone(), Arc::default(), issuer)?;
+    crate::identity::idp::check_mapped_roles(config, policy)?;
     Ok(Arc::new(verifier))
 }
 
@@ -195,7 +201,7 @@ pub(crate) fn jwt_verifier(config: &JwtConfig, issuer: &str, policy: &Policy) ->
 /// the first JWT after start-up finds keys; an IdP that is down does not stop start-up.
 async fn start_jwks(warden: &Arc<Warden>, verifier: &Verifier) -> Result<(), StartError> {
     let config = verifier.config();
-    let fetcher = jwks::Fetcher::new(config).map_err(|e| StartError::Jwt(e.to_string()))?;
+    let fetcher = jwks::Fetcher::new(config)?;
     let schedule = jwks::Schedule { refresh: config.refresh_interval, min_refresh: config.min_refresh_interval };
     let w = warden.clone();
     jwks::spawn(verifier.keys().clone(), fetcher, schedule, move |result| w.metrics.jwks_fetch(result));

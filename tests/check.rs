@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use envoy_types::ext_authz::v3::pb::{CheckRequest, HeaderAppendAction, HttpResponse};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
-use mcp_warden::authz::Warden;
 use mcp_warden::config::EnvoyMetadata;
+use mcp_warden::state::Warden;
 use warden_core::policy::{Policy, Source};
 
 mod common;

@@ -20,10 +20,10 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
     BodyResponse, HeaderMutation, HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse, body_mutation,
     processing_request, processing_response,
 };
-use mcp_warden::authz::Warden;
 use mcp_warden::config::{EnvoyMetadata, ListFilterSettings, OnUnparseable};
 use mcp_warden::extproc::sse::Reframer;
 use mcp_warden::extproc::{EXT_AUTHZ_NAMESPACE, JSON_BUFFERED_MAX, Session};
+use mcp_warden::state::Warden;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use warden_core::decision::ListKind::{self, Batch, Stream, Tools};

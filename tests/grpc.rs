@@ -28,10 +28,11 @@ use envoy_types::pb::google::protobuf::value::Kind;
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
 use http::{HeaderMap, Method, StatusCode};
-use mcp_warden::authz::{SERVICE_NAME, Warden};
+use mcp_warden::authz::SERVICE_NAME;
 use mcp_warden::config::{EnvoyMetadata, ListFilterSettings, OnUnparseable};
 use mcp_warden::extproc::{EXT_AUTHZ_NAMESPACE, ListFilterService};
 use mcp_warden::grpc::{CHECK_PATH, Listener, Services, max_check_message, serve};
+use mcp_warden::state::Warden;
 use prost::Message as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -69,8 +70,8 @@ async fn routes(warden: &Arc<Warden>) -> tonic::service::Routes {
     reporter.set_serving::<ExternalProcessorServer<ListFilterService>>().await;
     tonic::service::Routes::new(ExternalProcessorServer::new(ListFilterService::new(warden.clone(), LIST_FILTER)))
         .add_service(health)
-        .add_service(mcp_warden::reflection::service().expect("reflection"))
-        .add_service(mcp_warden::reflection::service_v1alpha().expect("reflection v1alpha"))
+        .add_service(mcp_warden::grpc::reflection::service().expect("reflection"))
+        .add_service(mcp_warden::grpc::reflection::service_v1alpha().expect("reflection v1alpha"))
 }
 
 /// `serve` running on a port the OS picked, in this test's runtime.

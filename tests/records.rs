@@ -15,7 +15,7 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 const MIB: usize = 1 << 20;
 
 /// Every audit line written while `run` checks requests on a warden that audits to a file.
-fn audited(run: impl FnOnce(&mcp_warden::authz::Warden)) -> Vec<String> {
+fn audited(run: impl FnOnce(&mcp_warden::state::Warden)) -> Vec<String> {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("audit.jsonl");
     let audit = Audit::start(&AuditOutput::File(path.clone())).expect("audit");

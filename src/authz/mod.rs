@@ -11,31 +11,26 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use prost::Message as _;
+use serde_json::value::RawValue;
 
-use crate::audit::{Audit, Event};
-use crate::authn;
-use crate::config::{AuthMethod, EnvoyMetadata};
-use crate::keyring::KeyRing;
-use crate::metrics::Metrics;
-use crate::reply::Reply;
-use crate::token::TokenSettings;
+use crate::identity::authn::{self, AuthError};
+use crate::state::{Snapshot, Warden};
+use crate::token::Source;
 use warden_core::bounds::Bounds;
-use warden_core::decision::{AGENTCORE_SEARCH_TOOL, BATCH_ALLOWED, SESSION_END, STREAM_ALLOWED};
-use warden_core::headers::Headers;
-use warden_core::mcp::{self, Body, Inspection, Limits, Message, Rejection};
+use warden_core::decision::{AGENTCORE_SEARCH_TOOL, BATCH_ALLOWED, DecisionMetadata, SESSION_END, STREAM_ALLOWED};
+use warden_core::mcp::{self, Body, Inspection, Message, Rejection};
 use warden_core::policy::condition::Vars;
 use warden_core::policy::engine::{self, Shadow, check_app};
-use warden_core::policy::{App, Decision, Policy, User, ValuePart};
+use warden_core::policy::{App, Decision, Governed, Reason, User, ValuePart};
 
 mod record;
-mod snapshot;
+pub mod reply;
 pub mod wire;
 
 use record::AuditInfo;
-pub use snapshot::Snapshot;
+use reply::Reply;
 use wire::View;
 
 /// The gRPC service name Envoy calls (and health checks name).
@@ -73,33 +68,6 @@ pub enum Unread {
     TooLarge,
 }
 
-/// Settings fixed for the life of the process.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub token: TokenSettings,
-    pub limits: Limits,
-    pub denied_status: u16,
-    pub auth_order: Vec<AuthMethod>,
-    /// MCP methods whose allowed requests are not audited.
-    pub audit_skip_allowed: Vec<String>,
-    /// Which checks carry decision metadata for Envoy.
-    pub envoy_metadata: EnvoyMetadata,
-    /// Longest names and URIs accepted, longest client values recorded.
-    pub bounds: Bounds,
-}
-
-/// The shared state behind both gRPC services and the HTTP endpoint.
-#[derive(Debug)]
-pub struct Warden {
-    snapshot: ArcSwap<Snapshot>,
-    keys: ArcSwap<KeyRing>,
-    pub settings: Settings,
-    audit: Audit,
-    pub metrics: Metrics,
-    /// The `jwt` authentication method, when configured.
-    jwt: Option<Arc<crate::jwt::Verifier>>,
-}
-
 /// Headers a client may never smuggle upstream: they carry credentials, or claim a decision
 /// or a body state only Envoy or mcp-warden may state.
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", LIST_HEADER, "x-envoy-auth-partial-body"];
@@ -114,74 +82,6 @@ pub const LIST_HEADER: &str = "x-mcp-warden-list";
 pub const UNAUTHENTICATED_INSPECT_BYTES: usize = 4 << 10;
 
 impl Warden {
-    pub fn new(policy: Policy, keys: KeyRing, settings: Settings, audit: Audit) -> Self {
-        let metrics = Metrics::default();
-        metrics.set_generation(1);
-        Warden {
-            snapshot: ArcSwap::from_pointee(Snapshot::new(policy, 1)),
-            keys: ArcSwap::from_pointee(keys),
-            settings,
-            audit,
-            metrics,
-            jwt: None,
-        }
-    }
-
-    /// Enables the `jwt` authentication method with this verifier.
-    pub fn with_jwt(mut self, verifier: Arc<crate::jwt::Verifier>) -> Self {
-        self.jwt = Some(verifier);
-        self
-    }
-
-    /// The `jwt` method's verifier, when configured (the HTTP endpoint serves its RFC 9728
-    /// metadata).
-    pub fn jwt(&self) -> Option<&Arc<crate::jwt::Verifier>> {
-        self.jwt.as_ref()
-    }
-
-    /// Writes out buffered audit events and stops the writer (at shutdown).
-    pub fn close_audit(&self) {
-        self.audit.close();
-    }
-
-    /// Events the audit writer dropped (for `/metrics`).
-    pub fn audit_dropped(&self) -> u64 {
-        self.audit.dropped()
-    }
-
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
-    }
-
-    /// Swaps in a new policy; checks in flight finish on the snapshot they loaded.
-    pub fn replace_policy(&self, policy: Policy) -> u64 {
-        let generation = self.snapshot.load().generation + 1;
-        self.snapshot.store(Arc::new(Snapshot::new(policy, generation)));
-        self.metrics.set_generation(generation);
-        generation
-    }
-
-    /// The key ring in force (JWKS publishes from it).
-    pub fn key_ring(&self) -> Arc<KeyRing> {
-        self.keys.load_full()
-    }
-
-    /// Swaps in a reloaded key ring.
-    pub fn replace_keys(&self, ring: KeyRing) {
-        self.keys.store(Arc::new(ring));
-    }
-
-    /// Writes an audit event that is not a check (reloads, key switches); `kid` names the
-    /// signing key a key event is about.
-    pub fn audit_event(&self, event: &'static str, reason: &str, kid: Option<&str>) {
-        self.audit.emit(&Event { kid, ..Event::bare(event, reason) });
-    }
-
-    /// Writes an audit event built elsewhere (the list filter's `pin.drift`).
-    pub fn emit_audit(&self, event: &Event<'_>) {
-        self.audit.emit(event);
-    }
-
     /// Decides one ext_authz check given as Envoy's generated message (tests, tools): it is
     /// encoded and read back exactly as a check off the wire.
     pub fn check(&self, req: &CheckRequest) -> CheckResponse {
@@ -191,39 +91,39 @@ impl Warden {
     /// Decides one ext_authz check from the encoded `CheckRequest`; the answer is the encoded
     /// `CheckResponse` (tests, tools: an answer returned is taken as delivered).
     pub fn check_bytes(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.check_then(bytes, |answer| {
-            out = answer;
-            Delivery::Delivered
-        });
-        out
+        self.check_with(bytes, |answer| (Delivery::Delivered, answer))
     }
 
     /// Decides one ext_authz check from the encoded `CheckRequest` and hands the encoded
     /// `CheckResponse` to `deliver` (the gRPC service's path); the audit event is written
     /// after, saying whether the answer reached Envoy's stream.
     pub fn check_then(&self, bytes: &[u8], deliver: impl FnOnce(Vec<u8>) -> Delivery) {
+        self.check_with(bytes, |answer| (deliver(answer), ()));
+    }
+
+    /// The check behind [`Warden::check_then`] and [`Warden::check_bytes`]: `deliver` says
+    /// what became of the answer and may hand back a value, returned here.
+    fn check_with<T>(&self, bytes: &[u8], deliver: impl FnOnce(Vec<u8>) -> (Delivery, T)) -> T {
         let started = Instant::now();
         let view = match wire::view(bytes) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "refused a check request that cannot be read exactly");
-                deliver(self.refuse_unread(started, Unread::Invalid));
-                return;
+                return deliver(self.refuse_unread(started, Unread::Invalid)).1;
             }
         };
         let ctx = Context::new(&view);
-        let snap = self.snapshot.load();
+        let snap = self.load();
         let mut audit = AuditInfo::new(&ctx, started, self.settings.bounds);
         let reply = self.decide(&snap, &ctx, &mut audit);
         self.metrics.check(reply.is_allow(), audit.reason, started.elapsed());
         if let Some(cached) = audit.token_cached {
             self.metrics.token(cached);
         }
-        let mut fingerprint = String::new();
         let allowed = reply.is_allow();
-        let metadata = audit.metadata(allowed, self.settings.envoy_metadata, &mut fingerprint);
-        let delivery = deliver(reply.encode(&metadata));
+        let metadata = audit.metadata(allowed, self.settings.envoy_metadata);
+        let fields = metadata.as_ref().map(DecisionMetadata::fields);
+        let (delivery, out) = deliver(reply.encode(fields.as_deref().unwrap_or_default()));
         if let Some(why) = delivery.code() {
             self.metrics.undelivered(why);
         }
@@ -231,8 +131,9 @@ impl Warden {
             && delivery == Delivery::Delivered
             && audit.mcp_method.as_deref().is_some_and(|m| self.settings.audit_skip_allowed.iter().any(|s| s == m));
         if !skip {
-            audit.finish(&self.audit, allowed, delivery);
+            audit.finish(self.audit(), allowed, delivery);
         }
+        out
     }
 
     /// Answers a `Check` whose message could not be read (see [`Unread`]) with an audited
@@ -252,18 +153,18 @@ impl Warden {
     fn refuse(&self, started: Instant, status: u16, code: i32, reason: &'static str, message: &str) -> Vec<u8> {
         self.audit_event("request.denied", reason, None);
         self.metrics.check(false, reason, started.elapsed());
-        Reply::error(status, None, code, message).encode(&[("decision", "deny")])
+        Reply::error(status, None, code, message).encode(&DecisionMetadata::new(false, reason).fields())
     }
 
-    fn decide<'s>(&self, snap: &'s Snapshot, ctx: &Context<'s>, audit: &mut AuditInfo<'s>) -> Reply
-    where
-        Self: 's,
-    {
-        let policy = &snap.policy;
-        let jwt = self.jwt.as_deref();
-        // Authentication first: a caller without a valid credential never has a large body
-        // read (see `UNAUTHENTICATED_INSPECT_BYTES`).
-        let authenticated = authn::authenticate(snap, jwt, &self.settings.auth_order, ctx.http.headers, ctx.principal);
+    /// Who is calling, to which app, asking what: authentication first (a caller without a
+    /// valid credential never has a large body read, see [`UNAUTHENTICATED_INSPECT_BYTES`]),
+    /// then the body's inspection, the app and the app access check; what the body asks is
+    /// decided by [`Warden::decide_call`].
+    fn decide<'s>(&self, snap: &'s Snapshot, ctx: &Context<'s>, audit: &mut AuditInfo<'s>) -> Reply {
+        let jwt = self.jwt().map(|j| &**j);
+        let (policy, headers) = (&snap.policy, ctx.http.headers);
+        let authenticated =
+            authn::authenticate(policy, &snap.identities, jwt, &self.settings.auth_order, headers, ctx.principal);
         let inspected = (authenticated.is_ok() || ctx.http.body.len() <= UNAUTHENTICATED_INSPECT_BYTES)
             .then(|| mcp::inspect(&ctx.http, &self.settings.limits));
         let echo_id = match &inspected {
@@ -271,13 +172,18 @@ impl Warden {
             Some(Ok(_)) | None => None,
             Some(Err(r)) => r.id,
         };
-        // Recorded before any decision, so every audit event (authentication failures with a
-        // body that was read too) says what was asked of which app.
-        if let Some(Ok(Inspection::Messages { version, body })) = &inspected {
+        // A single message's governed name is read once, here: recorded before any decision,
+        // so every audit event (authentication failures with a body that was read too) says
+        // what was asked of which app.
+        let single = match &inspected {
+            Some(Ok(Inspection::Messages { body: Body::Single(m), .. })) => Some(Named::of(m)),
+            _ => None,
+        };
+        if let Some(Ok(Inspection::Messages { version, .. })) = &inspected {
             audit.protocol_version = Some(version.as_str());
-            if let Body::Single(m) = body {
-                audit.set_message(m);
-            }
+        }
+        if let Some(named) = &single {
+            audit.set_message(named);
         }
         let app = match ctx.app_name {
             Some(name) => policy.app(name),
@@ -291,13 +197,7 @@ impl Warden {
         }
         let auth = match authenticated {
             Ok(a) => a,
-            Err(e) => {
-                audit.event = "authentication.failed";
-                audit.reason = e.reason();
-                let path = ctx.http.headers.get(":path").unwrap_or("");
-                let metadata = jwt.map(|j| j.resource_metadata_for(path));
-                return Reply::unauthenticated(e, echo_id, metadata.as_deref());
-            }
+            Err(e) => return self.unauthenticated(e, ctx, echo_id, audit),
         };
         let user: &User = &auth.user;
         audit.set_user(user);
@@ -310,58 +210,95 @@ impl Warden {
             audit.decision(d);
             return Reply::error(403, echo_id, -32003, "access to this MCP server is denied by policy");
         }
-        // Authenticated: the body was inspected.
-        let inspection = match inspected.unwrap_or_else(|| mcp::inspect(&ctx.http, &self.settings.limits)) {
-            Ok(i) => i,
+        let Some(inspected) = &inspected else {
+            unreachable!("an authenticated caller's body is always inspected");
+        };
+        match inspected {
+            Ok(inspection) => {
+                let admitted = Admitted { snap, ctx, user, app, echo_id };
+                self.decide_call(&admitted, inspection, single.as_ref(), audit)
+            }
             Err(r) => {
                 audit.reason = r.reason;
-                return Reply::rejection(&r);
+                Reply::rejection(r)
             }
-        };
-        let allow = |audit: &mut AuditInfo<'s>| self.allow(snap, user, app, ctx.http.headers, echo_id, audit);
+        }
+    }
+
+    /// A failed authentication's answer (with the `jwt` method's RFC 9728 metadata URL).
+    fn unauthenticated(
+        &self,
+        e: AuthError,
+        ctx: &Context<'_>,
+        id: Option<&RawValue>,
+        audit: &mut AuditInfo<'_>,
+    ) -> Reply {
+        audit.event = "authentication.failed";
+        audit.reason = e.reason();
+        let path = ctx.http.headers.get(":path").unwrap_or("");
+        let metadata = self.jwt().map(|j| j.resource_metadata_for(path));
+        Reply::unauthenticated(e, id, metadata.as_deref())
+    }
+
+    /// What an admitted caller's body asks: a stream, the end of a session, one message
+    /// (`single`: read by [`Warden::decide`]) or a batch.
+    fn decide_call<'s>(
+        &self,
+        a: &Admitted<'_, 's>,
+        inspection: &Inspection<'s>,
+        single: Option<&Named<'_, 's>>,
+        audit: &mut AuditInfo<'s>,
+    ) -> Reply {
         let body = match inspection {
             Inspection::Messages { body, .. } => body,
             Inspection::Stream => {
                 // A GET stream can replay earlier answers, list answers included (resumption
                 // with Last-Event-ID): the list filter reads every response on it.
                 audit.reason = STREAM_ALLOWED;
-                return allow(audit);
+                return self.allow(a, audit);
             }
             Inspection::EndSession => {
                 audit.reason = SESSION_END;
-                return allow(audit);
+                return self.allow(a, audit);
             }
         };
-        match body {
-            Body::Single(msg) => {
-                if app.audit_arguments && msg.method.as_deref() == Some("tools/call") {
-                    audit.arguments = tool_arguments(ctx.http.body);
-                }
-                let call = Call { body: (ctx.http.body, None), version: audit.protocol_version };
-                let mut single = Single { body: ctx.http.body, denied_uri: None };
-                let mut shadows = Vec::new();
-                let bounds = &self.settings.bounds;
-                let outcome = Self::check_message(bounds, user, app, &msg, &call, Some(&mut single), &mut shadows);
-                if let Some(uri) = single.denied_uri {
-                    audit.name = Some((warden_core::policy::Governed::Resource("").kind(), uri));
-                }
-                self.shadows(audit, &msg, &shadows);
-                match outcome {
-                    Ok(d) => {
-                        audit.decision(d);
-                        if d.allowed {
-                            audit.set_rate_limits(user);
-                        }
-                        if d.allowed { allow(audit) } else { self.denied(&msg) }
-                    }
-                    Err(r) => {
-                        audit.reason = r.reason;
-                        Reply::rejection(&r)
-                    }
-                }
+        match (body, single) {
+            (Body::Single(_), Some(msg)) => self.decide_single(a, msg, audit),
+            (Body::Single(msg), None) => self.decide_single(a, &Named::of(msg), audit),
+            (Body::Batch(msgs), _) => {
+                self.check_batch(a.user, a.app, msgs, a.ctx.http.body, audit).unwrap_or_else(|| self.allow(a, audit))
             }
-            Body::Batch(msgs) => {
-                self.check_batch(user, app, &msgs, ctx.http.body, audit).unwrap_or_else(|| allow(audit))
+        }
+    }
+
+    /// One message: its governed name against the user's roles.
+    fn decide_single<'s>(&self, a: &Admitted<'_, 's>, msg: &Named<'_, 's>, audit: &mut AuditInfo<'s>) -> Reply {
+        let body = a.ctx.http.body;
+        if a.app.audit_arguments && msg.msg.method.as_deref() == Some("tools/call") {
+            audit.arguments = tool_arguments(body);
+        }
+        let call = Call { body: (body, None), version: audit.protocol_version };
+        let mut single = Single { body, denied_uri: None };
+        let mut shadows = Vec::new();
+        let bounds = &self.settings.bounds;
+        let outcome = Self::check_message(bounds, a.user, a.app, msg, &call, Some(&mut single), &mut shadows);
+        if let Some(uri) = single.denied_uri {
+            audit.name = Some((Governed::Resource("").kind(), uri));
+        }
+        self.shadows(audit, msg, &shadows);
+        match outcome {
+            Ok(d) if d.allowed => {
+                audit.decision(d);
+                audit.set_rate_limits(a.user);
+                self.allow(a, audit)
+            }
+            Ok(d) => {
+                audit.decision(d);
+                self.denied(msg)
+            }
+            Err(r) => {
+                audit.reason = r.reason;
+                Reply::rejection(&r)
             }
         }
     }
@@ -375,12 +312,13 @@ impl Warden {
         bounds: &Bounds,
         user: &'p User,
         app: &App,
-        msg: &'m Message<'m>,
+        named: &Named<'_, 'm>,
         call: &Call<'_>,
         single: Option<&mut Single<'_>>,
         shadows: &mut Vec<Shadow<'p>>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
-        let decide = |g: warden_core::policy::Governed<'_>| {
+        let msg = named.msg;
+        let decide = |g: Governed<'_>| {
             // Built only for a governed name: nothing is read until a condition runs.
             let mut vars = Vars::new(user, app, msg.method.as_deref().unwrap_or(""));
             vars.protocol_version = call.version;
@@ -390,25 +328,26 @@ impl Warden {
         if msg.method.as_deref() == Some("subscriptions/listen") {
             return Self::check_subscriptions(bounds, msg, single, decide);
         }
-        Self::check_named(bounds, msg, decide)
+        Self::check_named(bounds, named, decide)
     }
 
     /// The decision for a message's governed name, by `decide`, after the checks every
     /// named message passes.
     fn check_named<'p, 'm>(
         bounds: &Bounds,
-        msg: &'m Message<'m>,
-        decide: impl FnOnce(warden_core::policy::Governed<'_>) -> Decision<'p>,
+        named: &Named<'_, 'm>,
+        decide: impl FnOnce(Governed<'_>) -> Decision<'p>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
-        match mcp::governed(msg)? {
+        let id = named.msg.id;
+        match named.name.clone()? {
             // A task-augmented call answers through `tasks/result`, which the list filter does
             // not read: the tool definitions this tool returns would reach the client unfiltered.
-            Some(warden_core::policy::Governed::Tool(AGENTCORE_SEARCH_TOOL)) if msg.params.has_task => Err(Rejection {
+            Some(Governed::Tool(AGENTCORE_SEARCH_TOOL)) if named.msg.params.has_task => Err(Rejection {
                 status: 400,
                 code: -32602,
                 message: "the search tool cannot be called as a task".into(),
                 reason: "search_task_not_allowed",
-                id: msg.id,
+                id,
             }),
             // Longer than any name or URI the upstream is meant to serve (the MCP spec asks
             // 1–128 characters of a tool name): refused, never matched or recorded whole.
@@ -417,12 +356,10 @@ impl Warden {
                 code: -32602,
                 message: format!("{} name is longer than mcp-warden accepts", g.kind()).into(),
                 reason: "invalid_name",
-                id: msg.id,
+                id,
             }),
             Some(g) => Ok(decide(g)),
-            None => {
-                Ok(Decision { allowed: true, reason: warden_core::policy::Reason::NotGoverned, role: None, rule: None })
-            }
+            None => Ok(Decision { allowed: true, reason: Reason::NotGoverned, role: None, rule: None }),
         }
     }
 
@@ -430,9 +367,9 @@ impl Warden {
     /// (and is the resource audited).
     fn check_subscriptions<'p, 'm>(
         bounds: &Bounds,
-        msg: &'m Message<'m>,
+        msg: &Message<'m>,
         single: Option<&mut Single<'_>>,
-        mut decide: impl FnMut(warden_core::policy::Governed<'_>) -> Decision<'p>,
+        mut decide: impl FnMut(Governed<'_>) -> Decision<'p>,
     ) -> Result<Decision<'p>, Rejection<'m>> {
         let refuse = |reason, message: String| Rejection {
             status: 400,
@@ -446,10 +383,9 @@ impl Warden {
             return Err(refuse("invalid_subscriptions", "subscriptions/listen cannot be sent in a batch".into()));
         };
         let uris = mcp::methods::subscriptions(text).map_err(|e| refuse("invalid_subscriptions", e.to_string()))?;
-        let mut decision =
-            Decision { allowed: true, reason: warden_core::policy::Reason::NotGoverned, role: None, rule: None };
+        let mut decision = Decision { allowed: true, reason: Reason::NotGoverned, role: None, rule: None };
         for uri in &uris {
-            let what = warden_core::policy::Governed::Resource(uri);
+            let what = Governed::Resource(uri);
             if uri.is_empty() || uri.chars().any(char::is_control) || !bounds.fits(what) {
                 return Err(refuse(
                     "invalid_name",
@@ -475,8 +411,9 @@ impl Warden {
         body: &[u8],
         audit: &mut AuditInfo<'s>,
     ) -> Option<Reply> {
+        let named: Vec<_> = msgs.iter().map(Named::of).collect();
         let mut shadows = Vec::new();
-        let outcomes: Vec<_> = msgs
+        let outcomes: Vec<_> = named
             .iter()
             .enumerate()
             .map(|(i, m)| {
@@ -490,7 +427,7 @@ impl Warden {
                         code: -32600,
                         message: "a rate-limited tool cannot be called in a batch".into(),
                         reason: "rate_limited_in_batch",
-                        id: m.id,
+                        id: m.msg.id,
                     }),
                     other => other,
                 }
@@ -500,7 +437,7 @@ impl Warden {
         // One audit event per element, with the batch's fate: nothing is forwarded when any
         // element is denied.
         audit.batch = true;
-        for (msg, outcome) in msgs.iter().zip(&outcomes) {
+        for (msg, outcome) in named.iter().zip(&outcomes) {
             audit.batch_element(msg, outcome, any_denied);
         }
         audit.reason = if any_denied { "batch_element_denied" } else { BATCH_ALLOWED };
@@ -509,35 +446,30 @@ impl Warden {
 
     /// What rules in `mode: audit` would have decided for `msg`: audited and counted, with
     /// no effect on the answer.
-    fn shadows<'s>(&self, audit: &AuditInfo<'s>, msg: &Message<'s>, shadows: &[Shadow<'_>]) {
+    fn shadows<'s>(&self, audit: &AuditInfo<'s>, msg: &Named<'_, 's>, shadows: &[Shadow<'_>]) {
         for s in shadows {
             self.metrics.shadow(s.role, s.rule, s.outcome.code());
         }
-        audit.write_shadows(&self.audit, msg, shadows);
+        audit.write_shadows(self.audit(), msg, shadows);
     }
 
-    fn denied(&self, msg: &Message<'_>) -> Reply {
-        let name = mcp::governed(msg).ok().flatten();
-        let message = match name {
-            Some(g) => format!(
+    fn denied(&self, msg: &Named<'_, '_>) -> Reply {
+        let message = match msg.name {
+            Ok(Some(g)) => format!(
                 "access to {} '{}' is denied by policy (MCP access is enforced by your roles)",
                 g.kind(),
                 g.name()
             ),
-            None => "request denied by policy".to_owned(),
+            Ok(None) | Err(_) => "request denied by policy".to_owned(),
         };
-        Reply::error(self.settings.denied_status, msg.id, -32602, &message)
+        Reply::error(self.settings.denied_status, msg.msg.id, -32602, &message)
     }
 
-    fn allow(
-        &self,
-        snap: &Snapshot,
-        user: &User,
-        app: &App,
-        headers: &Headers<'_>,
-        id: Option<&serde_json::value::RawValue>,
-        audit: &mut AuditInfo<'_>,
-    ) -> Reply {
+    /// An admitted caller's allowed call: the app's `rewrite` headers set (the ID token
+    /// minted or taken from the cache), the client's credentials removed.
+    fn allow(&self, a: &Admitted<'_, '_>, audit: &mut AuditInfo<'_>) -> Reply {
+        let Admitted { snap, ctx, user, app, echo_id: id } = *a;
+        let headers = ctx.http.headers;
         let mut set = Vec::with_capacity(app.rewrite.len());
         let mut remove: Vec<&str> = Vec::new();
         for rule in &app.rewrite {
@@ -564,14 +496,14 @@ impl Warden {
     /// The ID token for `user` at `app`: cached, else minted with the active key.
     fn token(&self, snap: &Snapshot, user: &User, app: &App, audit: &mut AuditInfo<'_>) -> Result<Arc<str>, Unfilled> {
         let now = SystemTime::now();
-        let ring = self.keys.load();
+        let ring = self.keys();
         let Some(key) = ring.active(now) else {
             tracing::error!("no signing key is active");
             return Err(Unfilled::NoToken);
         };
         match snap.tokens.get_or_mint(&self.settings.token, key, user, app, now) {
             Ok((token, source)) => {
-                audit.token_cached = Some(source == crate::token::Source::Cache);
+                audit.token_cached = Some(source == Source::Cache);
                 Ok(token)
             }
             Err(e) => {
@@ -625,6 +557,31 @@ impl Warden {
     }
 }
 
+/// One message of a request and the name in it that policy governs, read once
+/// ([`mcp::governed`]) and handed to the audit record and to every check that needs it.
+#[derive(Debug)]
+pub struct Named<'m, 'a> {
+    pub msg: &'m Message<'a>,
+    /// What the message names, or why it is malformed.
+    pub name: Result<Option<Governed<'m>>, Rejection<'a>>,
+}
+
+impl<'m, 'a> Named<'m, 'a> {
+    pub fn of(msg: &'m Message<'a>) -> Self {
+        Named { msg, name: mcp::governed(msg) }
+    }
+}
+
+/// A caller that passed authentication and the app access check, and what its allow needs.
+#[derive(Clone, Copy)]
+struct Admitted<'a, 's> {
+    snap: &'s Snapshot,
+    ctx: &'a Context<'s>,
+    user: &'a User,
+    app: &'s App,
+    echo_id: Option<&'s RawValue>,
+}
+
 /// What [`Warden::check_message`] reads of a single message beyond the message itself.
 #[derive(Debug)]
 pub struct Single<'b> {
@@ -636,11 +593,9 @@ pub struct Single<'b> {
 
 /// Whether Envoy counts calls of this message: a batch cannot carry its limits (Envoy counts
 /// one request), so a batch holding such a call is refused.
-fn rate_limited(user: &User, msg: &Message<'_>) -> bool {
-    match mcp::governed(msg) {
-        Ok(Some(warden_core::policy::Governed::Tool(tool))) => {
-            warden_core::policy::rate::limits(user, tool) != (None, None)
-        }
+fn rate_limited(user: &User, msg: &Named<'_, '_>) -> bool {
+    match msg.name {
+        Ok(Some(Governed::Tool(tool))) => warden_core::policy::rate::limits(user, tool) != (None, None),
         _ => false,
     }
 }

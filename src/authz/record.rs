@@ -8,12 +8,12 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::value::RawValue;
 
-use super::{Context, Delivery};
+use super::{Context, Delivery, Named};
 use crate::audit::{self, Audit, Event};
 use crate::config::EnvoyMetadata;
 use warden_core::bounds::Bounds;
-use warden_core::decision::ListKind;
-use warden_core::mcp::{self, Message, Rejection};
+use warden_core::decision::{DecisionMetadata, Fingerprint};
+use warden_core::mcp::Rejection;
 use warden_core::policy::engine::{Shadow, ShadowOutcome};
 use warden_core::policy::rate::Rate;
 use warden_core::policy::{App, Decision, User};
@@ -82,13 +82,15 @@ impl<'a> AuditInfo<'a> {
         self.fingerprint = Some(user.fingerprint);
     }
 
-    pub(super) fn set_message(&mut self, msg: &Message<'a>) {
+    /// What `named` asks, by its governed name as read once by the check.
+    pub(super) fn set_message(&mut self, named: &Named<'_, 'a>) {
+        let msg = named.msg;
         self.mcp_method = msg.method.as_ref().map(|m| match m {
             Cow::Borrowed(m) => self.bounds.value(m),
             Cow::Owned(m) => Cow::Owned(self.bounds.value(m).into_owned()),
         });
         self.jsonrpc_id = msg.id.map(|id| self.bounds.id(id));
-        if let Ok(Some(g)) = mcp::governed(msg) {
+        if let Ok(Some(g)) = named.name {
             self.name = Some((g.kind(), self.bounds.name(g).into_owned()));
         }
     }
@@ -108,7 +110,7 @@ impl<'a> AuditInfo<'a> {
 
     /// One `shadow_decision` event per rule in `mode: audit` that named `msg`: what it would
     /// have decided (`decision`, `reason`), never what was decided. Written when decided.
-    pub(super) fn write_shadows(&self, sink: &Audit, msg: &Message<'a>, shadows: &[Shadow<'_>]) {
+    pub(super) fn write_shadows(&self, sink: &Audit, msg: &Named<'_, 'a>, shadows: &[Shadow<'_>]) {
         for s in shadows {
             let mut one = self.copy_for_event("shadow_decision");
             one.set_message(msg);
@@ -123,7 +125,7 @@ impl<'a> AuditInfo<'a> {
     /// Batch elements are audited one by one, in order, when the check is.
     pub(super) fn batch_element(
         &mut self,
-        msg: &Message<'a>,
+        msg: &Named<'_, 'a>,
         outcome: &Result<Decision<'_>, Rejection<'_>>,
         batch_denied: bool,
     ) {
@@ -173,71 +175,54 @@ impl<'a> AuditInfo<'a> {
         }
     }
 
-    /// Whether Envoy's list-filter matcher runs ext_proc for this check once it is allowed:
-    /// the list filter's own reading of the metadata (`ListKind::from_decision`), which the
-    /// `mcp_warden.list_filter` matcher of the shipped Envoy configs mirrors.
-    pub(super) fn read_by_list_filter(&self) -> bool {
-        let tool = match &self.name {
-            Some(("tool", name)) => Some(name.as_str()),
-            _ => None,
-        };
-        ListKind::from_decision(self.mcp_method.as_deref(), tool, Some(self.reason)).is_some()
-    }
-
     /// What later Envoy filters (ext_proc, access log) learn about this decision. The list
     /// filter's inputs (fingerprint, JSON-RPC id, version, session) are sent only when the
-    /// answer goes through it: Envoy parses and stores every field of every check.
+    /// answer goes through it (Envoy's `mcp_warden.list_filter` matcher mirrors
+    /// [`DecisionMetadata::list_kind`]): Envoy parses and stores every field of every check.
     /// With `EnvoyMetadata::ListFilter` an allowed check the list filter does not read
-    /// carries none. `fingerprint` is scratch space for the hex fingerprint.
-    pub(super) fn metadata<'s>(
-        &'s self,
-        allowed: bool,
-        mode: EnvoyMetadata,
-        fingerprint: &'s mut String,
-    ) -> Vec<(&'static str, &'s str)> {
+    /// carries none (`None`).
+    pub(super) fn metadata(&self, allowed: bool, mode: EnvoyMetadata) -> Option<DecisionMetadata<'_>> {
+        let (tool, prompt, resource) = self.names();
+        let mut m = DecisionMetadata {
+            user: self.user.as_ref().map(|(user, _)| &**user),
+            app: self.app.map(|app| &*app.name),
+            mcp_method: self.mcp_method.as_deref(),
+            tool,
+            prompt,
+            resource,
+            ..DecisionMetadata::new(allowed, self.reason)
+        };
         // Everything Envoy's matcher sends through the list filter needs the filter's inputs
         // (an allowed batch with no list call in it too: its answers pass by shape).
-        let filtered = allowed && self.read_by_list_filter();
+        let filtered = allowed && m.list_kind().is_some();
         // Envoy's rate limiting reads the limits, and its 429 answer echoes the id.
         let limited = allowed && (self.rates.0.is_some() || self.rates.1.is_some());
         if allowed && !filtered && !limited && mode == EnvoyMetadata::ListFilter {
-            return Vec::new();
-        }
-        let mut fields: Vec<(&'static str, &'s str)> = Vec::with_capacity(10);
-        fields.push(("decision", if allowed { "allow" } else { "deny" }));
-        fields.push(("reason", self.reason));
-        if let Some((user, _)) = &self.user {
-            fields.push(("user", user));
-        }
-        if let Some(app) = self.app {
-            fields.push(("app", &app.name));
-        }
-        if let Some(m) = &self.mcp_method {
-            fields.push(("mcp_method", m));
-        }
-        if let Some((kind, name)) = &self.name {
-            fields.push((kind, name));
+            return None;
         }
         if limited {
-            fields.extend(self.rates.0.map(|r| ("rl_user_rate", r.name())));
-            fields.extend(self.rates.1.map(|r| ("rl_tool_rate", r.name())));
+            m.rl_user_rate = self.rates.0.map(Rate::name);
+            m.rl_tool_rate = self.rates.1.map(Rate::name);
         }
-        if let Some(id) = self.jsonrpc_id.as_ref().filter(|_| filtered || limited) {
-            fields.push(("jsonrpc_id", id.get()));
+        if filtered || limited {
+            m.jsonrpc_id = self.jsonrpc_id.as_deref().map(RawValue::get);
         }
         if filtered {
-            if let Some(f) = self.fingerprint {
-                *fingerprint = format!("{f:016x}");
-                fields.push(("user_fingerprint", fingerprint.as_str()));
-            }
-            if let Some(v) = self.protocol_version {
-                fields.push(("protocol_version", v));
-            }
-            if let Some(s) = &self.session_id {
-                fields.push(("session_id", s));
-            }
+            m.user_fingerprint = self.fingerprint.map(Fingerprint::new);
+            m.protocol_version = self.protocol_version;
+            m.session_id = self.session_id.as_deref();
         }
-        fields
+        Some(m)
+    }
+
+    /// The governed name as (tool, prompt, resource): at most one is set.
+    fn names(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+        match &self.name {
+            Some(("tool", n)) => (Some(n.as_str()), None, None),
+            Some(("prompt", n)) => (None, Some(n.as_str()), None),
+            Some((_, n)) => (None, None, Some(n.as_str())),
+            None => (None, None, None),
+        }
     }
 
     /// Writes the check's event (a batch: its elements' events), with what became of the
@@ -252,12 +237,7 @@ impl<'a> AuditInfo<'a> {
     }
 
     fn write(&self, sink: &Audit, allowed: bool, delivery: Delivery) {
-        let (tool, prompt, resource) = match &self.name {
-            Some(("tool", n)) => (Some(n.as_str()), None, None),
-            Some(("prompt", n)) => (None, Some(n.as_str()), None),
-            Some((_, n)) => (None, None, Some(n.as_str())),
-            None => (None, None, None),
-        };
+        let (tool, prompt, resource) = self.names();
         // An answer Envoy never read decided nothing: never a plain allowed (or denied) request.
         let event = match (self.event, allowed, delivery) {
             ("request", _, Delivery::StreamReset | Delivery::DeadlineExceeded) => "request.not_delivered",

@@ -101,6 +101,22 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, WireError> {
         // Envoy sends headers one way and the body one way: both would be ambiguous.
         return Err(WireError::Decode);
     }
+    let headers = read_headers(http, header_map)?;
+    let body = if scalars.raw_body.is_empty() { text(scalars.body)?.as_bytes() } else { scalars.raw_body };
+    Ok(View {
+        method: text(scalars.method)?,
+        headers,
+        body,
+        host: text(scalars.host)?,
+        id: text(scalars.id)?,
+        principal: text(principal)?,
+        context_extensions,
+    })
+}
+
+/// The request's headers: from the `header_map` (Envoy's current field) when there is one,
+/// else from the legacy `headers` map of `http`.
+fn read_headers<'r>(http: &'r [u8], header_map: Option<&'r [u8]>) -> Result<Headers<'r>, WireError> {
     let mut headers = Headers::new([]);
     match header_map {
         Some(map) => {
@@ -137,16 +153,7 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, WireError> {
             }
         }
     }
-    let body = if scalars.raw_body.is_empty() { text(scalars.body)?.as_bytes() } else { scalars.raw_body };
-    Ok(View {
-        method: text(scalars.method)?,
-        headers,
-        body,
-        host: text(scalars.host)?,
-        id: text(scalars.id)?,
-        principal: text(principal)?,
-        context_extensions,
-    })
+    Ok(headers)
 }
 
 #[derive(Default)]

@@ -40,17 +40,18 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
     processing_response,
 };
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use envoy_types::pb::google::protobuf::Struct;
 use envoy_types::pb::google::protobuf::value::Kind;
 use serde_json::value::RawValue;
 use tonic::codegen::tokio_stream::Stream;
 
-use crate::authn::UserRef;
-use crate::authz::{Snapshot, Warden};
+use crate::authz::reply;
 use crate::config::{ListFilterSettings, OnUnparseable};
-use crate::reply;
+use crate::identity::identities::UserRef;
+use crate::state::{Snapshot, Warden};
 use media::Framing;
 use sse::Reframer;
-use warden_core::decision::ListKind;
+use warden_core::decision::{self, DecisionMetadata, ListKind, key};
 use warden_core::listfilter::{self as filter, Filtered, View};
 use warden_core::policy::App;
 
@@ -131,33 +132,26 @@ enum MetadataError {
     Missing,
     #[error("ext_authz did not allow this request")]
     NotAllowed,
-    #[error("ext_authz metadata lacks '{0}'")]
-    Field(&'static str),
+    #[error(transparent)]
+    Unreadable(#[from] decision::MetadataError),
 }
 
 impl Target {
     /// `Ok(None)`: the decision names no list call, so there is nothing to filter.
     fn from_metadata(metadata: Option<&Metadata>) -> Result<Option<Target>, MetadataError> {
-        let decision =
-            metadata.and_then(|m| m.filter_metadata.get(EXT_AUTHZ_NAMESPACE)).ok_or(MetadataError::Missing)?;
-        let field = |k: &str| -> Option<&str> {
-            match decision.fields.get(k)?.kind.as_ref()? {
-                Kind::StringValue(v) => Some(v.as_str()),
-                _ => None,
-            }
-        };
-        if field("decision") != Some("allow") {
+        let fields = metadata.and_then(|m| m.filter_metadata.get(EXT_AUTHZ_NAMESPACE)).ok_or(MetadataError::Missing)?;
+        let decision = DecisionMetadata::from_fields(|k| string_field(fields, k))?;
+        if !decision.allowed {
             return Err(MetadataError::NotAllowed);
         }
-        let Some(kind) = ListKind::from_decision(field("mcp_method"), field("tool"), field("reason")) else {
+        let Some(kind) = decision.list_kind() else {
             return Ok(None);
         };
-        let user = field("user").ok_or(MetadataError::Field("user"))?;
-        let fingerprint = field("user_fingerprint")
-            .and_then(|f| u64::from_str_radix(f, 16).ok())
-            .ok_or(MetadataError::Field("user_fingerprint"))?;
-        let app = field("app").ok_or(MetadataError::Field("app"))?;
-        let id = field("jsonrpc_id").and_then(|raw| RawValue::from_string(raw.to_owned()).ok());
+        let missing = |name| MetadataError::Unreadable(decision::MetadataError::Missing(name));
+        let user = decision.user.ok_or(missing(key::USER))?;
+        let fingerprint = decision.user_fingerprint.ok_or(missing(key::USER_FINGERPRINT))?.value();
+        let app = decision.app.ok_or(missing(key::APP))?;
+        let id = decision.jsonrpc_id.and_then(|raw| RawValue::from_string(raw.to_owned()).ok());
         Ok(Some(Target { user: user.to_owned(), fingerprint, app: app.to_owned(), kind, id }))
     }
 
@@ -170,6 +164,14 @@ impl Target {
 
     fn error_body(&self) -> String {
         reply::jsonrpc_error(self.id.as_deref(), ERR_INTERNAL, UNFILTERABLE)
+    }
+}
+
+/// The string value of `key` in a `Struct` (anything else counts as absent).
+fn string_field<'a>(fields: &'a Struct, key: &str) -> Option<&'a str> {
+    match fields.fields.get(key)?.kind.as_ref()? {
+        Kind::StringValue(v) => Some(v.as_str()),
+        _ => None,
     }
 }
 

@@ -14,11 +14,12 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
 
 use super::*;
 use crate::audit::Audit;
-use crate::authz::Settings;
-use crate::config::AuthMethod;
+use crate::identity::authn::AuthMethod;
 use crate::keyring::KeyRing;
 use crate::keys::SigningKey;
+use crate::state::Settings;
 use crate::token::TokenSettings;
+use warden_core::decision::STREAM_ALLOWED;
 use warden_core::mcp::Limits;
 use warden_core::policy::{Policy, Source};
 
@@ -576,6 +577,51 @@ fn every_list_given_up_on_is_counted_by_kind_reason_and_action() {
     assert_eq!(refusals(&w, "unknown", "no_decision", "refused"), 1);
     assert_eq!(refusals(&w, "tools/list", "unparseable", "refused"), 1);
     assert_eq!(refusals(&w, "tools/list", "event_too_large", "refused"), 1);
+}
+
+/// The Struct a real check emits reads back through the one contract with the values the
+/// check decided, and writing what was read gives the same Struct again.
+#[test]
+fn the_metadata_a_check_emits_reads_back_through_the_decision_contract() {
+    let w = warden();
+    let fingerprint = w.snapshot().policy.user("bob").expect("bob").fingerprint;
+    let read = |md: &Metadata| -> Vec<(String, String)> {
+        let fields = &md.filter_metadata[EXT_AUTHZ_NAMESPACE];
+        let d = DecisionMetadata::from_fields(|k| string_field(fields, k)).expect("readable");
+        let written: Vec<(String, String)> = d.fields().iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let stored: Vec<(String, String)> = DecisionMetadata::KEYS
+            .iter()
+            .filter_map(|k| Some(((*k).into(), string_field(fields, k)?.into())))
+            .collect();
+        assert_eq!(written, stored, "every emitted key is read, and read as emitted");
+        assert_eq!(fields.fields.len(), stored.len(), "no key outside the contract: {fields:?}");
+        written
+    };
+    let list = decision(&w, LIST);
+    let fields = &list.filter_metadata[EXT_AUTHZ_NAMESPACE];
+    let d = DecisionMetadata::from_fields(|k| string_field(fields, k)).expect("readable");
+    assert_eq!(
+        d,
+        DecisionMetadata {
+            user: Some("bob"),
+            app: Some("demo"),
+            mcp_method: Some("tools/list"),
+            jsonrpc_id: Some("7"),
+            user_fingerprint: Some(decision::Fingerprint::new(fingerprint)),
+            protocol_version: Some("2025-11-25"),
+            ..DecisionMetadata::new(true, "not_governed")
+        }
+    );
+    assert_eq!(d.list_kind(), Some(ListKind::Tools));
+    read(&list);
+
+    let call = r#"{"jsonrpc":"2.0","id":"c-1","method":"tools/call","params":{"name":"get_weather","arguments":{}}}"#;
+    let called = read(&decision(&w, call));
+    let value = |k: &str| called.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    assert_eq!((value(key::TOOL), value(key::USER_FINGERPRINT)), (Some("get_weather"), None));
+
+    let stream = read(&decision_of(&w, "GET", ""));
+    assert!(stream.contains(&(key::REASON.into(), STREAM_ALLOWED.into())), "{stream:?}");
 }
 
 /// The test policy with demo's `get_weather` pinned as `{"name":"get_weather"}` (so `get_time`

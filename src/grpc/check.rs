@@ -29,7 +29,8 @@ use h2::server::SendResponse;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
-use crate::authz::{Delivery, Unread, Warden};
+use crate::authz::{Delivery, Unread};
+use crate::state::Warden;
 use warden_core::mcp::Limits;
 
 /// The one path this module serves.

@@ -3,9 +3,10 @@
 //! check whose message is complete is answered within the connection's task) and everything
 //! else (the ext_proc list filter, health, reflection) to tonic's routes through `bridge`.
 //!
-//! Why not tonic's server for `Check` too: measured here, a do-nothing `Check` costs ≈ 25 µs
-//! of CPU per request through tonic/hyper on one runtime thread and ≈ 11 µs on bare h2, and
-//! Envoy itself spends ≈ 40 µs less per request on the bare h2 answers (fewer frames to read).
+//! Why not tonic's server for `Check` too: a `Check` costs less CPU on bare h2, here and in
+//! Envoy (fewer frames to read); BENCHMARKS.md has the numbers. Connections are served
+//! through [`coalesce`] (one `write` per batch of answers).
+//!
 //! Owns connection lifetime (HTTP/2 settings, graceful shutdown; binding and accepting are
 //! `listen`'s); no decisions.
 
@@ -21,12 +22,14 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::authz::Warden;
-use crate::coalesce::Coalesced;
+use crate::state::Warden;
+use coalesce::Coalesced;
 
 mod bridge;
 mod check;
+mod coalesce;
 mod listen;
+pub mod reflection;
 
 pub use check::{CHECK_PATH, max_check_message};
 use listen::Accepted;

@@ -333,8 +333,8 @@ fn check_grpc_cluster(
         return;
     };
     let field = format!("{path}.grpc_service.envoy_grpc.cluster_name");
-    if let Err(m) = reaches(clusters, name, &Listener::Grpc(&config.grpc_listen)) {
-        r.error(&field, m);
+    if let Err(e) = reaches(clusters, name, &Listener::Grpc(&config.grpc_listen)) {
+        r.error(&field, e.to_string());
     }
 }
 
@@ -380,8 +380,8 @@ fn check_routes(
                 let cluster = route.get("route").and_then(|x| x.get("cluster")).and_then(Value::as_str);
                 match cluster {
                     Some(c) => {
-                        if let Err(m) = reaches(clusters, c, &Listener::Http(config.http_listen)) {
-                            r.error(&format!("{rpath}.route.cluster"), m);
+                        if let Err(e) = reaches(clusters, c, &Listener::Http(config.http_listen)) {
+                            r.error(&format!("{rpath}.route.cluster"), e.to_string());
                         }
                     }
                     None => r.error(&rpath, format!("{wk}: the route does not forward to a cluster")),
@@ -433,11 +433,22 @@ fn clusters(doc: &Value) -> HashMap<String, Vec<Endpoint>> {
     out
 }
 
+/// Why a cluster does not reach one of our listeners, naming the cluster and the listener.
+#[derive(Debug, thiserror::Error)]
+enum Unreached {
+    #[error("cluster '{0}' is not defined in static_resources.clusters")]
+    Undefined(String),
+    #[error("cluster '{cluster}' has no static endpoint to compare with {listener}")]
+    NoEndpoint { cluster: String, listener: String },
+    #[error("cluster '{cluster}' does not point at {listener}: {endpoints}")]
+    Elsewhere { cluster: String, listener: String, endpoints: String },
+}
+
 /// Whether cluster `name` reaches `listener`: same port (same IP, unless ours listens on
 /// every address or theirs is a host name), or the same Unix socket path.
-fn reaches(clusters: &HashMap<String, Vec<Endpoint>>, name: &str, listener: &Listener<'_>) -> Result<(), String> {
+fn reaches(clusters: &HashMap<String, Vec<Endpoint>>, name: &str, listener: &Listener<'_>) -> Result<(), Unreached> {
     let Some(endpoints) = clusters.get(name) else {
-        return Err(format!("cluster '{name}' is not defined in static_resources.clusters"));
+        return Err(Unreached::Undefined(name.to_owned()));
     };
     let ours = match listener {
         Listener::Grpc(GrpcListen::Tcp(a)) | Listener::Http(a) => Some(*a),
@@ -456,9 +467,11 @@ fn reaches(clusters: &HashMap<String, Vec<Endpoint>>, name: &str, listener: &Lis
         Listener::Http(a) => format!("listen.http ({a})"),
     };
     match endpoints.as_slice() {
-        [] => Err(format!("cluster '{name}' has no static endpoint to compare with {what}")),
+        [] => Err(Unreached::NoEndpoint { cluster: name.to_owned(), listener: what }),
         all if all.iter().all(ok) => Ok(()),
-        _ => Err(format!("cluster '{name}' does not point at {what}: {endpoints:?}")),
+        _ => {
+            Err(Unreached::Elsewhere { cluster: name.to_owned(), listener: what, endpoints: format!("{endpoints:?}") })
+        }
     }
 }
 

@@ -97,7 +97,7 @@ pub fn findings(path: &Path, envoy_files: &[PathBuf]) -> Report {
     if let (Some(jwt), Some(policy)) = (&config.jwt, &policy) {
         let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{}", config.http_listen));
         let verifier = crate::server::jwt_verifier(jwt, &issuer, policy).map(drop).map_err(|e| e.to_string());
-        let fetcher = crate::jwt::jwks::Fetcher::new(jwt).map(drop).map_err(|e| e.to_string());
+        let fetcher = crate::identity::idp::jwks::Fetcher::new(jwt).map(drop).map_err(|e| e.to_string());
         if let Err(e) = verifier.and(fetcher) {
             let message = format!("authentication.jwt: {}", e.trim_start_matches("authentication.jwt: "));
             out.push(Finding { severity: Severity::Error, at: text.at("authentication.jwt"), message });

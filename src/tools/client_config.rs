@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use super::{ConfigArg, Loaded, Output, fail};
+use super::{ConfigArg, Loaded, Output, ToolError, fail};
 
 /// The clients a configuration can be printed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,14 +68,14 @@ pub fn run(args: &ClientConfigArgs) -> ExitCode {
 }
 
 /// The configuration document for `client`.
-pub fn render(client: Client, name: &str, url: &str, env: &str) -> Result<Value, String> {
+pub fn render(client: Client, name: &str, url: &str, env: &str) -> Result<Value, ToolError> {
     if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(char::is_whitespace) {
-        return Err(format!("--url '{url}': expected an http(s) URL"));
+        return Err(ToolError::Url(url.to_owned()));
     }
     let valid_env =
         env.bytes().enumerate().all(|(i, b)| b == b'_' || b.is_ascii_uppercase() || (i > 0 && b.is_ascii_digit()));
     if env.is_empty() || !valid_env {
-        return Err(format!("--env '{env}': expected an environment variable name (A-Z, 0-9, _)"));
+        return Err(ToolError::Env(env.to_owned()));
     }
     Ok(match client {
         Client::Cursor => json!({

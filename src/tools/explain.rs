@@ -14,8 +14,9 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use super::{ConfigArg, Identity, IdentityArgs, Loaded, Output, Unresolved, fail, print_json};
-use crate::authz::{Call, Single, Warden};
+use super::{ConfigArg, Identity, IdentityArgs, Loaded, Output, ToolError, Unresolved, fail, print_json};
+use crate::authz::{Call, Named, Single};
+use crate::state::Warden;
 use warden_core::bounds::Bounds;
 use warden_core::headers::Headers;
 use warden_core::mcp::{self, Body, Inspection, Limits};
@@ -96,24 +97,24 @@ impl Request {
 }
 
 impl RequestArgs {
-    fn request(&self) -> Result<Request, String> {
+    fn request(&self) -> Result<Request, ToolError> {
         Ok(match self {
             RequestArgs { tool: Some(t), .. } => Request::Tool(t.clone()),
             RequestArgs { prompt: Some(p), .. } => Request::Prompt(p.clone()),
             RequestArgs { resource: Some(r), .. } => Request::Resource(r.clone()),
             RequestArgs { method: Some(m), .. } => Request::Method(m.clone(), None),
             RequestArgs { body: Some(path), .. } => {
-                Request::Body(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)
+                Request::Body(std::fs::read(path).map_err(|source| ToolError::Read { path: path.clone(), source })?)
             }
-            _ => return Err("name a request: --tool, --prompt, --resource, --method or --body".to_owned()),
+            _ => return Err(ToolError::NoRequest),
         })
     }
 }
 
 /// `--tool NAME --arguments JSON`: the call with those arguments.
-fn with_arguments(request: Request, arguments: Option<&str>) -> Result<Request, String> {
+fn with_arguments(request: Request, arguments: Option<&str>) -> Result<Request, ToolError> {
     let (Request::Tool(name), Some(text)) = (&request, arguments) else { return Ok(request) };
-    let args: Value = serde_json::from_str(text).map_err(|e| format!("--arguments: {e}"))?;
+    let args: Value = serde_json::from_str(text).map_err(ToolError::Arguments)?;
     Ok(Request::Method("tools/call".to_owned(), Some(json!({"name": name, "arguments": args}))))
 }
 
@@ -235,15 +236,16 @@ pub fn evaluate(limits: &Limits, bounds: &Bounds, user: &User, app: &App, body: 
     };
     let batch = matches!(parsed, Body::Batch(_));
     for (i, m) in msgs.iter().enumerate() {
-        let subject = match mcp::governed(m) {
+        let m = Named::of(m);
+        let subject = match m.name {
             Ok(Some(g)) => format!("{} '{}'", g.kind(), g.name()),
-            _ => m.method.as_deref().map_or("a response".to_owned(), |n| format!("method '{n}'")),
+            _ => m.msg.method.as_deref().map_or("a response".to_owned(), |n| format!("method '{n}'")),
         };
         let call = Call { body: (body, batch.then_some(i)), version: None };
         let mut single = Single { body, denied_uri: None };
         let single = (!batch).then_some(&mut single);
         let mut shadows = Vec::new();
-        let verdict = match Warden::check_message(bounds, user, app, m, &call, single, &mut shadows) {
+        let verdict = match Warden::check_message(bounds, user, app, &m, &call, single, &mut shadows) {
             Ok(d) => Verdict::of(subject.clone(), d),
             Err(r) => Verdict::refused("request", r.reason, &r.message),
         };
@@ -260,13 +262,13 @@ pub fn decide(
     identity: &Identity,
     app: &App,
     request: &Request,
-) -> Result<(Option<String>, Outcome), String> {
+) -> Result<(Option<String>, Outcome), ToolError> {
     match loaded.user(identity) {
         Ok(user) => Ok((
             Some(user.name.to_string()),
             evaluate(&loaded.config.limits, &loaded.config.bounds, &user, app, &request.body()),
         )),
-        Err(Unresolved::Usage(e)) => Err(e),
+        Err(Unresolved::Usage(e)) => Err(ToolError::Identity(e)),
         Err(Unresolved::Refused(e, message)) => {
             Ok((None, Outcome(vec![Verdict::refused("identity", e.reason(), &message)])))
         }

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use super::{ConfigArg, IdentityArgs, Loaded, Output, fail, print_json};
+use super::{ConfigArg, IdentityArgs, Loaded, Output, ToolError, fail, print_json};
 use crate::extproc::sse::Reframer;
 use warden_core::decision::ListKind;
 use warden_core::listfilter::{self as filter, Filtered, View};
@@ -246,7 +246,7 @@ fn shape(kind: ListKind) -> (&'static str, &'static str) {
 }
 
 /// The payloads of a saved answer: the JSON body, or every SSE event's data.
-fn payloads(text: &str, max_event_bytes: usize) -> Result<Vec<String>, String> {
+fn payloads(text: &str, max_event_bytes: usize) -> Result<Vec<String>, ToolError> {
     if text.trim_start().starts_with(['{', '[']) {
         return Ok(vec![text.to_owned()]);
     }
@@ -257,7 +257,7 @@ fn payloads(text: &str, max_event_bytes: usize) -> Result<Vec<String>, String> {
     };
     let mut reframer = Reframer::new(max_event_bytes);
     let mut sink = Vec::new();
-    reframer.push(text.as_bytes(), &mut sink, &mut collect).map_err(|e| e.to_string())?;
+    reframer.push(text.as_bytes(), &mut sink, &mut collect)?;
     reframer.finish(&mut sink, &mut collect);
     Ok(data)
 }
@@ -279,14 +279,14 @@ fn find_answer(payloads: Vec<String>, kind: ListKind) -> Option<Answer> {
 }
 
 /// The names the list filter leaves in `answer` for this view.
-fn shown(answer: &Answer, view: &View<'_>) -> Result<Option<Vec<Option<String>>>, String> {
+fn shown(answer: &Answer, view: &View<'_>) -> Result<Option<Vec<Option<String>>>, ToolError> {
     match filter::filter_payload(answer.kind, view, answer.id.as_deref(), &answer.text) {
         Ok(Filtered::Unchanged) => Ok(None),
         Ok(Filtered::Rewritten(text)) => {
-            let found = find_answer(vec![text], answer.kind).ok_or("the filtered answer has no list")?;
+            let found = find_answer(vec![text], answer.kind).ok_or(ToolError::FilteredNoList)?;
             Ok(Some(found.names))
         }
-        Err(e) => Err(format!("the list filter refuses this answer ({e}): a client would get an error")),
+        Err(e) => Err(ToolError::FilterRefused(e)),
     }
 }
 
@@ -304,12 +304,12 @@ fn entries(args: &EntriesArgs, list: &Path, kind: ListKind) -> ExitCode {
         Err(e) => return fail(args.output, &e),
     };
     let prepared = args.identity.identity().and_then(|id| {
-        let user = loaded.user(&id).map_err(super::Unresolved::message)?;
+        let user = loaded.user(&id).map_err(|u| ToolError::Identity(u.message()))?;
         let app = loaded.app(&args.app)?;
-        let text = std::fs::read_to_string(list).map_err(|e| format!("{}: {e}", list.display()))?;
+        let text = std::fs::read_to_string(list).map_err(|source| ToolError::Read { path: list.to_owned(), source })?;
         let payloads = payloads(&text, loaded.config.list_filter.max_event_bytes)?;
         let answer = find_answer(payloads, kind)
-            .ok_or_else(|| format!("{}: no {} answer found", list.display(), kind.as_str()))?;
+            .ok_or_else(|| ToolError::NoAnswer { path: list.to_owned(), kind: kind.as_str() })?;
         Ok((user, app, answer))
     });
     let (user, app, answer) = match prepared {

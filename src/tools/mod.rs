@@ -1,4 +1,4 @@
-//! Operator tools: `explain`, `test`, `ls`, `client-config`, `pin` and `completions`.
+//! Operator tools: `explain`, `test`, `ls`, `client-config` and `pin`.
 //!
 //! Owns what these commands share: loading a service config and its policy (`--config`, or
 //! `MCP_WARDEN_CONFIG`, else the embedded demo default, as `serve` does), naming an identity
@@ -8,6 +8,7 @@
 //! the live check calls them. Never prints a secret, an API-key hash or a token.
 
 pub mod client_config;
+mod error;
 pub mod explain;
 pub mod ls;
 pub mod pin;
@@ -19,11 +20,14 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::authn::{AuthError, UserRef};
-use crate::authz::Snapshot;
+pub use error::ToolError;
+
 use crate::config::Config;
-use crate::jwt::Verifier;
-use crate::jwt::jwks::KeyCache;
+use crate::identity::authn::AuthError;
+use crate::identity::identities::UserRef;
+use crate::identity::idp::Verifier;
+use crate::identity::idp::jwks::KeyCache;
+use crate::state::Snapshot;
 use warden_core::policy::{App, Policy, Traits};
 
 /// Exit code of a command that could not do what it was asked (bad usage, a config that does
@@ -78,19 +82,20 @@ pub enum Identity {
 
 impl IdentityArgs {
     /// The identity named, reading `--claims` (errors name the file or the bad `--trait`).
-    pub fn identity(&self) -> Result<Identity, String> {
+    pub fn identity(&self) -> Result<Identity, ToolError> {
         if let Some(user) = &self.user {
             return Ok(Identity::User(user.clone()));
         }
         if let Some(path) = &self.claims {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let claims: Map<String, Value> = serde_json::from_str(&text)
-                .map_err(|e| format!("{}: not a JSON object of claims: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ToolError::Read { path: path.clone(), source })?;
+            let claims: Map<String, Value> =
+                serde_json::from_str(&text).map_err(|source| ToolError::Claims { path: path.clone(), source })?;
             return Ok(Identity::Claims(claims));
         }
         let mut traits = Traits::new();
         for t in &self.traits {
-            let (name, value) = t.split_once('=').ok_or_else(|| format!("--trait '{t}': expected NAME=VALUE"))?;
+            let (name, value) = t.split_once('=').ok_or_else(|| ToolError::Trait(t.clone()))?;
             traits.entry(name.to_owned()).or_default().push(value.to_owned());
         }
         Ok(Identity::Roles(self.roles.clone().unwrap_or_default(), traits))
@@ -126,22 +131,23 @@ pub struct Loaded {
 
 impl Loaded {
     /// Loads `path` (or the embedded default) and validates it as `check` does.
-    pub fn load(path: Option<&Path>) -> Result<Loaded, String> {
+    pub fn load(path: Option<&Path>) -> Result<Loaded, ToolError> {
         let config = match path {
-            Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
+            Some(p) => Config::from_file(p)?,
             None => Config::embedded_default(),
         };
-        let policy = crate::policy_files::load(&config.policy).map_err(|e| e.to_string())?;
+        let policy = crate::policy_files::load(&config.policy)?;
         let verifier = match &config.jwt {
             None => None,
             Some(jwt) => {
                 let at = path.map_or_else(|| "(embedded default)".to_owned(), |p| p.display().to_string());
-                crate::jwt::check_mapped_roles(jwt, &policy).map_err(|e| format!("{at}: authentication.jwt: {e}"))?;
+                crate::identity::idp::check_mapped_roles(jwt, &policy)
+                    .map_err(|source| ToolError::MappedRoles { at: at.clone(), source })?;
                 // Only the claims mapping is used: no key is fetched and no token verified. The
                 // issuer only names the resource metadata, which is never served here.
                 let issuer = config.issuer.as_deref().unwrap_or("http://127.0.0.1");
                 let keys = Arc::new(KeyCache::default());
-                Some(Verifier::new(jwt.clone(), keys, issuer).map_err(|e| format!("{at}: authentication.jwt: {e}"))?)
+                Some(Verifier::new(jwt.clone(), keys, issuer).map_err(|source| ToolError::Jwt { at, source })?)
             }
         };
         Ok(Loaded { config, snapshot: Snapshot::new(policy, 0), verifier })
@@ -151,8 +157,8 @@ impl Loaded {
         &self.snapshot.policy
     }
 
-    pub fn app(&self, name: &str) -> Result<&App, String> {
-        self.policy().app(name).ok_or_else(|| format!("unknown app '{name}'"))
+    pub fn app(&self, name: &str) -> Result<&App, ToolError> {
+        self.policy().app(name).ok_or_else(|| ToolError::UnknownApp(name.to_owned()))
     }
 
     /// The compiled user for an identity. A user or role the policy does not define is a
@@ -169,7 +175,10 @@ impl Loaded {
                     return Err(Unresolved::Usage("no role named".to_owned()));
                 }
                 let name = format!("roles:{}", roles.join(","));
-                let user = self.policy().build_user(&name, roles, traits.clone()).map_err(Unresolved::Usage)?;
+                let user = self
+                    .policy()
+                    .build_user(&name, roles, traits.clone())
+                    .map_err(|e| Unresolved::Usage(e.to_string()))?;
                 Ok(UserRef::Dynamic(Arc::new(user)))
             }
             Identity::Claims(claims) => {
@@ -193,7 +202,8 @@ impl Loaded {
 
 /// Prints a command's failure (on stderr, and as `{"error": …}` on stdout for JSON) and
 /// returns [`EXIT_USAGE`].
-pub fn fail(output: Output, message: &str) -> ExitCode {
+pub fn fail(output: Output, message: &dyn std::fmt::Display) -> ExitCode {
+    let message = message.to_string();
     eprintln!("mcp-warden: {message}");
     if output == Output::Json {
         println!("{}", serde_json::json!({ "error": message }));
@@ -204,45 +214,4 @@ pub fn fail(output: Output, message: &str) -> ExitCode {
 /// Prints a JSON value on one line.
 pub fn print_json(value: &Value) {
     println!("{value}");
-}
-
-/// `mcp-warden completions SHELL`: the completion script for the whole command line.
-pub fn completions(shell: clap_complete::Shell) -> ExitCode {
-    use clap::CommandFactory as _;
-    let mut command = crate::cli::Cli::command();
-    clap_complete::generate(shell, &mut command, "mcp-warden", &mut std::io::stdout());
-    ExitCode::SUCCESS
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory as _;
-
-    /// Every subcommand and every argument of the whole command line, with its path.
-    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
-        if cmd.get_about().is_none() {
-            out.push(format!("{path}: no about"));
-        }
-        for arg in cmd.get_arguments() {
-            let id = arg.get_id().as_str();
-            if !matches!(id, "help" | "version") && arg.get_help().is_none() {
-                out.push(format!("{path} {id}: no help"));
-            }
-        }
-        for sub in cmd.get_subcommands() {
-            walk(sub, &format!("{path} {}", sub.get_name()), out);
-        }
-    }
-
-    #[test]
-    fn every_subcommand_and_flag_has_help_text() {
-        let mut missing = Vec::new();
-        walk(&crate::cli::Cli::command(), "mcp-warden", &mut missing);
-        assert!(missing.is_empty(), "{missing:#?}");
-    }
-
-    #[test]
-    fn the_command_line_is_consistent() {
-        crate::cli::Cli::command().debug_assert();
-    }
 }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::explain::{Outcome, Request, decide};
-use super::{ConfigArg, Identity, Loaded, Output, print_json};
+use super::{ConfigArg, Identity, Loaded, Output, ToolError, print_json};
 use warden_core::policy::Traits;
 
 /// `test`'s arguments.
@@ -115,22 +115,22 @@ struct CaseResult {
 }
 
 impl Case {
-    fn identity(&self) -> Result<Identity, String> {
+    fn identity(&self) -> Result<Identity, ToolError> {
         let traits: Traits = self.traits.clone();
         match (&self.user, &self.roles, &self.claims) {
             (Some(u), None, None) if traits.is_empty() => Ok(Identity::User(u.clone())),
             (None, Some(r), None) => Ok(Identity::Roles(r.clone(), traits)),
             (None, None, Some(c)) if traits.is_empty() => Ok(Identity::Claims(c.clone())),
-            _ => Err("name exactly one identity: user, roles (with traits) or claims".to_owned()),
+            _ => Err(ToolError::CaseIdentity),
         }
     }
 
-    fn request(&self) -> Result<Request, String> {
+    fn request(&self) -> Result<Request, ToolError> {
         let named = [self.tool.is_some(), self.prompt.is_some(), self.resource.is_some(), self.method.is_some()];
         if named.iter().filter(|x| **x).count() + usize::from(self.body.is_some()) != 1
             || (self.params.is_some() && self.method.is_none())
         {
-            return Err("name exactly one request: tool, prompt, resource, method (with params) or body".to_owned());
+            return Err(ToolError::CaseRequest);
         }
         Ok(match self {
             Case { tool: Some(t), .. } => Request::Tool(t.clone()),
@@ -165,7 +165,7 @@ impl Case {
         let policy = loaded.policy();
         let unknown_role = self.role.as_deref().filter(|r| !policy.role_names().iter().any(|n| &**n == *r));
         let prepared = match unknown_role {
-            Some(r) => Err(format!("expects unknown role '{r}'")),
+            Some(r) => Err(ToolError::CaseRole(r.to_owned())),
             None => self.identity().and_then(|id| {
                 let (app, request) = (loaded.app(&self.app)?, self.request()?);
                 decide(loaded, &id, app, &request)
@@ -174,7 +174,7 @@ impl Case {
         let outcome = match prepared {
             Ok((_, outcome)) => outcome,
             Err(e) => {
-                result.detail = Some(e);
+                result.detail = Some(e.to_string());
                 return result;
             }
         };
@@ -219,7 +219,7 @@ fn describe(out: &mut String, role: Option<&str>, rule: Option<&str>, reason: Op
 }
 
 /// The test files under `paths`: files as given, directories searched in name order.
-fn test_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+fn test_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ToolError> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
@@ -240,39 +240,43 @@ fn test_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            walk(p, &mut out).map_err(|e| format!("{}: {e}", p.display()))?;
+            walk(p, &mut out).map_err(|source| ToolError::Read { path: p.clone(), source })?;
         } else {
             out.push(p.clone());
         }
     }
     if out.is_empty() {
-        return Err("no test files found (directories are searched for *_test.yaml)".to_owned());
+        return Err(ToolError::NoTestFiles);
     }
     Ok(out)
 }
 
 /// Loads configs once each, by path (`None`: `--config`, else the embedded default).
 #[derive(Default)]
-struct Configs(HashMap<Option<PathBuf>, Result<Loaded, String>>);
+struct Configs(HashMap<Option<PathBuf>, Result<Loaded, ToolError>>);
 
 impl Configs {
-    fn get(&mut self, path: Option<PathBuf>) -> &Result<Loaded, String> {
+    fn get(&mut self, path: Option<PathBuf>) -> &Result<Loaded, ToolError> {
         self.0.entry(path).or_insert_with_key(|p| Loaded::load(p.as_deref()))
     }
 }
 
 /// Reads one file's cases and runs them; `Err` when the file or its config cannot be used.
-fn run_file(path: &Path, default: Option<&Path>, configs: &mut Configs) -> Result<Vec<CaseResult>, String> {
+fn run_file(path: &Path, default: Option<&Path>, configs: &mut Configs) -> Result<Vec<CaseResult>, ToolError> {
     let at = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{at}: {e}"))?;
-    let file: TestFile = yaml_serde::from_str(&text).map_err(|e| format!("{at}: {e}"))?;
+    let text = std::fs::read_to_string(path).map_err(|source| ToolError::Read { path: path.to_owned(), source })?;
+    let file: TestFile =
+        yaml_serde::from_str(&text).map_err(|source| ToolError::TestFile { path: path.to_owned(), source })?;
     let config = match file.config {
         Some(c) => Some(path.parent().unwrap_or(Path::new(".")).join(c)),
         None => default.map(Path::to_owned),
     };
-    let loaded = configs.get(config).as_ref().map_err(|e| format!("{at}: config: {e}"))?;
+    let loaded = configs
+        .get(config)
+        .as_ref()
+        .map_err(|e| ToolError::TestConfig { path: path.to_owned(), message: e.to_string() })?;
     if file.tests.is_empty() {
-        return Err(format!("{at}: no tests"));
+        return Err(ToolError::NoTests(path.to_owned()));
     }
     Ok(file.tests.iter().map(|c| c.run(loaded, &at)).collect())
 }

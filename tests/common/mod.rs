@@ -10,10 +10,11 @@ use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 
 use mcp_warden::audit::Audit;
-use mcp_warden::authz::{Settings, Warden};
-use mcp_warden::config::{AuthMethod, EnvoyMetadata};
+use mcp_warden::config::EnvoyMetadata;
+use mcp_warden::identity::authn::AuthMethod;
 use mcp_warden::keyring::KeyRing;
 use mcp_warden::keys::SigningKey;
+use mcp_warden::state::{Settings, Warden};
 use mcp_warden::token::TokenSettings;
 use warden_core::mcp::Limits;
 use warden_core::policy::{Policy, Source};

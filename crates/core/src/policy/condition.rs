@@ -140,12 +140,22 @@ const VARIABLES: [(&str, u8); 7] = [
 /// The environment every expression compiles and runs in, built once per process.
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(teleport_env()));
 
+/// An expression that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConditionError {
+    /// CEL's own message, with the line and column in the expression.
+    #[error("{0}")]
+    Cel(String),
+    #[error("unknown variable '{name}' (known: {known})")]
+    UnknownVariable { name: String, known: String },
+}
+
 impl Condition {
     /// Compiles `source`; the error is CEL's, with its line and column in the expression.
     /// An expression naming a variable mcp-warden does not provide is refused here, not
     /// at the first call.
-    pub fn compile(source: &str) -> Result<Self, String> {
-        let program = ENV.compile(source).map_err(|e| e.to_string())?;
+    pub fn compile(source: &str) -> Result<Self, ConditionError> {
+        let program = ENV.compile(source).map_err(|e| ConditionError::Cel(e.to_string()))?;
         let mut reads = Reads::default();
         reads.walk(program.expression());
         let mut uses = 0;
@@ -154,7 +164,7 @@ impl Condition {
                 Some((_, bit)) => uses |= bit,
                 None => {
                     let known: Vec<_> = VARIABLES.iter().map(|(n, _)| *n).collect();
-                    return Err(format!("unknown variable '{name}' (known: {})", known.join(", ")));
+                    return Err(ConditionError::UnknownVariable { name: name.to_owned(), known: known.join(", ") });
                 }
             }
         }

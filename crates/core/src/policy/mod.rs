@@ -287,12 +287,20 @@ impl Policy {
 
     /// Compiles an identity that is not in policy (one an identity provider vouched for):
     /// its roles must exist here. Errors name the unknown role or bad expanded pattern.
-    pub fn build_user(&self, name: &str, roles: &[String], traits: Traits) -> Result<User, String> {
+    pub fn build_user(&self, name: &str, roles: &[String], traits: Traits) -> Result<User, UnusableIdentity> {
         let mut shared = load::Shared::default();
         let role = |r: &str| self.role_defs.get(r).map(|d| &**d);
         load::build_user(name.into(), roles, Arc::new(traits), TraitSource::IdentityProvider, role, &mut shared)
-            .map_err(|errors| errors.into_iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))
+            .map_err(|problems| UnusableIdentity { problems })
     }
+}
+
+/// Why [`Policy::build_user`] refused an identity: each problem with the field it is in (an
+/// unknown role, a pattern its traits expand to that does not compile).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
+pub struct UnusableIdentity {
+    pub problems: Vec<(String, String)>,
 }
 
 /// How a user's `api_keys` entry names a key: `sha256:` and the hex SHA-256 of its text.

@@ -23,18 +23,26 @@ pub const TIERS: [(&str, u32, u32); 6] = [
     ("1000/hour", 1000, 3600),
 ];
 
+/// A rate that is not one of the [`TIERS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown rate '{rate}' (the shipped Envoy configs define: {tiers})")]
+pub struct UnknownRate {
+    rate: String,
+    tiers: String,
+}
+
 /// One of the [`TIERS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate(u8);
 
 impl Rate {
     /// The tier named `text`; the error lists the tiers.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, UnknownRate> {
         match TIERS.iter().position(|(name, ..)| *name == text.trim()) {
             Some(i) => Ok(Rate(u8::try_from(i).unwrap_or(u8::MAX))),
             None => {
                 let names: Vec<_> = TIERS.iter().map(|(n, ..)| *n).collect();
-                Err(format!("unknown rate '{text}' (the shipped Envoy configs define: {})", names.join(", ")))
+                Err(UnknownRate { rate: text.to_owned(), tiers: names.join(", ") })
             }
         }
     }

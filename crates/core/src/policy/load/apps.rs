@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{Loader, Node, Raw};
-use crate::policy::pattern::Template;
+use crate::policy::pattern::{Template, TemplateError};
 use crate::policy::raw;
 use crate::policy::{App, HeaderRewrite, Policy, ValuePart};
 
@@ -125,8 +125,8 @@ impl Loader {
             if !valid_name(&doc.name) {
                 errors.push(("name".to_owned(), "use letters, digits, '.', '_' and '-'".to_owned()));
             }
-            if let Err(m) = check_uri(&doc.uri) {
-                errors.push(("uri".to_owned(), m));
+            if let Err(e) = check_uri(&doc.uri) {
+                errors.push(("uri".to_owned(), e.to_string()));
             }
             for (j, m) in &doc.header_errors {
                 errors.push((format!("rewrite.headers[{j}]"), m.clone()));
@@ -135,7 +135,7 @@ impl Loader {
             for (j, name, value) in &doc.headers {
                 match compile_header(name, value) {
                     Ok(h) => rewrite.push(h),
-                    Err(m) => errors.push((format!("rewrite.headers[{j}]"), m)),
+                    Err(e) => errors.push((format!("rewrite.headers[{j}]"), e.to_string())),
                 }
             }
             if let Some(addr) = &doc.public_addr
@@ -174,13 +174,34 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn check_uri(uri: &str) -> Result<(), String> {
+/// An app's `uri` or a header rewrite that cannot be used, naming it.
+#[derive(Debug, thiserror::Error)]
+enum AppError {
+    #[error("'{0}' must start with mcp+https://, mcp+http://, https:// or http://")]
+    UriScheme(String),
+    #[error("'{0}' has no host")]
+    UriHost(String),
+    #[error("'{0}' is not a valid header name")]
+    HeaderName(String),
+    #[error("header '{0}' cannot be rewritten")]
+    ForbiddenHeader(String),
+    #[error("'{0}': '{{{{' without '}}}}'")]
+    Unclosed(String),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("'{0}': unsupported template")]
+    Unsupported(String),
+    #[error("header '{0}' value contains a control character")]
+    ControlCharacter(String),
+}
+
+fn check_uri(uri: &str) -> Result<(), AppError> {
     let rest = ["mcp+https://", "mcp+http://", "https://", "http://"]
         .iter()
         .find_map(|s| uri.strip_prefix(s))
-        .ok_or_else(|| format!("'{uri}' must start with mcp+https://, mcp+http://, https:// or http://"))?;
+        .ok_or_else(|| AppError::UriScheme(uri.to_owned()))?;
     if rest.is_empty() || rest.starts_with('/') || uri.chars().any(char::is_whitespace) {
-        return Err(format!("'{uri}' has no host"));
+        return Err(AppError::UriHost(uri.to_owned()));
     }
     Ok(())
 }
@@ -188,14 +209,14 @@ fn check_uri(uri: &str) -> Result<(), String> {
 /// Headers a rewrite may never set: they would change routing or framing.
 const FORBIDDEN_HEADERS: &[&str] = &["host", "content-length", "transfer-encoding", "connection", "te", "upgrade"];
 
-fn compile_header(name: &str, value: &str) -> Result<HeaderRewrite, String> {
+fn compile_header(name: &str, value: &str) -> Result<HeaderRewrite, AppError> {
     let lower = name.to_ascii_lowercase();
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if lower.is_empty() || !lower.bytes().all(token) {
-        return Err(format!("'{name}' is not a valid header name"));
+        return Err(AppError::HeaderName(name.to_owned()));
     }
     if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
-        return Err(format!("header '{name}' cannot be rewritten"));
+        return Err(AppError::ForbiddenHeader(name.to_owned()));
     }
     let mut parts = Vec::new();
     let mut rest = value;
@@ -203,14 +224,13 @@ fn compile_header(name: &str, value: &str) -> Result<HeaderRewrite, String> {
         if open > 0 {
             parts.push(ValuePart::Text(rest[..open].into()));
         }
-        let close =
-            rest[open..].find("}}").map(|i| i + open).ok_or_else(|| format!("'{value}': '{{{{' without '}}}}'"))?;
+        let close = rest[open..].find("}}").map(|i| i + open).ok_or_else(|| AppError::Unclosed(value.to_owned()))?;
         let inner = rest[open + 2..close].trim();
         parts.push(match inner {
             "internal.id_token" => ValuePart::IdToken,
-            _ => match Template::parse(&rest[open..close + 2]).map_err(|e| e.to_string())? {
+            _ => match Template::parse(&rest[open..close + 2])? {
                 Template::Trait { namespace, name, .. } => ValuePart::Trait(namespace, name.into()),
-                Template::Plain(_) => return Err(format!("'{value}': unsupported template")),
+                Template::Plain(_) => return Err(AppError::Unsupported(value.to_owned())),
             },
         });
         rest = &rest[close + 2..];
@@ -219,7 +239,7 @@ fn compile_header(name: &str, value: &str) -> Result<HeaderRewrite, String> {
         parts.push(ValuePart::Text(rest.into()));
     }
     if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(format!("header '{name}' value contains a control character"));
+        return Err(AppError::ControlCharacter(name.to_owned()));
     }
     Ok(HeaderRewrite { name: lower.into(), value: parts })
 }

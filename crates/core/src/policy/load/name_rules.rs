@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::policy::condition::Condition;
+use crate::policy::condition::{Condition, ConditionError};
 use crate::policy::pattern::{Interner, Template, TraitNamespace, TraitValues};
 use crate::policy::raw::{NameRule as RawRule, RuleMode};
 use crate::policy::{NameRule, RuleKind, Traits};
@@ -39,10 +39,9 @@ impl RawNameRule {
                 let label = format!("{field}[{i}]");
                 let at = format!("{prefix}.mcp.{label}");
                 let names = super::roles::parse_templates(at.clone(), &rule.names.into_vec(), errors);
-                let condition = rule
-                    .condition
-                    .as_deref()
-                    .and_then(|source| compile(source).map_err(|m| errors.push((format!("{at}.where"), m))).ok());
+                let condition = rule.condition.as_deref().and_then(|source| {
+                    compile(source).map_err(|e| errors.push((format!("{at}.where"), e.to_string()))).ok()
+                });
                 let label = match &condition {
                     Some(c) => format!("{label}: {}", c.source()),
                     None => label,
@@ -81,8 +80,16 @@ impl RawNameRule {
     }
 }
 
+/// A `where` or `app_labels_expression` that does not compile, and the expression.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid CEL expression '{expression}': {error}")]
+pub(super) struct InvalidExpression {
+    expression: String,
+    error: ConditionError,
+}
+
 /// Compiles an expression (`where`, `app_labels_expression`): CEL's error, with the
 /// expression, on failure.
-pub(super) fn compile(source: &str) -> Result<Arc<Condition>, String> {
-    Condition::compile(source).map(Arc::new).map_err(|e| format!("invalid CEL expression '{source}': {e}"))
+pub(super) fn compile(source: &str) -> Result<Arc<Condition>, InvalidExpression> {
+    Condition::compile(source).map(Arc::new).map_err(|error| InvalidExpression { expression: source.to_owned(), error })
 }

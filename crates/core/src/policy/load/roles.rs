@@ -130,7 +130,7 @@ impl Shared {
         let Some(raw) = raw else { return Arc::default() };
         let field = "spec.options.rate_limits";
         let rate = |at: String, text: &str, errors: &mut Vec<(String, String)>| {
-            Rate::parse(text).map_err(|m| errors.push((at, m))).ok()
+            Rate::parse(text).map_err(|e| errors.push((at, e.to_string()))).ok()
         };
         let per_user = raw.per_user.as_deref().and_then(|t| rate(format!("{field}.per_user"), t, errors));
         let mut per_tool = Vec::new();
@@ -199,7 +199,7 @@ impl RawRules {
         }
         if let Some(source) = c.app_labels_expression {
             out.labels_expression = name_rules::compile(&source)
-                .map_err(|m| errors.push((format!("{prefix}.app_labels_expression"), m)))
+                .map_err(|e| errors.push((format!("{prefix}.app_labels_expression"), e.to_string())))
                 .ok();
         }
         out

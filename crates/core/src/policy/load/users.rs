@@ -176,7 +176,7 @@ impl Loader {
                         }
                     }
                 }
-                Err(m) => errors.push((format!("spec.api_keys[{i}]"), m)),
+                Err(e) => errors.push((format!("spec.api_keys[{i}]"), e.to_string())),
             }
         }
         for (i, p) in doc.spec.mtls_principals.iter().enumerate() {
@@ -265,17 +265,27 @@ pub(crate) fn build_user<'r>(
     })
 }
 
-fn parse_key_hash(s: &str) -> Result<[u8; 32], String> {
-    let hex = s
-        .strip_prefix("sha256:")
-        .ok_or_else(|| "an API key is stored as 'sha256:<64 hex digits>' (see `mcp-warden hash-key`)".to_owned())?;
+/// An `api_keys` entry that is not `sha256:` and 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum KeyHashError {
+    #[error("an API key is stored as 'sha256:<64 hex digits>' (see `mcp-warden hash-key`)")]
+    NoPrefix,
+    #[error("'{0}': expected 64 hex digits after 'sha256:'")]
+    Length(String),
+    #[error("'{0}': not hex")]
+    NotHex(String),
+}
+
+fn parse_key_hash(s: &str) -> Result<[u8; 32], KeyHashError> {
+    let hex = s.strip_prefix("sha256:").ok_or(KeyHashError::NoPrefix)?;
     if hex.len() != 64 {
-        return Err(format!("'{s}': expected 64 hex digits after 'sha256:'"));
+        return Err(KeyHashError::Length(s.to_owned()));
     }
     let mut out = [0u8; 32];
     for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
-        let pair = std::str::from_utf8(chunk).map_err(|_| format!("'{s}': not hex"))?;
-        out[i] = u8::from_str_radix(pair, 16).map_err(|_| format!("'{s}': not hex"))?;
+        let not_hex = || KeyHashError::NotHex(s.to_owned());
+        let pair = std::str::from_utf8(chunk).map_err(|_| not_hex())?;
+        out[i] = u8::from_str_radix(pair, 16).map_err(|_| not_hex())?;
     }
     Ok(out)
 }

@@ -16,7 +16,7 @@ use prost::encoding::{WireType, encode_key, encoded_len_varint, key_len};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::authn::AuthError;
+use crate::identity::authn::AuthError;
 use warden_core::mcp::{Message, Rejection};
 use warden_core::policy::Decision;
 
@@ -270,7 +270,7 @@ mod tests {
             challenge(AuthError::Missing, Some(url)),
             (401, Some(format!("Bearer resource_metadata=\"{url}\"")))
         );
-        let token = AuthError::Token(crate::jwt::Rejected::Expired);
+        let token = AuthError::Token(crate::identity::idp::Rejected::Expired);
         assert_eq!(
             challenge(token, Some(url)),
             (401, Some(format!("Bearer error=\"invalid_token\", resource_metadata=\"{url}\"")))
@@ -281,7 +281,7 @@ mod tests {
     #[test]
     fn a_refused_token_tells_the_client_nothing_more_than_invalid_token() {
         let Reply::Deny { body, .. } =
-            Reply::unauthenticated(AuthError::Token(crate::jwt::Rejected::Audience), None, None)
+            Reply::unauthenticated(AuthError::Token(crate::identity::idp::Rejected::Audience), None, None)
         else {
             panic!("deny expected")
         };

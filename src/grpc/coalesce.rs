@@ -32,14 +32,14 @@ const CAPACITY: usize = 32 * 1024;
 /// A connection (TCP or Unix socket) whose writes are held until a flush with no fresh
 /// writes before it (or until 32 KiB are held). For h2's codec only (see the module docs).
 #[derive(Debug)]
-pub struct Coalesced<S> {
+pub(super) struct Coalesced<S> {
     inner: BufWriter<S>,
     /// Bytes were written since the last flush.
     fresh: bool,
 }
 
 impl<S: AsyncWrite> Coalesced<S> {
-    pub fn new(stream: S) -> Self {
+    pub(super) fn new(stream: S) -> Self {
         Coalesced { inner: BufWriter::with_capacity(CAPACITY, stream), fresh: false }
     }
 }

@@ -8,14 +8,35 @@
 //! to the `jwt` method when it is configured, and is an API key otherwise. Never logs or
 //! returns a credential.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::authz::Snapshot;
-use crate::config::AuthMethod;
-use crate::jwt::{self, Verifier};
+use serde::Deserialize;
+
+use crate::identity::identities::{Identities, UserRef};
+use crate::identity::idp::{self, Verifier};
 use warden_core::headers::Headers;
-use warden_core::policy::User;
+use warden_core::policy::Policy;
+
+/// How a caller may prove who it is, tried in the configured order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    Mtls,
+    ApiKey,
+    /// A JWT access token from the identity provider in `authentication.jwt`.
+    Jwt,
+}
+
+impl AuthMethod {
+    /// The name used in configuration, audit and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Mtls => "mtls",
+            AuthMethod::ApiKey => "api_key",
+            AuthMethod::Jwt => "jwt",
+        }
+    }
+}
 
 /// Why authentication failed. The messages are safe to show a client; [`AuthError::reason`]
 /// is the detail for audit and metrics.
@@ -29,7 +50,7 @@ pub enum AuthError {
     Conflict,
     /// A JWT the `jwt` method refused, and why.
     #[error("invalid token")]
-    Token(jwt::Rejected),
+    Token(idp::Rejected),
     /// The identity provider vouched for a user the current policy cannot compile (a role
     /// from `claims_to_roles` does not exist): not the caller's fault, so not a 401.
     #[error("identity not accepted by policy")]
@@ -44,23 +65,6 @@ impl AuthError {
             AuthError::Conflict => "conflicting_credentials",
             AuthError::Token(r) => r.code(),
             AuthError::Unusable => "identity_rejected",
-        }
-    }
-}
-
-/// A user from policy, or one an identity provider vouched for (compiled per identity).
-#[derive(Debug, Clone)]
-pub enum UserRef<'p> {
-    Static(&'p User),
-    Dynamic(Arc<User>),
-}
-
-impl std::ops::Deref for UserRef<'_> {
-    type Target = User;
-    fn deref(&self) -> &User {
-        match self {
-            UserRef::Static(u) => u,
-            UserRef::Dynamic(u) => u,
         }
     }
 }
@@ -81,19 +85,19 @@ pub fn bearer<'h>(headers: &'h Headers<'_>) -> Option<&'h str> {
 
 /// Authenticates with the methods in `order`. `principal` is Envoy's `source.principal`;
 /// `jwt` is the `jwt` method's verifier when it is configured. Identities the identity
-/// provider vouches for are compiled against `snapshot`'s policy (and cached there).
+/// provider vouches for are compiled against `policy` (and cached in `identities`).
 pub fn authenticate<'p>(
-    snapshot: &'p Snapshot,
+    policy: &'p Policy,
+    identities: &Identities,
     jwt: Option<&Verifier>,
     order: &[AuthMethod],
     headers: &Headers<'_>,
     principal: &str,
 ) -> Result<Authenticated<'p>, AuthError> {
-    let policy = &snapshot.policy;
     let presented_bearer = bearer(headers);
     // A JWS-shaped bearer value belongs to the jwt method when it is in force.
     let jwt_token =
-        presented_bearer.filter(|b| jwt.is_some() && order.contains(&AuthMethod::Jwt) && jwt::looks_like_jwt(b));
+        presented_bearer.filter(|b| jwt.is_some() && order.contains(&AuthMethod::Jwt) && idp::looks_like_jwt(b));
     let mut found: Option<Authenticated<'p>> = None;
     let mut accept = |user: UserRef<'p>, method| match &found {
         Some(prev) if prev.user.fingerprint != user.fingerprint => Err(AuthError::Conflict),
@@ -125,7 +129,7 @@ pub fn authenticate<'p>(
                         tracing::debug!(reason = r.code(), detail = %r, "JWT refused");
                         AuthError::Token(r)
                     })?;
-                    let user = snapshot.dynamic_user(&id.username, &id.roles, id.traits).map_err(|e| {
+                    let user = identities.compile(policy, &id.username, &id.roles, id.traits).map_err(|e| {
                         tracing::warn!(error = %e, "identity-provider user does not fit the policy");
                         AuthError::Unusable
                     })?;
@@ -149,8 +153,8 @@ pub fn authenticate<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwt::testkit;
-    use warden_core::policy::{Policy, Source};
+    use crate::identity::idp::testkit;
+    use warden_core::policy::Source;
 
     // sha256("key-a") and sha256("key-b")
     fn policy() -> Policy {
@@ -165,8 +169,11 @@ mod tests {
         Policy::load(&[Source::inline("p.yaml", &text)]).expect("policy")
     }
 
-    fn snapshot() -> Snapshot {
-        Snapshot::new(policy(), 1)
+    /// A policy and the identity-provider identities compiled against it.
+    type Users = (Policy, Identities);
+
+    fn snapshot() -> Users {
+        (policy(), Identities::default())
     }
 
     fn h<'a>(pairs: &[(&'a str, &'a str)]) -> Headers<'a> {
@@ -177,7 +184,7 @@ mod tests {
 
     fn who(headers: &[(&str, &str)], principal: &str) -> Result<String, AuthError> {
         let s = snapshot();
-        authenticate(&s, None, ALL, &h(headers), principal).map(|a| a.user.name.to_string())
+        authenticate(&s.0, &s.1, None, ALL, &h(headers), principal).map(|a| a.user.name.to_string())
     }
 
     #[test]
@@ -207,14 +214,14 @@ mod tests {
     #[test]
     fn disabled_methods_are_not_consulted() {
         let s = snapshot();
-        let r = authenticate(&s, None, &[AuthMethod::Mtls], &h(&[("x-api-key", "key-a")]), "");
+        let r = authenticate(&s.0, &s.1, None, &[AuthMethod::Mtls], &h(&[("x-api-key", "key-a")]), "");
         assert_eq!(r.map(|a| a.user.name.to_string()), Err(AuthError::Invalid));
     }
 
     const WITH_JWT: &[AuthMethod] = &[AuthMethod::Mtls, AuthMethod::ApiKey, AuthMethod::Jwt];
 
     /// Roles the test verifier's `claims_to_roles` grants must exist in the policy.
-    fn jwt_snapshot() -> Snapshot {
+    fn jwt_snapshot() -> Users {
         let roles = ["admin", "reader", "employee"]
             .iter()
             .map(|r| format!("kind: role\nversion: v8\nmetadata: {{name: {r}}}\nspec: {{allow: {{app_labels: {{'*': '*'}}, mcp: {{tools: ['get_*']}}}}}}\n"))
@@ -224,16 +231,17 @@ mod tests {
             "{roles}---\nkind: user\nmetadata: {{name: a}}\nspec: {{roles: [mcp-user], api_keys: ['sha256:{}'], mtls_principals: ['spiffe://x/a']}}\n",
             hex_sha256(b"key-a")
         );
-        Snapshot::new(Policy::load(&[Source::inline("p.yaml", &text)]).expect("policy"), 1)
+        (Policy::load(&[Source::inline("p.yaml", &text)]).expect("policy"), Identities::default())
     }
 
     fn hex_sha256(b: &[u8]) -> String {
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b).as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn jwt_who(snap: &Snapshot, headers: &[(&str, &str)], principal: &str) -> Result<(String, AuthMethod), AuthError> {
+    fn jwt_who(snap: &Users, headers: &[(&str, &str)], principal: &str) -> Result<(String, AuthMethod), AuthError> {
         let v = testkit::verifier();
-        authenticate(snap, Some(&v), WITH_JWT, &h(headers), principal).map(|a| (a.user.name.to_string(), a.method))
+        authenticate(&snap.0, &snap.1, Some(&v), WITH_JWT, &h(headers), principal)
+            .map(|a| (a.user.name.to_string(), a.method))
     }
 
     #[test]
@@ -242,7 +250,8 @@ mod tests {
         let token = testkit::token("RS256", &testkit::claims());
         let auth = format!("Bearer {token}");
         let v = testkit::verifier();
-        let a = authenticate(&snap, Some(&v), WITH_JWT, &h(&[("authorization", &auth)]), "").expect("authenticated");
+        let a = authenticate(&snap.0, &snap.1, Some(&v), WITH_JWT, &h(&[("authorization", &auth)]), "")
+            .expect("authenticated");
         assert_eq!(a.method, AuthMethod::Jwt);
         assert!(matches!(a.user, UserRef::Dynamic(_)));
         assert_eq!(&*a.user.name, "alice@example.com");
@@ -257,8 +266,8 @@ mod tests {
         let mut claims = testkit::claims();
         claims["aud"] = "https://elsewhere.example.com".into();
         let auth = format!("Bearer {}", testkit::token("RS256", &claims));
-        assert_eq!(jwt_who(&snap, &[("authorization", &auth)], ""), Err(AuthError::Token(jwt::Rejected::Audience)));
-        assert_eq!(AuthError::Token(jwt::Rejected::Audience).reason(), "jwt_audience");
+        assert_eq!(jwt_who(&snap, &[("authorization", &auth)], ""), Err(AuthError::Token(idp::Rejected::Audience)));
+        assert_eq!(AuthError::Token(idp::Rejected::Audience).reason(), "jwt_audience");
     }
 
     #[test]
@@ -273,7 +282,7 @@ mod tests {
         let s = snapshot();
         let auth = format!("Bearer {}", testkit::token("RS256", &testkit::claims()));
         let v = testkit::verifier();
-        let r = authenticate(&s, Some(&v), ALL, &h(&[("authorization", &auth)]), "");
+        let r = authenticate(&s.0, &s.1, Some(&v), ALL, &h(&[("authorization", &auth)]), "");
         assert_eq!(r.map(|a| a.user.name.to_string()), Err(AuthError::Invalid));
     }
 
@@ -292,7 +301,7 @@ mod tests {
         let s = snapshot(); // has no admin/reader/employee roles
         let auth = format!("Bearer {}", testkit::token("RS256", &testkit::claims()));
         let v = testkit::verifier();
-        let r = authenticate(&s, Some(&v), WITH_JWT, &h(&[("authorization", &auth)]), "");
+        let r = authenticate(&s.0, &s.1, Some(&v), WITH_JWT, &h(&[("authorization", &auth)]), "");
         assert_eq!(r.map(|a| a.user.name.to_string()), Err(AuthError::Unusable));
     }
 }

@@ -64,6 +64,7 @@ mod tests {
     use super::*;
     use prost::Message;
     use prost_types::FileDescriptorSet;
+    use prost_types::field_descriptor_proto::{Label, Type};
 
     fn has_symbol(set: &FileDescriptorSet, package: &str, name: &str) -> bool {
         set.file.iter().any(|file| {
@@ -85,22 +86,13 @@ mod tests {
             .flat_map(|file| &file.message_type)
             .find(|m| m.name() == "Decision")
             .expect("Decision message");
+        // The documented contract is the Rust type's: the keys a fully populated
+        // `DecisionMetadata` writes (its core tests), in order, each a single string.
         let fields: Vec<&str> = decision.field.iter().map(|f| f.name()).collect();
-        assert_eq!(
-            fields,
-            [
-                "user",
-                "roles",
-                "app",
-                "mcp_method",
-                "tool",
-                "decision",
-                "reason",
-                "jsonrpc_id",
-                "session_id",
-                "protocol_version",
-            ]
-        );
+        assert_eq!(fields, warden_core::decision::DecisionMetadata::KEYS);
+        for f in &decision.field {
+            assert_eq!((f.r#type(), f.label()), (Type::String, Label::Optional), "{}", f.name());
+        }
     }
 
     #[test]
