@@ -667,3 +667,15 @@ fn with_pins_in_flag_an_event_stream_passes_untouched_and_the_drift_is_counted()
     assert_eq!(sent(&b).as_deref(), Some(event.as_bytes()), "flag rewrites nothing");
     assert!(pin_drift(&w, "unpinned", "flag"), "{}", w.metrics.render(0));
 }
+
+#[test]
+fn with_pins_in_hide_a_get_stream_drops_an_unpinned_tool_from_every_list_answer_on_it() {
+    let w = warden();
+    pin_get_weather(&w, "hide");
+    let (mut s, _) = sse_session(&w, decision_of(&w, "GET", ""));
+    let replayed = format!("id: 4\ndata: {LISTED}\n\n");
+    let b = body_response(s.handle(body(replayed.as_bytes(), false)).expect("answer"));
+    let want = r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"get_weather"}],"nextCursor":"n"}}"#;
+    assert_eq!(sent(&b), Some(format!("id: 4\ndata: {want}\n\n").into_bytes()));
+    assert!(pin_drift(&w, "unpinned", "hide"), "{}", w.metrics.render(0));
+}
