@@ -1051,6 +1051,19 @@ spec: {roles: [mcp-user]}
         }
 
         #[test]
+        fn the_listed_text_is_reported_only_when_the_pins_ask_for_it() {
+            let doc = format!(
+                "{POLICY}---\nkind: pins\nversion: v1\nmetadata: {{name: demo}}\nspec:\n  action: flag\n  audit_definitions: true\n  tools:\n{}",
+                pin(WEATHER)
+            );
+            let p = Policy::load(&[Source::inline("pins.yaml", &doc)]).expect("valid pinned policy");
+            let (_, drifts) = run(&p, ListKind::Tools, &list(&[EVIL]));
+            let canonical = definition_of(PinKind::Tool, EVIL).expect("definition").canonical;
+            assert_eq!(drifts[0].definition.as_deref(), Some(canonical.as_str()));
+            assert!(canonical.contains("id_rsa"));
+        }
+
+        #[test]
         fn a_denied_tool_is_removed_before_its_pin_is_looked_at() {
             let p = policy_with("hide");
             let view = View { user: p.user("bob").expect("bob"), app: p.app("demo").expect("app") };
