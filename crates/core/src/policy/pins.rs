@@ -20,11 +20,11 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -304,76 +304,105 @@ pub fn definition_of(kind: PinKind, entry: &str) -> Result<Definition, Definitio
 
 /// `raw` (valid JSON) in canonical form; a duplicate key at any depth is an error.
 pub fn canonical_json(raw: &str) -> Result<String, String> {
-    serde_json::from_str::<Canon>(raw).map(|c| c.0).map_err(|e| e.to_string())
+    let mut out = String::with_capacity(raw.len());
+    let mut d = serde_json::Deserializer::from_str(raw);
+    CanonInto(&mut out).deserialize(&mut d).and_then(|()| d.end()).map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
-/// A JSON value's canonical text, built as it is read.
-struct Canon(String);
+/// Writes a JSON value's canonical text onto the end of a buffer as it is read: scalars and
+/// arrays in place, an object's members through one scratch buffer per object (to sort them).
+struct CanonInto<'o>(&'o mut String);
 
-impl<'de> Deserialize<'de> for Canon {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(CanonVisitor)
+impl<'de> DeserializeSeed<'de> for CanonInto<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-struct CanonVisitor;
+/// `v` as serde_json writes a string: quoted, with `"`, `\` and control characters escaped.
+fn push_json_str<E: de::Error>(out: &mut String, v: &str) -> Result<(), E> {
+    if v.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(&serde_json::to_string(v).map_err(E::custom)?);
+    } else {
+        out.push('"');
+        out.push_str(v);
+        out.push('"');
+    }
+    Ok(())
+}
 
-impl<'de> Visitor<'de> for CanonVisitor {
-    type Value = Canon;
+impl<'de> Visitor<'de> for CanonInto<'_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_unit<E>(self) -> Result<Canon, E> {
-        Ok(Canon("null".into()))
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.0.push_str("null");
+        Ok(())
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Canon, E> {
-        Ok(Canon(if v { "true" } else { "false" }.into()))
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.0.push_str(if v { "true" } else { "false" });
+        Ok(())
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Canon, E> {
-        Ok(Canon(v.to_string()))
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        write!(self.0, "{v}").map_err(E::custom)
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Canon, E> {
-        Ok(Canon(v.to_string()))
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        write!(self.0, "{v}").map_err(E::custom)
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Canon, E> {
-        serde_json::Number::from_f64(v).map(|n| Canon(n.to_string())).ok_or_else(|| E::custom("a non-finite number"))
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        let n = serde_json::Number::from_f64(v).ok_or_else(|| E::custom("a non-finite number"))?;
+        write!(self.0, "{n}").map_err(E::custom)
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Canon, E> {
-        serde_json::to_string(v).map(Canon).map_err(E::custom)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        push_json_str(self.0, v)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Canon, A::Error> {
-        let mut out = String::from("[");
-        while let Some(Canon(item)) = seq.next_element()? {
-            if out.len() > 1 {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let out = self.0;
+        out.push('[');
+        let mut first = true;
+        loop {
+            let comma = out.len();
+            if !first {
                 out.push(',');
             }
-            out.push_str(&item);
+            if seq.next_element_seed(CanonInto(out))?.is_none() {
+                out.truncate(comma);
+                break;
+            }
+            first = false;
         }
         out.push(']');
-        Ok(Canon(out))
+        Ok(())
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Canon, A::Error> {
-        let mut members: Vec<(Cow<'de, str>, String)> = Vec::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut values = String::new();
+        let mut members: Vec<(Cow<'de, str>, std::ops::Range<usize>)> = Vec::new();
         while let Some(key) = map.next_key::<crate::listfilter::Key<'de>>()? {
-            let Canon(value) = map.next_value()?;
-            members.push((key.0, value));
+            let start = values.len();
+            map.next_value_seed(CanonInto(&mut values))?;
+            members.push((key.0, start..values.len()));
         }
         members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         if let Some(w) = members.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(de::Error::custom(format!("duplicate key '{}'", w[0].0)));
         }
-        let mut out = String::from("{");
-        for (i, (k, v)) in members.iter().enumerate() {
+        let out = self.0;
+        out.push('{');
+        for (i, (k, range)) in members.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            out.push_str(&serde_json::to_string(&**k).map_err(de::Error::custom)?);
+            push_json_str(out, k)?;
             out.push(':');
-            out.push_str(v);
+            out.push_str(values.get(range.clone()).unwrap_or_default());
         }
         out.push('}');
-        Ok(Canon(out))
+        Ok(())
     }
 }
 
@@ -646,6 +675,9 @@ mod tests {
     #[test]
     fn escapes_and_number_spellings_are_canonicalised() {
         assert_eq!(canonical_json(r#""\u0041\/b""#).expect("string"), r#""A/b""#);
+        assert_eq!(canonical_json(r#""a\u000a\"\\\u001f""#).expect("escaped"), r#""a\n\"\\\u001f""#);
+        assert_eq!(canonical_json(r#"{"b\u0000":[ ],"a":{ }}"#).expect("object"), r#"{"a":{},"b\u0000":[]}"#);
+        assert!(canonical_json("[1] 2").is_err(), "trailing text");
         assert_eq!(canonical_json("[1, 1.0, -0, 1e2]").expect("numbers"), "[1,1.0,-0.0,100.0]");
     }
 
