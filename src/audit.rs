@@ -62,7 +62,27 @@ pub struct Event<'a> {
     /// The signing key a `key.rotated` event is about.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kid: Option<&'a str>,
+    /// What a `pin.drift` event is about (issue 25).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin: Option<&'a PinDrift<'a>>,
     pub latency_us: u64,
+}
+
+/// A listed entry that was not listed as pinned: digests and field names, and the definition
+/// only when the app's pins ask for it.
+#[derive(Debug, Serialize)]
+pub struct PinDrift<'a> {
+    pub kind: &'static str,
+    pub action: &'static str,
+    /// The pin's digest (`sha256:…`); absent for an unpinned entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
+    /// The listed definition's digest; absent when it could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seen: Option<String>,
+    pub changed: &'a [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub definition: Option<&'a str>,
 }
 
 impl<'a> Event<'a> {
@@ -91,6 +111,7 @@ impl<'a> Event<'a> {
             undelivered: None,
             arguments: None,
             kid: None,
+            pin: None,
             latency_us: 0,
         }
     }
@@ -137,6 +158,11 @@ impl<'a> Event<'a> {
             let _ = serde_json::to_writer(&mut *w.0, arguments);
         }
         w.opt_str("kid", self.kid);
+        if let Some(pin) = self.pin {
+            w.key("pin");
+            // Plain strings and arrays: serialisation cannot fail.
+            let _ = serde_json::to_writer(&mut *w.0, pin);
+        }
         w.key("latency_us");
         let _ = serde_json::to_writer(&mut *w.0, &self.latency_us);
         w.0.push(b'}');
@@ -421,6 +447,14 @@ mod tests {
                 undelivered: Some("stream_reset"),
                 arguments: Some(&arguments),
                 kid: Some(text),
+                pin: Some(&PinDrift {
+                    kind: "tool",
+                    action: "flag",
+                    pinned: Some(text.to_owned()),
+                    seen: None,
+                    changed: &["description", "inputSchema"],
+                    definition: Some(text),
+                }),
                 latency_us: u64::MAX,
             };
             let bare = Event { time: full.time, ..Event::bare(full.event, full.reason) };

@@ -1,6 +1,6 @@
 //! The command line: `serve`, `check` (the pre-flight of [`crate::preflight`]), `keys`,
 //! `hash-key`, `new-key`, `completions`, and the operator tools of [`crate::tools`]
-//! (`explain`, `test`, `ls`, `client-config`).
+//! (`explain`, `test`, `ls`, `client-config`, `pin`).
 //!
 //! Owns argument parsing and what each command prints; the work is done by the library.
 
@@ -61,6 +61,9 @@ pub enum Command {
     /// Print an MCP client's configuration for an app behind Envoy (the key stays in an
     /// environment variable).
     ClientConfig(crate::tools::client_config::ClientConfigArgs),
+    /// Create or update an app's pin file (`kind: pins`) from captured list answers and print
+    /// what changed since the last pin: added, removed, and changed tools with their fields.
+    Pin(crate::tools::pin::PinArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -127,6 +130,7 @@ pub fn run_offline(command: Command) -> ExitCode {
         Command::Test(args) => crate::tools::policy_test::run(&args),
         Command::Ls(args) => crate::tools::ls::run(&args),
         Command::ClientConfig(args) => crate::tools::client_config::run(&args),
+        Command::Pin(args) => crate::tools::pin::run(&args),
         Command::Completions { shell } => completions(shell),
         Command::Keys { config, dir, action } => keys(config.as_deref(), dir, action),
         Command::HashKey { key } => {

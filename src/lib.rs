@@ -16,6 +16,7 @@ pub mod identity;
 pub mod keyring;
 pub mod keys;
 pub mod metrics;
+pub mod pins;
 pub mod policy_files;
 pub mod preflight;
 pub mod reload;

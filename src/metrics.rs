@@ -82,6 +82,9 @@ pub struct Metrics {
     /// Shadow decisions by role, rule and outcome: role and rule names come from the policy
     /// (bounded by it), never from a request.
     shadows: Family<3, Box<str>>,
+    /// Listed entries not listed as pinned (issue 25), by app (named by the policy), kind,
+    /// reason and action.
+    pin_drift: Family<4, Box<str>>,
 }
 
 impl Metrics {
@@ -138,6 +141,12 @@ impl Metrics {
         self.list_filter_refusals.inc([kind, reason, if passed { "passed" } else { "refused" }]);
     }
 
+    /// A listed entry not listed as pinned: its app, kind (`tool`, `prompt`,
+    /// `resource_template`), reason (`unpinned`, `changed`, `unreadable`) and action (`hide`, `flag`).
+    pub fn pin_drift(&self, app: &str, kind: &'static str, reason: &'static str, action: &'static str) {
+        self.pin_drift.inc([app.into(), kind.into(), reason.into(), action.into()]);
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self, audit_dropped: u64) -> String {
         let mut out = String::with_capacity(4096);
@@ -172,6 +181,13 @@ impl Metrics {
             "mcp_warden_list_filter_refusals_total",
             ["kind", "reason", "action"],
         );
+        help(
+            &mut out,
+            "mcp_warden_pin_drift_total",
+            "counter",
+            "Listed tools, prompts and resource templates not listed as pinned, by app, kind, reason and action.",
+        );
+        self.pin_drift.render(&mut out, "mcp_warden_pin_drift_total", ["app", "kind", "reason", "action"]);
         simple(
             &mut out,
             "mcp_warden_audit_dropped_total",

@@ -130,6 +130,11 @@ impl Warden {
     pub fn audit_event(&self, event: &'static str, reason: &str, kid: Option<&str>) {
         self.audit.emit(&Event { kid, ..Event::bare(event, reason) });
     }
+
+    /// Writes an audit event built elsewhere (the list filter's `pin.drift`).
+    pub fn emit_audit(&self, event: &Event<'_>) {
+        self.audit.emit(event);
+    }
 }
 
 /// One policy generation, and the tokens and identities compiled under it. Swapped whole on

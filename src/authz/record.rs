@@ -267,6 +267,7 @@ impl<'a> AuditInfo<'a> {
             undelivered: delivery.code(),
             arguments: self.arguments.as_ref(),
             kid: None,
+            pin: None,
             latency_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
         });
     }

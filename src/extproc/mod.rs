@@ -353,7 +353,10 @@ impl Session {
         let snapshot = self.warden.snapshot();
         let outcome = match (std::str::from_utf8(&body), target.resolve(&snapshot)) {
             (Ok(text), Some((user, app))) => {
-                filter::filter_payload(target.kind, &View { user: &user, app }, target.id.as_deref(), text)
+                let (outcome, drifts) =
+                    filter::filter_payload_pinned(target.kind, &View { user: &user, app }, target.id.as_deref(), text);
+                crate::pins::report(&self.warden, &target.user, app, &drifts);
+                outcome
             }
             (Err(_), _) => Err(filter::FilterError::NotJson("not UTF-8".into())),
             (_, None) => Err(filter::FilterError::IdentityGone),
@@ -411,7 +414,10 @@ impl Session {
             }
             let outcome = match &resolved {
                 Some((user, app)) => {
-                    filter::filter_payload(target.kind, &View { user, app }, target.id.as_deref(), data)
+                    let (outcome, drifts) =
+                        filter::filter_payload_pinned(target.kind, &View { user, app }, target.id.as_deref(), data);
+                    crate::pins::report(&self.warden, &target.user, app, &drifts);
+                    outcome
                 }
                 None => Err(filter::FilterError::IdentityGone),
             };

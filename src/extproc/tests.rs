@@ -623,3 +623,59 @@ fn the_metadata_a_check_emits_reads_back_through_the_decision_contract() {
     let stream = read(&decision_of(&w, "GET", ""));
     assert!(stream.contains(&(key::REASON.into(), STREAM_ALLOWED.into())), "{stream:?}");
 }
+
+/// The test policy with demo's `get_weather` pinned as `{"name":"get_weather"}` (so `get_time`
+/// is unpinned).
+fn pin_get_weather(w: &Warden, action: &str) {
+    use warden_core::policy::pins::{PinKind, definition_of};
+    let pin = definition_of(PinKind::Tool, r#"{"name":"get_weather"}"#).expect("definition").digest;
+    let pinned = format!(
+        "{POLICY}---\nkind: pins\nversion: v1\nmetadata: {{name: demo}}\nspec:\n  action: {action}\n  tools:\n    get_weather: {{digest: '{pin}'}}\n"
+    );
+    w.replace_policy(Policy::load(&[Source::inline("pinned.yaml", &pinned)]).expect("policy"));
+}
+
+fn pin_drift(w: &Warden, reason: &str, action: &str) -> bool {
+    let series =
+        format!(r#"mcp_warden_pin_drift_total{{app="demo",kind="tool",reason="{reason}",action="{action}"}} 1"#);
+    w.metrics.render(0).lines().any(|l| l == series)
+}
+
+#[test]
+fn with_pins_in_hide_an_unpinned_tool_is_removed_and_counted_by_app() {
+    let w = warden();
+    pin_get_weather(&w, "hide");
+    let mut s = Session::new(w.clone(), SETTINGS);
+    let len = LISTED.len().to_string();
+    s.handle(response_headers(
+        Some(decision(&w, LIST)),
+        &[(":status", "200"), ("content-type", "application/json"), ("content-length", &len)],
+    ));
+    let b = body_response(s.handle(body(LISTED.as_bytes(), true)).expect("answer"));
+    let want = r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"get_weather"}],"nextCursor":"n"}}"#;
+    assert_eq!(sent(&b).as_deref(), Some(want.as_bytes()));
+    assert!(pin_drift(&w, "unpinned", "hide"), "{}", w.metrics.render(0));
+}
+
+#[test]
+fn with_pins_in_flag_an_event_stream_passes_untouched_and_the_drift_is_counted() {
+    let w = warden();
+    pin_get_weather(&w, "flag");
+    let (mut s, _) = sse_session(&w, decision(&w, LIST));
+    let event = format!("id: 2\nevent: message\ndata: {FILTERED}\n\n");
+    let b = body_response(s.handle(body(event.as_bytes(), true)).expect("answer"));
+    assert_eq!(sent(&b).as_deref(), Some(event.as_bytes()), "flag rewrites nothing");
+    assert!(pin_drift(&w, "unpinned", "flag"), "{}", w.metrics.render(0));
+}
+
+#[test]
+fn with_pins_in_hide_a_get_stream_drops_an_unpinned_tool_from_every_list_answer_on_it() {
+    let w = warden();
+    pin_get_weather(&w, "hide");
+    let (mut s, _) = sse_session(&w, decision_of(&w, "GET", ""));
+    let replayed = format!("id: 4\ndata: {LISTED}\n\n");
+    let b = body_response(s.handle(body(replayed.as_bytes(), false)).expect("answer"));
+    let want = r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"get_weather"}],"nextCursor":"n"}}"#;
+    assert_eq!(sent(&b), Some(format!("id: 4\ndata: {want}\n\n").into_bytes()));
+    assert!(pin_drift(&w, "unpinned", "hide"), "{}", w.metrics.render(0));
+}

@@ -1,4 +1,4 @@
-//! Operator tools: `explain`, `test`, `ls` and `client-config`.
+//! Operator tools: `explain`, `test`, `ls`, `client-config` and `pin`.
 //!
 //! Owns what these commands share: loading a service config and its policy (`--config`, or
 //! `MCP_WARDEN_CONFIG`, else the embedded demo default, as `serve` does), naming an identity
@@ -11,6 +11,7 @@ pub mod client_config;
 mod error;
 pub mod explain;
 pub mod ls;
+pub mod pin;
 pub mod policy_test;
 
 use std::path::{Path, PathBuf};

@@ -12,11 +12,14 @@
 //! - our extension, `mcp.*_rules`: a rule's names match and its CEL condition holds for the
 //!   call (see [`check_call`]); rules in `mode: audit` are evaluated and reported, never
 //!   decide.
+//! - our extension, pins (issue 25): with an app's pins in `hide`, a call of a tool or prompt
+//!   without a pin, or seen drifted by this process, is refused after the roles allowed it.
 //!
 //! Synchronous, no I/O: everything it returns borrows from the policy. A call that no
 //! conditional rule names allocates nothing.
 
 use super::condition::{Outcome, Vars};
+use super::pins::{AppPins, PinKind, Refusal};
 use super::{App, CompiledRole, NameRule, RuleKind, Rules, User};
 use crate::policy::pattern::NameSet;
 
@@ -58,6 +61,10 @@ pub enum Reason {
     ConditionDenied,
     ConditionNotMet,
     ConditionError,
+    /// With pins in `hide` (issue 25): the app's pin document has no pin of this name.
+    NotPinned(PinKind),
+    /// With pins in `hide`: this process saw the name listed with another definition.
+    PinDrifted(PinKind),
 }
 
 impl Reason {
@@ -74,6 +81,12 @@ impl Reason {
             Reason::ConditionDenied => "denied_by_condition",
             Reason::ConditionNotMet => "condition_not_met",
             Reason::ConditionError => "condition_error",
+            Reason::NotPinned(PinKind::Tool) => "tool_not_pinned",
+            Reason::NotPinned(PinKind::Prompt) => "prompt_not_pinned",
+            Reason::NotPinned(PinKind::Template) => "resource_template_not_pinned",
+            Reason::PinDrifted(PinKind::Tool) => "tool_drifted",
+            Reason::PinDrifted(PinKind::Prompt) => "prompt_drifted",
+            Reason::PinDrifted(PinKind::Template) => "resource_template_drifted",
         }
     }
 }
@@ -164,8 +177,39 @@ impl ShadowOutcome {
 /// Decides one call: [`check_name`]'s rules, with each `*_rules` condition evaluated against
 /// `call` (none: a listing, see [`check_name`]). Rules in `mode: audit` never decide; what
 /// they would have decided is pushed to `shadows`. Fail closed: an allow condition that
-/// errors does not allow, a deny condition that errors denies.
+/// errors does not allow, a deny condition that errors denies. A call the roles allow is
+/// then refused when the app's pins (in `hide`) refuse it; a listing is judged against the
+/// pins by the list filter instead.
 pub fn check_call<'p>(
+    user: &'p User,
+    app: &App,
+    what: Governed<'_>,
+    call: Option<&Vars<'_>>,
+    shadows: &mut Vec<Shadow<'p>>,
+) -> Decision<'p> {
+    let decision = check_roles(user, app, what, call, shadows);
+    match (&app.pins, call) {
+        (Some(pins), Some(_)) if decision.allowed => pinned_call(pins, what).unwrap_or(decision),
+        _ => decision,
+    }
+}
+
+/// A call's denial by the app's pins, if any: tools and prompts only (a resource URI names
+/// no template).
+fn pinned_call<'p>(pins: &AppPins, what: Governed<'_>) -> Option<Decision<'p>> {
+    let kind = match what {
+        Governed::Tool(_) => PinKind::Tool,
+        Governed::Prompt(_) => PinKind::Prompt,
+        Governed::Resource(_) => return None,
+    };
+    let reason = match pins.refuses_call(kind, what.name())? {
+        Refusal::NotPinned => Reason::NotPinned(kind),
+        Refusal::Drifted => Reason::PinDrifted(kind),
+    };
+    Some(Decision::new(false, reason, None, None))
+}
+
+fn check_roles<'p>(
     user: &'p User,
     app: &App,
     what: Governed<'_>,

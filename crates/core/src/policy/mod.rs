@@ -12,6 +12,7 @@ pub mod engine;
 pub mod load;
 pub mod names;
 pub mod pattern;
+pub mod pins;
 pub mod rate;
 mod raw;
 
@@ -50,6 +51,9 @@ pub struct App {
     /// can hold secrets).
     pub audit_arguments: bool,
     pub scope: Option<Arc<str>>,
+    /// The app's `kind: pins` document, compiled (none: its lists and calls are not looked at
+    /// for pins, at no cost).
+    pub pins: Option<Arc<pins::AppPins>>,
 }
 
 /// One `rewrite.headers` entry: a lower-cased header name and a value template.
@@ -269,6 +273,16 @@ impl Policy {
     /// match no app, users no credential can reach, non-v8 roles, files listed twice.
     pub fn warnings(&self) -> &[PolicyError] {
         &self.warnings
+    }
+
+    /// Carries over what the pins of `old` (the policy this one replaces) remember of drift,
+    /// for names pinned to the same digest in both ([`pins::AppPins::inherit`]).
+    pub fn inherit_drift(&self, old: &Policy) {
+        for app in &self.apps {
+            if let (Some(new), Some(was)) = (&app.pins, old.app(&app.name).and_then(|a| a.pins.as_deref())) {
+                new.inherit(was);
+            }
+        }
     }
 
     /// Compiles an identity that is not in policy (one an identity provider vouched for):

@@ -164,6 +164,7 @@ impl Loader {
                 client_id: doc.client_id.map(Into::into),
                 audit_arguments: doc.audit_arguments,
                 scope: doc.scope.map(Into::into),
+                pins: None,
             });
         }
     }

@@ -9,6 +9,7 @@
 
 mod apps;
 mod name_rules;
+mod pins;
 mod roles;
 mod users;
 
@@ -191,6 +192,7 @@ struct Loader {
     /// Canonical paths read so far: a file listed twice is read once.
     read: HashSet<PathBuf>,
     apps: Vec<Raw<RawApp>>,
+    pins: Vec<Raw<crate::policy::pins::PinsDoc>>,
     roles: Vec<RoleDef>,
     role_index: HashMap<Arc<str>, usize>,
     /// Users read before one of their roles was: built at the end, with every user after
@@ -267,13 +269,14 @@ impl Loader {
                 DocKind::App => raw::AppDoc::deserialize(doc).map(|d| self.add_app(node, d)),
                 DocKind::Role => raw::RoleDoc::deserialize(doc).map(|d| self.add_role(node, d)),
                 DocKind::User => raw::UserDoc::deserialize(doc).map(|d| self.add_user(node, d)),
+                DocKind::Pins => crate::policy::pins::PinsDoc::deserialize(doc).map(|d| self.add_pins(node, d)),
                 DocKind::Unknown(other) => {
-                    let message = format!("kind: unknown kind '{other}' (expected app, role or user)");
+                    let message = format!("kind: unknown kind '{other}' (expected app, role, user or pins)");
                     self.errors.push(self.parse_at(node, "kind", message));
                     continue;
                 }
                 DocKind::Missing => {
-                    let message = "a document needs `kind:` (app, role, user) or an `app_service:` block".into();
+                    let message = "a document needs `kind:` (app, role, user, pins) or an `app_service:` block".into();
                     self.errors.push(self.parse_at(node, "", message));
                     continue;
                 }
@@ -314,6 +317,7 @@ impl Loader {
     fn finish(mut self, sources: &[Source], fs: &dyn Files) -> Result<Policy, PolicyErrors> {
         let mut policy = Policy::default();
         self.compile_apps(&mut policy);
+        self.compile_pins(&mut policy);
         if !self.role_index.contains_key(PRESET_MCP_USER) {
             self.roles.push(RoleDef::preset_mcp_user(&mut self.shared));
             self.role_index.insert(PRESET_MCP_USER.into(), self.roles.len() - 1);
@@ -398,6 +402,7 @@ enum DocKind {
     App,
     Role,
     User,
+    Pins,
     Unknown(Box<str>),
     Missing,
 }
@@ -409,6 +414,7 @@ impl DocKind {
             (Some(k), false) if k == "app" => DocKind::App,
             (Some(k), false) if k == "role" => DocKind::Role,
             (Some(k), false) if k == "user" => DocKind::User,
+            (Some(k), false) if k == "pins" => DocKind::Pins,
             (Some(other), _) => DocKind::Unknown(other.into()),
             (None, false) => DocKind::Missing,
         }
