@@ -672,11 +672,11 @@ if [ "$MICRO" = 1 ]; then
     IBIN="$(cargo bench --bench instructions --no-run --message-format=json 2>/dev/null |
       jq -r 'select(.reason == "compiler-artifact" and .target.name == "instructions") | .executable // empty' | tail -1)"
     [ -x "$IBIN" ] || die "no instructions bench binary"
-    ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect='*Warden::check_bytes*' "$IBIN" "$1" "$2" 2>&1 |
+    ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect='*Warden*check_bytes*' "$IBIN" "$1" "$2" 2>&1 |
       awk '/Collected/ {print $4}'; }
     for c in call denied list; do
       i0="$(ir "$c" 0)"; i1="$(ir "$c" 1000)"
-      [ -n "$i0" ] && [ -n "$i1" ] || die "callgrind gave no count for $c"
+      [ -n "$i0" ] && [ -n "$i1" ] && [ "$i1" -gt "$i0" ] || die "callgrind counted nothing in check_bytes for $c (did the symbol move?)"
       record instructions "$c" per_check "$(((i1 - i0) / 1000))"
     done
   else
