@@ -68,7 +68,7 @@ impl Pass<'_> {
             pins.note(kind, name, false);
             return true;
         }
-        let seen = pins::definition(kind, |f| members.get(f).map_err(|e| e.to_string()));
+        let seen = pins::definition(kind, |f| members.get(f));
         let (reason, pinned, changed) = match &seen {
             Err(_) => (DriftReason::Unreadable, pins.pin(kind, name), Vec::new()),
             Ok(def) => match pins.judge(kind, name, def, entry.get()) {

@@ -28,6 +28,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::listfilter::FilterError;
+
 /// What a pin is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PinKind {
@@ -258,23 +260,50 @@ impl Definition {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DefinitionError {
     #[error("not a JSON object: {0}")]
-    NotJson(String),
-    #[error("field '{0}' is ambiguous (duplicate key or case variant)")]
-    Ambiguous(String),
-    #[error("field '{field}': {message}")]
-    Field { field: &'static str, message: String },
+    NotJson(FilterError),
+    /// A pinned field has a case variant (or a duplicate) in its object.
+    #[error("field '{field}': {source}")]
+    Ambiguous { field: &'static str, source: FilterError },
+    #[error("field '{field}': {source}")]
+    Field { field: &'static str, source: CanonicalError },
+}
+
+/// Why a JSON value has no canonical form: serde_json's reason (a duplicate key, a non-finite
+/// number, trailing text…) and where in the value it was found (line 0: no position).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}{}", at(*line, *column))]
+pub struct CanonicalError {
+    pub message: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+fn at(line: usize, column: usize) -> String {
+    if line == 0 { String::new() } else { format!(" at line {line} column {column}") }
+}
+
+impl From<serde_json::Error> for CanonicalError {
+    fn from(e: serde_json::Error) -> Self {
+        let (line, column) = (e.line(), e.column());
+        let text = e.to_string();
+        let message = match text.strip_suffix(&at(line, column)) {
+            Some(m) if line != 0 => m.to_owned(),
+            _ => text,
+        };
+        CanonicalError { message, line, column }
+    }
 }
 
 /// The definition of `kind` whose pinned fields `field` returns raw (`Err`: the field is
 /// ambiguous in its object).
 pub fn definition<'a>(
     kind: PinKind,
-    mut field: impl FnMut(&'static str) -> Result<Option<&'a RawValue>, String>,
+    mut field: impl FnMut(&'static str) -> Result<Option<&'a RawValue>, FilterError>,
 ) -> Result<Definition, DefinitionError> {
     let mut parts: Vec<(&'static str, String)> = Vec::with_capacity(kind.fields().len());
     for &name in kind.fields() {
-        if let Some(raw) = field(name).map_err(DefinitionError::Ambiguous)? {
-            let text = canonical_json(raw.get()).map_err(|message| DefinitionError::Field { field: name, message })?;
+        if let Some(raw) = field(name).map_err(|source| DefinitionError::Ambiguous { field: name, source })? {
+            let text = canonical_json(raw.get()).map_err(|source| DefinitionError::Field { field: name, source })?;
             parts.push((name, text));
         }
     }
@@ -298,15 +327,15 @@ pub fn definition<'a>(
 
 /// The definition of one list entry given as JSON text (`mcp-warden pin`, tests).
 pub fn definition_of(kind: PinKind, entry: &str) -> Result<Definition, DefinitionError> {
-    let members = crate::listfilter::Members::parse(entry).map_err(|e| DefinitionError::NotJson(e.to_string()))?;
-    definition(kind, |name| members.get(name).map_err(|e| e.to_string()))
+    let members = crate::listfilter::Members::parse(entry).map_err(DefinitionError::NotJson)?;
+    definition(kind, |name| members.get(name))
 }
 
 /// `raw` (valid JSON) in canonical form; a duplicate key at any depth is an error.
-pub fn canonical_json(raw: &str) -> Result<String, String> {
+pub fn canonical_json(raw: &str) -> Result<String, CanonicalError> {
     let mut out = String::with_capacity(raw.len());
     let mut d = serde_json::Deserializer::from_str(raw);
-    CanonInto(&mut out).deserialize(&mut d).and_then(|()| d.end()).map_err(|e| e.to_string())?;
+    CanonInto(&mut out).deserialize(&mut d).and_then(|()| d.end())?;
     Ok(out)
 }
 
@@ -670,6 +699,21 @@ mod tests {
         ] {
             assert!(definition_of(PinKind::Tool, entry).is_err(), "{entry}");
         }
+    }
+
+    #[test]
+    fn an_unreadable_definition_names_the_field_and_the_position() {
+        let dup = definition_of(PinKind::Tool, r#"{"name":"t","inputSchema":{"type":"object","type":"string"}}"#);
+        let Err(DefinitionError::Field { field, source }) = dup else { panic!("{dup:?}") };
+        assert_eq!((field, source.message.as_str(), source.line), ("inputSchema", "duplicate key 'type'", 1));
+        assert_eq!(source.to_string(), format!("duplicate key 'type' at line 1 column {}", source.column));
+        let case = definition_of(PinKind::Tool, r#"{"name":"t","description":"a","Description":"b"}"#);
+        assert!(
+            matches!(&case, Err(DefinitionError::Ambiguous { field: "description", source: FilterError::Ambiguous(k) }) if k == "Description"),
+            "{case:?}"
+        );
+        let trailing = canonical_json("[1] 2").expect_err("trailing text");
+        assert_eq!((trailing.line, trailing.column), (1, 5), "{trailing}");
     }
 
     #[test]
