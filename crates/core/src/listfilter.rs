@@ -888,6 +888,20 @@ spec: {roles: [mcp-user]}
         }
 
         #[test]
+        fn a_reload_of_the_unchanged_pin_file_keeps_the_text_found_pinned() {
+            let old = policy_with("hide");
+            assert_eq!(run(&old, ListKind::Tools, &list(&[WEATHER])), (Ok(Filtered::Unchanged), vec![]));
+            let pins = |p: &Policy| p.app("demo").and_then(|a| a.pins.clone()).expect("pins");
+            let new = policy_with("hide");
+            assert!(!pins(&new).listed_before(PinKind::Tool, "get_weather", WEATHER));
+            new.inherit_pins(&old);
+            assert!(pins(&new).listed_before(PinKind::Tool, "get_weather", WEATHER));
+            let (out, drifts) = run(&new, ListKind::Tools, &list(&[EVIL]));
+            assert!(matches!(out, Ok(Filtered::Rewritten(_))), "{out:?}");
+            assert_eq!(drifts.iter().map(|d| d.reason).collect::<Vec<_>>(), [DriftReason::Changed]);
+        }
+
+        #[test]
         fn an_entry_remembered_as_pinned_never_lets_a_changed_one_through() {
             let p = policy_with("hide");
             for _ in 0..2 {
