@@ -169,8 +169,9 @@ pub async fn reload_policy(warden: &Warden, sources: &[Source]) -> bool {
     }
     match loaded {
         Ok(Ok(policy)) => {
-            // Pinned names seen drifted stay so unless re-pinned (docs/pinning.md).
-            policy.inherit_drift(&warden.snapshot().policy);
+            // Pinned names seen drifted stay so, and the text found pinned stays known,
+            // unless re-pinned (docs/pinning.md).
+            policy.inherit_pins(&warden.snapshot().policy);
             let generation = warden.replace_policy(policy);
             warden.metrics.reload("ok");
             warden.audit_event("policy.reloaded", "ok", None);

@@ -15,7 +15,9 @@ use std::process::ExitCode;
 use serde_json::value::RawValue;
 
 use super::EXIT_USAGE;
-use warden_core::policy::pins::{Action, PinEntry, PinKind, PinsDoc, PinsMetadata, PinsSpec, definition_of};
+use warden_core::policy::pins::{
+    Action, DefinitionError, PinEntry, PinKind, PinsDoc, PinsMetadata, PinsSpec, definition_of,
+};
 
 /// `pin`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,9 +77,26 @@ pub enum PinError {
     #[error("{0}: the pins are for app '{1}', not '{2}'")]
     OtherApp(PathBuf, String, String),
     #[error("{0}: not a captured {1} answer: {2}")]
-    Answer(PathBuf, &'static str, String),
+    Answer(PathBuf, &'static str, #[source] AnswerError),
     #[error("{0}: cannot write: {1}")]
     Write(PathBuf, std::io::Error),
+}
+
+/// Why a captured list answer cannot be pinned: each names the key or entry at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("no '{0}' array")]
+    NoList(&'static str),
+    #[error("'{0}' is not an array")]
+    NotArray(&'static str),
+    #[error("entry {index} has no string '{key}'")]
+    NoName { index: usize, key: &'static str },
+    #[error("'{name}': {source}")]
+    Definition { name: String, source: DefinitionError },
+    #[error("'{0}' is listed twice")]
+    Twice(String),
 }
 
 /// What changed in one section.
@@ -164,30 +183,31 @@ fn read_pin_file(path: &Path, app: &str) -> Result<PinsDoc, PinError> {
 }
 
 /// The pins of every entry of a captured answer.
-pub fn entries(kind: PinKind, text: &str, keep: bool) -> Result<BTreeMap<String, PinEntry>, String> {
+pub fn entries(kind: PinKind, text: &str, keep: bool) -> Result<BTreeMap<String, PinEntry>, AnswerError> {
     let list = answer_list(kind, text)?;
     let mut out = BTreeMap::new();
-    for (i, entry) in list.iter().enumerate() {
-        let name: serde_json::Value = serde_json::from_str(entry.get()).map_err(|e| e.to_string())?;
+    for (index, entry) in list.iter().enumerate() {
+        let name: serde_json::Value = serde_json::from_str(entry.get())?;
         let name = name
             .get(kind.name_key())
             .and_then(|n| n.as_str())
-            .ok_or_else(|| format!("entry {i} has no string '{}'", kind.name_key()))?;
-        let d = definition_of(kind, entry.get()).map_err(|e| format!("'{name}': {e}"))?;
+            .ok_or(AnswerError::NoName { index, key: kind.name_key() })?;
+        let d = definition_of(kind, entry.get())
+            .map_err(|source| AnswerError::Definition { name: name.to_owned(), source })?;
         let entry = PinEntry {
             digest: d.digest.to_string(),
             fields: d.fields().iter().map(|(f, h)| ((*f).to_owned(), h.to_string())).collect(),
             definition: keep.then_some(d.canonical),
         };
         if out.insert(name.to_owned(), entry).is_some() {
-            return Err(format!("'{name}' is listed twice"));
+            return Err(AnswerError::Twice(name.to_owned()));
         }
     }
     Ok(out)
 }
 
 /// The list array of an answer: `{"result": {"tools": [...]}}` or `{"tools": [...]}`.
-fn answer_list(kind: PinKind, text: &str) -> Result<Vec<Box<RawValue>>, String> {
+fn answer_list(kind: PinKind, text: &str) -> Result<Vec<Box<RawValue>>, AnswerError> {
     let key = match kind {
         PinKind::Tool => "tools",
         PinKind::Prompt => "prompts",
@@ -197,11 +217,11 @@ fn answer_list(kind: PinKind, text: &str) -> Result<Vec<Box<RawValue>>, String> 
     struct Envelope {
         result: Option<Box<RawValue>>,
     }
-    let envelope: Envelope = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let envelope: Envelope = serde_json::from_str(text)?;
     let result = envelope.result.map_or_else(|| text.to_owned(), |r| r.get().to_owned());
-    let mut object: BTreeMap<String, Box<RawValue>> = serde_json::from_str(&result).map_err(|e| e.to_string())?;
-    let list = object.remove(key).ok_or_else(|| format!("no '{key}' array"))?;
-    serde_json::from_str(list.get()).map_err(|_| format!("'{key}' is not an array"))
+    let mut object: BTreeMap<String, Box<RawValue>> = serde_json::from_str(&result)?;
+    let list = object.remove(key).ok_or(AnswerError::NoList(key))?;
+    serde_json::from_str(list.get()).map_err(|_| AnswerError::NotArray(key))
 }
 
 /// Added, removed and changed entries between the pinned section and a fresh one.
@@ -265,7 +285,10 @@ mod tests {
     fn an_envelope_and_a_bare_result_pin_alike() {
         let bare = r#"{"tools":[{"name":"get_weather","inputSchema":{"type":"object"},"description":"Weather."},
             {"name":"get_time","description":"Time."}]}"#;
-        assert_eq!(entries(PinKind::Tool, ANSWER, false), entries(PinKind::Tool, bare, false));
+        assert_eq!(
+            entries(PinKind::Tool, ANSWER, false).expect("pins"),
+            entries(PinKind::Tool, bare, false).expect("pins")
+        );
     }
 
     #[test]
@@ -287,14 +310,19 @@ mod tests {
 
     #[test]
     fn captured_answers_that_cannot_be_pinned_are_refused() {
-        for bad in [
-            r#"{"result":{"prompts":[]}}"#,
-            r#"{"tools":{"name":"x"}}"#,
-            r#"{"tools":[{"description":"no name"}]}"#,
-            r#"{"tools":[{"name":"a"},{"name":"a"}]}"#,
-            r#"{"tools":[{"name":"a","inputSchema":{"t":1,"t":2}}]}"#,
+        for (bad, says) in [
+            (r#"{"result":{"prompts":[]}}"#, "no 'tools' array"),
+            (r#"{"tools":{"name":"x"}}"#, "'tools' is not an array"),
+            (r#"{"tools":[{"name":"a"},{"description":"no name"}]}"#, "entry 1 has no string 'name'"),
+            (r#"{"tools":[{"name":"a"},{"name":"a"}]}"#, "'a' is listed twice"),
+            (
+                r#"{"tools":[{"name":"a","inputSchema":{"t":1,"t":2}}]}"#,
+                "'a': field 'inputSchema': duplicate key 't' at line 1 column 13",
+            ),
+            (r#"{"tools":[{"name":"a","Name":"b"}]}"#, "'a': field 'name': ambiguous key 'Name'"),
         ] {
-            assert!(entries(PinKind::Tool, bad, false).is_err(), "{bad}");
+            let e = entries(PinKind::Tool, bad, false).expect_err(bad);
+            assert!(e.to_string().starts_with(says), "{bad}: {e}");
         }
     }
 

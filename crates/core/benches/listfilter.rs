@@ -8,6 +8,10 @@
 //! - `listfilter/tools_list/pins_hide_first_sight`: the same answer against freshly loaded pins
 //!   (the policy load itself not timed): each entry's pinned fields are canonicalised, hashed
 //!   (SHA-256) and looked up — the cost after a reload, or for a server whose bytes vary.
+//! - `listfilter/tools_list/pins_hide_after_reload`: the same answer against pins loaded again
+//!   from the unchanged pin document, which took over the previous load's memo
+//!   (`Policy::inherit_pins`, as a hot reload does; neither timed): the first listing after a
+//!   reload.
 //!
 //! The cost per tool is the time over 50.
 
@@ -67,6 +71,24 @@ fn tools_list(c: &mut Criterion) {
                 let view = View { user: policy.user("alice").expect("user"), app: policy.app("demo").expect("app") };
                 let drifts = filter_payload_pinned(ListKind::Tools, black_box(&view), Some(&id), black_box(&body)).1;
                 // Dropped after the timing, not in it.
+                (drifts, policy)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let warm = Policy::load(&[Source::inline("bench.yaml", &text)]).expect("policy");
+    let view = View { user: warm.user("alice").expect("user"), app: warm.app("demo").expect("app") };
+    assert!(filter_payload_pinned(ListKind::Tools, &view, Some(&id), &body).1.is_empty());
+    group.bench_function("pins_hide_after_reload", |b| {
+        b.iter_batched(
+            || {
+                let policy = Policy::load(&[Source::inline("bench.yaml", &text)]).expect("policy");
+                policy.inherit_pins(&warm);
+                policy
+            },
+            |policy| {
+                let view = View { user: policy.user("alice").expect("user"), app: policy.app("demo").expect("app") };
+                let drifts = filter_payload_pinned(ListKind::Tools, black_box(&view), Some(&id), black_box(&body)).1;
                 (drifts, policy)
             },
             BatchSize::PerIteration,

@@ -68,7 +68,7 @@ impl Pass<'_> {
             pins.note(kind, name, false);
             return true;
         }
-        let seen = pins::definition(kind, |f| members.get(f).map_err(|e| e.to_string()));
+        let seen = pins::definition(kind, |f| members.get(f));
         let (reason, pinned, changed) = match &seen {
             Err(_) => (DriftReason::Unreadable, pins.pin(kind, name), Vec::new()),
             Ok(def) => match pins.judge(kind, name, def, entry.get()) {
@@ -885,6 +885,20 @@ spec: {roles: [mcp-user]}
             let p = policy_with("hide");
             let reordered = r#"{"inputSchema":{"type":"object"},"description":"Weather.","name":"get_weather"}"#;
             assert_eq!(run(&p, ListKind::Tools, &list(&[reordered, TIME])), (Ok(Filtered::Unchanged), vec![]));
+        }
+
+        #[test]
+        fn a_reload_of_the_unchanged_pin_file_keeps_the_text_found_pinned() {
+            let old = policy_with("hide");
+            assert_eq!(run(&old, ListKind::Tools, &list(&[WEATHER])), (Ok(Filtered::Unchanged), vec![]));
+            let pins = |p: &Policy| p.app("demo").and_then(|a| a.pins.clone()).expect("pins");
+            let new = policy_with("hide");
+            assert!(!pins(&new).listed_before(PinKind::Tool, "get_weather", WEATHER));
+            new.inherit_pins(&old);
+            assert!(pins(&new).listed_before(PinKind::Tool, "get_weather", WEATHER));
+            let (out, drifts) = run(&new, ListKind::Tools, &list(&[EVIL]));
+            assert!(matches!(out, Ok(Filtered::Rewritten(_))), "{out:?}");
+            assert_eq!(drifts.iter().map(|d| d.reason).collect::<Vec<_>>(), [DriftReason::Changed]);
         }
 
         #[test]

@@ -275,12 +275,15 @@ impl Policy {
         &self.warnings
     }
 
-    /// Carries over what the pins of `old` (the policy this one replaces) remember of drift,
-    /// for names pinned to the same digest in both ([`pins::AppPins::inherit`]).
-    pub fn inherit_drift(&self, old: &Policy) {
+    /// Carries over what the pins of `old` (the policy this one replaces) remember, for names
+    /// of the same app and kind pinned to the same digest in both: the drifts seen
+    /// ([`pins::AppPins::inherit`]) and the text last found pinned
+    /// ([`pins::AppPins::carry_memo_from`]).
+    pub fn inherit_pins(&self, old: &Policy) {
         for app in &self.apps {
             if let (Some(new), Some(was)) = (&app.pins, old.app(&app.name).and_then(|a| a.pins.as_deref())) {
                 new.inherit(was);
+                new.carry_memo_from(was);
             }
         }
     }
