@@ -347,15 +347,15 @@ impl ObjectKeys {
     }
 
     /// Reads the next key of the object (`None` at its end) and records it, refusing a repeat.
-    #[inline]
+    #[inline(always)]
     fn next<'de, A: MapAccess<'de>>(&mut self, map: &mut A, cx: &mut Cx<'de>) -> Result<Option<KeyAt>, A::Error> {
         let Some(at) = map.next_key_seed(KeySeed(&mut cx.keys))? else { return Ok(None) };
         let keys = &cx.keys;
         let mine = &keys.scratch.stack[self.start..];
         if mine.len() < INLINE_KEYS {
-            let key = keys.text(at);
-            if mine.iter().any(|k| k.len() == at.len() && same(keys.text(*k), key)) {
-                let key = key.to_owned();
+            // Text only for keys of the same length (most objects have one key or none).
+            if mine.iter().any(|k| k.len() == at.len() && same(keys.text(*k), keys.text(at))) {
+                let key = keys.text(at).to_owned();
                 return Err(fail(cx, JsonRpcError::DuplicateKey(key)));
             }
         } else {
