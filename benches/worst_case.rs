@@ -6,6 +6,9 @@
 //!
 //! `cargo bench --bench worst_case [-- --quick]` (`scripts/bench.sh` runs it and puts the
 //! table into BENCHMARKS.md). Every case's outcome is asserted before it is measured.
+//! `WORST_CASE=text cargo bench --bench worst_case -- --count N` measures nothing: it runs
+//! the check of each case whose name holds `text` `N` times, for callgrind to count its
+//! instructions (`--toggle-collect='*Warden::check_bytes*'`, as CONTRIBUTING.md says).
 
 mod common;
 
@@ -183,6 +186,17 @@ fn body_cases(key: &str) -> Vec<Case> {
             Expect::Allow,
             "plain `tools/call`, 1 MiB",
         ),
+        case(
+            "one object of 60,000 keys, then objects of nine keys",
+            call(&filled("tools/call", |i| match i {
+                0 => {
+                    format!("\"big\":{{{}}}", (0..60_000).map(|k| format!("\"{k:x}\":0")).collect::<Vec<_>>().join(","))
+                }
+                _ => format!("\"s{i:x}\":{{{}}}", (0..9).map(|k| format!("\"{k}\":0")).collect::<Vec<_>>().join(",")),
+            })),
+            Expect::Allow,
+            "plain `tools/call`, 1 MiB",
+        ),
         case("an array of empty objects", call(&many_empty_objects()), Expect::Allow, "plain `tools/call`, 1 MiB"),
         case(
             "nesting at the depth limit",
@@ -342,6 +356,13 @@ fn measure(w: &Warden, bytes: &[u8], rounds: usize, round: Duration) -> Duration
         .unwrap_or_default()
 }
 
+/// `--count N`: how many checks of each case to run, measuring nothing.
+fn count() -> Option<u32> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == "--count")?;
+    Some(args.get(at + 1).and_then(|n| n.parse().ok()).expect("--count N: a number"))
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (rounds, round) = if quick { (2, Duration::from_millis(100)) } else { (5, Duration::from_millis(400)) };
@@ -353,6 +374,15 @@ fn main() {
     // `WORST_CASE=text`: only the cases whose name holds it (and their baselines).
     let only = std::env::var("WORST_CASE").unwrap_or_default();
     let mut cases = cases(&users[0].key);
+    if let Some(n) = count() {
+        cases.retain(|c| c.name.contains(&*only));
+        for case in &cases {
+            for _ in 0..n {
+                black_box(w.check_bytes(black_box(&case.request)));
+            }
+        }
+        return;
+    }
     let keep: Vec<&'static str> =
         cases.iter().filter(|c| c.name.contains(&*only)).flat_map(|c| [c.name, c.baseline]).collect();
     cases.retain(|c| keep.contains(&c.name));

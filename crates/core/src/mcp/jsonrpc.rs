@@ -11,14 +11,20 @@
 //!   is read once; an escaped key or string value is unescaped once into its own buffer;
 //! - nesting stops at `max_depth`, so the reader's recursion is bounded by it;
 //! - keys of one object: at most eight (`INLINE_KEYS`) comparisons each, then one lookup in a
-//!   set of hashes with std's randomly keyed SipHash (see `Keys`), never a scan of the keys
-//!   seen before; opening or closing an object allocates and clears nothing (its keys sit on
-//!   one stack for the whole parse);
+//!   set of hashes (foldhash under a key drawn per parse from std's randomly keyed
+//!   `RandomState`, see `Keys`), never a scan of the keys seen before; opening or closing an
+//!   object allocates and clears nothing (its keys sit, as 8-byte offsets, on one stack kept
+//!   per thread between parses; an escaped key is unescaped into one buffer beside it);
+//! - the room kept per thread is bounded by the largest body read on it: 8 bytes per key on
+//!   the stack, about 9 per key of the index, the unescaped keys of the objects being read;
+//!   emptying the index costs what it holds, not its room (see `empty`);
+//! - bodies of 2 GiB or more are refused (offsets are 31-bit), far past any body limit;
 //! - case variants: only keys of the envelope, `params` and `ref` are folded, each against
 //!   a fixed list of at most seven known keys, stopping at the first character that differs;
 //! - a batch is read element by element into one `Vec`, each element as a message above.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::{BuildHasher as _, BuildHasherDefault, Hasher, RandomState};
@@ -101,9 +107,14 @@ const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// Parses `body` with at most `max_depth` levels of nesting. Text in, so that its strings
 /// are not checked for UTF-8 one by one again.
 pub fn parse(body: &str, max_depth: usize) -> Result<Body<'_>, JsonRpcError> {
+    if body.len() >= MAX_BODY {
+        // Keys are located by 31-bit offsets and lengths (see `KeyAt`); far past any body limit.
+        return Err(JsonRpcError::Invalid("body of 2 GiB or more"));
+    }
     let mut de = serde_json::Deserializer::from_str(body);
-    let mut cx = Cx::new();
+    let mut cx = Cx { failure: None, keys: Keys::new(body) };
     let result = TopSeed { max_depth, failure: &mut cx }.deserialize(&mut de).and_then(|b| de.end().map(|()| b));
+    cx.keys.give_back();
     match (result, cx.failure) {
         (_, Some(f)) => Err(f),
         (Ok(b), None) => Ok(b),
@@ -144,17 +155,6 @@ pub(crate) fn read_id(raw: &RawValue) -> Result<(), Option<serde_json::Error>> {
     }
 }
 
-/// Checks a key against a set of known keys: exact → its index; a case variant → error.
-fn classify_key<E: de::Error>(key: &str, known: &[&str], slot: &mut Cx<'_>) -> Result<Option<usize>, E> {
-    if let Some(i) = known.iter().position(|k| *k == key) {
-        return Ok(Some(i));
-    }
-    if known.iter().any(|k| folds_to(key, k)) {
-        return Err(fail(slot, JsonRpcError::CaseVariant(key.to_owned())));
-    }
-    Ok(None)
-}
-
 /// What the visitors of one parse share: our own failure, and the keys of the objects
 /// being read.
 struct Cx<'de> {
@@ -162,109 +162,247 @@ struct Cx<'de> {
     keys: Keys<'de>,
 }
 
+impl Cx<'_> {
+    /// Checks key `at` against a set of known keys: exact → its index; a case variant → error.
+    fn classify<E: de::Error>(&mut self, at: KeyAt, known: &[&str]) -> Result<Option<usize>, E> {
+        let key = self.keys.text(at);
+        if let Some(i) = known.iter().position(|k| *k == key) {
+            return Ok(Some(i));
+        }
+        if known.iter().any(|k| folds_to(key, k)) {
+            let key = key.to_owned();
+            return Err(fail(self, JsonRpcError::CaseVariant(key)));
+        }
+        Ok(None)
+    }
+}
+
+/// Where a key's text is: `(start << 32) | len` in the body, or in [`Scratch::unescaped`]
+/// when [`IN_BUFFER`] is set. Eight bytes, so an object of many keys is a compact run of
+/// them on [`Scratch::stack`], and closing an object drops nothing.
+#[derive(Clone, Copy)]
+struct KeyAt(u64);
+
+const IN_BUFFER: u64 = 1 << 31;
+
+/// Bodies this long or longer are refused: every offset and length of a key fits in 31 bits.
+const MAX_BODY: usize = 1 << 31;
+
+impl KeyAt {
+    fn new(start: usize, len: usize, in_buffer: bool) -> Self {
+        // Both below 2^31: the body is (see `parse`), and the buffer holds less than it (each
+        // key in it is shorter unescaped than in the body).
+        debug_assert!(start < MAX_BODY && len < MAX_BODY);
+        let flag = if in_buffer { IN_BUFFER } else { 0 };
+        KeyAt(((start as u64) << 32) | (len as u64) | flag)
+    }
+
+    fn len(self) -> usize {
+        (self.0 & (IN_BUFFER - 1)) as usize
+    }
+}
+
+/// What a parse needs room for, kept per thread between parses (emptied, its room kept):
+/// a body of many keys grows it once per thread, not once per request. Its room is bounded by
+/// the largest body read on the thread (`max_body_bytes`): eight bytes per key on the
+/// stack, nine per indexed key, the unescaped keys of the objects being read.
+#[derive(Default)]
+struct Scratch {
+    /// The keys of every object being read, innermost object's last.
+    stack: Vec<KeyAt>,
+    /// Keyed hashes of the keys of the objects with more than [`INLINE_KEYS`] keys.
+    index: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    /// Keys that had escapes, unescaped, of the objects being read.
+    unescaped: String,
+}
+
+thread_local! {
+    static SCRATCH: Cell<Scratch> = Cell::new(Scratch::default());
+}
+
 /// The keys of every object being read, innermost last, so that an object costs nothing to
 /// open or close but its own keys (this runs for every object of every body, most of them
 /// with a few keys or none). A key is compared with at most [`INLINE_KEYS`] keys of its
-/// object; an object past that many goes into `index`: each of its keys is hashed once, with
-/// std's SipHash under per-process random keys (created at the first such object of the
-/// parse), told apart per object by its serial number (see [`hash`]), so a body cannot
-/// choose keys that collide. Only an equal hash leads to comparing text, with the keys of that object: a
-/// repeat (which ends the parse) or a collision of the keyed 64-bit hash. One index serves
-/// every object of the parse, emptied (its room kept) when no object being read uses it, so
-/// sibling objects reuse it and neither grows nor frees it again.
+/// object; an object past that many goes into the index: each of its keys is hashed once
+/// with foldhash under a key drawn for this parse from std's randomly keyed `RandomState`,
+/// told apart per object by its serial number (see [`Seed::hash`]), so a body cannot choose
+/// keys that collide. Only an equal hash leads to comparing text, with the keys of that
+/// object: a repeat (which ends the parse) or a collision of the keyed 64-bit hash. One index
+/// serves every object of the parse, emptied (its room kept) when no object being read uses
+/// it, so sibling objects reuse it and neither grows nor frees it again.
 struct Keys<'de> {
-    stack: Vec<Cow<'de, str>>,
-    index: HashSet<u64, BuildHasherDefault<Prehashed>>,
-    sip: Option<RandomState>,
+    body: &'de str,
+    scratch: Scratch,
+    seed: Option<Seed>,
     /// Objects opened so far: each one's serial is mixed into its keys' hashes.
     objects: u64,
-    /// Objects being read whose keys are in `index`.
+    /// Objects being read whose keys are in the index.
     indexed: usize,
 }
 
 const INLINE_KEYS: usize = 8;
 
-impl Cx<'_> {
-    fn new() -> Self {
-        let keys = Keys {
-            stack: Vec::with_capacity(2 * INLINE_KEYS),
-            index: HashSet::default(),
-            sip: None,
-            objects: 0,
-            indexed: 0,
-        };
-        Cx { failure: None, keys }
+impl<'de> Keys<'de> {
+    fn new(body: &'de str) -> Self {
+        let scratch = SCRATCH.with(Cell::take);
+        Keys { body, scratch, seed: None, objects: 0, indexed: 0 }
+    }
+
+    /// Empties the scratch and returns it to the thread for the next parse.
+    fn give_back(&mut self) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.stack.clear();
+        empty(&mut scratch.index);
+        scratch.unescaped.clear();
+        SCRATCH.with(|s| s.set(scratch));
+    }
+
+    fn text(&self, at: KeyAt) -> &str {
+        text_at(self.body, &self.scratch.unescaped, at)
+    }
+
+    /// A key as serde read it: borrowed from the body (located there), or unescaped into
+    /// the buffer.
+    fn locate(&mut self, key: &str, borrowed: bool) -> KeyAt {
+        let offset = (key.as_ptr() as usize).wrapping_sub(self.body.as_ptr() as usize);
+        if borrowed && offset <= self.body.len() && key.len() <= self.body.len() - offset {
+            return KeyAt::new(offset, key.len(), false);
+        }
+        let start = self.scratch.unescaped.len();
+        self.scratch.unescaped.push_str(key);
+        KeyAt::new(start, key.len(), true)
     }
 }
 
-/// One object's keys: where they start in [`Keys::stack`]. Rejects a repeated key in time
-/// linear in the object's keys.
+/// Empties the index in time linear in what it holds: `clear` writes every control byte of
+/// its room, so after one object of 100,000 keys each later object of nine would cost that
+/// much again. A room more than eight times what it holds is given up for one that fits.
+fn empty(index: &mut HashSet<u64, BuildHasherDefault<Prehashed>>) {
+    if index.is_empty() {
+        // Its room is kept (for the next parse on this thread, too).
+    } else if index.capacity() > 8 * index.len().max(INLINE_KEYS * 4) {
+        *index = HashSet::with_capacity_and_hasher(index.len(), BuildHasherDefault::default());
+    } else {
+        index.clear();
+    }
+}
+
+/// The text of key `at`: in `body`, or in `unescaped` (the buffer of [`Scratch`]).
+fn text_at<'a>(body: &'a str, unescaped: &'a str, at: KeyAt) -> &'a str {
+    let start = (at.0 >> 32) as usize;
+    let range = start..start + at.len();
+    let text = if at.0 & IN_BUFFER == 0 { body.get(range) } else { unescaped.get(range) };
+    text.unwrap_or_default()
+}
+
+/// The per-parse hash key of the index.
+struct Seed {
+    shared: foldhash::SharedSeed,
+    per_parse: u64,
+}
+
+impl Seed {
+    /// Drawn from std's `RandomState` (keyed from the OS's randomness once per thread, then
+    /// stepped per use), so every parse hashes under a key the client never sees.
+    fn new() -> Self {
+        let random = RandomState::new();
+        Seed {
+            shared: foldhash::SharedSeed::from_u64(random.hash_one(0x6d63_702d_7761_7264_u64)),
+            per_parse: random.hash_one(0x6b65_7973_u64),
+        }
+    }
+
+    /// The hash of key `key` of object `serial`: the key's keyed hash, told apart per object
+    /// by an odd multiple of the serial (a bijection, so one key's hashes in two objects
+    /// differ; two keys' hashes are as far apart as the keyed hash makes them).
+    fn hash(&self, serial: u64, key: &str) -> u64 {
+        let mut h = foldhash::fast::FoldHasher::with_seed(self.per_parse, &self.shared);
+        h.write(key.as_bytes());
+        h.finish() ^ serial.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+/// One object's keys: where they start in [`Scratch::stack`] and [`Scratch::unescaped`].
+/// Rejects a repeated key in time linear in the object's keys.
 struct ObjectKeys {
     start: usize,
+    unescaped: usize,
     serial: u64,
     indexed: bool,
 }
 
 impl ObjectKeys {
+    // `open`, `next` and `close` run for every object: inlined into the visitors, an empty
+    // object costs a few instructions.
+    #[inline]
     fn open(cx: &mut Cx<'_>) -> Self {
-        cx.keys.objects += 1;
-        ObjectKeys { start: cx.keys.stack.len(), serial: cx.keys.objects, indexed: false }
+        let keys = &mut cx.keys;
+        keys.objects += 1;
+        ObjectKeys {
+            start: keys.scratch.stack.len(),
+            unescaped: keys.scratch.unescaped.len(),
+            serial: keys.objects,
+            indexed: false,
+        }
     }
 
-    fn insert<'de, E: de::Error>(&mut self, key: Cow<'de, str>, cx: &mut Cx<'de>) -> Result<(), E> {
-        let mine = &cx.keys.stack[self.start..];
+    /// Reads the next key of the object (`None` at its end) and records it, refusing a repeat.
+    #[inline(always)]
+    fn next<'de, A: MapAccess<'de>>(&mut self, map: &mut A, cx: &mut Cx<'de>) -> Result<Option<KeyAt>, A::Error> {
+        let Some(at) = map.next_key_seed(KeySeed(&mut cx.keys))? else { return Ok(None) };
+        let keys = &cx.keys;
+        let mine = &keys.scratch.stack[self.start..];
         if mine.len() < INLINE_KEYS {
-            if mine.iter().any(|k| same(k, &key)) {
-                return Err(fail(cx, JsonRpcError::DuplicateKey(key.into_owned())));
+            // Text only for keys of the same length (most objects have one key or none).
+            if mine.iter().any(|k| k.len() == at.len() && same(keys.text(*k), keys.text(at))) {
+                let key = keys.text(at).to_owned();
+                return Err(fail(cx, JsonRpcError::DuplicateKey(key)));
             }
         } else {
-            self.insert_indexed(&key, cx)?;
+            self.insert_indexed(at, cx)?;
         }
-        cx.keys.stack.push(key);
-        Ok(())
+        cx.keys.scratch.stack.push(at);
+        Ok(Some(at))
     }
 
     /// A key past the inline ones (kept out of line: most objects never get here).
     #[inline(never)]
-    fn insert_indexed<E: de::Error>(&mut self, key: &str, cx: &mut Cx<'_>) -> Result<(), E> {
-        let keys = &mut cx.keys;
-        let sip = keys.sip.get_or_insert_with(RandomState::new);
+    fn insert_indexed<E: de::Error>(&mut self, at: KeyAt, cx: &mut Cx<'_>) -> Result<(), E> {
+        let Keys { body, scratch: Scratch { stack, index, unescaped }, seed, indexed, .. } = &mut cx.keys;
+        let seed = seed.get_or_insert_with(Seed::new);
+        let text = |k: KeyAt| text_at(body, unescaped, k);
         if !self.indexed {
             self.indexed = true;
-            keys.indexed += 1;
-            for k in &keys.stack[self.start..] {
-                keys.index.insert(hash(sip, self.serial, k));
+            *indexed += 1;
+            for &k in &stack[self.start..] {
+                index.insert(seed.hash(self.serial, text(k)));
             }
         }
-        if keys.index.insert(hash(sip, self.serial, key)) {
+        let key = text(at);
+        if index.insert(seed.hash(self.serial, key)) {
             return Ok(());
         }
-        if keys.stack[self.start..].iter().any(|k| same(k, key)) {
-            return Err(fail(cx, JsonRpcError::DuplicateKey(key.to_owned())));
+        if stack[self.start..].iter().any(|&k| same(text(k), key)) {
+            let key = key.to_owned();
+            return Err(fail(cx, JsonRpcError::DuplicateKey(key)));
         }
         Ok(())
     }
 
+    #[inline]
     fn close(self, cx: &mut Cx<'_>) {
         let keys = &mut cx.keys;
-        keys.stack.truncate(self.start);
+        keys.scratch.stack.truncate(self.start);
+        if keys.scratch.unescaped.len() != self.unescaped {
+            keys.scratch.unescaped.truncate(self.unescaped);
+        }
         if self.indexed {
             keys.indexed -= 1;
             if keys.indexed == 0 {
-                keys.index.clear();
+                empty(&mut keys.scratch.index);
             }
         }
     }
-}
-
-/// The hash of key `key` of object `serial`: the key's keyed hash, told apart per object by
-/// an odd multiple of the serial (a bijection, so one key's hashes in two objects differ; two
-/// keys' hashes are as far apart as the keyed hash makes them). The serial is not hashed
-/// itself: one SipHash block less per short key.
-fn hash(sip: &RandomState, serial: u64, key: &str) -> u64 {
-    let mut h = sip.build_hasher();
-    h.write(key.as_bytes());
-    h.finish() ^ serial.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Compares two keys' text (tests count the calls).
@@ -294,30 +432,27 @@ impl Hasher for Prehashed {
     }
 }
 
-/// A key, borrowed from the body when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
+/// Reads a key where [`Keys`] can find it again: borrowed from the body when it has no
+/// escapes, else unescaped into the shared buffer (no allocation per key).
+struct KeySeed<'k, 'de>(&'k mut Keys<'de>);
 
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(StrVisitor).map(Key)
+impl<'de> DeserializeSeed<'de> for KeySeed<'_, 'de> {
+    type Value = KeyAt;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<KeyAt, D::Error> {
+        d.deserialize_str(self)
     }
 }
 
-struct StrVisitor;
-
-impl<'de> Visitor<'de> for StrVisitor {
-    type Value = Cow<'de, str>;
+impl<'de> Visitor<'de> for KeySeed<'_, 'de> {
+    type Value = KeyAt;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string")
     }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<KeyAt, E> {
+        Ok(self.0.locate(v, true))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
+    fn visit_str<E>(self, v: &str) -> Result<KeyAt, E> {
+        Ok(self.0.locate(v, false))
     }
 }
 
@@ -431,8 +566,7 @@ impl<'de> Visitor<'de> for Any<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         let depth = self.enter()?;
         let mut seen = ObjectKeys::open(self.failure);
-        while let Some(Key(k)) = map.next_key()? {
-            seen.insert(k, self.failure)?;
+        while seen.next(&mut map, self.failure)?.is_some() {
             map.next_value_seed(Any::new(depth, self.max, self.failure))?;
         }
         seen.close(self.failure);
@@ -523,9 +657,8 @@ impl<'de> Visitor<'de> for MessageSeed<'_, 'de> {
         let mut msg = Message::default();
         let mut seen = ObjectKeys::open(self.failure);
         let mut jsonrpc_ok = false;
-        while let Some(Key(key)) = map.next_key()? {
-            let which = classify_key(&key, ENVELOPE_KEYS, self.failure)?;
-            seen.insert(key, self.failure)?;
+        while let Some(at) = seen.next(&mut map, self.failure)? {
+            let which = self.failure.classify(at, ENVELOPE_KEYS)?;
             match which {
                 Some(0) => {
                     let v = map.next_value_seed(MaybeStr { depth, max: self.max, failure: self.failure })?;
@@ -604,9 +737,8 @@ impl<'de> Visitor<'de> for ParamsSeed<'_, 'de> {
         }
         let mut p = Params::default();
         let mut seen = ObjectKeys::open(self.failure);
-        while let Some(Key(key)) = map.next_key()? {
-            let which = classify_key(&key, PARAMS_KEYS, self.failure)?;
-            seen.insert(key, self.failure)?;
+        while let Some(at) = seen.next(&mut map, self.failure)? {
+            let which = self.failure.classify(at, PARAMS_KEYS)?;
             let str_seed = |failure| MaybeStr { depth, max: self.max, failure };
             match which {
                 Some(0) => p.name = Some(map.next_value_seed(str_seed(&mut *self.failure))?),
@@ -674,9 +806,8 @@ impl<'de> Visitor<'de> for MetaSeed<'_, 'de> {
         }
         let mut out = None;
         let mut seen = ObjectKeys::open(self.failure);
-        while let Some(Key(key)) = map.next_key()? {
-            let is_version = key == META_PROTOCOL_VERSION;
-            seen.insert(key, self.failure)?;
+        while let Some(at) = seen.next(&mut map, self.failure)? {
+            let is_version = self.failure.keys.text(at) == META_PROTOCOL_VERSION;
             if is_version {
                 let v = map.next_value_seed(MaybeStr { depth, max: self.max, failure: self.failure })?;
                 out = Some(v.map_err(|()| {
@@ -738,9 +869,8 @@ impl<'de> Visitor<'de> for RefSeed<'_, 'de> {
         }
         let mut out = Reference::default();
         let mut seen = ObjectKeys::open(self.failure);
-        while let Some(Key(key)) = map.next_key()? {
-            let which = classify_key(&key, REF_KEYS, self.failure)?;
-            seen.insert(key, self.failure)?;
+        while let Some(at) = seen.next(&mut map, self.failure)? {
+            let which = self.failure.classify(at, REF_KEYS)?;
             let slot = match which {
                 Some(0) => &mut out.kind,
                 Some(1) => &mut out.name,
@@ -979,6 +1109,49 @@ mod tests {
         assert_eq!(err32(&body(&repeat_inside, "")), JsonRpcError::DuplicateKey("k1999".into()));
         assert_eq!(err32(&body(&keys(2000), r#","k17":1"#)), JsonRpcError::DuplicateKey("k17".into()));
         assert_eq!(err32(&body(&keys(2000), r#","in":1"#)), JsonRpcError::DuplicateKey("in".into()));
+    }
+
+    #[test]
+    fn a_repeat_is_found_in_small_objects_after_a_large_one() {
+        // The index is emptied after the large object (its room given up: see `empty`); the
+        // objects after it, past the inline keys too, still find their repeats, escaped or not.
+        let big = (0..5000).map(|i| format!("\"k{i}\":0")).collect::<Vec<_>>().join(",");
+        let small = (0..9).map(|i| format!("\"\\u006b{i}\":0")).collect::<Vec<_>>().join(",");
+        let body = |last: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"big":{{{big}}},"s1":{{{small}}},"s2":{{{small},{last}}}}}}}"#
+            )
+        };
+        parse(&body(r#""k9":0"#), 32).expect("distinct keys");
+        assert_eq!(err32(&body(r#""k3":1"#)), JsonRpcError::DuplicateKey("k3".into()));
+        assert_eq!(err32(&body(r#""\u006b8":1"#)), JsonRpcError::DuplicateKey("k8".into()));
+    }
+
+    #[test]
+    fn escaped_keys_of_an_inner_object_leave_the_outer_ones_intact() {
+        let body = |last: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"\u0061":0,"in":{{"\u0062":0,"\u0063":{{"\u0064":0}}}},{last}:1}}}}"#
+            )
+        };
+        parse(&body(r#""b""#), 32).expect("the inner keys are the inner object's");
+        assert_eq!(err32(&body(r#""a""#)), JsonRpcError::DuplicateKey("a".into()));
+        assert_eq!(err32(&body(r#""\u0061""#)), JsonRpcError::DuplicateKey("a".into()));
+    }
+
+    #[test]
+    fn emptying_the_index_gives_up_a_room_far_larger_than_its_keys() {
+        let mut index: HashSet<u64, BuildHasherDefault<Prehashed>> = HashSet::default();
+        index.extend(0..100_000u64);
+        index.clear();
+        index.extend(0..9u64);
+        empty(&mut index);
+        assert!(index.is_empty());
+        assert!(index.capacity() < 1000, "room for {} kept", index.capacity());
+        index.extend(0..200u64);
+        let room = index.capacity();
+        empty(&mut index);
+        assert_eq!((index.len(), index.capacity()), (0, room), "a room that fits is kept");
     }
 
     fn err32(body: &str) -> JsonRpcError {
