@@ -4,7 +4,7 @@
 //!
 //! Every configured method is evaluated, in the configured order; a credential that is
 //! presented but invalid fails the request, and credentials naming different identities
-//! (different [`User::fingerprint`]s) are a conflict. A bearer value shaped like a JWS goes
+//! (different [`User::fingerprint`](warden_core::policy::User::fingerprint)s) are a conflict. A bearer value shaped like a JWS goes
 //! to the `jwt` method when it is configured, and is an API key otherwise. Never logs or
 //! returns a credential.
 
