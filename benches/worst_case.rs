@@ -150,16 +150,19 @@ fn cases(key: &str) -> Vec<Case> {
 
 /// Bodies just under the limit, by `key`, each against the plain 1 MiB `tools/call`.
 fn body_cases(key: &str) -> Vec<Case> {
+    let mut all = object_cases(key);
+    all.extend(batch_and_name_cases(key));
+    all
+}
+
+/// Bodies of one message shaped to cost the reader: keys, objects, nesting, escapes.
+fn object_cases(key: &str) -> Vec<Case> {
     let v = VERSION;
     let call = |body: &str| request(Some(key), body, v, Vec::new());
     let plain = common::tools_call_body(common::COMMON_TOOL, LIMIT - 64);
     // Nested objects down to the depth limit (32): message 1, params 2, arguments 3.
     let (open, close) = ("{\"a\":".repeat(28), "}".repeat(28));
     let escaped = r#"\ud83d\ude00\n\t\"\\\u00e9\/"#.repeat(16);
-    let long_name = format!(
-        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_{}1","arguments":{{}}}}}}"#,
-        "a".repeat(LIMIT - 120)
-    );
     vec![
         case("plain `tools/call`, 1 MiB", call(&plain), Expect::Allow, "plain `tools/call`, 1 MiB"),
         case(
@@ -210,6 +213,17 @@ fn body_cases(key: &str) -> Vec<Case> {
             Expect::Allow,
             "plain `tools/call`, 1 MiB",
         ),
+    ]
+}
+
+/// Batches at and over `max_batch`, and one very long name.
+fn batch_and_name_cases(key: &str) -> Vec<Case> {
+    let call = |body: &str| request(Some(key), body, VERSION, Vec::new());
+    let long_name = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_{}1","arguments":{{}}}}}}"#,
+        "a".repeat(LIMIT - 120)
+    );
+    vec![
         case(
             "batch of 100 `tools/call` (`max_batch`) of 10 KiB, 2025-03-26",
             request(Some(key), &full_batch(), "2025-03-26", Vec::new()),
