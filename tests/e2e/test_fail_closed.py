@@ -545,6 +545,32 @@ def test_any_array_is_refused_from_2025_06_18_on(fc: SharedStack, http: httpx.Cl
     assert_denied_audit(fc, request_id, "batch_not_allowed")
 
 
+# 33 bytes each: 101 of them fit the stack's 4 KiB body limit.
+_NOTIFY_PING = b'{"jsonrpc":"2.0","method":"ping"}'
+
+
+@pytest.mark.parametrize(
+    ("count", "tail", "reason", "code"),
+    [
+        (101, b"]", "batch_too_large", ERR_INVALID_REQUEST),
+        # Read only up to where message 101 starts: the broken rest is never looked at.
+        (101, b",{]", "batch_too_large", ERR_INVALID_REQUEST),
+        (100, b",{]", "batch_too_large", ERR_INVALID_REQUEST),
+        (100, b"}]", "invalid_json", ERR_PARSE),
+    ],
+)
+def test_a_batch_over_max_batch_is_refused_where_the_extra_message_starts(
+    fc: SharedStack, http: httpx.Client, count: int, tail: bytes, reason: str, code: int
+) -> None:
+    body = b"[" + b",".join([_NOTIFY_PING] * count) + tail
+    watch = UpstreamWatch(fc.upstream)
+    resp, request_id = send(fc, http, body)
+    watch.assert_nothing(f"{count} messages then {tail!r}")
+    assert_jsonrpc_error(resp, status=400, code=code)
+    assert resp.json()["id"] is None, resp.text
+    assert_denied_audit(fc, request_id, reason)
+
+
 @pytest.mark.parametrize("version", ["2099-01-01", "latest", "2025-3-26"])
 def test_an_unknown_protocol_version_is_refused(fc: SharedStack, http: httpx.Client, version: str) -> None:
     watch = UpstreamWatch(fc.upstream)

@@ -87,7 +87,8 @@ enum Outcome {
 
 /// Parses `body`; when accepted, checks every reader's view of every message against ours.
 fn check(case: &str, body: &str, max_depth: usize) -> Outcome {
-    let parsed = catch_unwind(|| parse(body, max_depth)).unwrap_or_else(|_| panic!("{case}: parse panicked: {body:?}"));
+    let parsed = catch_unwind(|| parse(body, max_depth, usize::MAX))
+        .unwrap_or_else(|_| panic!("{case}: parse panicked: {body:?}"));
     let Ok(parsed) = parsed else { return Outcome::Refused };
     let ours: Vec<&Message<'_>> = match &parsed {
         Body::Single(m) => vec![m],
@@ -364,7 +365,7 @@ fn ambiguous_keys_and_deep_nesting_are_refused_wherever_they_hide() {
         (format!(r#"{{{CALL},"params":{{"name":"a","arguments":{}1{}}}}}"#, "[".repeat(8), "]".repeat(8)), TooDeep(8)),
     ];
     for (body, want) in cases {
-        assert_eq!(parse(&body, 8).err(), Some(want), "{body}");
+        assert_eq!(parse(&body, 8, 100).err(), Some(want), "{body}");
     }
 }
 
@@ -385,7 +386,7 @@ fn plain_requests_are_accepted_and_read_alike_by_every_reader() {
 /// readers disagree on its value (Python `inf`, JavaScript `Infinity`, Go and serde_json fail).
 #[test]
 fn an_out_of_range_number_is_refused_as_an_id_as_it_is_everywhere_else() {
-    assert!(parse(r#"{"jsonrpc":"2.0","id":1,"method":"ping","x":1e999}"#, 8).is_err());
-    assert!(parse(r#"{"jsonrpc":"2.0","id":1e999,"method":"ping"}"#, 8).is_err());
-    assert!(parse(r#"{"jsonrpc":"2.0","id":"x","method":"ping","params":{"_meta":{"n":-1E400}}}"#, 8).is_err());
+    assert!(parse(r#"{"jsonrpc":"2.0","id":1,"method":"ping","x":1e999}"#, 8, 100).is_err());
+    assert!(parse(r#"{"jsonrpc":"2.0","id":1e999,"method":"ping"}"#, 8, 100).is_err());
+    assert!(parse(r#"{"jsonrpc":"2.0","id":"x","method":"ping","params":{"_meta":{"n":-1E400}}}"#, 8, 100).is_err());
 }

@@ -21,7 +21,10 @@
 //! - bodies of 2 GiB or more are refused (offsets are 31-bit), far past any body limit;
 //! - case variants: only keys of the envelope, `params` and `ref` are folded, each against
 //!   a fixed list of at most seven known keys, stopping at the first character that differs;
-//! - a batch is read element by element into one `Vec`, each element as a message above.
+//! - a batch is read element by element into one `Vec`, each element as a message above,
+//!   and reading stops as soon as element `max_batch + 1` starts (`TooManyMessages`): the
+//!   rest of an over-size batch is never read, so whether it is well formed is unknown
+//!   (such a body is refused as too many messages, not as invalid JSON).
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -49,6 +52,8 @@ pub enum JsonRpcError {
     Invalid(&'static str),
     #[error("empty batch")]
     EmptyBatch,
+    #[error("more than {0} messages in one batch")]
+    TooManyMessages(usize),
 }
 
 impl JsonRpcError {
@@ -104,16 +109,18 @@ const PARAMS_KEYS: &[&str] = &["name", "uri", "arguments", "_meta", "task", "ref
 const REF_KEYS: &[&str] = &["type", "name", "uri"];
 const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
-/// Parses `body` with at most `max_depth` levels of nesting. Text in, so that its strings
-/// are not checked for UTF-8 one by one again.
-pub fn parse(body: &str, max_depth: usize) -> Result<Body<'_>, JsonRpcError> {
+/// Parses `body` with at most `max_depth` levels of nesting and at most `max_batch`
+/// messages in a batch (the reader stops where message `max_batch + 1` starts). Text in, so
+/// that its strings are not checked for UTF-8 one by one again.
+pub fn parse(body: &str, max_depth: usize, max_batch: usize) -> Result<Body<'_>, JsonRpcError> {
     if body.len() >= MAX_BODY {
         // Keys are located by 31-bit offsets and lengths (see `KeyAt`); far past any body limit.
         return Err(JsonRpcError::Invalid("body of 2 GiB or more"));
     }
     let mut de = serde_json::Deserializer::from_str(body);
     let mut cx = Cx { failure: None, keys: Keys::new(body) };
-    let result = TopSeed { max_depth, failure: &mut cx }.deserialize(&mut de).and_then(|b| de.end().map(|()| b));
+    let result =
+        TopSeed { max_depth, max_batch, failure: &mut cx }.deserialize(&mut de).and_then(|b| de.end().map(|()| b));
     cx.keys.give_back();
     match (result, cx.failure) {
         (_, Some(f)) => Err(f),
@@ -577,6 +584,7 @@ impl<'de> Visitor<'de> for Any<'_, 'de> {
 /// The top level: one object or a batch array of objects.
 struct TopSeed<'f, 'de> {
     max_depth: usize,
+    max_batch: usize,
     failure: Failure<'f, 'de>,
 }
 
@@ -600,15 +608,17 @@ impl<'de> Visitor<'de> for TopSeed<'_, 'de> {
             return Err(fail(self.failure, JsonRpcError::TooDeep(self.max_depth)));
         }
         let mut out = Vec::new();
-        while let Some(m) =
-            seq.next_element_seed(MessageSeed { depth: 1, max: self.max_depth, failure: &mut *self.failure })?
-        {
-            out.push(m);
+        while out.len() < self.max_batch {
+            match seq.next_element_seed(MessageSeed { depth: 1, max: self.max_depth, failure: &mut *self.failure })? {
+                Some(m) => out.push(m),
+                None => return batch(out, self.failure),
+            }
         }
-        if out.is_empty() {
-            return Err(fail(self.failure, JsonRpcError::EmptyBatch));
+        // One more element would be one too many: refuse where it starts, unread.
+        match seq.next_element_seed(TooMany { max_batch: self.max_batch, failure: &mut *self.failure })? {
+            Some(never) => match never {},
+            None => batch(out, self.failure),
         }
-        Ok(Body::Batch(out))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Body<'de>, E> {
         Err(fail(self.failure, JsonRpcError::Invalid("a message must be a JSON object")))
@@ -627,6 +637,27 @@ impl<'de> Visitor<'de> for TopSeed<'_, 'de> {
     }
     fn visit_unit<E: de::Error>(self) -> Result<Body<'de>, E> {
         Err(fail(self.failure, JsonRpcError::Invalid("a message must be a JSON object")))
+    }
+}
+
+/// A whole batch read: refused when it holds no message.
+fn batch<'de, E: de::Error>(out: Vec<Message<'de>>, failure: Failure<'_, 'de>) -> Result<Body<'de>, E> {
+    if out.is_empty() {
+        return Err(fail(failure, JsonRpcError::EmptyBatch));
+    }
+    Ok(Body::Batch(out))
+}
+
+/// Batch element `max_batch + 1`: refused before any of it is read.
+struct TooMany<'f, 'de> {
+    max_batch: usize,
+    failure: Failure<'f, 'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for TooMany<'_, 'de> {
+    type Value = std::convert::Infallible;
+    fn deserialize<D: Deserializer<'de>>(self, _: D) -> Result<Self::Value, D::Error> {
+        Err(fail(self.failure, JsonRpcError::TooManyMessages(self.max_batch)))
     }
 }
 
@@ -900,19 +931,19 @@ mod tests {
     /// Parses `body` and returns the key comparisons it took.
     fn comparisons(body: &str) -> usize {
         COMPARISONS.with(|c| c.set(0));
-        parse(body, 32).expect("valid");
+        parse(body, 32, 100).expect("valid");
         COMPARISONS.with(std::cell::Cell::get)
     }
 
     fn one(body: &str) -> Message<'_> {
-        match parse(body, 32).expect("valid") {
+        match parse(body, 32, 100).expect("valid") {
             Body::Single(m) => m,
             Body::Batch(_) => panic!("expected a single message"),
         }
     }
 
     fn err(body: &str) -> JsonRpcError {
-        parse(body, 8).expect_err("must be rejected")
+        parse(body, 8, 100).expect_err("must be rejected")
     }
 
     #[test]
@@ -993,7 +1024,7 @@ mod tests {
             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\",\"tas\u{212A}\":{}}}",
             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"param\u{17F}\":{}}",
         ] {
-            assert!(matches!(parse(body, 8), Err(JsonRpcError::CaseVariant(_))), "{body}");
+            assert!(matches!(parse(body, 8, 100), Err(JsonRpcError::CaseVariant(_))), "{body}");
         }
     }
 
@@ -1005,7 +1036,7 @@ mod tests {
             "]".repeat(10)
         );
         assert_eq!(err(&deep), JsonRpcError::TooDeep(8));
-        assert!(parse(&deep, 32).is_ok());
+        assert!(parse(&deep, 32, 100).is_ok());
     }
 
     #[test]
@@ -1031,8 +1062,27 @@ mod tests {
     }
 
     #[test]
+    fn batch_reading_stops_at_message_max_batch_plus_one() {
+        let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let batch = |n: usize, tail: &str| format!("[{}{tail}", vec![ping; n].join(","));
+        let exact = batch(3, "]");
+        let Ok(Body::Batch(msgs)) = parse(&exact, 8, 3) else { panic!("exactly max_batch must parse") };
+        assert_eq!(msgs.len(), 3);
+        assert_eq!(parse(&batch(4, "]"), 8, 3).err(), Some(JsonRpcError::TooManyMessages(3)));
+        // Element 4 is not read: neither its syntax nor anything after it is looked at.
+        assert_eq!(parse(&batch(3, ",{]"), 8, 3).err(), Some(JsonRpcError::TooManyMessages(3)));
+        assert_eq!(parse(&batch(3, ",7 x"), 8, 3).err(), Some(JsonRpcError::TooManyMessages(3)));
+        // Errors before it still count, and a trailing comma is not an element.
+        assert!(matches!(parse(&batch(3, "}]"), 8, 3), Err(JsonRpcError::Syntax(_))));
+        assert!(matches!(parse(&batch(3, ",]"), 8, 3), Err(JsonRpcError::Syntax(_))));
+        assert_eq!(parse("[]", 8, 0).err(), Some(JsonRpcError::EmptyBatch));
+        assert_eq!(parse(&batch(1, "]"), 8, 0).err(), Some(JsonRpcError::TooManyMessages(0)));
+        assert_eq!(JsonRpcError::TooManyMessages(3).code(), -32600);
+    }
+
+    #[test]
     fn reads_batches_and_responses() {
-        let b = parse(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":"s","result":{}}]"#, 8)
+        let b = parse(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":"s","result":{}}]"#, 8, 100)
             .expect("valid");
         let Body::Batch(msgs) = b else { panic!("batch expected") };
         assert_eq!(msgs.len(), 2);
@@ -1122,7 +1172,7 @@ mod tests {
                 r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"big":{{{big}}},"s1":{{{small}}},"s2":{{{small},{last}}}}}}}"#
             )
         };
-        parse(&body(r#""k9":0"#), 32).expect("distinct keys");
+        parse(&body(r#""k9":0"#), 32, 100).expect("distinct keys");
         assert_eq!(err32(&body(r#""k3":1"#)), JsonRpcError::DuplicateKey("k3".into()));
         assert_eq!(err32(&body(r#""\u006b8":1"#)), JsonRpcError::DuplicateKey("k8".into()));
     }
@@ -1134,7 +1184,7 @@ mod tests {
                 r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"\u0061":0,"in":{{"\u0062":0,"\u0063":{{"\u0064":0}}}},{last}:1}}}}"#
             )
         };
-        parse(&body(r#""b""#), 32).expect("the inner keys are the inner object's");
+        parse(&body(r#""b""#), 32, 100).expect("the inner keys are the inner object's");
         assert_eq!(err32(&body(r#""a""#)), JsonRpcError::DuplicateKey("a".into()));
         assert_eq!(err32(&body(r#""\u0061""#)), JsonRpcError::DuplicateKey("a".into()));
     }
@@ -1155,6 +1205,6 @@ mod tests {
     }
 
     fn err32(body: &str) -> JsonRpcError {
-        parse(body, 32).expect_err("must be rejected")
+        parse(body, 32, 100).expect_err("must be rejected")
     }
 }

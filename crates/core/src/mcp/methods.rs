@@ -207,7 +207,7 @@ mod tests {
                 _ => r#"{"name":"n","uri":"u://x"}"#,
             };
             let body = format!(r#"{{"jsonrpc":"2.0",{id}"method":"{}","params":{params}}}"#, m.name);
-            let Ok(Body::Single(msg)) = jsonrpc::parse(&body, 8) else { panic!("{body}") };
+            let Ok(Body::Single(msg)) = jsonrpc::parse(&body, 8, 100) else { panic!("{body}") };
             let got = governed(&msg).unwrap_or_else(|r| panic!("{}: refused {}", m.name, r.reason));
             let expected = match m.governance {
                 G::Tool => Some(Governed::Tool("n")),

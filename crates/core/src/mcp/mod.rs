@@ -5,6 +5,10 @@
 //! batch rules per version, and the 2026-07-28 `Mcp-Method` / `Mcp-Name` mirrors. Anything
 //! it cannot prove well-formed is a [`Rejection`]; it never lets a request through because
 //! parsing failed. Pure: no I/O, no policy.
+//!
+//! A batch of more than `max_batch` messages is refused where message `max_batch + 1`
+//! starts, unread (issue 19): `batch_too_large`, or `batch_not_allowed` in a version without
+//! batches, even when what follows that message is not JSON (then no `invalid_json`).
 
 pub mod jsonrpc;
 pub mod methods;
@@ -170,8 +174,10 @@ pub fn inspect<'a>(req: &HttpRequest<'a>, limits: &Limits) -> Result<Inspection<
     let Ok(text) = std::str::from_utf8(req.body) else {
         return Err(Rejection::new(400, -32700, "not_utf8", "request body is not UTF-8"));
     };
-    let body = jsonrpc::parse(text, limits.max_depth).map_err(|e| {
+    let body = jsonrpc::parse(text, limits.max_depth, limits.max_batch).map_err(|e| {
         let reason = match e {
+            // Read up to message `max_batch + 1` only: the answer of a well-formed one.
+            JsonRpcError::TooManyMessages(_) => return batch_refusal(version),
             JsonRpcError::Syntax(_) => "invalid_json",
             JsonRpcError::DuplicateKey(_) => "duplicate_key",
             JsonRpcError::CaseVariant(_) => "case_variant_key",
@@ -182,17 +188,7 @@ pub fn inspect<'a>(req: &HttpRequest<'a>, limits: &Limits) -> Result<Inspection<
         Rejection { id: probe_id(req.body), ..Rejection::new(400, e.code(), reason, e.to_string()) }
     })?;
     match &body {
-        Body::Batch(_) if !version.allows_batch() => {
-            return Err(Rejection::new(
-                400,
-                -32600,
-                "batch_not_allowed",
-                "JSON-RPC batches are not allowed in this protocol version",
-            ));
-        }
-        Body::Batch(msgs) if msgs.len() > limits.max_batch => {
-            return Err(Rejection::new(400, -32600, "batch_too_large", "too many messages in one JSON-RPC batch"));
-        }
+        Body::Batch(_) if !version.allows_batch() => return Err(batch_refusal(version)),
         Body::Batch(msgs) => {
             for m in msgs {
                 check_mirrors(req, version, m)?;
@@ -201,6 +197,21 @@ pub fn inspect<'a>(req: &HttpRequest<'a>, limits: &Limits) -> Result<Inspection<
         Body::Single(m) => check_mirrors(req, version, m)?,
     }
     Ok(Inspection::Messages { version, body })
+}
+
+/// The answer to a batch that may not pass: none in `version`, or one of more than
+/// `max_batch` messages (the reader stops at message `max_batch + 1`, so such a batch is
+/// refused whatever follows it, malformed JSON included). Batches have no single id: null.
+fn batch_refusal(version: ProtocolVersion) -> Rejection<'static> {
+    if !version.allows_batch() {
+        return Rejection::new(
+            400,
+            -32600,
+            "batch_not_allowed",
+            "JSON-RPC batches are not allowed in this protocol version",
+        );
+    }
+    Rejection::new(400, -32600, "batch_too_large", "too many messages in one JSON-RPC batch")
 }
 
 /// The `id` of a body the strict reader refused, for the error answer only: read leniently
@@ -358,6 +369,41 @@ mod tests {
         (r.reason, r.status)
     }
 
+    /// A batch of `n` pings followed by `tail`, inspected with `max_batch: 3`.
+    fn batch_of(n: usize, tail: &str, version: &str) -> Result<usize, (&'static str, u16, i32, String, bool)> {
+        let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let body = format!("[{}{tail}", vec![ping; n].join(","));
+        let h = headers(&[("content-type", "application/json"), ("mcp-protocol-version", version)]);
+        let limits = Limits { max_body_bytes: 4096, max_depth: 16, max_batch: 3 };
+        match inspect(&HttpRequest { method: "POST", headers: &h, body: body.as_bytes() }, &limits) {
+            Ok(Inspection::Messages { body: Body::Batch(m), .. }) => Ok(m.len()),
+            Ok(_) => panic!("not a batch: {body}"),
+            Err(r) => Err((r.reason, r.status, r.code, r.message.to_string(), r.id.is_none())),
+        }
+    }
+
+    #[test]
+    fn batch_limit_is_enforced_where_the_extra_message_starts() {
+        let too_large = ("batch_too_large", 400, -32600, "too many messages in one JSON-RPC batch".into(), true);
+        assert_eq!(batch_of(3, "]", "2025-03-26"), Ok(3), "exactly max_batch messages pass");
+        assert_eq!(batch_of(4, "]", "2025-03-26"), Err(too_large.clone()));
+        // Early: what follows message max_batch + 1 is never read, so a syntax error there
+        // changes nothing; one before it is still invalid JSON.
+        assert_eq!(batch_of(4, ",{]", "2025-03-26"), Err(too_large.clone()));
+        assert_eq!(batch_of(3, ",{]", "2025-03-26").map_err(|e| e.0), Err("batch_too_large"));
+        assert_eq!(batch_of(3, "}]", "2025-03-26").map_err(|e| e.0), Err("invalid_json"));
+        let not_allowed = (
+            "batch_not_allowed",
+            400,
+            -32600,
+            "JSON-RPC batches are not allowed in this protocol version".into(),
+            true,
+        );
+        assert_eq!(batch_of(2, "]", "2025-06-18"), Err(not_allowed.clone()));
+        assert_eq!(batch_of(4, "]", "2025-06-18"), Err(not_allowed.clone()));
+        assert_eq!(batch_of(4, ",{]", "2025-06-18"), Err(not_allowed));
+    }
+
     #[test]
     fn accepts_a_plain_tools_call() {
         let h = headers(&[("content-type", "application/json")]);
@@ -495,14 +541,17 @@ mod tests {
 
     #[test]
     fn governed_names_and_missing_names() {
-        let body = jsonrpc::parse(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":""}}"#, 8)
+        let body = jsonrpc::parse(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":""}}"#, 8, 100)
             .expect("parses");
         let Body::Single(m) = body else { panic!() };
         let r = governed(&m).expect_err("empty name");
         assert_eq!((r.code, r.id.map(|i| i.get())), (-32600, Some("3")));
-        let body =
-            jsonrpc::parse(r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}"#, 8)
-                .expect("parses");
+        let body = jsonrpc::parse(
+            r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}"#,
+            8,
+            100,
+        )
+        .expect("parses");
         let Body::Single(m) = body else { panic!() };
         assert_eq!(governed(&m).expect("ok"), Some(Governed::Resource("file:///x")));
     }
@@ -515,7 +564,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"file:///a\tb"}}"#,
             r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p\r"}}}"#,
         ] {
-            let Body::Single(m) = jsonrpc::parse(body, 8).expect("parses") else { panic!() };
+            let Body::Single(m) = jsonrpc::parse(body, 8, 100).expect("parses") else { panic!() };
             let r = governed(&m).expect_err(body);
             assert_eq!((r.reason, r.code, r.id.map(|i| i.get())), ("invalid_name", -32602, Some("4")), "{body}");
         }
@@ -524,7 +573,7 @@ mod tests {
     #[test]
     fn subscribing_and_completing_name_the_resource_or_prompt_the_upstream_reads() {
         let named = |body: &str| {
-            let Body::Single(m) = jsonrpc::parse(body, 8).expect("parses") else { panic!() };
+            let Body::Single(m) = jsonrpc::parse(body, 8, 100).expect("parses") else { panic!() };
             governed(&m).map(|g| g.map(|g| (g.kind(), g.name().to_owned()))).map_err(|r| r.reason)
         };
         for method in ["resources/subscribe", "resources/unsubscribe"] {
