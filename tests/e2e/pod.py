@@ -327,11 +327,9 @@ def _run(
     group: harness.ProcessGroup, c: Container, pod: Pod, binaries: dict[str, Path], extra: list[str] | None = None
 ) -> None:
     argv, cwd = _command(c.spec, binaries)
-    argv = (
-        [c.host_path(a) for a in argv[:1]]
-        + [c.host_path(a) for a in [*argv[1:], *c.spec.get("args", [])]]
-        + (extra or [])
-    )
+    # argv[0] is the local binary playing the image's command: a host path already (rewriting
+    # it would break a checkout that itself lives under a mountPath such as /tmp).
+    argv = argv[:1] + [c.host_path(a) for a in [*argv[1:], *c.spec.get("args", [])]] + (extra or [])
     env = {}
     for e in c.spec.get("env", []):
         if set(e) != {"name", "value"}:
